@@ -1,0 +1,51 @@
+"""One middleware turns every error into ``{"error": {"code", "message", "details"}}``."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from exporter.api.schemas import ErrorDetail, ErrorOut, FieldError
+from exporter.errors import ExporterError
+
+log = logging.getLogger("exporter.api")
+
+
+def error_response(
+    status: int, code: str, message: str, details: list[FieldError] | None = None
+) -> web.Response:
+    body = ErrorOut(error=ErrorDetail(code=code, message=message, details=details or []))
+    return web.json_response(body.model_dump(mode="json"), status=status)
+
+
+def _code_for(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "http_error"
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ExporterError as exc:
+        details = [FieldError(field=d.field, message=d.message) for d in exc.details]
+        response = error_response(exc.status, exc.code, exc.message, details)
+        if exc.status == 503:
+            response.headers["Retry-After"] = "5"
+        return response
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_response(exc.status, _code_for(exc.status), exc.reason)
+        for name in ("Allow", "Retry-After"):
+            if name in exc.headers:
+                response.headers[name] = exc.headers[name]
+        return response
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "internal server error")

@@ -1,0 +1,127 @@
+"""Request and response bodies of the API; the OpenAPI document is generated from these."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from exporter.models import ExportFormat, ExportTask, TaskStatus
+
+
+class CreateTaskRequest(BaseModel):
+    """Body of POST /api/export-tasks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=64, description="a registered export type")
+    format: ExportFormat = ExportFormat.XLSX
+    params: dict[str, Any] = Field(default_factory=dict, description="filters of the type")
+
+
+class ListTasksQuery(BaseModel):
+    """Query string of GET /api/export-tasks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: TaskStatus | None = None
+    type: str | None = Field(None, max_length=64)
+    page: int = Field(1, ge=1, le=100_000)
+    page_size: int = Field(20, ge=1, le=100)
+
+
+class TaskOut(BaseModel):
+    """An export task as the API shows it (the file's path on the server stays private)."""
+
+    id: uuid.UUID
+    type: str
+    format: ExportFormat
+    status: TaskStatus
+    params: dict[str, Any]
+    file_name: str | None
+    file_size: int | None
+    row_count: int | None
+    rows_done: int
+    rows_total: int | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+    download_url: str | None
+
+    @classmethod
+    def of(cls, task: ExportTask) -> TaskOut:
+        download = (
+            f"/api/export-tasks/{task.id}/download" if task.status is TaskStatus.COMPLETED else None
+        )
+        return cls(
+            id=task.id,
+            type=task.type,
+            format=task.format,
+            status=task.status,
+            params=task.params,
+            file_name=task.file_name,
+            file_size=task.file_size,
+            row_count=task.row_count,
+            rows_done=task.rows_done,
+            rows_total=task.rows_total,
+            error=task.error,
+            created_at=task.created_at,
+            started_at=task.started_at,
+            finished_at=task.finished_at,
+            attempts=task.attempts,
+            download_url=download,
+        )
+
+
+class TaskPageOut(BaseModel):
+    """One page of the caller's tasks, newest first."""
+
+    items: list[TaskOut]
+    total: int
+    page: int
+    page_size: int
+
+
+class ColumnOut(BaseModel):
+    label: str
+    kind: str
+
+
+class ExportTypeOut(BaseModel):
+    """A registered export type and what it takes."""
+
+    name: str
+    title: str
+    formats: list[ExportFormat]
+    columns: list[ColumnOut]
+    params_schema: dict[str, Any]
+
+
+class ExportTypesOut(BaseModel):
+    items: list[ExportTypeOut]
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: list[FieldError] = Field(default_factory=list)
+
+
+class ErrorOut(BaseModel):
+    """Every error response: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorDetail
+
+
+class HealthOut(BaseModel):
+    status: str
+    checks: dict[str, str] = Field(default_factory=dict)

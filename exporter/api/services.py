@@ -1,0 +1,33 @@
+"""What request handlers reach through the application: settings, repositories, queue, storage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+from aiohttp import web
+
+from exporter.account_repository import AccountRepository
+from exporter.queue import TaskQueue
+from exporter.registry import HandlerRegistry
+from exporter.storage import FileStorage
+from exporter.task_repository import TaskRepository
+from settings import Settings
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    pool: asyncpg.Pool
+    tasks: TaskRepository
+    accounts: AccountRepository
+    queue: TaskQueue
+    storage: FileStorage
+    handlers: HandlerRegistry
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def services_of(request: web.Request) -> Services:
+    return request.app[SERVICES]

@@ -1,0 +1,43 @@
+"""Turning request input into models, and pydantic's complaints into errors that name fields."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from exporter.errors import FieldProblem, InvalidParams, InvalidRequest
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def field_problems(exc: ValidationError, prefix: str = "") -> list[FieldProblem]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        path = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
+        problems.append(FieldProblem(path or prefix or "body", error["msg"]))
+    return problems
+
+
+def validate(model: type[M], data: Any, *, prefix: str = "") -> M:
+    """``model`` from ``data``, or InvalidParams listing every bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = field_problems(exc, prefix)
+        summary = "; ".join(f"{problem.field}: {problem.message}" for problem in problems)
+        raise InvalidParams(f"invalid request: {summary}", problems) from None
+
+
+async def read_json_body(request: web.Request, model: type[M]) -> M:
+    """The request body parsed as JSON into ``model`` (size is capped by the app)."""
+    raw = await request.read()
+    try:
+        data = json.loads(raw) if raw else None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    return validate(model, data)

@@ -1,0 +1,109 @@
+"""The ``exporter`` command: serve, worker, migrate, seed, token, and dev (``make run``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+
+from aiohttp import web
+from arq.worker import run_worker
+
+from exporter.account_repository import AccountRepository
+from exporter.api.app import create_app
+from exporter.db import create_pool
+from exporter.logs import configure_logging
+from exporter.migrate import migrate
+from exporter.seed import seed
+from exporter.tokens import issue_token
+from exporter.worker import worker_options
+from settings import Settings, SettingsError, load_settings
+
+
+def _settings() -> Settings:
+    """The settings from the environment, or exit with a message naming the bad variable."""
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        sys.exit(str(exc))
+
+
+def _serve(args: argparse.Namespace) -> None:
+    settings = _settings()
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+
+
+def _worker(args: argparse.Namespace) -> None:
+    settings = _settings()
+    run_worker(worker_options(settings))
+
+
+def _migrate(args: argparse.Namespace) -> None:
+    settings = _settings()
+    applied = asyncio.run(migrate(settings.database_url))
+    print(f"applied {len(applied)} migration(s)")
+
+
+def _seed(args: argparse.Namespace) -> None:
+    settings = _settings()
+    password = args.admin_password
+    result = asyncio.run(
+        seed(settings.database_url, accounts=args.accounts, admin_password=password)
+    )
+    print(f"{result.roles} roles, {result.accounts} accounts")
+    if password:
+        print(f"admin password: {password}")
+    token = issue_token(settings.secret.get_secret_value(), result.admin_id)
+    print(f"admin token: {token}")
+
+
+async def _account_id(settings: Settings, username: str) -> int | None:
+    pool = await create_pool(settings.database_url, max_size=1)
+    try:
+        account = await AccountRepository(pool).get_by_username(username)
+        return None if account is None else account.id
+    finally:
+        await pool.close()
+
+
+def _token(args: argparse.Namespace) -> None:
+    settings = _settings()
+    account_id = asyncio.run(_account_id(settings, args.username))
+    if account_id is None:
+        sys.exit(f"no account named {args.username!r}")
+    print(issue_token(settings.secret.get_secret_value(), account_id, ttl_s=args.ttl_hours * 3600))
+
+
+def _dev(args: argparse.Namespace) -> None:
+    from exporter.devstack import run_dev_stack  # only `make run` needs the embedded servers
+
+    run_dev_stack(embedded=args.embedded, accounts=args.accounts)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="exporter", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the HTTP API").set_defaults(run=_serve)
+    commands.add_parser("worker", help="run an export worker (arq)").set_defaults(run=_worker)
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(run=_migrate)
+    seed_cmd = commands.add_parser("seed", help="make sure demo roles, accounts and admin exist")
+    seed_cmd.add_argument("--accounts", type=int, default=10_000, help="accounts in all (10000)")
+    seed_cmd.add_argument("--admin-password", help="set the admin's password to this")
+    seed_cmd.set_defaults(run=_seed)
+    token_cmd = commands.add_parser("token", help="print a bearer token for an account")
+    token_cmd.add_argument("username")
+    token_cmd.add_argument("--ttl-hours", type=int, default=24)
+    token_cmd.set_defaults(run=_token)
+    dev_cmd = commands.add_parser("dev", help="migrate, seed, run API and worker (make run)")
+    dev_cmd.add_argument("--embedded", action="store_true", help="always use embedded servers")
+    dev_cmd.add_argument("--accounts", type=int, default=10_000)
+    dev_cmd.set_defaults(run=_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    configure_logging()
+    run: Callable[[argparse.Namespace], None] = args.run
+    run(args)

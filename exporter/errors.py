@@ -1,0 +1,114 @@
+"""The exporter's error family. One middleware maps each class to its HTTP status.
+
+ExporterError
+├── InvalidRequest        400  the body is not what the endpoint takes
+│   └── InvalidParams     422  a field has a bad value (details name the field)
+│       └── HandlerNotFound   422  no handler is registered for the export type
+├── Unauthorized          401
+├── Forbidden             403
+├── TaskNotFound          404
+├── TaskNotReady          409  the task has no file to download (yet)
+├── FileGone              410  the task's file no longer exists
+├── ServiceUnavailable    503  a backing service (the queue) is down
+├── ExportFailed          the worker could not produce the file (stored on the task)
+└── DuplicateHandler      a second handler registered under a taken name (import time)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One bad field of a request: its dotted path and what is wrong with it."""
+
+    field: str
+    message: str
+
+
+class ExporterError(Exception):
+    """Base of every error the exporter raises on purpose."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, details: list[FieldProblem] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+class InvalidRequest(ExporterError):
+    """The request body or query string is not what the endpoint takes."""
+
+    status = 400
+    code = "invalid_request"
+
+
+class InvalidParams(InvalidRequest):
+    """A field has a bad value; details name each field."""
+
+    status = 422
+    code = "invalid_params"
+
+
+class Unauthorized(ExporterError):
+    """No valid credentials."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ExporterError):
+    """Valid credentials, but the account may not do this."""
+
+    status = 403
+    code = "forbidden"
+
+
+class TaskNotFound(ExporterError):
+    """No such task for this user (another user's task looks exactly the same)."""
+
+    status = 404
+    code = "not_found"
+
+
+class TaskNotReady(ExporterError):
+    """The task exists but has no file to download in its current state."""
+
+    status = 409
+    code = "task_not_ready"
+
+
+class FileGone(ExporterError):
+    """The task completed, but its file is gone."""
+
+    status = 410
+    code = "file_gone"
+
+
+class ServiceUnavailable(ExporterError):
+    """A service the request needs is down; trying again later may work."""
+
+    status = 503
+    code = "service_unavailable"
+
+
+class HandlerNotFound(InvalidParams):
+    """No export handler is registered under the requested type."""
+
+    status = 422
+    code = "unknown_type"
+
+
+class ExportFailed(ExporterError):
+    """The worker could not produce the file; the message is stored on the task."""
+
+    code = "export_failed"
+
+
+class DuplicateHandler(ExporterError):
+    """Two handlers claim the same type name."""
+
+    code = "duplicate_handler"

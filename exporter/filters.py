@@ -1,0 +1,47 @@
+"""Building blocks for handlers' filters."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
+
+
+def _date_or_datetime(value: Any) -> Any:
+    # "2026-01-31" is a day, "2026-01-31T00:00:00" an instant; pydantic's union cannot tell.
+    if isinstance(value, str) and len(value.strip()) == 10:
+        return date.fromisoformat(value.strip())
+    return value
+
+
+DateOrDateTime = Annotated[datetime | date, BeforeValidator(_date_or_datetime)]
+"""An ISO 8601 date (a whole day) or date-time (without an offset: in the export's zone)."""
+
+
+def contains_pattern(text: str) -> str:
+    """An ILIKE pattern matching ``text`` anywhere, with ``%``, ``_`` and ``\\`` taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def range_start(value: datetime | date) -> str:
+    """A lower bound for a timestamptz column; offset-less values are in the session time zone."""
+    return value.isoformat()
+
+
+def range_end(value: datetime | date) -> str:
+    """An exclusive upper bound: a date means the whole of that day."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return datetime.combine(value + timedelta(days=1), time()).isoformat()
+
+
+def out_of_order(start: datetime | date | None, end: datetime | date | None) -> bool:
+    """Whether a range's start lies after its end, where the two can be compared."""
+    if start is None or end is None or type(start) is not type(end):
+        return False
+    if isinstance(start, datetime) and isinstance(end, datetime):
+        if (start.tzinfo is None) != (end.tzinfo is None):
+            return False
+    return start > end

@@ -1,0 +1,63 @@
+"""The task as stored in PostgreSQL, and the enums whose values are the stored strings."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class TaskStatus(StrEnum):
+    """Lifecycle of an export task; values are what the database stores and the API returns."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class ExportFormat(StrEnum):
+    """File formats a task can produce; the value is also the file extension."""
+
+    XLSX = "xlsx"
+    CSV = "csv"
+
+
+@dataclass(frozen=True)
+class ExportTask:
+    """One row of export_tasks."""
+
+    id: uuid.UUID
+    type: str
+    status: TaskStatus
+    format: ExportFormat
+    params: dict[str, Any]
+    file_name: str | None
+    file_path: str | None
+    file_size: int | None
+    row_count: int | None
+    rows_done: int
+    rows_total: int | None
+    error: str | None
+    created_by_id: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Account:
+    """The identity behind a request."""
+
+    id: int
+    username: str
+    status: str
+
+    @property
+    def may_export(self) -> bool:
+        return self.status == "active"

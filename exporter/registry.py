@@ -1,0 +1,160 @@
+"""Export handlers: what a type exports (columns, rows query, params) and the registry of types.
+
+A handler module in ``handlers/`` declares one type with :func:`export_handler`; the framework
+owns files, writers, statuses and errors. Handlers are discovered by :func:`load_handlers`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from exporter.errors import DuplicateHandler, HandlerNotFound
+
+
+class ColumnKind(StrEnum):
+    """How a column's values are written: text cells, numbers, dates, or labels of stored codes."""
+
+    TEXT = "text"
+    INTEGER = "integer"
+    DATETIME = "datetime"
+    ENUM = "enum"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One exported column: its header, the SQL expression giving its value, and its kind.
+
+    ``sql`` is written by the handler author, never built from user input. For ENUM columns,
+    ``labels`` maps each stored code to the label shown in the file.
+    """
+
+    label: str
+    sql: str
+    kind: ColumnKind = ColumnKind.TEXT
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class RowQuery:
+    """The FROM, WHERE and ORDER BY of an export, with its values bound as ``$n`` parameters.
+
+    Conditions use ``{}`` where a value goes: ``query.where("a.status = {}", params.status)``.
+    Only the placeholders are formatted; values always travel as bound parameters.
+    """
+
+    def __init__(self, source: str, *, order_by: str) -> None:
+        self.source = source
+        self.order_by = order_by
+        self.conditions: list[str] = []
+        self.args: list[Any] = []
+
+    def where(self, condition: str, *values: Any) -> RowQuery:
+        first = len(self.args) + 1
+        placeholders = [f"${first + offset}" for offset in range(len(values))]
+        self.conditions.append(condition.format(*placeholders))
+        self.args.extend(values)
+        return self
+
+    @property
+    def where_sql(self) -> str:
+        if not self.conditions:
+            return ""
+        return " WHERE " + " AND ".join(f"({condition})" for condition in self.conditions)
+
+
+class ExportParams(BaseModel):
+    """Base of every handler's filter model: unknown fields are refused, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_means_unset(cls, data: Any) -> Any:
+        # A cleared filter box sends "" (or "  "); it means "no filter", not "match nothing".
+        if isinstance(data, dict):
+            return {
+                key: value
+                for key, value in data.items()
+                if not (isinstance(value, str) and not value.strip()) and value is not None
+            }
+        return data
+
+
+P = TypeVar("P", bound=ExportParams)
+RowsFunction = Callable[[P], RowQuery]
+
+
+@dataclass(frozen=True)
+class ExportHandler(Generic[P]):
+    """A registered export type."""
+
+    name: str
+    title: str
+    params_model: type[P]
+    columns: tuple[Column, ...]
+    rows: RowsFunction[P]
+
+    def query_for(self, params: Mapping[str, Any]) -> RowQuery:
+        """Build the row query from stored (already validated and normalised) params."""
+        return self.rows(self.params_model.model_validate(params))
+
+
+class HandlerRegistry:
+    """Export types by name; registering a taken name raises."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, ExportHandler[Any]] = {}
+
+    def add(self, handler: ExportHandler[Any]) -> None:
+        if handler.name in self._handlers:
+            raise DuplicateHandler(
+                f"an export handler named {handler.name!r} is already registered"
+            )
+        self._handlers[handler.name] = handler
+
+    def get(self, name: str) -> ExportHandler[Any]:
+        try:
+            return self._handlers[name]
+        except KeyError:
+            raise HandlerNotFound(f"unknown export type {name!r}") from None
+
+    def __iter__(self) -> Iterator[ExportHandler[Any]]:
+        return iter(sorted(self._handlers.values(), key=lambda handler: handler.name))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._handlers
+
+
+registry = HandlerRegistry()
+
+
+def export_handler(
+    name: str,
+    *,
+    title: str,
+    params: type[P],
+    columns: list[Column] | tuple[Column, ...],
+) -> Callable[[RowsFunction[P]], RowsFunction[P]]:
+    """Register the decorated rows function as the export type ``name``."""
+    if not columns:
+        raise ValueError(f"export handler {name!r} declares no columns")
+
+    def register(rows: RowsFunction[P]) -> RowsFunction[P]:
+        registry.add(ExportHandler(name, title, params, tuple(columns), rows))
+        return rows
+
+    return register
+
+
+def load_handlers(package: str = "handlers") -> HandlerRegistry:
+    """Import every module of the handlers package once, so each registers itself."""
+    root = importlib.import_module(package)
+    for module in pkgutil.iter_modules(root.__path__, prefix=f"{package}."):
+        importlib.import_module(module.name)
+    return registry

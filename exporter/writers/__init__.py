@@ -1,0 +1,1 @@
+"""File writers: each turns the rows of one export into one file on disk."""

@@ -1,0 +1,108 @@
+"""xlsx files through xlsxwriter in constant_memory mode, rows strictly in order."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import xlsxwriter
+from xlsxwriter.worksheet import Worksheet
+
+from exporter.errors import ExportFailed
+from exporter.registry import Column, ColumnKind
+
+MAX_SHEET_DATA_ROWS = 1_048_575  # Excel's 1,048,576 rows less the header
+MAX_CELL_CHARS = 32_767
+TRUNCATION_MARKER = "…[已截断]"
+# Excel keeps 15 significant digits; a longer integer would come back altered.
+MAX_EXACT_INTEGER = 10**15
+
+_WIDTHS = {ColumnKind.INTEGER: 12, ColumnKind.DATETIME: 20, ColumnKind.ENUM: 10}
+_SHEET_NAME_FORBIDDEN = re.compile(r"[\[\]:*?/\\']")
+
+CellWriter = Callable[[int, int, Any], int]
+
+
+def _sheet_name(title: str, number: int) -> str:
+    base = _SHEET_NAME_FORBIDDEN.sub("_", title)[:24] or "Sheet"
+    return base if number == 1 else f"{base} ({number})"
+
+
+class XlsxExportWriter:
+    """Writes header and rows of one export; a new sheet with the header past Excel's row limit.
+
+    Every xlsxwriter call's return code is checked, so no cell is dropped silently.
+    """
+
+    def __init__(self, path: Path, title: str, columns: Sequence[Column]) -> None:
+        self._workbook = xlsxwriter.Workbook(
+            str(path),
+            {
+                "constant_memory": True,
+                "strings_to_numbers": False,
+                "strings_to_formulas": False,
+                "strings_to_urls": False,
+            },
+        )
+        self._title = title
+        self._columns = tuple(columns)
+        self._header_format = self._workbook.add_format({"bold": True})
+        self._date_format = self._workbook.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+        self._sheets = 0
+        self._row = 0
+        self._sheet = self._new_sheet()
+        self.rows_written = 0
+
+    def _new_sheet(self) -> Worksheet:
+        self._sheets += 1
+        sheet = self._workbook.add_worksheet(_sheet_name(self._title, self._sheets))
+        sheet.freeze_panes(1, 0)
+        for index, column in enumerate(self._columns):
+            sheet.set_column(index, index, _WIDTHS.get(column.kind, 18))
+            if sheet.write_string(0, index, column.label, self._header_format):
+                raise ExportFailed(f"xlsx writer refused the header {column.label!r}")
+        self._row = 0
+        self._cell_writers = [self._cell_writer(sheet, column.kind) for column in self._columns]
+        return sheet
+
+    def _cell_writer(self, sheet: Worksheet, kind: ColumnKind) -> CellWriter:
+        if kind is ColumnKind.INTEGER:
+            return lambda row, col, value: self._write_integer(sheet, row, col, value)
+        if kind is ColumnKind.DATETIME:
+            date_format = self._date_format
+            return lambda row, col, value: sheet.write_datetime(row, col, value, date_format)
+        return lambda row, col, value: self._write_text(sheet, row, col, value)
+
+    @staticmethod
+    def _write_integer(sheet: Worksheet, row: int, col: int, value: int) -> int:
+        if -MAX_EXACT_INTEGER < value < MAX_EXACT_INTEGER:
+            return int(sheet.write_number(row, col, value))
+        return int(sheet.write_string(row, col, str(value)))
+
+    @staticmethod
+    def _write_text(sheet: Worksheet, row: int, col: int, value: str) -> int:
+        status: int = sheet.write_string(row, col, value)
+        if status == -2:  # longer than a cell holds
+            keep = MAX_CELL_CHARS - len(TRUNCATION_MARKER)
+            status = sheet.write_string(row, col, value[:keep] + TRUNCATION_MARKER)
+        return status
+
+    def write_rows(self, rows: Iterable[Iterable[Any]]) -> None:
+        """Append rows; values are ints, strs, naive datetimes in the target zone, or None."""
+        for values in rows:
+            if self._row == MAX_SHEET_DATA_ROWS:
+                self._sheet = self._new_sheet()
+            self._row += 1
+            row = self._row
+            for col, (write, value) in enumerate(zip(self._cell_writers, values, strict=True)):
+                if value is not None and write(row, col, value):
+                    raise ExportFailed(
+                        f"xlsx writer refused the value at row {row + 1}, column {col + 1}"
+                    )
+            self.rows_written += 1
+
+    def close(self) -> None:
+        """Finish the workbook (this is where xlsxwriter compresses the sheets)."""
+        self._workbook.close()

@@ -1,0 +1,18 @@
+"""Entry point for ``arq run_worker.WorkerSettings``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from exporter.logs import configure_logging
+from exporter.worker import worker_options
+from settings import SettingsError, load_settings
+
+try:
+    _settings = load_settings()
+except SettingsError as exc:
+    sys.exit(str(exc))
+
+configure_logging()
+WorkerSettings: type[Any] = type("WorkerSettings", (), worker_options(_settings))

@@ -1,0 +1,73 @@
+"""Runtime settings, read once from the environment at the edge of the program."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """A setting has a bad value; the message names its environment variable."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; each field is read from the environment variable in its alias."""
+
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    database_url: str = Field("postgresql://postgres@127.0.0.1:5432/exporter", alias="DATABASE_URL")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    secret: SecretStr = Field(alias="EXPORTER_SECRET", min_length=32)
+    storage_dir: Path = Field(Path("var/exports"), alias="EXPORTER_STORAGE_DIR")
+    host: str = Field("127.0.0.1", alias="EXPORTER_HOST")
+    port: int = Field(8080, alias="EXPORTER_PORT", ge=1, le=65535)
+    time_zone: str = Field("Asia/Shanghai", alias="EXPORTER_TIME_ZONE")
+    job_timeout_s: int = Field(3600, alias="EXPORTER_JOB_TIMEOUT_S", gt=0)
+    worker_concurrency: int = Field(4, alias="EXPORTER_WORKER_CONCURRENCY", ge=1, le=256)
+    queue_name: str = Field("exporter:queue", alias="EXPORTER_QUEUE_NAME", min_length=1)
+    max_body_bytes: int = Field(64 * 1024, alias="EXPORTER_MAX_BODY_BYTES", ge=1024)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment, or raise SettingsError naming each bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]) or "settings"
+            if error["type"] == "missing":
+                problems.append(f"{name} is required but not set")
+            else:
+                problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
