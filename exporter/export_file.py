@@ -94,16 +94,20 @@ async def _write_xlsx(
     conn: Connection, request: ExportRequest, sql: ExportSql, progress: Progress
 ) -> int:
     writer = XlsxExportWriter(request.path, request.handler.title, request.handler.columns)
-    cursor = await conn.cursor(sql.rows, *sql.args)
-    batch = await cursor.fetch(FETCH_BATCH_ROWS)
-    while batch:
-        # Encode this batch in a thread while the next one is read from PostgreSQL.
-        written = asyncio.create_task(asyncio.to_thread(writer.write_rows, batch))
-        try:
-            next_batch = await cursor.fetch(FETCH_BATCH_ROWS)
-        finally:
-            await written
-        await progress.advance(len(batch))
-        batch = next_batch
-    await asyncio.to_thread(writer.close)
+    try:
+        cursor = await conn.cursor(sql.rows, *sql.args)
+        batch = await cursor.fetch(FETCH_BATCH_ROWS)
+        while batch:
+            # Encode this batch in a thread while the next one is read from PostgreSQL.
+            written = asyncio.create_task(asyncio.to_thread(writer.write_rows, batch))
+            try:
+                next_batch = await cursor.fetch(FETCH_BATCH_ROWS)
+            finally:
+                await written
+            await progress.advance(len(batch))
+            batch = next_batch
+        await asyncio.to_thread(writer.close)
+    except BaseException:
+        writer.abandon()
+        raise
     return writer.rows_written

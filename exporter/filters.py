@@ -9,10 +9,15 @@ from pydantic import BeforeValidator
 
 
 def _date_or_datetime(value: Any) -> Any:
-    # "2026-01-31" is a day, "2026-01-31T00:00:00" an instant; pydantic's union cannot tell.
-    if isinstance(value, str) and len(value.strip()) == 10:
-        return date.fromisoformat(value.strip())
-    return value
+    # "2026-01-31" is a day, "2026-01-31T00:00:00" an instant; pydantic's union cannot tell,
+    # and would report one error per member of the union.
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    try:
+        return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 date (2026-01-31) or date-time") from None
 
 
 DateOrDateTime = Annotated[datetime | date, BeforeValidator(_date_or_datetime)]

@@ -43,7 +43,8 @@ def _label_sql(column: Column, value: str, args: list[Any]) -> str:
 
 def _xlsx_value(column: Column, value: str, args: list[Any]) -> str:
     if column.kind is ColumnKind.DATETIME:
-        return f"{value}::timestamp"
+        # Whole seconds, as the csv shows them; a float of days cannot hold microseconds exactly.
+        return f"date_trunc('second', {value}::timestamp)"
     if column.kind is ColumnKind.ENUM:
         return _label_sql(column, value, args)
     return value

@@ -1,15 +1,16 @@
-"""Where export files live: a temporary name while written, the final name once complete."""
+"""Where export files live: built in a private work directory, then moved into place whole."""
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import uuid
 from pathlib import Path
 
 from exporter.models import ExportFormat
 
-TEMP_SUFFIX = ".part"
+WORK_DIR_PREFIX = ".work-"
 
 
 class FileStorage:
@@ -21,9 +22,15 @@ class FileStorage:
     def ensure_root(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def temp_path(self, task_id: uuid.UUID, file_format: ExportFormat) -> Path:
-        """A fresh name no reader looks at; a random part keeps two attempts apart."""
-        return self.root / f".{task_id}.{secrets.token_hex(4)}.{file_format.value}{TEMP_SUFFIX}"
+    def make_work_dir(self, task_id: uuid.UUID) -> Path:
+        """A fresh directory for one attempt: its file and any scratch files of the writer.
+
+        Keeping scratch files here (not in /tmp) means one rmtree removes every trace of a
+        failed attempt, and they count against the same disk as the export.
+        """
+        path = self.root / f"{WORK_DIR_PREFIX}{task_id}-{secrets.token_hex(4)}"
+        path.mkdir(parents=True)
+        return path
 
     def final_path(self, task_id: uuid.UUID, file_format: ExportFormat) -> Path:
         return self.root / f"{task_id}.{file_format.value}"
@@ -37,7 +44,11 @@ class FileStorage:
 
     @staticmethod
     def discard(path: Path) -> None:
-        path.unlink(missing_ok=True)
+        """Remove a file or a work directory, whatever is left of it."""
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
     def resolve(self, stored_path: str) -> Path | None:
         """The file of a finished task, if it still exists inside this storage."""

@@ -84,7 +84,8 @@ async def run_export_task(ctx: WorkerContext, task_id_text: str) -> str:
         "task %s: running %s as %s (attempt %d)", task_id, task.type, task.format, task.attempts
     )
     storage = ctx["storage"]
-    temp = storage.temp_path(task.id, task.format)
+    work_dir = storage.make_work_dir(task.id)
+    temp = work_dir / f"export.{task.format.value}"
     try:
         handler = ctx["handlers"].get(task.type)
         request = ExportRequest(handler, task.params, task.format, temp, settings.time_zone)
@@ -98,18 +99,19 @@ async def run_export_task(ctx: WorkerContext, task_id_text: str) -> str:
         final = storage.final_path(task.id, task.format)
         size = storage.publish(temp, final)
     except asyncio.CancelledError:
-        storage.discard(temp)
+        storage.discard(work_dir)
         await asyncio.shield(tasks.release(task_id))
         log.warning("task %s: worker stopped mid-export, handed back to pending", task_id)
         raise
     except Exception as exc:
-        storage.discard(temp)
+        storage.discard(work_dir)
         message = describe_failure(exc, settings.job_timeout_s)
         log.exception(
             "task %s: failed after %.1f s: %s", task_id, time.monotonic() - started, message
         )
         await tasks.fail(task_id, message)
         return "failed"
+    storage.discard(work_dir)
     name = file_name_for(handler.title, task, datetime.now(settings.zone))
     if await tasks.complete(
         task_id, file_name=name, file_path=str(final), file_size=size, rows=rows

@@ -68,7 +68,7 @@ def account_rows(params: AccountParams) -> RowQuery:
     if params.role_id:
         query.where("a.role_id = {}", params.role_id)
     if params.created_from:
-        query.where("a.created_at >= {}::timestamptz", range_start(params.created_from))
+        query.where("a.created_at >= {}::text::timestamptz", range_start(params.created_from))
     if params.created_to:
-        query.where("a.created_at < {}::timestamptz", range_end(params.created_to))
+        query.where("a.created_at < {}::text::timestamptz", range_end(params.created_to))
     return query

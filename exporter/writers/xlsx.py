@@ -36,17 +36,26 @@ class XlsxExportWriter:
     Every xlsxwriter call's return code is checked, so no cell is dropped silently.
     """
 
-    def __init__(self, path: Path, title: str, columns: Sequence[Column]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        title: str,
+        columns: Sequence[Column],
+        *,
+        max_sheet_rows: int = MAX_SHEET_DATA_ROWS,
+    ) -> None:
         self._workbook = xlsxwriter.Workbook(
             str(path),
             {
                 "constant_memory": True,
+                "tmpdir": str(path.parent),
                 "strings_to_numbers": False,
                 "strings_to_formulas": False,
                 "strings_to_urls": False,
             },
         )
         self._title = title
+        self._max_sheet_rows = max_sheet_rows
         self._columns = tuple(columns)
         self._header_format = self._workbook.add_format({"bold": True})
         self._date_format = self._workbook.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
@@ -91,18 +100,33 @@ class XlsxExportWriter:
 
     def write_rows(self, rows: Iterable[Iterable[Any]]) -> None:
         """Append rows; values are ints, strs, naive datetimes in the target zone, or None."""
-        for values in rows:
-            if self._row == MAX_SHEET_DATA_ROWS:
-                self._sheet = self._new_sheet()
-            self._row += 1
-            row = self._row
-            for col, (write, value) in enumerate(zip(self._cell_writers, values, strict=True)):
-                if value is not None and write(row, col, value):
-                    raise ExportFailed(
-                        f"xlsx writer refused the value at row {row + 1}, column {col + 1}"
-                    )
-            self.rows_written += 1
+        row = col = 0
+        try:
+            for values in rows:
+                if self._row == self._max_sheet_rows:
+                    self._sheet = self._new_sheet()
+                self._row += 1
+                row = self._row
+                for col, (write, value) in enumerate(zip(self._cell_writers, values, strict=True)):
+                    if value is not None and write(row, col, value):
+                        raise ExportFailed("refused by xlsxwriter")
+                self.rows_written += 1
+        except (ExportFailed, TypeError, ValueError) as exc:
+            label = self._columns[col].label
+            raise ExportFailed(
+                f"cannot write sheet {self._sheets} row {row + 1}, column {label!r}: {exc}"
+            ) from exc
 
     def close(self) -> None:
         """Finish the workbook (this is where xlsxwriter compresses the sheets)."""
         self._workbook.close()
+
+    def abandon(self) -> None:
+        """Release the sheets' scratch files without building the workbook.
+
+        xlsxwriter has no public call for this; ``_opt_close`` is what its own ``close``
+        uses to shut constant_memory scratch files. The files themselves are removed with
+        the work directory they were created in.
+        """
+        for sheet in self._workbook.worksheets():
+            sheet._opt_close()

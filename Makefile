@@ -1,0 +1,53 @@
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required") if sys.version_info < (3, 11) else None'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## create .venv and install the project with its dev tools
+
+.PHONY: format
+format: $(STAMP) ## rewrite the code in the house format
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+.PHONY: lint
+lint: $(STAMP) ## ruff (format and rules)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+.PHONY: mypy
+mypy: $(STAMP) ## mypy --strict on exporter/ and handlers/
+	$(BIN)/mypy
+
+.PHONY: test
+test: lint mypy ## lint, type-check and run every test against real PostgreSQL and Redis
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+.PHONY: migrate
+migrate: $(STAMP) ## apply migrations to DATABASE_URL
+	$(BIN)/exporter migrate
+
+.PHONY: seed
+seed: $(STAMP) ## demo roles, accounts and admin in DATABASE_URL
+	$(BIN)/exporter seed
+
+.PHONY: run
+run: $(STAMP) ## migrate, seed, start API + worker (EMBEDDED=1 forces embedded servers)
+	$(BIN)/exporter dev $(if $(EMBEDDED),--embedded)
+
+.PHONY: clean
+clean: ## remove caches and local state (keeps .venv)
+	rm -rf .mypy_cache .ruff_cache .pytest_cache var test-artifacts

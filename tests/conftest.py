@@ -1,0 +1,173 @@
+"""Real PostgreSQL and Redis for every test: a fresh database cloned from a migrated template,
+its own arq queue, a real HTTP server on loopback and an in-process arq worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from arq.connections import ArqRedis, create_pool
+from arq.worker import Worker
+
+from exporter.api.app import create_app
+from exporter.migrate import migrate
+from exporter.queue import redis_settings
+from exporter.seed import seed
+from exporter.tokens import issue_token
+from exporter.worker import worker_options
+from settings import Settings
+from tests import failing_handlers  # noqa: F401  (registers the test-only export types)
+from tests.support import ApiUser
+
+SECRET = "test-secret-" + "x" * 32
+ROOT = Path(__file__).resolve().parent.parent
+TEST_REDIS_DB = 15
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL pointing at another database (keeps socket ?host= queries)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def with_redis_db(url: str, number: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{number}"))
+
+
+@dataclass(frozen=True)
+class Servers:
+    """Server-level URLs: PostgreSQL's maintenance database, and Redis."""
+
+    database_url: str
+    redis_url: str
+
+
+@pytest.fixture(scope="session")
+def service_urls() -> Iterator[Servers]:
+    """TEST_DATABASE_URL/TEST_REDIS_URL, else the configured or running servers, else embedded."""
+    database, redis = os.environ.get("TEST_DATABASE_URL"), os.environ.get("TEST_REDIS_URL")
+    if database and redis:
+        yield Servers(database, redis)
+        return
+    from exporter.devstack import backing_services  # starts embedded servers only if needed
+
+    with backing_services(ROOT / "var" / "test", force_embedded=False) as urls:
+        yield Servers(urls.database_url, urls.redis_url)
+
+
+@pytest.fixture(scope="session")
+def template_database(service_urls: Servers) -> Iterator[str]:
+    """A database migrated and seeded once per session, cloned for every test."""
+    name = f"exporter_tpl_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        admin = await asyncpg.connect(service_urls.database_url)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        url = with_database(service_urls.database_url, name)
+        await migrate(url)
+        await seed(url, accounts=300, admin_password="admin-password")
+
+    async def drop() -> None:
+        admin = await asyncpg.connect(service_urls.database_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
+    yield name
+    asyncio.run(drop())
+
+
+@pytest.fixture
+async def database_url(service_urls: Servers, template_database: str) -> AsyncIterator[str]:
+    name = f"exporter_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(service_urls.database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    finally:
+        await admin.close()
+    yield with_database(service_urls.database_url, name)
+    admin = await asyncpg.connect(service_urls.database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def settings(database_url: str, service_urls: Servers, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=with_redis_db(service_urls.redis_url, TEST_REDIS_DB),
+        secret=SECRET,
+        storage_dir=tmp_path / "exports",
+        queue_name=f"exporter-test:{uuid.uuid4().hex}",
+        time_zone="Asia/Shanghai",
+        job_timeout_s=60,
+        worker_concurrency=2,
+    )
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection[Any]]:
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    async with TestClient(TestServer(create_app(settings))) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def arq_redis(settings: Settings) -> AsyncIterator[ArqRedis]:
+    redis = await create_pool(redis_settings(settings.redis_url))
+    yield redis
+    await redis.aclose()
+
+
+@pytest.fixture
+async def worker(settings: Settings) -> AsyncIterator[Worker]:
+    """A real arq worker on the test's queue, running in this event loop."""
+    arq_worker = Worker(**worker_options(settings), handle_signals=False, poll_delay=0.05)
+    running = asyncio.create_task(arq_worker.async_run())
+    yield arq_worker
+    await arq_worker.close()
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+
+
+async def account_id(db: asyncpg.Connection[Any], username: str) -> int:
+    value = await db.fetchval("SELECT id FROM accounts WHERE username = $1", username)
+    assert value is not None, username
+    return int(value)
+
+
+@pytest.fixture
+async def admin(client: TestClient[Any, Any], db: asyncpg.Connection[Any]) -> ApiUser:
+    return ApiUser(client, issue_token(SECRET, await account_id(db, "admin")))
+
+
+@pytest.fixture
+async def other_user(client: TestClient[Any, Any], db: asyncpg.Connection[Any]) -> ApiUser:
+    """A second active account, to check that users never see each other's tasks."""
+    other = await db.fetchval(
+        "INSERT INTO accounts (username, status) VALUES ('other', 'active') RETURNING id"
+    )
+    return ApiUser(client, issue_token(SECRET, int(other)))

@@ -1,0 +1,173 @@
+"""Who may see and do what: tokens, account states, other users' tasks."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+import jwt
+import pytest
+from aiohttp.test_utils import TestClient
+
+from exporter.tokens import issue_token
+from tests.conftest import SECRET, account_id
+from tests.support import ApiUser
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "Bearer",
+        "Basic YWRtaW46YWRtaW4=",
+        "Bearer not-a-jwt",
+        "Bearer " + jwt.encode({"sub": "1", "exp": int(time.time()) + 60}, "x" * 40, "HS256"),
+        "Bearer " + jwt.encode({"sub": "1", "exp": int(time.time()) - 60}, SECRET, "HS256"),
+        "Bearer " + jwt.encode({"sub": "1"}, SECRET, "HS256"),
+        "Bearer " + jwt.encode({"sub": "admin", "exp": int(time.time()) + 60}, SECRET, "HS256"),
+        "Bearer " + jwt.encode({"sub": "999999", "exp": int(time.time()) + 60}, SECRET, "HS256"),
+    ],
+    ids=[
+        "missing",
+        "empty",
+        "basic",
+        "garbage",
+        "wrong-key",
+        "expired",
+        "no-exp",
+        "bad-sub",
+        "unknown",
+    ],
+)
+async def test_requests_without_a_valid_token_for_a_known_account_get_401_json(
+    client: TestClient[Any, Any], authorization: str | None
+) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+
+    for method, path in (("GET", "/api/export-tasks"), ("POST", "/api/export-tasks")):
+        response = await client.request(method, path, headers=headers, json={"type": "role"})
+        assert response.status == 401
+        assert (await response.json())["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize("state", ["disabled", "locked"])
+async def test_a_disabled_or_locked_account_cannot_create_exports(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any], state: str
+) -> None:
+    user_id = await db.fetchval(
+        "INSERT INTO accounts (username, status) VALUES ($1, $2) RETURNING id", state, state
+    )
+    user = ApiUser(client, issue_token(SECRET, int(user_id)))
+
+    status, body = await user.post_task({"type": "role", "format": "csv", "params": {}})
+
+    assert status == 403
+    assert body["error"]["code"] == "forbidden"
+    assert await db.fetchval("SELECT count(*) FROM export_tasks") == 0
+
+
+async def test_another_users_task_is_404_on_get_and_download_exactly_like_a_missing_one(
+    admin: ApiUser, other_user: ApiUser
+) -> None:
+    task = await admin.create("role", "csv")
+
+    foreign = await other_user.get(f"/api/export-tasks/{task['id']}")
+    missing = await other_user.get(f"/api/export-tasks/{uuid.uuid4()}")
+    foreign_download, _, _ = await other_user.download(task["id"])
+
+    assert foreign == missing
+    assert foreign[0] == 404
+    assert foreign_download == 404
+
+
+async def test_a_task_id_that_is_not_a_uuid_is_404(admin: ApiUser) -> None:
+    status, body = await admin.get("/api/export-tasks/12345")
+    download_status, _, _ = await admin.download("../../etc/passwd")
+
+    assert status == 404
+    assert body["error"]["code"] == "not_found"
+    assert download_status == 404
+
+
+async def test_download_before_completion_is_409(admin: ApiUser) -> None:
+    task = await admin.create("role", "xlsx")  # no worker runs in this test
+
+    status, body, _ = await admin.download(task["id"])
+
+    assert status == 409
+    error = json.loads(body)["error"]
+    assert error["code"] == "task_not_ready"
+    assert error["message"] == "the export is pending; only a completed export has a file"
+
+
+async def test_the_list_shows_only_the_callers_tasks_newest_first_with_filters_and_pages(
+    admin: ApiUser, other_user: ApiUser
+) -> None:
+    mine = [
+        await admin.create("role", "csv"),
+        await admin.create("account", "xlsx", status="active"),
+        await admin.create("account", "csv"),
+    ]
+    await other_user.create("role", "csv")
+
+    status, page = await admin.get("/api/export-tasks?page_size=2")
+    _, second = await admin.get("/api/export-tasks?page_size=2&page=2")
+    _, roles = await admin.get("/api/export-tasks?type=role")
+    _, failed = await admin.get("/api/export-tasks?status=failed")
+
+    assert status == 200
+    assert page["total"] == 3
+    assert [t["id"] for t in page["items"] + second["items"]] == [t["id"] for t in reversed(mine)]
+    assert [t["id"] for t in roles["items"]] == [mine[0]["id"]]
+    assert failed == {"items": [], "total": 0, "page": 1, "page_size": 20}
+    assert all("file_path" not in task for task in page["items"])
+
+
+async def test_health_readiness_and_openapi_need_no_token(client: TestClient[Any, Any]) -> None:
+    health = await client.get("/healthz")
+    ready = await client.get("/readyz")
+    spec = await client.get("/api/openapi.json")
+
+    assert health.status == 200
+    assert ready.status == 200
+    assert (await ready.json())["checks"] == {"postgres": "ok", "redis": "ok"}
+    document = await spec.json()
+    assert document["openapi"] == "3.1.0"
+    assert set(document["paths"]) >= {"/api/export-tasks", "/api/export-tasks/{task_id}/download"}
+    assert "AccountParams" in document["components"]["schemas"]
+    assert "CreateTaskRequest" in document["components"]["schemas"]
+
+
+async def test_export_types_list_the_registered_types_with_their_params_schema(
+    admin: ApiUser,
+) -> None:
+    status, body = await admin.get("/api/export-types")
+
+    assert status == 200
+    types = {item["name"]: item for item in body["items"]}
+    assert {"account", "role"} <= set(types)
+    account = types["account"]
+    assert account["title"] == "账号列表"
+    assert account["formats"] == ["xlsx", "csv"]
+    assert [c["label"] for c in account["columns"]][:3] == ["ID", "用户名", "昵称"]
+    assert set(account["params_schema"]["properties"]) == {
+        "keyword",
+        "status",
+        "role_id",
+        "created_from",
+        "created_to",
+    }
+    assert account["params_schema"]["additionalProperties"] is False
+
+
+async def test_the_token_command_issues_a_token_the_api_accepts(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any]
+) -> None:
+    token = issue_token(SECRET, await account_id(db, "admin"), ttl_s=60)
+
+    response = await client.get("/api/export-tasks", headers={"Authorization": f"Bearer {token}"})
+
+    assert response.status == 200

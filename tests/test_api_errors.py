@@ -1,0 +1,133 @@
+"""Bad input always gets a 4xx JSON error that names the problem; never a 500."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.support import ApiUser
+
+
+def error_fields(body: dict[str, Any]) -> list[str]:
+    return [detail["field"] for detail in body["error"]["details"]]
+
+
+async def test_unknown_type_is_rejected_naming_the_type_field(admin: ApiUser) -> None:
+    status, body = await admin.post_task({"type": "invoices", "format": "xlsx", "params": {}})
+
+    assert status == 422
+    assert body["error"]["code"] == "unknown_type"
+    assert error_fields(body) == ["type"]
+    assert "account" in body["error"]["details"][0]["message"]
+
+
+async def test_unknown_format_is_rejected_naming_the_format_field(admin: ApiUser) -> None:
+    status, body = await admin.post_task({"type": "account", "format": "pdf", "params": {}})
+
+    assert status == 422
+    assert error_fields(body) == ["format"]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"status": "deleted"}, "params.status"),
+        ({"role_id": "abc"}, "params.role_id"),
+        ({"role_id": 0}, "params.role_id"),
+        ({"created_from": "yesterday"}, "params.created_from"),
+        ({"colour": "red"}, "params.colour"),
+        ({"keyword": "x" * 201}, "params.keyword"),
+        ({"created_from": "2024-02-01", "created_to": "2024-01-01"}, "params"),
+    ],
+)
+async def test_bad_params_are_rejected_at_post_naming_the_field(
+    admin: ApiUser, params: dict[str, Any], field: str
+) -> None:
+    status, body = await admin.post_task({"type": "account", "format": "csv", "params": params})
+
+    assert status == 422
+    assert body["error"]["code"] == "invalid_params"
+    assert error_fields(body) == [field]
+
+
+async def test_params_are_stored_normalised(admin: ApiUser) -> None:
+    task = await admin.create(
+        "account", "csv", keyword="  张  ", status="", role_id="3", created_to=None
+    )
+
+    assert task["params"] == {"keyword": "张", "role_id": 3}
+
+
+async def test_params_must_be_an_object(admin: ApiUser) -> None:
+    status, body = await admin.post_task({"type": "account", "format": "csv", "params": [1]})
+
+    assert status == 422
+    assert error_fields(body) == ["params"]
+
+
+async def test_a_body_without_type_names_the_missing_field(admin: ApiUser) -> None:
+    status, body = await admin.post_task({"format": "csv"})
+
+    assert status == 422
+    assert error_fields(body) == ["type"]
+
+
+async def test_malformed_json_is_a_400_json_error(
+    admin: ApiUser, client: TestClient[Any, Any]
+) -> None:
+    response = await client.post(
+        "/api/export-tasks", data=b'{"type": "account",', headers=admin.headers
+    )
+
+    assert response.status == 400
+    body = await response.json()
+    assert body["error"]["code"] == "invalid_request"
+    assert "JSON" in body["error"]["message"]
+
+
+async def test_a_json_array_body_is_a_400(admin: ApiUser) -> None:
+    status, body = await admin.post_task(["account"])
+
+    assert status == 400
+    assert body["error"]["code"] == "invalid_request"
+
+
+async def test_an_oversized_body_is_a_413_json_error(
+    admin: ApiUser, client: TestClient[Any, Any]
+) -> None:
+    huge = b'{"type": "account", "params": {"keyword": "' + b"x" * 200_000 + b'"}}'
+
+    response = await client.post("/api/export-tasks", data=huge, headers=admin.headers)
+
+    assert response.status == 413
+    body = await response.json()
+    assert body["error"]["code"] == "request_entity_too_large"
+
+
+async def test_unknown_route_is_a_404_json_error(client: TestClient[Any, Any]) -> None:
+    response = await client.get("/api/nothing-here")
+
+    assert response.status == 404
+    assert (await response.json())["error"]["code"] == "not_found"
+
+
+async def test_wrong_method_is_a_405_json_error(
+    admin: ApiUser, client: TestClient[Any, Any]
+) -> None:
+    response = await client.put("/api/export-tasks", headers=admin.headers)
+
+    assert response.status == 405
+    assert (await response.json())["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["status=done", "page=0", "page_size=1000", "page=abc", "colour=red"],
+)
+async def test_bad_list_query_is_a_422_naming_the_parameter(admin: ApiUser, query: str) -> None:
+    status, body = await admin.get(f"/api/export-tasks?{query}")
+
+    assert status == 422
+    assert error_fields(body) == [query.split("=")[0]]

@@ -1,0 +1,127 @@
+"""Migrations, settings and the handler registry."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from exporter.errors import DuplicateHandler
+from exporter.migrate import bundled_migrations
+from exporter.registry import (
+    Column,
+    ExportParams,
+    RowQuery,
+    export_handler,
+    load_handlers,
+    registry,
+)
+from settings import SettingsError, load_settings
+from tests.conftest import SECRET, Servers, with_database
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+async def empty_database_url(service_urls: Servers) -> AsyncIterator[str]:
+    name = f"exporter_empty_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(service_urls.database_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    yield with_database(service_urls.database_url, name)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+def exporter_command(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", "from exporter.cli import main; main()", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+async def test_two_processes_migrating_at_once_both_succeed(empty_database_url: str) -> None:
+    env = {"DATABASE_URL": empty_database_url, "EXPORTER_SECRET": SECRET}
+    processes = [exporter_command("migrate", env=env) for _ in range(2)]
+
+    outputs = await asyncio.gather(*(asyncio.to_thread(p.communicate, None, 60) for p in processes))
+
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    lines = sorted(out.strip().splitlines()[-1] for out, _ in outputs)
+    assert lines == ["applied 0 migration(s)", f"applied {len(bundled_migrations())} migration(s)"]
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        versions = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
+        tables = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+        )
+    finally:
+        await conn.close()
+    assert [r["version"] for r in versions] == [m.version for m in bundled_migrations()]
+    assert [r["tablename"] for r in tables] == [
+        "accounts",
+        "export_tasks",
+        "roles",
+        "schema_migrations",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("EXPORTER_PORT", "eighty"),
+        ("EXPORTER_TIME_ZONE", "Mars/Olympus"),
+        ("EXPORTER_JOB_TIMEOUT_S", "0"),
+        ("DATABASE_URL", "mysql://localhost/x"),
+        ("EXPORTER_SECRET", "short"),
+    ],
+)
+def test_a_bad_setting_stops_start_up_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv("EXPORTER_SECRET", SECRET)
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(SettingsError, match=variable):
+        load_settings()
+
+
+def test_a_missing_secret_stops_start_up_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EXPORTER_SECRET", raising=False)
+
+    with pytest.raises(SettingsError, match="EXPORTER_SECRET is required"):
+        load_settings()
+
+
+def test_the_worker_command_exits_with_the_settings_message(tmp_path: Path) -> None:
+    process = exporter_command("worker", env={"EXPORTER_SECRET": SECRET, "EXPORTER_PORT": "x"})
+    output, _ = process.communicate(timeout=60)
+
+    assert process.returncode == 1
+    assert "EXPORTER_PORT" in output
+    assert "Traceback" not in output
+
+
+def test_registering_a_taken_type_name_raises() -> None:
+    load_handlers()
+
+    class Nothing(ExportParams):
+        pass
+
+    with pytest.raises(DuplicateHandler, match="'account'"):
+
+        @export_handler("account", title="again", params=Nothing, columns=[Column("ID", "1")])
+        def rows(params: Nothing) -> RowQuery:
+            return RowQuery("accounts", order_by="id")
+
+    assert registry.get("account").title == "账号列表"

@@ -1,0 +1,72 @@
+"""The xlsx writer on its own: sheets past the row limit, cell types, refusals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from exporter.errors import ExportFailed
+from exporter.registry import Column, ColumnKind
+from exporter.writers.xlsx import XlsxExportWriter
+from tests.support import xlsx_rows
+
+COLUMNS = [
+    Column("ID", "id", ColumnKind.INTEGER),
+    Column("名字", "name"),
+    Column("时间", "at", ColumnKind.DATETIME),
+]
+
+
+def write(path: Path, rows: list[tuple[object, ...]], max_sheet_rows: int) -> list[str]:
+    writer = XlsxExportWriter(path, "测试:表/名", COLUMNS, max_sheet_rows=max_sheet_rows)
+    writer.write_rows(rows)
+    writer.close()
+    workbook = openpyxl.load_workbook(path, read_only=True)
+    names = workbook.sheetnames
+    workbook.close()
+    return names
+
+
+def test_rows_past_the_sheet_limit_continue_on_a_new_sheet_with_the_header_repeated(
+    tmp_path: Path,
+) -> None:
+    at = datetime(2026, 1, 2, 3, 4, 5)
+    rows = [(n, f"name {n}", at) for n in range(1, 8)]
+
+    names = write(tmp_path / "out.xlsx", rows, max_sheet_rows=3)
+
+    assert names == ["测试_表_名", "测试_表_名 (2)", "测试_表_名 (3)"]
+    content = xlsx_rows((tmp_path / "out.xlsx").read_bytes())
+    header = ["ID", "名字", "时间"]
+    assert content == [
+        header,
+        [1, "name 1", at],
+        [2, "name 2", at],
+        [3, "name 3", at],
+        header,
+        [4, "name 4", at],
+        [5, "name 5", at],
+        [6, "name 6", at],
+        header,
+        [7, "name 7", at],
+    ]
+
+
+def test_integers_beyond_excels_precision_are_written_as_text(tmp_path: Path) -> None:
+    write(tmp_path / "out.xlsx", [(10**15, "big", None), (10**15 - 1, "fits", None)], 10)
+
+    content = xlsx_rows((tmp_path / "out.xlsx").read_bytes())
+
+    assert content[1][:2] == ["1000000000000000", "big"]
+    assert content[2][:2] == [999_999_999_999_999, "fits"]
+
+
+def test_a_value_of_the_wrong_kind_fails_the_export_instead_of_vanishing(tmp_path: Path) -> None:
+    writer = XlsxExportWriter(tmp_path / "out.xlsx", "t", COLUMNS)
+
+    with pytest.raises(ExportFailed, match="sheet 1 row 2, column '时间': Unknown or unsupported"):
+        writer.write_rows([(1, "ok", "not a datetime")])
+    writer.abandon()
