@@ -8,6 +8,7 @@ from http import HTTPStatus
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from exporter.api.responses import json_model
 from exporter.api.schemas import ErrorDetail, ErrorOut, FieldError
 from exporter.errors import ExporterError
 
@@ -18,7 +19,7 @@ def error_response(
     status: int, code: str, message: str, details: list[FieldError] | None = None
 ) -> web.Response:
     body = ErrorOut(error=ErrorDetail(code=code, message=message, details=details or []))
-    return web.json_response(body.model_dump(mode="json"), status=status)
+    return json_model(body, status=status)
 
 
 def _code_for(status: int) -> str:

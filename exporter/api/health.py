@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 
+from exporter.api.responses import json_model
 from exporter.api.schemas import HealthOut
 from exporter.api.services import services_of
 
@@ -16,7 +17,7 @@ PROBE_TIMEOUT_S = 2.0
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response(HealthOut(status="ok").model_dump())
+    return json_model(HealthOut(status="ok"))
 
 
 @routes.get("/readyz")
@@ -37,4 +38,4 @@ async def readyz(request: web.Request) -> web.Response:
         checks["redis"] = f"error: {type(exc).__name__}"
     ready = all(value == "ok" for value in checks.values())
     body = HealthOut(status="ok" if ready else "unavailable", checks=checks)
-    return web.json_response(body.model_dump(), status=200 if ready else 503)
+    return json_model(body, status=200 if ready else 503)

@@ -10,6 +10,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from exporter.api.auth import current_account
+from exporter.api.responses import json_model
 from exporter.api.schemas import (
     CreateTaskRequest,
     ListTasksQuery,
@@ -35,7 +36,7 @@ routes = web.RouteTableDef()
 
 
 def _task_json(task: ExportTask, status: int = 200) -> web.Response:
-    return web.json_response(TaskOut.of(task).model_dump(mode="json"), status=status)
+    return json_model(TaskOut.of(task), status=status)
 
 
 def _task_id(request: web.Request) -> uuid.UUID:
@@ -98,7 +99,7 @@ async def list_tasks(request: web.Request) -> web.Response:
         page=query.page,
         page_size=query.page_size,
     )
-    return web.json_response(body.model_dump(mode="json"))
+    return json_model(body)
 
 
 @routes.get("/api/export-tasks/{task_id}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from exporter.api.auth import current_account
+from exporter.api.responses import json_model
 from exporter.api.schemas import ColumnOut, ExportTypeOut, ExportTypesOut
 from exporter.api.services import services_of
 from exporter.models import ExportFormat
@@ -32,4 +33,4 @@ def describe_types(handlers: HandlerRegistry) -> ExportTypesOut:
 async def list_export_types(request: web.Request) -> web.Response:
     await current_account(request)
     body = describe_types(services_of(request).handlers)
-    return web.json_response(body.model_dump(mode="json"))
+    return json_model(body)
