@@ -29,6 +29,17 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(4, alias="EXPORTER_WORKER_CONCURRENCY", ge=1, le=256)
     queue_name: str = Field("exporter:queue", alias="EXPORTER_QUEUE_NAME", min_length=1)
     max_body_bytes: int = Field(64 * 1024, alias="EXPORTER_MAX_BODY_BYTES", ge=1024)
+    lease_s: float = Field(15.0, alias="EXPORTER_LEASE_S", ge=1.0, le=3600)
+    sweep_interval_s: float = Field(5.0, alias="EXPORTER_SWEEP_INTERVAL_S", ge=0.1, le=3600)
+    max_attempts: int = Field(3, alias="EXPORTER_MAX_ATTEMPTS", ge=1, le=100)
+    retention_days: float = Field(7.0, alias="EXPORTER_RETENTION_DAYS", ge=0)
+    shutdown_grace_s: int = Field(30, alias="EXPORTER_SHUTDOWN_GRACE_S", ge=0, le=3600)
+    max_active_per_user: int = Field(3, alias="EXPORTER_MAX_ACTIVE_PER_USER", ge=1)
+    max_pending: int = Field(1000, alias="EXPORTER_MAX_PENDING", ge=1)
+    max_rows: int = Field(5_000_000, alias="EXPORTER_MAX_ROWS", ge=1)
+    handler_modules: str = Field(
+        "", alias="EXPORTER_HANDLER_MODULES", description="extra modules that register handlers"
+    )
 
     @field_validator("time_zone")
     @classmethod

@@ -1,17 +1,21 @@
 """The exporter's error family. One middleware maps each class to its HTTP status.
 
 ExporterError
-├── InvalidRequest        400  the body is not what the endpoint takes
-│   └── InvalidParams     422  a field has a bad value (details name the field)
+├── InvalidRequest            400  the body is not what the endpoint takes
+│   └── InvalidParams         422  a field has a bad value (details name the field)
 │       └── HandlerNotFound   422  no handler is registered for the export type
-├── Unauthorized          401
-├── Forbidden             403
-├── TaskNotFound          404
-├── TaskNotReady          409  the task has no file to download (yet)
-├── FileGone              410  the task's file no longer exists
-├── ServiceUnavailable    503  a backing service (the queue) is down
-├── ExportFailed          the worker could not produce the file (stored on the task)
-└── DuplicateHandler      a second handler registered under a taken name (import time)
+├── Unauthorized              401
+├── Forbidden                 403
+├── TaskNotFound              404
+├── TaskNotReady              409  the task has no file to download (yet)
+├── TaskStateConflict         409  the task's state does not allow the action
+├── FileGone                  410  the task's file no longer exists (expired)
+├── IdempotencyConflict       422  an Idempotency-Key reused with another body
+├── QuotaExceeded             429  too many unfinished exports for this account
+├── ServiceUnavailable        503  a backing service is down
+│   └── QueueFull             503  too many exports waiting in all
+├── ExportFailed              the worker could not produce the file (stored on the task)
+└── DuplicateHandler          a second handler registered under a taken name (import time)
 """
 
 from __future__ import annotations
@@ -81,6 +85,27 @@ class TaskNotReady(ExporterError):
     code = "task_not_ready"
 
 
+class TaskStateConflict(ExporterError):
+    """The task's current state does not allow the action (cancel a finished task, …)."""
+
+    status = 409
+    code = "invalid_state"
+
+
+class IdempotencyConflict(ExporterError):
+    """The Idempotency-Key was first used with a different request body."""
+
+    status = 422
+    code = "idempotency_key_reused"
+
+
+class QuotaExceeded(ExporterError):
+    """The account has as many unfinished exports as it may."""
+
+    status = 429
+    code = "quota_exceeded"
+
+
 class FileGone(ExporterError):
     """The task completed, but its file is gone."""
 
@@ -93,6 +118,12 @@ class ServiceUnavailable(ExporterError):
 
     status = 503
     code = "service_unavailable"
+
+
+class QueueFull(ServiceUnavailable):
+    """Too many exports are waiting in all."""
+
+    code = "queue_full"
 
 
 class HandlerNotFound(InvalidParams):

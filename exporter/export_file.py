@@ -1,10 +1,9 @@
-"""Produce the file of one export task: read rows in one snapshot, write them, count them."""
+"""Produce the file of one export: read rows in one snapshot, write them, count them."""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import aiofiles
 
 from exporter.db import Connection
+from exporter.errors import ExportFailed
 from exporter.models import ExportFormat
 from exporter.registry import ExportHandler
 from exporter.sql_select import ExportSql, build_export_sql
@@ -19,9 +19,6 @@ from exporter.writers.csv import csv_preamble
 from exporter.writers.xlsx import XlsxExportWriter
 
 FETCH_BATCH_ROWS = 5_000
-PROGRESS_INTERVAL_S = 1.0
-
-ProgressCallback = Callable[[int, int], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -33,26 +30,22 @@ class ExportRequest:
     file_format: ExportFormat
     path: Path
     time_zone: str
+    max_rows: int
 
 
 class Progress:
-    """Reports rows done at most about once a second, so the task row is not rewritten per batch."""
+    """Rows done out of the total, kept in memory; the task's heartbeat saves it."""
 
-    def __init__(self, report: ProgressCallback, total: int) -> None:
-        self._report = report
-        self.total = total
+    def __init__(self) -> None:
+        self.total: int | None = None
         self.done = 0
-        self._last = time.monotonic()
 
-    async def advance(self, rows: int) -> None:
-        self.done += rows
-        now = time.monotonic()
-        if now - self._last >= PROGRESS_INTERVAL_S:
-            self._last = now
-            await self._report(min(self.done, self.total), self.total)
+    def advance(self, rows: int) -> None:
+        # Line breaks inside quoted csv values overcount; the total is exact.
+        self.done = min(self.done + rows, self.total or 0)
 
 
-async def export_to_file(conn: Connection, request: ExportRequest, report: ProgressCallback) -> int:
+async def export_to_file(conn: Connection, request: ExportRequest, progress: Progress) -> int:
     """Write the export to ``request.path`` and return the number of data rows.
 
     Everything is read in one read-only, repeatable-read transaction, so the row count
@@ -65,13 +58,17 @@ async def export_to_file(conn: Connection, request: ExportRequest, report: Progr
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         await conn.execute("SELECT set_config('TimeZone', $1, true)", request.time_zone)
         total = int(await conn.fetchval(sql.count, *sql.count_args))
-        progress = Progress(report, total)
-        await report(0, total)
+        if total > request.max_rows:
+            raise ExportFailed(
+                f"the export has {total:,} rows, more than the limit of {request.max_rows:,} "
+                "(EXPORTER_MAX_ROWS); narrow the filters"
+            )
+        progress.total = total
         if request.file_format is ExportFormat.CSV:
             rows = await _copy_csv(conn, request, sql, progress)
         else:
             rows = await _write_xlsx(conn, request, sql, progress)
-    await report(rows, total)
+    progress.done = rows
     return rows
 
 
@@ -83,8 +80,7 @@ async def _copy_csv(
 
         async def write_chunk(chunk: bytes) -> None:
             await file.write(chunk)
-            # Line breaks inside quoted values make this an upper bound, capped by the total.
-            await progress.advance(chunk.count(b"\n"))
+            progress.advance(chunk.count(b"\n"))
 
         status = await conn.copy_from_query(sql.rows, *sql.args, output=write_chunk, format="csv")
     return int(status.split()[-1])
@@ -94,20 +90,33 @@ async def _write_xlsx(
     conn: Connection, request: ExportRequest, sql: ExportSql, progress: Progress
 ) -> int:
     writer = XlsxExportWriter(request.path, request.handler.title, request.handler.columns)
+    loop = asyncio.get_running_loop()
+    # The executor future ends only when its thread does; shielded, a cancel cannot end it early.
+    encoding: asyncio.Future[None] | None = None
     try:
         cursor = await conn.cursor(sql.rows, *sql.args)
         batch = await cursor.fetch(FETCH_BATCH_ROWS)
         while batch:
             # Encode this batch in a thread while the next one is read from PostgreSQL.
-            written = asyncio.create_task(asyncio.to_thread(writer.write_rows, batch))
-            try:
-                next_batch = await cursor.fetch(FETCH_BATCH_ROWS)
-            finally:
-                await written
-            await progress.advance(len(batch))
+            encoding = loop.run_in_executor(None, writer.write_rows, batch)
+            next_batch = await cursor.fetch(FETCH_BATCH_ROWS)
+            await asyncio.shield(encoding)
+            progress.advance(len(batch))
             batch = next_batch
-        await asyncio.to_thread(writer.close)
+        encoding = loop.run_in_executor(None, writer.close)
+        await asyncio.shield(encoding)
     except BaseException:
+        if encoding is not None:
+            await _settle(encoding)
         writer.abandon()
         raise
     return writer.rows_written
+
+
+async def _settle(encoding: asyncio.Future[None]) -> None:
+    """Wait for the thread's batch to end, even when cancelled: the thread cannot be stopped,
+    and its scratch files must not be closed under it."""
+    while not encoding.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({encoding})
+    encoding.exception()  # the first error is the one raised; this one is only retrieved

@@ -48,6 +48,19 @@ class ExportTask:
     started_at: datetime | None
     finished_at: datetime | None
     attempts: int
+    cancel_requested: bool
+    enqueue_count: int
+    status_note: str | None
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """One status change of a task, as the database recorded it."""
+
+    status: TaskStatus
+    at: datetime
+    attempt: int
+    detail: str | None
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,7 @@ class ExportHandler(Generic[P]):
     params_model: type[P]
     columns: tuple[Column, ...]
     rows: RowsFunction[P]
+    timeout_s: int | None = None
 
     def query_for(self, params: Mapping[str, Any]) -> RowQuery:
         """Build the row query from stored (already validated and normalised) params."""
@@ -140,21 +141,28 @@ def export_handler(
     title: str,
     params: type[P],
     columns: list[Column] | tuple[Column, ...],
+    timeout_s: int | None = None,
 ) -> Callable[[RowsFunction[P]], RowsFunction[P]]:
-    """Register the decorated rows function as the export type ``name``."""
+    """Register the decorated rows function as the export type ``name``.
+
+    ``timeout_s`` is this type's deadline; without it, ``EXPORTER_JOB_TIMEOUT_S`` applies.
+    """
     if not columns:
         raise ValueError(f"export handler {name!r} declares no columns")
 
     def register(rows: RowsFunction[P]) -> RowsFunction[P]:
-        registry.add(ExportHandler(name, title, params, tuple(columns), rows))
+        registry.add(ExportHandler(name, title, params, tuple(columns), rows, timeout_s))
         return rows
 
     return register
 
 
-def load_handlers(package: str = "handlers") -> HandlerRegistry:
-    """Import every module of the handlers package once, so each registers itself."""
+def load_handlers(extra_modules: str = "", package: str = "handlers") -> HandlerRegistry:
+    """Import every module of the handlers package, and any comma-separated extra modules,
+    so that each registers itself (Python imports a module once, however often this runs)."""
     root = importlib.import_module(package)
     for module in pkgutil.iter_modules(root.__path__, prefix=f"{package}."):
         importlib.import_module(module.name)
+    for name in filter(None, (part.strip() for part in extra_modules.split(","))):
+        importlib.import_module(name)
     return registry

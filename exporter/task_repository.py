@@ -2,30 +2,56 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from exporter.errors import TaskNotFound
-from exporter.models import ExportFormat, ExportTask, TaskStatus
+from exporter.errors import IdempotencyConflict, QueueFull, QuotaExceeded, TaskNotFound
+from exporter.models import ExportFormat, ExportTask, TaskEvent, TaskStatus
 
 TASK_COLUMNS = """
     id, type, status, format, params, file_name, file_path, file_size, row_count, rows_done,
-    rows_total, error, created_by_id, created_at, started_at, finished_at, attempts
+    rows_total, error, created_by_id, created_at, started_at, finished_at, attempts,
+    cancel_requested, enqueue_count, status_note
 """
 
+# Creates of one account are serialised so its count of unfinished tasks is exact.
+LOCK_OWNER = "SELECT pg_advisory_xact_lock(hashtextextended('export_tasks:' || $1::bigint, 0))"
+
+SELECT_BY_IDEMPOTENCY_KEY = f"""
+SELECT {TASK_COLUMNS}, request_hash FROM export_tasks
+WHERE created_by_id = $1 AND idempotency_key = $2
+"""
+
+SELECT_SAME_ACTIVE = f"""
+SELECT {TASK_COLUMNS} FROM export_tasks
+WHERE created_by_id = $1 AND type = $2 AND format = $3 AND params = $4
+  AND status IN ('pending', 'running')
+"""
+
+COUNT_ACTIVE_OF_OWNER = """
+SELECT count(*) FROM export_tasks WHERE created_by_id = $1 AND status IN ('pending', 'running')
+"""
+
+COUNT_PENDING = "SELECT count(*) FROM export_tasks WHERE status = 'pending'"
+
 INSERT_TASK = f"""
-INSERT INTO export_tasks (id, type, format, params, created_by_id)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO export_tasks
+    (id, type, format, params, created_by_id, idempotency_key, request_hash,
+     enqueue_count, enqueued_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 1, now())
 RETURNING {TASK_COLUMNS}
 """
 
 SELECT_OWN_TASK = f"SELECT {TASK_COLUMNS} FROM export_tasks WHERE id = $1 AND created_by_id = $2"
 
-SELECT_TASK = f"SELECT {TASK_COLUMNS} FROM export_tasks WHERE id = $1"
+SELECT_EVENTS = """
+SELECT status, at, attempt, detail FROM export_task_events WHERE task_id = $1 ORDER BY id
+"""
 
 # $2 and $3 are optional filters: NULL matches every status or type.
 LIST_OWN_TASKS = f"""
@@ -43,39 +69,72 @@ SELECT count(*) FROM export_tasks
 WHERE created_by_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR type = $3)
 """
 
-# Only a pending task can be claimed, so a duplicate delivery of its job finds nothing to do.
-CLAIM_TASK = f"""
+# A pending task is cancelled at once; a running one is flagged and its worker stops it.
+REQUEST_CANCEL = f"""
 UPDATE export_tasks
-SET status = 'running', started_at = now(), attempts = attempts + 1,
-    rows_done = 0, rows_total = NULL, error = NULL
-WHERE id = $1 AND status = 'pending'
+SET cancel_requested = true,
+    status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END,
+    finished_at = CASE WHEN status = 'pending' THEN now() ELSE finished_at END,
+    status_note = CASE WHEN status = 'pending' THEN 'cancelled before it started'
+                       ELSE status_note END
+WHERE id = $1 AND created_by_id = $2 AND status IN ('pending', 'running')
 RETURNING {TASK_COLUMNS}
 """
 
-UPDATE_PROGRESS = """
-UPDATE export_tasks SET rows_done = $2, rows_total = $3
-WHERE id = $1 AND status = 'running'
+DELETE_OWN_TASK = """
+DELETE FROM export_tasks WHERE id = $1 AND created_by_id = $2 RETURNING file_path
+"""
+
+# Only a pending task can be claimed, so a duplicate delivery of its job finds nothing to do.
+CLAIM_TASK = f"""
+UPDATE export_tasks
+SET status = 'running', worker_id = $2, lease_expires_at = now() + make_interval(secs => $3),
+    started_at = now(), attempts = attempts + 1, rows_done = 0, rows_total = NULL,
+    error = NULL, status_note = NULL
+WHERE id = $1 AND status = 'pending' AND NOT cancel_requested
+RETURNING {TASK_COLUMNS}
+"""
+
+# The heartbeat: extends the lease, saves progress, and says whether a cancel was asked for.
+# No row back means the task is no longer this worker's (swept, deleted or finished).
+RENEW_LEASE = """
+UPDATE export_tasks
+SET lease_expires_at = now() + make_interval(secs => $3), rows_done = $4, rows_total = $5
+WHERE id = $1 AND worker_id = $2 AND status = 'running'
+RETURNING cancel_requested
 """
 
 COMPLETE_TASK = f"""
 UPDATE export_tasks
-SET status = 'completed', finished_at = now(), file_name = $2, file_path = $3, file_size = $4,
-    row_count = $5, rows_done = $5, rows_total = $5, error = NULL
-WHERE id = $1 AND status = 'running'
+SET status = 'completed', finished_at = now(), file_name = $3, file_path = $4, file_size = $5,
+    row_count = $6, rows_done = $6, rows_total = $6, error = NULL, lease_expires_at = NULL
+WHERE id = $1 AND worker_id = $2 AND status = 'running' AND NOT cancel_requested
 RETURNING {TASK_COLUMNS}
 """
 
 FAIL_TASK = f"""
 UPDATE export_tasks
-SET status = 'failed', finished_at = now(), error = $2
-WHERE id = $1 AND status IN ('pending', 'running')
+SET status = 'failed', finished_at = now(), error = $3, lease_expires_at = NULL
+WHERE id = $1 AND worker_id = $2 AND status = 'running'
 RETURNING {TASK_COLUMNS}
 """
 
-# A worker that is stopped mid-export hands the task back for the next delivery of its job.
-RELEASE_TASK = """
-UPDATE export_tasks SET status = 'pending', rows_done = 0
-WHERE id = $1 AND status = 'running'
+MARK_CANCELLED = f"""
+UPDATE export_tasks
+SET status = 'cancelled', finished_at = now(), lease_expires_at = NULL,
+    status_note = 'cancelled while running', rows_done = 0
+WHERE id = $1 AND worker_id = $2 AND status = 'running'
+RETURNING {TASK_COLUMNS}
+"""
+
+# Back to pending for another delivery; $3 says whether this attempt counts against the limit
+# (a crash-like loss does, a graceful shutdown does not).
+RELEASE_TASK = f"""
+UPDATE export_tasks
+SET status = 'pending', worker_id = NULL, lease_expires_at = NULL, rows_done = 0,
+    attempts = attempts - CASE WHEN $3 THEN 0 ELSE 1 END, status_note = $4, enqueued_at = NULL
+WHERE id = $1 AND worker_id = $2 AND status = 'running'
+RETURNING {TASK_COLUMNS}
 """
 
 
@@ -85,6 +144,36 @@ class TaskPage:
 
     tasks: list[ExportTask]
     total: int
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """What a user asks to export."""
+
+    owner_id: int
+    type_name: str
+    file_format: ExportFormat
+    params: dict[str, Any]
+    idempotency_key: str | None = None
+
+    @property
+    def request_hash(self) -> str:
+        body = json.dumps([self.type_name, self.file_format.value, self.params], sort_keys=True)
+        return hashlib.sha256(body.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Quotas:
+    max_active_per_user: int
+    max_pending: int
+
+
+@dataclass(frozen=True)
+class Creation:
+    """The task a create request stands for, and whether this request made it."""
+
+    task: ExportTask
+    created: bool
 
 
 def task_from_record(record: asyncpg.Record) -> ExportTask:
@@ -106,6 +195,9 @@ def task_from_record(record: asyncpg.Record) -> ExportTask:
         started_at=record["started_at"],
         finished_at=record["finished_at"],
         attempts=record["attempts"],
+        cancel_requested=record["cancel_requested"],
+        enqueue_count=record["enqueue_count"],
+        status_note=record["status_note"],
     )
 
 
@@ -119,14 +211,53 @@ class TaskRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def create(
-        self, *, type_name: str, file_format: ExportFormat, params: dict[str, Any], owner_id: int
-    ) -> ExportTask:
-        record = await self._pool.fetchrow(
-            INSERT_TASK, uuid.uuid4(), type_name, file_format.value, params, owner_id
-        )
+    async def create(self, new: NewTask, quotas: Quotas) -> Creation:
+        """Create the task, or return the one this request already stands for.
+
+        The same idempotency key returns the task first created with it; an unfinished task
+        with the same type, format and params is returned instead of a duplicate.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(LOCK_OWNER, new.owner_id)
+            if new.idempotency_key is not None:
+                keyed = await conn.fetchrow(
+                    SELECT_BY_IDEMPOTENCY_KEY, new.owner_id, new.idempotency_key
+                )
+                if keyed is not None:
+                    if keyed["request_hash"] != new.request_hash:
+                        raise IdempotencyConflict(
+                            "this Idempotency-Key was used with a different request body"
+                        )
+                    return Creation(task_from_record(keyed), created=False)
+            same = await conn.fetchrow(
+                SELECT_SAME_ACTIVE,
+                new.owner_id,
+                new.type_name,
+                new.file_format.value,
+                new.params,
+            )
+            if same is not None:
+                return Creation(task_from_record(same), created=False)
+            active = int(await conn.fetchval(COUNT_ACTIVE_OF_OWNER, new.owner_id))
+            if active >= quotas.max_active_per_user:
+                raise QuotaExceeded(
+                    f"you already have {active} unfinished exports; "
+                    f"the limit is {quotas.max_active_per_user}"
+                )
+            if int(await conn.fetchval(COUNT_PENDING)) >= quotas.max_pending:
+                raise QueueFull("too many exports are waiting; try again shortly")
+            record = await conn.fetchrow(
+                INSERT_TASK,
+                uuid.uuid4(),
+                new.type_name,
+                new.file_format.value,
+                new.params,
+                new.owner_id,
+                new.idempotency_key,
+                new.request_hash,
+            )
         assert record is not None  # INSERT … RETURNING always returns the row
-        return task_from_record(record)
+        return Creation(task_from_record(record), created=True)
 
     async def get_own(self, task_id: uuid.UUID, owner_id: int) -> ExportTask:
         """The task if it belongs to ``owner_id``; otherwise TaskNotFound, as for a missing id."""
@@ -135,8 +266,11 @@ class TaskRepository:
             raise TaskNotFound("export task not found")
         return task
 
-    async def get(self, task_id: uuid.UUID) -> ExportTask | None:
-        return _one(await self._pool.fetchrow(SELECT_TASK, task_id))
+    async def history(self, task_id: uuid.UUID) -> list[TaskEvent]:
+        records = await self._pool.fetch(SELECT_EVENTS, task_id)
+        return [
+            TaskEvent(TaskStatus(r["status"]), r["at"], r["attempt"], r["detail"]) for r in records
+        ]
 
     async def list_own(
         self,
@@ -147,7 +281,7 @@ class TaskRepository:
         limit: int,
         offset: int,
     ) -> TaskPage:
-        filters: Sequence[Any] = (owner_id, status and status.value, type_name)
+        filters = (owner_id, status and status.value, type_name)
         records = await self._pool.fetch(LIST_OWN_TASKS, *filters, limit, offset)
         if records:
             total = int(records[0]["total"])
@@ -155,23 +289,57 @@ class TaskRepository:
             total = int(await self._pool.fetchval(COUNT_OWN_TASKS, *filters))
         return TaskPage([task_from_record(record) for record in records], total)
 
-    async def claim(self, task_id: uuid.UUID) -> ExportTask | None:
-        """Move a pending task to running; None if it is not pending (already claimed or ended)."""
-        return _one(await self._pool.fetchrow(CLAIM_TASK, task_id))
+    async def request_cancel(self, task_id: uuid.UUID, owner_id: int) -> ExportTask | None:
+        """Cancel a pending task or flag a running one; None if it is neither."""
+        return _one(await self._pool.fetchrow(REQUEST_CANCEL, task_id, owner_id))
 
-    async def report_progress(self, task_id: uuid.UUID, rows_done: int, rows_total: int) -> None:
-        await self._pool.execute(UPDATE_PROGRESS, task_id, rows_done, rows_total)
+    async def delete_own(self, task_id: uuid.UUID, owner_id: int) -> str | None:
+        """Delete the task; returns its file path (None if it had none). TaskNotFound if absent."""
+        record = await self._pool.fetchrow(DELETE_OWN_TASK, task_id, owner_id)
+        if record is None:
+            raise TaskNotFound("export task not found")
+        path: str | None = record["file_path"]
+        return path
+
+    async def claim(self, task_id: uuid.UUID, worker_id: str, lease_s: float) -> ExportTask | None:
+        """Move a pending task to running for this worker; None if it is not pending."""
+        return _one(await self._pool.fetchrow(CLAIM_TASK, task_id, worker_id, lease_s))
+
+    async def renew(
+        self, task_id: uuid.UUID, worker_id: str, lease_s: float, done: int, total: int | None
+    ) -> bool | None:
+        """Extend the lease, save progress; whether cancel was asked (None: the task is lost)."""
+        cancel: bool | None = await self._pool.fetchval(
+            RENEW_LEASE, task_id, worker_id, lease_s, done, total
+        )
+        return cancel
 
     async def complete(
-        self, task_id: uuid.UUID, *, file_name: str, file_path: str, file_size: int, rows: int
+        self,
+        task_id: uuid.UUID,
+        worker_id: str,
+        *,
+        file_name: str,
+        file_path: str,
+        file_size: int,
+        rows: int,
     ) -> ExportTask | None:
         return _one(
-            await self._pool.fetchrow(COMPLETE_TASK, task_id, file_name, file_path, file_size, rows)
+            await self._pool.fetchrow(
+                COMPLETE_TASK, task_id, worker_id, file_name, file_path, file_size, rows
+            )
         )
 
-    async def fail(self, task_id: uuid.UUID, error: str) -> ExportTask | None:
-        return _one(await self._pool.fetchrow(FAIL_TASK, task_id, error))
+    async def fail(self, task_id: uuid.UUID, worker_id: str, error: str) -> ExportTask | None:
+        return _one(await self._pool.fetchrow(FAIL_TASK, task_id, worker_id, error))
 
-    async def release(self, task_id: uuid.UUID) -> None:
+    async def mark_cancelled(self, task_id: uuid.UUID, worker_id: str) -> ExportTask | None:
+        return _one(await self._pool.fetchrow(MARK_CANCELLED, task_id, worker_id))
+
+    async def release(
+        self, task_id: uuid.UUID, worker_id: str, *, counts_as_attempt: bool, note: str
+    ) -> ExportTask | None:
         """Put a running task back to pending so that another delivery can claim it."""
-        await self._pool.execute(RELEASE_TASK, task_id)
+        return _one(
+            await self._pool.fetchrow(RELEASE_TASK, task_id, worker_id, counts_as_attempt, note)
+        )

@@ -52,7 +52,8 @@ async def test_a_duplicate_delivery_of_a_job_runs_the_task_once(
     admin: ApiUser, settings: Settings, db: asyncpg.Connection[Any], arq_redis: ArqRedis
 ) -> None:
     task = await admin.create("account", "csv")
-    await TaskQueue(arq_redis, settings.queue_name).enqueue(uuid.UUID(task["id"]))
+    # Another delivery of the same task under a job id of its own, as a lost-job re-enqueue makes.
+    await TaskQueue(arq_redis, settings.queue_name).enqueue(uuid.UUID(task["id"]), 99)
 
     finished = await admin.finished(task["id"])
     second = await admin.create("role", "csv")  # queued after the duplicate: drains it
@@ -66,7 +67,7 @@ async def test_a_duplicate_delivery_of_a_job_runs_the_task_once(
 async def test_a_job_for_a_task_that_no_longer_exists_is_a_no_op(
     admin: ApiUser, settings: Settings, arq_redis: ArqRedis
 ) -> None:
-    await TaskQueue(arq_redis, settings.queue_name).enqueue(uuid.uuid4())
+    await TaskQueue(arq_redis, settings.queue_name).enqueue(uuid.uuid4(), 1)
 
     after = await admin.finished((await admin.create("role", "csv"))["id"])
 

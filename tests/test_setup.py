@@ -68,12 +68,9 @@ async def test_two_processes_migrating_at_once_both_succeed(empty_database_url: 
     finally:
         await conn.close()
     assert [r["version"] for r in versions] == [m.version for m in bundled_migrations()]
-    assert [r["tablename"] for r in tables] == [
-        "accounts",
-        "export_tasks",
-        "roles",
-        "schema_migrations",
-    ]
+    assert {"accounts", "roles", "export_tasks", "export_task_events"} <= {
+        r["tablename"] for r in tables
+    }
 
 
 @pytest.mark.parametrize(

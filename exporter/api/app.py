@@ -5,20 +5,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from arq.connections import create_pool as create_redis_pool
 
 from exporter.account_repository import AccountRepository
 from exporter.api import health, openapi, tasks, types
 from exporter.api.errors import error_middleware
 from exporter.api.services import SERVICES, Services
 from exporter.db import create_pool
-from exporter.queue import TaskQueue, redis_settings
+from exporter.queue import TaskQueue, connect_lazily
 from exporter.registry import load_handlers
 from exporter.storage import FileStorage
 from exporter.task_repository import TaskRepository
 from settings import Settings
-
-REDIS_CONNECT_RETRIES = 2
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -29,9 +26,7 @@ def create_app(settings: Settings) -> web.Application:
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url)
-        redis = await create_redis_pool(
-            redis_settings(settings.redis_url), retry=REDIS_CONNECT_RETRIES
-        )
+        redis = connect_lazily(settings.redis_url)
         app[SERVICES] = Services(
             settings=settings,
             pool=pool,
@@ -39,7 +34,7 @@ def create_app(settings: Settings) -> web.Application:
             accounts=AccountRepository(pool),
             queue=TaskQueue(redis, settings.queue_name),
             storage=FileStorage(settings.storage_dir),
-            handlers=load_handlers(),
+            handlers=load_handlers(settings.handler_modules),
         )
         try:
             yield

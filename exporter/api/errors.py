@@ -14,6 +14,9 @@ from exporter.errors import ExporterError
 
 log = logging.getLogger("exporter.api")
 
+# Unfinished exports and a recovering service both take seconds, not minutes.
+RETRY_AFTER_S = 10
+
 
 def error_response(
     status: int, code: str, message: str, details: list[FieldError] | None = None
@@ -36,8 +39,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except ExporterError as exc:
         details = [FieldError(field=d.field, message=d.message) for d in exc.details]
         response = error_response(exc.status, exc.code, exc.message, details)
-        if exc.status == 503:
-            response.headers["Retry-After"] = "5"
+        if exc.status in (429, 503):
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response
     except web.HTTPException as exc:
         if exc.status < 400:

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from exporter.models import ExportFormat, ExportTask, TaskStatus
+from exporter.models import ExportFormat, ExportTask, TaskEvent, TaskStatus
 
 
 class CreateTaskRequest(BaseModel):
@@ -32,6 +32,15 @@ class ListTasksQuery(BaseModel):
     page_size: int = Field(20, ge=1, le=100)
 
 
+class TaskEventOut(BaseModel):
+    """One status change in a task's history."""
+
+    status: TaskStatus
+    at: datetime
+    attempt: int
+    detail: str | None
+
+
 class TaskOut(BaseModel):
     """An export task as the API shows it (the file's path on the server stays private)."""
 
@@ -50,10 +59,15 @@ class TaskOut(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     attempts: int
+    cancel_requested: bool
+    status_note: str | None
     download_url: str | None
+    history: list[TaskEventOut] | None = Field(
+        None, description="every status change, oldest first (on the single-task endpoints)"
+    )
 
     @classmethod
-    def of(cls, task: ExportTask) -> TaskOut:
+    def of(cls, task: ExportTask, history: list[TaskEvent] | None = None) -> TaskOut:
         download = (
             f"/api/export-tasks/{task.id}/download" if task.status is TaskStatus.COMPLETED else None
         )
@@ -73,7 +87,15 @@ class TaskOut(BaseModel):
             started_at=task.started_at,
             finished_at=task.finished_at,
             attempts=task.attempts,
+            cancel_requested=task.cancel_requested,
+            status_note=task.status_note,
             download_url=download,
+            history=None
+            if history is None
+            else [
+                TaskEventOut(status=e.status, at=e.at, attempt=e.attempt, detail=e.detail)
+                for e in history
+            ],
         )
 
 

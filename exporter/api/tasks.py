@@ -1,4 +1,4 @@
-"""Export task endpoints: create, list, show, download."""
+"""Export task endpoints: create, list, show, download, cancel, retry, delete."""
 
 from __future__ import annotations
 
@@ -11,32 +11,34 @@ from redis.exceptions import RedisError
 
 from exporter.api.auth import current_account
 from exporter.api.responses import json_model
-from exporter.api.schemas import (
-    CreateTaskRequest,
-    ListTasksQuery,
-    TaskOut,
-    TaskPageOut,
-)
-from exporter.api.services import services_of
+from exporter.api.schemas import CreateTaskRequest, ListTasksQuery, TaskOut, TaskPageOut
+from exporter.api.services import Services, services_of
 from exporter.api.validation import read_json_body, validate
 from exporter.errors import (
     FieldProblem,
     FileGone,
     Forbidden,
     HandlerNotFound,
-    ServiceUnavailable,
+    InvalidParams,
     TaskNotFound,
     TaskNotReady,
+    TaskStateConflict,
 )
-from exporter.models import ExportTask, TaskStatus
+from exporter.models import Account, ExportFormat, ExportTask, TaskStatus
+from exporter.task_repository import NewTask, Quotas
 
 log = logging.getLogger("exporter.api")
 
 routes = web.RouteTableDef()
 
+IDEMPOTENCY_KEY_MAX = 200
 
-def _task_json(task: ExportTask, status: int = 200) -> web.Response:
-    return json_model(TaskOut.of(task), status=status)
+
+async def _task_json(services: Services, task: ExportTask, status: int = 200) -> web.Response:
+    history = await services.tasks.history(task.id)
+    response = json_model(TaskOut.of(task, history), status=status)
+    response.headers["Location"] = f"/api/export-tasks/{task.id}"
+    return response
 
 
 def _task_id(request: web.Request) -> uuid.UUID:
@@ -44,6 +46,51 @@ def _task_id(request: web.Request) -> uuid.UUID:
         return uuid.UUID(request.match_info["task_id"])
     except ValueError:
         raise TaskNotFound("export task not found") from None
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
+        raise InvalidParams(
+            "invalid Idempotency-Key header",
+            [
+                FieldProblem(
+                    "Idempotency-Key", f"must be 1 to {IDEMPOTENCY_KEY_MAX} printable characters"
+                )
+            ],
+        )
+    return key
+
+
+async def _submit(
+    services: Services,
+    account: Account,
+    type_name: str,
+    file_format: ExportFormat,
+    params: dict[str, object],
+    idempotency_key: str | None,
+) -> web.Response:
+    """Create (or find) the task, enqueue it if new; 202 when created, 200 when found."""
+    if not account.may_export:
+        raise Forbidden(f"account is {account.status} and cannot create exports")
+    settings = services.settings
+    creation = await services.tasks.create(
+        NewTask(account.id, type_name, file_format, params, idempotency_key),
+        Quotas(settings.max_active_per_user, settings.max_pending),
+    )
+    task = creation.task
+    if creation.created:
+        try:
+            await services.queue.enqueue(task.id, task.enqueue_count)
+        except (RedisError, OSError) as exc:
+            # The task is safe in PostgreSQL; the sweeper enqueues it once Redis is back.
+            log.warning("task %s: queue unavailable, left for the sweeper: %s", task.id, exc)
+        log.info(
+            "task %s: created %s/%s by account %d", task.id, task.type, task.format, account.id
+        )
+    return await _task_json(services, task, status=202 if creation.created else 200)
 
 
 @routes.post("/api/export-tasks")
@@ -62,24 +109,14 @@ async def create_task(request: web.Request) -> web.Response:
         )
     handler = services.handlers.get(body.type)
     params = validate(handler.params_model, body.params, prefix="params")
-    if not account.may_export:
-        raise Forbidden(f"account is {account.status} and cannot create exports")
-    task = await services.tasks.create(
-        type_name=body.type,
-        file_format=body.format,
-        params=params.model_dump(mode="json", exclude_none=True),
-        owner_id=account.id,
+    return await _submit(
+        services,
+        account,
+        body.type,
+        body.format,
+        params.model_dump(mode="json", exclude_none=True),
+        _idempotency_key(request),
     )
-    try:
-        await services.queue.enqueue(task.id)
-    except (RedisError, OSError) as exc:
-        log.error("task %s: could not enqueue: %s", task.id, exc)
-        await services.tasks.fail(task.id, "the job queue was unavailable; please retry")
-        raise ServiceUnavailable("the job queue is unavailable; try again shortly") from None
-    log.info("task %s: created %s/%s by account %d", task.id, task.type, task.format, account.id)
-    response = _task_json(task, status=202)
-    response.headers["Location"] = f"/api/export-tasks/{task.id}"
-    return response
 
 
 @routes.get("/api/export-tasks")
@@ -105,7 +142,48 @@ async def list_tasks(request: web.Request) -> web.Response:
 @routes.get("/api/export-tasks/{task_id}")
 async def show_task(request: web.Request) -> web.Response:
     account = await current_account(request)
-    return _task_json(await services_of(request).tasks.get_own(_task_id(request), account.id))
+    services = services_of(request)
+    return await _task_json(services, await services.tasks.get_own(_task_id(request), account.id))
+
+
+@routes.post("/api/export-tasks/{task_id}/cancel")
+async def cancel_task(request: web.Request) -> web.Response:
+    account = await current_account(request)
+    services = services_of(request)
+    task_id = _task_id(request)
+    task = await services.tasks.request_cancel(task_id, account.id)
+    if task is None:
+        current = await services.tasks.get_own(task_id, account.id)
+        raise TaskStateConflict(f"the export is already {current.status.value}; nothing to cancel")
+    log.info("task %s: cancel requested by account %d (was %s)", task.id, account.id, task.status)
+    return await _task_json(services, task)
+
+
+@routes.post("/api/export-tasks/{task_id}/retry")
+async def retry_task(request: web.Request) -> web.Response:
+    account = await current_account(request)
+    services = services_of(request)
+    task = await services.tasks.get_own(_task_id(request), account.id)
+    if task.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+        raise TaskStateConflict(
+            f"the export is {task.status.value}; only a failed or cancelled one can be retried"
+        )
+    return await _submit(services, account, task.type, task.format, task.params, None)
+
+
+@routes.delete("/api/export-tasks/{task_id}")
+async def delete_task(request: web.Request) -> web.Response:
+    """Remove the task and its file; a running export's worker notices and stops."""
+    account = await current_account(request)
+    services = services_of(request)
+    task_id = _task_id(request)
+    file_path = await services.tasks.delete_own(task_id, account.id)
+    if file_path:
+        stored = services.storage.resolve(file_path)
+        if stored is not None:
+            services.storage.discard(stored)
+    log.info("task %s: deleted by account %d", task_id, account.id)
+    return web.Response(status=204)
 
 
 def content_disposition(task: ExportTask, file_name: str) -> str:
@@ -120,6 +198,8 @@ async def download_task_file(request: web.Request) -> web.FileResponse:
     account = await current_account(request)
     services = services_of(request)
     task = await services.tasks.get_own(_task_id(request), account.id)
+    if task.status is TaskStatus.EXPIRED:
+        raise FileGone("the export's file has expired and was removed; retry to export again")
     if task.status is not TaskStatus.COMPLETED or not task.file_path or not task.file_name:
         raise TaskNotReady(f"the export is {task.status.value}; only a completed export has a file")
     path = services.storage.resolve(task.file_path)

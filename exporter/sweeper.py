@@ -1,0 +1,122 @@
+"""Recovery of tasks whose worker died or whose job was lost; run periodically by every worker.
+
+Each step is a conditional update, so several workers sweeping at once never act twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+from arq.jobs import JobStatus
+
+from exporter.queue import TaskQueue
+
+log = logging.getLogger("exporter.sweeper")
+
+# A task just created is enqueued by the API within milliseconds; only later is it looked at.
+ENQUEUE_GRACE_S = 2.0
+SWEEP_BATCH = 500
+
+EXPIRE_LEASES = """
+UPDATE export_tasks
+SET status = CASE WHEN cancel_requested THEN 'cancelled'
+                  WHEN attempts >= $1 THEN 'failed'
+                  ELSE 'pending' END,
+    error = CASE WHEN NOT cancel_requested AND attempts >= $1
+                 THEN format('the worker running this export stopped (no heartbeat for its '
+                             'lease) on each of %s attempts; giving up', attempts)
+                 ELSE error END,
+    status_note = CASE WHEN cancel_requested THEN 'cancelled; its worker had stopped'
+                       WHEN attempts >= $1 THEN NULL
+                       ELSE format('worker %s stopped renewing its lease; queued again',
+                                   worker_id) END,
+    finished_at = CASE WHEN cancel_requested OR attempts >= $1 THEN now() END,
+    worker_id = NULL, lease_expires_at = NULL, rows_done = 0, enqueued_at = NULL
+WHERE status = 'running' AND lease_expires_at < now()
+RETURNING id, status, attempts
+"""
+
+# Pending tasks whose delivery may be lost: never enqueued (or released), or enqueued a while ago.
+PENDING_TO_CHECK = """
+SELECT id, enqueue_count, enqueued_at IS NULL AS unqueued,
+       enqueued_at < now() - make_interval(secs => $1) AS delivery_overdue
+FROM export_tasks
+WHERE status = 'pending' AND NOT cancel_requested
+  AND (enqueued_at IS NULL OR enqueued_at < now() - make_interval(secs => $2))
+ORDER BY created_at
+LIMIT $3
+"""
+
+NEXT_DELIVERY = """
+UPDATE export_tasks SET enqueue_count = enqueue_count + 1, enqueued_at = now()
+WHERE id = $1 AND status = 'pending' AND enqueue_count = $2
+RETURNING enqueue_count
+"""
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    requeued_after_lost_worker: int
+    failed_after_attempts: int
+    enqueued_again: int
+
+
+class Sweeper:
+    """Puts tasks of dead workers back to pending (or fails them) and re-enqueues lost jobs."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, queue: TaskQueue, *, lease_s: float, max_attempts: int
+    ) -> None:
+        self._pool = pool
+        self._queue = queue
+        self._lease_s = lease_s
+        self._max_attempts = max_attempts
+
+    async def sweep(self) -> SweepResult:
+        expired = await self._pool.fetch(EXPIRE_LEASES, self._max_attempts)
+        for record in expired:
+            log.warning(
+                "task %s: lease expired on attempt %d, now %s",
+                record["id"],
+                record["attempts"],
+                record["status"],
+            )
+        enqueued = await self._enqueue_lost()
+        return SweepResult(
+            requeued_after_lost_worker=sum(r["status"] == "pending" for r in expired),
+            failed_after_attempts=sum(r["status"] == "failed" for r in expired),
+            enqueued_again=enqueued,
+        )
+
+    async def _enqueue_lost(self) -> int:
+        candidates = await self._pool.fetch(
+            PENDING_TO_CHECK, self._lease_s, ENQUEUE_GRACE_S, SWEEP_BATCH
+        )
+        enqueued = 0
+        for record in candidates:
+            task_id: uuid.UUID = record["id"]
+            count: int = record["enqueue_count"]
+            if not record["unqueued"] and not await self._delivery_lost(
+                task_id, count, overdue=record["delivery_overdue"]
+            ):
+                continue
+            new_count = await self._pool.fetchval(NEXT_DELIVERY, task_id, count)
+            if new_count is None:  # claimed, cancelled or re-enqueued meanwhile
+                continue
+            await self._queue.enqueue(task_id, new_count)
+            log.info("task %s: enqueued again (delivery %d)", task_id, new_count)
+            enqueued += 1
+        return enqueued
+
+    async def _delivery_lost(self, task_id: uuid.UUID, count: int, *, overdue: bool) -> bool:
+        status = await self._queue.job_status(task_id, count)
+        if status in (JobStatus.queued, JobStatus.deferred):
+            return False
+        # A worker that took the job claims the task at once; still pending a lease later,
+        # that worker died between the two.
+        if status is JobStatus.in_progress:
+            return overdue
+        return True
