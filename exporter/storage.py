@@ -32,6 +32,11 @@ class FileStorage:
         path.mkdir(parents=True)
         return path
 
+    def discard_attempts(self, task_id: uuid.UUID) -> None:
+        """Remove the work directories of earlier attempts at a task (their workers are gone)."""
+        for path in self.root.glob(f"{WORK_DIR_PREFIX}{task_id}-*"):
+            self.discard(path)
+
     def final_path(self, task_id: uuid.UUID, file_format: ExportFormat) -> Path:
         return self.root / f"{task_id}.{file_format.value}"
 

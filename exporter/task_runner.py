@@ -152,6 +152,8 @@ class TaskRunner:
     async def _produce(self, task: ExportTask, progress: Progress, work_dir: list[Path]) -> Path:
         handler = self._handler(task)
         async with asyncio.timeout(self._timeout_s(task)):
+            # Claiming the task made it ours: what an earlier, dead attempt left is garbage.
+            self._storage.discard_attempts(task.id)
             work_dir.append(self._storage.make_work_dir(task.id))
             path = work_dir[0] / f"export.{task.format.value}"
             request = ExportRequest(

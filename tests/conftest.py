@@ -26,6 +26,7 @@ from exporter.tokens import issue_token
 from exporter.worker import worker_options
 from settings import Settings
 from tests import failing_handlers  # noqa: F401  (registers the test-only export types)
+from tests.processes import WorkerProcesses
 from tests.support import ApiUser
 
 SECRET = "test-secret-" + "x" * 32
@@ -79,6 +80,15 @@ def template_database(service_urls: Servers) -> Iterator[str]:
         url = with_database(service_urls.database_url, name)
         await migrate(url)
         await seed(url, accounts=300, admin_password="admin-password")
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(
+                "CREATE TABLE test_series (n integer PRIMARY KEY);"
+                "INSERT INTO test_series SELECT generate_series(1, 250000);"
+                "ANALYZE test_series;"
+            )
+        finally:
+            await conn.close()
 
     async def drop() -> None:
         admin = await asyncpg.connect(service_urls.database_url)
@@ -119,6 +129,10 @@ def settings(database_url: str, service_urls: Servers, tmp_path: Path) -> Settin
         time_zone="Asia/Shanghai",
         job_timeout_s=60,
         worker_concurrency=2,
+        lease_s=2.0,
+        sweep_interval_s=0.5,
+        shutdown_grace_s=1,
+        handler_modules="tests.failing_handlers",
     )
 
 
@@ -151,6 +165,16 @@ async def worker(settings: Settings) -> AsyncIterator[Worker]:
     await arq_worker.close()
     running.cancel()
     await asyncio.gather(running, return_exceptions=True)
+
+
+@pytest.fixture
+def workers(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcesses]:
+    """Real `exporter worker` processes for the test; all killed at the end."""
+    log_dir = tmp_path / "worker-logs"
+    log_dir.mkdir()
+    processes = WorkerProcesses(settings, log_dir)
+    yield processes
+    processes.stop_all()
 
 
 async def account_id(db: asyncpg.Connection[Any], username: str) -> int:

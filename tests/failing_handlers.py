@@ -1,12 +1,27 @@
-"""Export types that fail on purpose, registered for the tests only."""
+"""Export types that fail or dawdle on purpose, registered for the tests only.
+
+Worker processes started by the tests load this module through EXPORTER_HANDLER_MODULES.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
+
+from pydantic import Field
+
 from exporter import Column, ColumnKind, ExportParams, RowQuery, export_handler
+
+# Only worker processes that the tests start set this: the pytest process must never die.
+SUICIDE_ALLOWED_ENV = "EXPORTER_TEST_WORKER_MAY_DIE"
 
 
 class NoParams(ExportParams):
     pass
+
+
+class SlowParams(ExportParams):
+    rows: int = Field(2_000, ge=0, le=250_000)
 
 
 @export_handler("test_raises", title="会失败", params=NoParams, columns=[Column("ID", "a.id")])
@@ -23,3 +38,26 @@ def raising_rows(params: NoParams) -> RowQuery:
 )
 def midway_rows(params: NoParams) -> RowQuery:
     return RowQuery("generate_series(1, 20000) AS a(id)", order_by="a.id")
+
+
+# About a millisecond per row inside PostgreSQL: slow enough to watch, cancel or kill. The
+# rows come from an indexed table (tests/conftest.py makes it), so they stream without a sort.
+@export_handler(
+    "test_slow",
+    title="慢速",
+    params=SlowParams,
+    columns=[
+        Column("N", "g.n + 0 * length(pg_sleep(0.001)::text)", ColumnKind.INTEGER),
+        Column("文本", "'行 ' || g.n"),
+    ],
+)
+def slow_rows(params: SlowParams) -> RowQuery:
+    return RowQuery("test_series g", order_by="g.n").where("g.n <= {}", params.rows)
+
+
+@export_handler("test_kills_worker", title="杀死进程", params=NoParams, columns=[Column("X", "1")])
+def killing_rows(params: NoParams) -> RowQuery:
+    if os.environ.get(SUICIDE_ALLOWED_ENV) != "1":
+        raise RuntimeError("refusing to kill a process that is not a disposable test worker")
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable: the process is gone")

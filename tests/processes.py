@@ -1,0 +1,73 @@
+"""Worker processes for fault tests: real `exporter worker` commands, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from settings import Settings
+from tests.failing_handlers import SUICIDE_ALLOWED_ENV
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def settings_env(settings: Settings, **overrides: Any) -> dict[str, str]:
+    """The environment that makes a process load exactly these settings."""
+    values = settings.model_dump() | overrides
+    env: dict[str, str] = {}
+    for name, field in Settings.model_fields.items():
+        value = values[name]
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        env[field.alias or name.upper()] = str(value)
+    return env
+
+
+class WorkerProcesses:
+    """Starts worker processes and makes sure every one of them is gone at the end."""
+
+    def __init__(self, settings: Settings, log_dir: Path) -> None:
+        self._settings = settings
+        self._log_dir = log_dir
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, **overrides: Any) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            **settings_env(self._settings, **overrides),
+            "EXPORTER_HANDLER_MODULES": "tests.failing_handlers",
+            SUICIDE_ALLOWED_ENV: "1",
+        }
+        log = (self._log_dir / f"worker-{len(self.started)}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from exporter.cli import main; main()", "worker"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self.started.append(process)
+        return process
+
+    def alive(self) -> list[subprocess.Popen[bytes]]:
+        return [p for p in self.started if p.poll() is None]
+
+    def logs(self) -> str:
+        return "\n".join(
+            path.read_text(errors="replace") for path in sorted(self._log_dir.glob("worker-*.log"))
+        )
+
+    def stop_all(self) -> None:
+        for process in self.alive():
+            process.send_signal(signal.SIGKILL)
+        for process in self.started:
+            process.wait(timeout=30)
+
+    def __iter__(self) -> Iterator[subprocess.Popen[bytes]]:
+        return iter(self.started)
