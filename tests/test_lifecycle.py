@@ -153,7 +153,8 @@ async def test_deleting_a_running_task_stops_its_export_and_leaves_nothing(
     assert await db.fetchval("SELECT count(*) FROM export_tasks") == 0
     assert (
         await db.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()"
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()"
         )
         == 0
     )
@@ -291,7 +292,8 @@ async def test_an_export_over_the_row_cap_fails_before_writing(
 
     assert finished["status"] == "failed"
     assert finished["error"] == (
-        "the export has 300 rows, more than the limit of 100 (EXPORTER_MAX_ROWS); narrow the filters"
+        "the export has 300 rows, more than the limit of 100 (EXPORTER_MAX_ROWS);"
+        " narrow the filters"
     )
     assert files_in(settings.storage_dir) == []
 
