@@ -8,6 +8,8 @@ from exporter.models import Account
 
 SELECT_ACCOUNT = "SELECT id, username, status FROM accounts WHERE id = $1"
 SELECT_ACCOUNT_BY_USERNAME = "SELECT id, username, status FROM accounts WHERE username = $1"
+SELECT_PASSWORD_HASH = "SELECT password_hash FROM accounts WHERE id = $1"
+RECORD_LOGIN = "UPDATE accounts SET last_login_at = now() WHERE id = $1"
 
 
 def _account(record: asyncpg.Record | None) -> Account | None:
@@ -27,3 +29,11 @@ class AccountRepository:
 
     async def get_by_username(self, username: str) -> Account | None:
         return _account(await self._pool.fetchrow(SELECT_ACCOUNT_BY_USERNAME, username))
+
+    async def password_hash(self, account_id: int) -> str | None:
+        """The stored argon2 hash; None for an account that cannot sign in with a password."""
+        value = await self._pool.fetchval(SELECT_PASSWORD_HASH, account_id)
+        return None if value is None else str(value)
+
+    async def record_login(self, account_id: int) -> None:
+        await self._pool.execute(RECORD_LOGIN, account_id)

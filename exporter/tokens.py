@@ -1,8 +1,15 @@
-"""Bearer tokens: HS256 JWTs whose ``sub`` is the account id, so an admin backend can issue them."""
+"""Bearer tokens: HS256 JWTs whose ``sub`` is the account id, so an admin backend can issue them.
+
+The browser's session cookie holds the same kind of token, with one more claim, ``csrf``: the
+value a page must echo in a header before the cookie may change anything.
+"""
 
 from __future__ import annotations
 
+import secrets
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import jwt
 
@@ -11,16 +18,31 @@ from exporter.errors import Unauthorized
 ALGORITHM = "HS256"
 
 
-def issue_token(secret: str, account_id: int, *, ttl_s: int = 24 * 3600) -> str:
+@dataclass(frozen=True)
+class TokenIdentity:
+    """Who a valid token names, and the CSRF value bound to it (None in a plain bearer token)."""
+
+    account_id: int
+    csrf_token: str | None
+
+
+def issue_token(
+    secret: str, account_id: int, *, ttl_s: int = 24 * 3600, claims: dict[str, Any] | None = None
+) -> str:
     """A signed token for ``account_id`` that expires after ``ttl_s`` seconds."""
     now = int(time.time())
-    return jwt.encode(
-        {"sub": str(account_id), "iat": now, "exp": now + ttl_s}, secret, algorithm=ALGORITHM
-    )
+    payload = {"sub": str(account_id), "iat": now, "exp": now + ttl_s, **(claims or {})}
+    return jwt.encode(payload, secret, algorithm=ALGORITHM)
 
 
-def account_id_from_token(secret: str, token: str) -> int:
-    """The account id a valid token names; Unauthorized for anything else."""
+def issue_session_token(secret: str, account_id: int, *, ttl_s: int) -> tuple[str, str]:
+    """A token for the session cookie and the fresh CSRF value signed into it."""
+    csrf_token = secrets.token_urlsafe(32)
+    return issue_token(secret, account_id, ttl_s=ttl_s, claims={"csrf": csrf_token}), csrf_token
+
+
+def identity_from_token(secret: str, token: str) -> TokenIdentity:
+    """What a valid token says; Unauthorized for anything else."""
     try:
         claims = jwt.decode(
             token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
@@ -32,4 +54,5 @@ def account_id_from_token(secret: str, token: str) -> int:
     subject = claims["sub"]
     if not isinstance(subject, str) or not subject.isdigit():
         raise Unauthorized("invalid token: sub must be an account id")
-    return int(subject)
+    csrf_token = claims.get("csrf")
+    return TokenIdentity(int(subject), csrf_token if isinstance(csrf_token, str) else None)

@@ -1,0 +1,213 @@
+"""Signing in to the pages: the session cookie, what it allows, and CSRF on what it changes."""
+
+from __future__ import annotations
+
+import time
+from http.cookies import SimpleCookie
+from typing import Any
+
+import asyncpg
+import jwt
+import pytest
+from aiohttp.test_utils import TestClient
+
+from exporter.passwords import hash_password
+from exporter.tokens import issue_token
+from tests.conftest import SECRET, account_id
+
+ADMIN = {"username": "admin", "password": "admin-password"}
+
+
+async def sign_in(client: TestClient[Any, Any], credentials: dict[str, str]) -> str:
+    """Sign in; the client's cookie jar keeps the cookie. Returns the CSRF value."""
+    response = await client.post("/api/session", json=credentials)
+    assert response.status == 200, await response.text()
+    csrf_token: str = (await response.json())["csrf_token"]
+    return csrf_token
+
+
+def set_cookie(response_headers: Any) -> SimpleCookie:
+    cookie = SimpleCookie()
+    for header in response_headers.getall("Set-Cookie", []):
+        cookie.load(header)
+    return cookie
+
+
+async def test_signing_in_sets_an_httponly_samesite_cookie_naming_the_account(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any]
+) -> None:
+    response = await client.post("/api/session", json=ADMIN)
+
+    assert response.status == 200
+    body = await response.json()
+    admin_id = await account_id(db, "admin")
+    assert body["account"] == {"id": admin_id, "username": "admin"}
+    session = set_cookie(response.headers)["exporter_session"]
+    assert session["httponly"] is True
+    assert session["samesite"] == "Lax"
+    assert session["path"] == "/"
+    assert not session["secure"]  # plain http here; https requests get Secure
+    claims = jwt.decode(session.value, SECRET, algorithms=["HS256"])
+    assert claims["sub"] == str(admin_id)
+    assert claims["csrf"] == body["csrf_token"]
+    assert claims["exp"] > time.time()
+    assert await db.fetchval("SELECT last_login_at FROM accounts WHERE id = $1", admin_id)
+
+
+async def test_the_cookie_alone_reads_the_api(client: TestClient[Any, Any]) -> None:
+    await sign_in(client, ADMIN)
+
+    response = await client.get("/api/export-tasks")
+
+    assert response.status == 200
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {"username": "admin", "password": "wrong"},
+        {"username": "nobody", "password": "admin-password"},
+        {"username": "user0000001", "password": "anything"},  # seeded without a password
+    ],
+    ids=["wrong-password", "unknown-user", "no-password-set"],
+)
+async def test_bad_credentials_are_401_naming_the_password_and_set_no_cookie(
+    client: TestClient[Any, Any], credentials: dict[str, str]
+) -> None:
+    response = await client.post("/api/session", json=credentials)
+
+    assert response.status == 401
+    error = (await response.json())["error"]
+    assert error["code"] == "unauthorized"
+    assert error["message"] == "wrong username or password"
+    assert [d["field"] for d in error["details"]] == ["password"]
+    assert "Set-Cookie" not in response.headers
+
+
+@pytest.mark.parametrize("state", ["disabled", "locked"])
+async def test_a_disabled_or_locked_account_cannot_sign_in(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any], state: str
+) -> None:
+    await db.execute(
+        "INSERT INTO accounts (username, status, password_hash) VALUES ($1, $2, $3)",
+        state,
+        state,
+        hash_password("secret-password"),
+    )
+
+    response = await client.post(
+        "/api/session", json={"username": state, "password": "secret-password"}
+    )
+
+    assert response.status == 403
+    assert (await response.json())["error"]["code"] == "forbidden"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"username": "admin"}, "password"), ({**ADMIN, "remember": True}, "remember")],
+)
+async def test_a_malformed_sign_in_is_422_naming_the_field(
+    client: TestClient[Any, Any], body: dict[str, Any], field: str
+) -> None:
+    response = await client.post("/api/session", json=body)
+
+    assert response.status == 422
+    assert [d["field"] for d in (await response.json())["error"]["details"]] == [field]
+
+
+async def test_sign_in_takes_only_json_so_a_cross_site_form_cannot_post_it(
+    client: TestClient[Any, Any],
+) -> None:
+    response = await client.post(
+        "/api/session",
+        data='{"username": "admin", "password": "admin-password"}',
+        headers={"Content-Type": "text/plain"},
+    )
+
+    assert response.status == 415
+    assert (await response.json())["error"]["message"] == "Content-Type must be application/json"
+    assert "Set-Cookie" not in response.headers
+
+
+async def test_a_cookie_request_that_changes_something_needs_the_csrf_header(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any]
+) -> None:
+    csrf_token = await sign_in(client, ADMIN)
+    body = {"type": "role", "format": "csv", "params": {}}
+
+    missing = await client.post("/api/export-tasks", json=body)
+    wrong = await client.post("/api/export-tasks", json=body, headers={"X-CSRF-Token": "guess"})
+    right = await client.post("/api/export-tasks", json=body, headers={"X-CSRF-Token": csrf_token})
+
+    for refused in (missing, wrong):
+        assert refused.status == 403
+        error = (await refused.json())["error"]
+        assert error["code"] == "forbidden"
+        assert [d["field"] for d in error["details"]] == ["X-CSRF-Token"]
+    assert right.status == 202
+    assert await db.fetchval("SELECT count(*) FROM export_tasks") == 1
+    task_id = (await right.json())["id"]
+    no_header_delete = await client.delete(f"/api/export-tasks/{task_id}")
+    assert no_header_delete.status == 403
+    assert await db.fetchval("SELECT count(*) FROM export_tasks") == 1
+
+
+async def test_a_bearer_token_in_the_cookie_cannot_change_anything(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any]
+) -> None:
+    # A plain bearer token carries no CSRF value, so there is nothing a page could echo.
+    token = issue_token(SECRET, await account_id(db, "admin"))
+    cookies = {"exporter_session": token}
+    body = {"type": "role", "format": "csv", "params": {}}
+
+    read = await client.get("/api/export-tasks", cookies=cookies)
+    write = await client.post(
+        "/api/export-tasks", json=body, cookies=cookies, headers={"X-CSRF-Token": ""}
+    )
+
+    assert read.status == 200
+    assert write.status == 403
+
+
+async def test_bearer_requests_need_no_csrf_header_even_with_a_cookie_present(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any]
+) -> None:
+    await sign_in(client, ADMIN)
+    token = issue_token(SECRET, await account_id(db, "admin"))
+
+    response = await client.post(
+        "/api/export-tasks",
+        json={"type": "role", "format": "csv", "params": {}},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+    assert response.status == 202
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [
+        "garbage",
+        jwt.encode({"sub": "1", "exp": int(time.time()) - 60, "csrf": "x"}, SECRET, "HS256"),
+        jwt.encode({"sub": "1", "exp": int(time.time()) + 60, "csrf": "x"}, "k" * 40, "HS256"),
+    ],
+    ids=["garbage", "expired", "wrong-key"],
+)
+async def test_an_invalid_session_cookie_is_401(client: TestClient[Any, Any], cookie: str) -> None:
+    response = await client.get("/api/export-tasks", cookies={"exporter_session": cookie})
+
+    assert response.status == 401
+
+
+async def test_signing_out_clears_the_cookie(client: TestClient[Any, Any]) -> None:
+    csrf_token = await sign_in(client, ADMIN)
+
+    refused = await client.delete("/api/session")
+    response = await client.delete("/api/session", headers={"X-CSRF-Token": csrf_token})
+    after = await client.get("/api/export-tasks")
+
+    assert refused.status == 403
+    assert response.status == 204
+    assert set_cookie(response.headers)["exporter_session"].value == ""
+    assert after.status == 401
