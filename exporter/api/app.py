@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from exporter.account_repository import AccountRepository
-from exporter.api import health, listings, openapi, session, tasks, types
+from exporter.api import health, listings, openapi, session, task_stream, tasks, types
 from exporter.api.errors import error_middleware
 from exporter.api.services import SERVICES, Services
 from exporter.db import create_pool
@@ -21,7 +21,7 @@ from settings import Settings
 def create_app(settings: Settings) -> web.Application:
     """The API application; PostgreSQL and Redis are connected when it starts."""
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
-    for module in (health, openapi, tasks, types, session, listings):
+    for module in (health, openapi, tasks, types, session, listings, task_stream):
         app.add_routes(module.routes)
 
     async def services(app: web.Application) -> AsyncIterator[None]:
@@ -43,4 +43,6 @@ def create_app(settings: Settings) -> web.Application:
             await pool.close()
 
     app.cleanup_ctx.append(services)
+    app.cleanup_ctx.append(task_stream.task_change_feed)
+    app.on_shutdown.append(task_stream.end_task_streams)
     return app
