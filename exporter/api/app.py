@@ -15,13 +15,14 @@ from exporter.queue import TaskQueue, connect_lazily
 from exporter.registry import load_handlers
 from exporter.storage import FileStorage
 from exporter.task_repository import TaskRepository
+from exporter.web import pages
 from settings import Settings
 
 
 def create_app(settings: Settings) -> web.Application:
     """The API application; PostgreSQL and Redis are connected when it starts."""
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
-    for module in (health, openapi, tasks, types, session, listings, task_stream):
+    for module in (health, openapi, tasks, types, session, listings, task_stream, pages):
         app.add_routes(module.routes)
 
     async def services(app: web.Application) -> AsyncIterator[None]:

@@ -1,0 +1,187 @@
+// Shared by every page: messages, calls to the JSON API, formatting, the top bar's buttons.
+"use strict";
+
+window.Exporter = (() => {
+  const messages = JSON.parse(document.getElementById("messages").textContent);
+  const language = document.body.dataset.language;
+
+  function t(key, values = {}) {
+    const text = messages[key];
+    if (text === undefined) {
+      return key;
+    }
+    return text.replace(/\{(\w+)\}/g, (whole, name) => (name in values ? values[name] : whole));
+  }
+
+  class ApiError extends Error {
+    constructor(status, code, message) {
+      super(message);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  function errorMessage(body, status) {
+    const error = body && body.error;
+    if (!error) {
+      return `HTTP ${status}`;
+    }
+    const fields = (error.details || []).map((d) => `${d.field}: ${d.message}`);
+    return fields.length ? `${error.message} (${fields.join("; ")})` : error.message;
+  }
+
+  function signInAgain() {
+    const here = window.location.pathname + window.location.search;
+    window.location.assign(`/login?next=${encodeURIComponent(here)}`);
+  }
+
+  // Every call sends the session cookie; those that change something also send the CSRF value
+  // the page was rendered with, which is what lets the API accept the cookie for them.
+  async function api(method, path, body) {
+    const headers = { Accept: "application/json" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+    }
+    const csrf = document.querySelector('meta[name="csrf-token"]');
+    if (method !== "GET" && csrf) {
+      headers["X-CSRF-Token"] = csrf.content;
+    }
+    let response;
+    try {
+      response = await fetch(path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: "same-origin",
+      });
+    } catch (networkError) {
+      throw new ApiError(0, "network", t("error.network"));
+    }
+    if (response.status === 204) {
+      return null;
+    }
+    const data = await response.json().catch(() => null);
+    if (response.status === 401 && csrf) {
+      signInAgain();
+    }
+    if (!response.ok) {
+      throw new ApiError(response.status, data && data.error && data.error.code,
+        errorMessage(data, response.status));
+    }
+    return data;
+  }
+
+  const dateTime = new Intl.DateTimeFormat(language, {
+    year: "numeric", month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+  });
+  const number = new Intl.NumberFormat(language);
+
+  function formatDateTime(iso) {
+    return iso ? dateTime.format(new Date(iso)) : "";
+  }
+
+  function formatNumber(value) {
+    return value === null || value === undefined ? "" : number.format(value);
+  }
+
+  function formatBytes(size) {
+    if (size === null || size === undefined) {
+      return "";
+    }
+    const units = ["B", "KB", "MB", "GB", "TB"];
+    let value = size;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+      value /= 1024;
+      unit += 1;
+    }
+    const digits = unit === 0 || value >= 100 ? 0 : 1;
+    return `${value.toFixed(digits)} ${units[unit]}`;
+  }
+
+  function timeZone() {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone;
+  }
+
+  // An element with text only: user data never becomes markup.
+  function element(tag, text, className) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) {
+      node.textContent = String(text);
+    }
+    if (className) {
+      node.className = className;
+    }
+    return node;
+  }
+
+  // A single row spanning the table: loading, empty and error states.
+  function stateRow(tbody, columns, text, className, action) {
+    const row = element("tr", undefined, `state ${className}`);
+    const cell = element("td");
+    cell.colSpan = columns;
+    cell.append(element("span", text));
+    if (action) {
+      cell.append(" ", action);
+    }
+    row.append(cell);
+    tbody.replaceChildren(row);
+  }
+
+  function failedRow(tbody, columns, problem, retry) {
+    const button = element("button", t("list.retry"));
+    button.type = "button";
+    button.addEventListener("click", retry);
+    stateRow(tbody, columns, t("list.failed", { message: problem.message }), "error", button);
+  }
+
+  function showPage(page, pageSize, total, onMove) {
+    const pages = Math.max(1, Math.ceil(total / pageSize));
+    document.getElementById("page-info").textContent = t("list.page_info", {
+      page: formatNumber(page), pages: formatNumber(pages), total: formatNumber(total),
+    });
+    const previous = document.getElementById("page-prev");
+    const next = document.getElementById("page-next");
+    previous.disabled = page <= 1;
+    next.disabled = page >= pages;
+    previous.onclick = () => onMove(page - 1);
+    next.onclick = () => onMove(page + 1);
+  }
+
+  let toastTimer;
+  function toast(text) {
+    const box = document.getElementById("toast");
+    box.textContent = text;
+    box.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { box.hidden = true; }, 5000);
+  }
+
+  function setUpTopBar() {
+    const switcher = document.getElementById("language-switch");
+    switcher.addEventListener("click", () => {
+      const cookie = document.body.dataset.languageCookie;
+      document.cookie = `${cookie}=${switcher.dataset.language}; path=/; max-age=31536000; samesite=lax`;
+      window.location.reload();
+    });
+    const signOut = document.getElementById("sign-out");
+    if (signOut) {
+      signOut.addEventListener("click", async () => {
+        signOut.disabled = true;
+        try {
+          await api("DELETE", "/api/session");
+        } finally {
+          window.location.assign("/login");
+        }
+      });
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", setUpTopBar);
+
+  return {
+    t, api, ApiError, language, formatDateTime, formatNumber, formatBytes, timeZone,
+    element, stateRow, failedRow, showPage, toast,
+  };
+})();
