@@ -1,0 +1,143 @@
+"""Exports through the real API and worker: POST, poll until completed, download, check."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.databases import BenchUser
+from bench.loop_lag import max_loop_lag_ms
+from bench.memory import PeakRss
+from bench.stack import Stack
+
+EXPORT_TYPE = "account"
+POLL_INTERVAL_S = 0.1
+DOWNLOAD_CHUNK_BYTES = 1 << 20
+
+
+class ExportFailed(Exception):
+    """An export did not complete, or its file is not what the task says."""
+
+
+@dataclass(frozen=True)
+class OneExport:
+    seconds: float  # POST until the task reads completed
+    download_s: float
+    file_bytes: int
+
+
+@dataclass(frozen=True)
+class ExportBatch:
+    """Exports started together, one per user, each of ``rows`` rows."""
+
+    file_format: str
+    rows: int
+    exports: tuple[OneExport, ...]
+    wall_s: float  # the POSTs until the last task reads completed
+    worker_peak_rss_bytes: int
+    child_peak_rss_bytes: int  # the largest single process the worker spawned; 0 if none
+    loop_lag_ms: float | None
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows * len(self.exports) / self.wall_s
+
+
+class ApiUser:
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, user: BenchUser) -> None:
+        self._session = session
+        self._base_url = base_url
+        self._headers = {"Authorization": f"Bearer {user.token}"}
+
+    async def _json(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        async with self._session.request(
+            method, self._base_url + path, json=body, headers=self._headers
+        ) as response:
+            answer: dict[str, Any] = await response.json()
+            if response.status >= 400:
+                raise ExportFailed(f"{method} {path}: {response.status} {answer}")
+            return answer
+
+    async def create(self, file_format: str) -> str:
+        body = {"type": EXPORT_TYPE, "format": file_format, "params": {}}
+        task = await self._json("POST", "/api/export-tasks", body)
+        task_id: str = task["id"]
+        return task_id
+
+    async def wait_completed(self, task_id: str) -> dict[str, Any]:
+        while True:
+            task = await self._json("GET", f"/api/export-tasks/{task_id}")
+            if task["status"] == "completed":
+                return task
+            if task["status"] not in ("pending", "running"):
+                raise ExportFailed(f"task {task_id} ended {task['status']}: {task['error']}")
+            await asyncio.sleep(POLL_INTERVAL_S)
+
+    async def download(self, task: dict[str, Any], dest: Path) -> int:
+        """Stream the file to ``dest``; the number of bytes written."""
+        size = 0
+        async with self._session.get(
+            self._base_url + task["download_url"], headers=self._headers
+        ) as response:
+            if response.status != 200:
+                raise ExportFailed(f"download of task {task['id']}: {response.status}")
+            with dest.open("wb") as out:
+                async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK_BYTES):
+                    out.write(chunk)
+                    size += len(chunk)
+        return size
+
+
+async def _export(api: ApiUser, file_format: str, rows: int, work_dir: Path) -> OneExport:
+    started = time.perf_counter()
+    task_id = await api.create(file_format)
+    task = await api.wait_completed(task_id)
+    seconds = time.perf_counter() - started
+    if task["row_count"] != rows:
+        raise ExportFailed(f"task {task_id}: {task['row_count']} rows, expected {rows}")
+    dest = work_dir / f"{task_id}.{file_format}"
+    started = time.perf_counter()
+    try:
+        size = await api.download(task, dest)
+        download_s = time.perf_counter() - started
+    finally:
+        dest.unlink(missing_ok=True)  # a million-row file per export would fill the disk
+    if size != task["file_size"]:
+        raise ExportFailed(
+            f"task {task_id}: downloaded {size} bytes, the task says {task['file_size']}"
+        )
+    return OneExport(seconds, download_s, size)
+
+
+async def export_batch(
+    stack: Stack,
+    session: aiohttp.ClientSession,
+    users: tuple[BenchUser, ...],
+    file_format: str,
+    work_dir: Path,
+) -> ExportBatch:
+    """One export per user, all POSTed at once; the worker's memory sampled throughout."""
+    assert stack.worker is not None, "exports need the worker running"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    rows = stack.database.rows
+    apis = [ApiUser(session, stack.base_url, user) for user in users]
+    started_wall = time.time()
+    with PeakRss(stack.worker.pid) as rss:
+        exports = await asyncio.gather(*(_export(api, file_format, rows, work_dir) for api in apis))
+    # All are POSTed within milliseconds of each other, so the slowest one spans the batch.
+    wall_s = max(export.seconds for export in exports)
+    stack.check_running()
+    return ExportBatch(
+        file_format=file_format,
+        rows=rows,
+        exports=tuple(exports),
+        wall_s=wall_s,
+        worker_peak_rss_bytes=rss.peak_bytes,
+        child_peak_rss_bytes=rss.peak_child_bytes,
+        loop_lag_ms=await max_loop_lag_ms(stack.loop_lag_log, started_wall, started_wall + wall_s),
+    )
