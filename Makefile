@@ -48,6 +48,12 @@ seed: $(STAMP) ## demo roles, accounts and admin in DATABASE_URL
 run: $(STAMP) ## migrate, seed, start API + worker (EMBEDDED=1 forces embedded servers)
 	$(BIN)/exporter dev $(if $(EMBEDDED),--embedded)
 
+ROWS ?= 1000000
+
+.PHONY: bench
+bench: $(STAMP) ## ceilings, exports, concurrency, API load on fresh bench databases (ROWS=1000000)
+	$(BIN)/python -m bench.run --rows $(ROWS)
+
 .PHONY: clean
 clean: ## remove caches and local state (keeps .venv)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache var test-artifacts

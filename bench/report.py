@@ -1,0 +1,379 @@
+"""One table from one run: each measurement, its ratio to its ceiling, the issue's targets.
+
+Printed as markdown, and written as ``report.md`` and ``report.json`` in the run's folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypedDict
+
+from bench.ceiling_process import CeilingResult
+from bench.exports import ExportBatch
+from bench.load import LoadResult
+
+MB = 1024 * 1024
+
+# The issue's targets, each compared with figures from the same run.
+CSV_MAX_TIMES_COPY = 1.5
+XLSX_MIN_TIMES_WRITER = 0.95
+XLSX_PARALLEL_MIN_TIMES_WRITER = 1.5
+PEAK_RSS_MAX_MB = 150
+RSS_GROWTH_MAX_MB = 20
+LOOP_LAG_MAX_MS = 100
+CONCURRENT_MAX_TIMES_SEQUENTIAL = 0.6
+POST_MIN_TIMES_TRIVIAL = 0.25
+API_P99_MAX_MS = 50
+
+COLUMNS = (
+    "what",
+    "s",
+    "download s",
+    "rate",
+    "p50 / p99 ms",
+    "peak RSS MB",
+    "loop lag ms",
+    "ratio",
+    "target",
+    "met",
+)
+
+
+@dataclass
+class Measurements:
+    """Everything one run measured; a phase that failed or did not run leaves its field None."""
+
+    rows: int
+    small_rows: int
+    quarter_rows: int
+    copy: CeilingResult | None = None
+    cursor: CeilingResult | None = None
+    xlsxwriter: CeilingResult | None = None
+    csv: ExportBatch | None = None
+    xlsx: ExportBatch | None = None
+    csv_small: ExportBatch | None = None
+    xlsx_small: ExportBatch | None = None
+    xlsx_quarter: ExportBatch | None = None
+    xlsx_quarter_concurrent: ExportBatch | None = None
+    trivial: LoadResult | None = None
+    post: LoadResult | None = None
+    listing: LoadResult | None = None
+
+
+class Target(TypedDict):
+    target: str
+    met: str
+
+
+NO_TARGET = Target(target="", met="")
+
+
+@dataclass(frozen=True)
+class Row:
+    what: str
+    seconds: float | None = None
+    download_s: float | None = None
+    rate: str = ""
+    latency: str = ""
+    rss: str = ""
+    lag: str = ""
+    ratio: str = ""
+    target: str = ""
+    met: str = ""
+
+    def cells(self) -> list[str]:
+        seconds, download = (
+            "" if s is None else f"{s:.2f}" for s in (self.seconds, self.download_s)
+        )
+        return [
+            self.what,
+            seconds,
+            download,
+            self.rate,
+            self.latency,
+            self.rss,
+            self.lag,
+            self.ratio,
+            self.target,
+            self.met,
+        ]
+
+
+@dataclass
+class Report:
+    rows: list[Row]
+    notes: list[str]
+    meta: dict[str, Any]
+    measurements: Measurements
+    error: str | None = None
+
+    def markdown(self) -> str:
+        table = [list(COLUMNS), *(row.cells() for row in self.rows)]
+        widths = [max(len(line[col]) for line in table) for col in range(len(COLUMNS))]
+
+        def line(cells: list[str]) -> str:
+            return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+        rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+        parts = [line(table[0]), rule, *(line(cells) for cells in table[1:]), ""]
+        parts.extend(f"- {note}" for note in self.notes)
+        if self.error:
+            parts.append(f"\n**The run stopped early:** {self.error}")
+        return "\n".join(parts) + "\n"
+
+    def write(self, run_dir: Path) -> tuple[Path, Path]:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        markdown = run_dir / "report.md"
+        markdown.write_text(self.markdown(), encoding="utf-8")
+        body = {
+            "meta": self.meta,
+            "error": self.error,
+            "table": [asdict(row) for row in self.rows],
+            "notes": self.notes,
+            "measurements": asdict(self.measurements),
+        }
+        data = run_dir / "report.json"
+        data.write_text(json.dumps(body, ensure_ascii=False, indent=2), encoding="utf-8")
+        return markdown, data
+
+
+def _mb(value: int) -> str:
+    return f"{value / MB:.0f}"
+
+
+def _rate(per_s: float, unit: str) -> str:
+    return f"{per_s:,.0f} {unit}/s"
+
+
+def _met(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("yes" if ok else "NO")
+
+
+def _lag(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
+def _ceiling_row(what: str, ceiling: CeilingResult | None) -> Row:
+    if ceiling is None:
+        return Row(what, rate="not measured")
+    rate = _rate(ceiling.rows_per_s, "rows")
+    return Row(what, ceiling.seconds, rate=rate, rss=_mb(ceiling.peak_rss_bytes))
+
+
+def _export_row(
+    what: str, batch: ExportBatch | None, ratio: str = "", check: Target = NO_TARGET
+) -> Row:
+    if batch is None:
+        return Row(what, rate="not measured")
+    child = _mb(batch.child_peak_rss_bytes) if batch.child_peak_rss_bytes else "none"
+    return Row(
+        what,
+        batch.wall_s,
+        max(export.download_s for export in batch.exports),
+        _rate(batch.rows_per_s, "rows"),
+        rss=f"worker {_mb(batch.worker_peak_rss_bytes)}, child {child}",
+        lag=_lag(batch.loop_lag_ms),
+        ratio=ratio,
+        **check,
+    )
+
+
+def _times(value: float | None, of: str) -> str:
+    return "" if value is None else f"{value:.2f}x {of}"
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or denominator is None or denominator == 0:
+        return None
+    return numerator / denominator
+
+
+def _target(
+    value: float | None, limit: float, *, most: bool, unit: str = "x", note: str = ""
+) -> Target:
+    """The target's text, and whether ``value`` is at most (or at least) ``limit``."""
+    met = None if value is None else value <= limit if most else value >= limit
+    return Target(target=f"{'≤' if most else '≥'} {limit}{unit}{note}", met=_met(met))
+
+
+def _seconds(item: CeilingResult | ExportBatch | None) -> float | None:
+    if item is None:
+        return None
+    return item.seconds if isinstance(item, CeilingResult) else item.wall_s
+
+
+def _ceiling_rows(m: Measurements) -> list[Row]:
+    n = f"{m.rows:,}"
+    return [
+        _ceiling_row(f"ceiling: COPY (query) TO STDOUT CSV, {n} rows", m.copy),
+        _ceiling_row(f"ceiling: asyncpg cursor, rows discarded, {n} rows", m.cursor),
+        _ceiling_row(f"ceiling: xlsxwriter constant_memory, no DB, {n} rows", m.xlsxwriter),
+    ]
+
+
+def _export_rows(m: Measurements) -> list[Row]:
+    n, small = f"{m.rows:,}", f"{m.small_rows:,}"
+    csv_ratio = _ratio(_seconds(m.csv), _seconds(m.copy))
+    # Throughput against the writer's, so more than 1x means faster than one xlsxwriter.
+    xlsx_ratio = _ratio(_seconds(m.xlsxwriter), _seconds(m.xlsx))
+    xlsx_ratio_text = _times(xlsx_ratio, "xlsxwriter")
+    return [
+        _export_row(
+            f"export csv, {n} rows (POST → completed)",
+            m.csv,
+            ratio=_times(csv_ratio, "COPY time"),
+            check=_target(csv_ratio, CSV_MAX_TIMES_COPY, most=True),
+        ),
+        _export_row(
+            f"export xlsx, {n} rows (POST → completed)",
+            m.xlsx,
+            ratio=xlsx_ratio_text,
+            check=_target(xlsx_ratio, XLSX_MIN_TIMES_WRITER, most=False, note=" (one process)"),
+        ),
+        Row(
+            f"export xlsx, {n} rows: parallel encoding goal",
+            ratio=xlsx_ratio_text,
+            **_target(xlsx_ratio, XLSX_PARALLEL_MIN_TIMES_WRITER, most=False, note=" (2 cores)"),
+        ),
+        _export_row(f"export csv, {small} rows", m.csv_small),
+        _export_row(f"export xlsx, {small} rows", m.xlsx_small),
+    ]
+
+
+def _growth_row(
+    fmt: str, m: Measurements, full: ExportBatch | None, small: ExportBatch | None
+) -> Row:
+    growth = None
+    if full is not None and small is not None:
+        peak = max(full.worker_peak_rss_bytes, full.child_peak_rss_bytes)
+        small_peak = max(small.worker_peak_rss_bytes, small.child_peak_rss_bytes)
+        growth = (peak - small_peak) / MB
+    return Row(
+        f"memory growth {fmt}, {m.small_rows:,} → {m.rows:,} rows",
+        rss="" if growth is None else f"{round(growth):+d}",
+        **_target(growth, RSS_GROWTH_MAX_MB, most=True, unit=" MB more"),
+    )
+
+
+def _memory_rows(m: Measurements) -> list[Row]:
+    full = [batch for batch in (m.csv, m.xlsx) if batch is not None]
+    worker = max((b.worker_peak_rss_bytes for b in full), default=None)
+    child = max((b.child_peak_rss_bytes for b in full), default=None)
+    worker_mb = None if worker is None else worker / MB
+    child_mb = None if not child else child / MB
+    return [
+        Row(
+            f"memory: worker peak, {m.rows:,}-row exports",
+            rss="" if worker_mb is None else f"{worker_mb:.0f}",
+            **_target(worker_mb, PEAK_RSS_MAX_MB, most=True, unit=" MB"),
+        ),
+        Row(
+            f"memory: largest worker child process, {m.rows:,}-row exports",
+            rss="none spawned" if child_mb is None else f"{child_mb:.0f}",
+            **_target(child_mb, PEAK_RSS_MAX_MB, most=True, unit=" MB"),
+        ),
+        _growth_row("csv", m, m.csv, m.csv_small),
+        _growth_row("xlsx", m, m.xlsx, m.xlsx_small),
+    ]
+
+
+def _lag_row(m: Measurements) -> Row:
+    batches = (m.csv, m.xlsx, m.csv_small, m.xlsx_small, m.xlsx_quarter, m.xlsx_quarter_concurrent)
+    lags = [b.loop_lag_ms for b in batches if b is not None and b.loop_lag_ms is not None]
+    worst = max(lags, default=None)
+    return Row(
+        "worker event loop: worst lag during any export",
+        lag=_lag(worst),
+        **_target(worst, LOOP_LAG_MAX_MS, most=True, unit=" ms"),
+    )
+
+
+def _concurrency_rows(m: Measurements) -> list[Row]:
+    quarter = f"{m.quarter_rows:,}"
+    alone = _seconds(m.xlsx_quarter)
+    sequential = None if alone is None else 4 * alone
+    ratio = _ratio(_seconds(m.xlsx_quarter_concurrent), sequential)
+    return [
+        _export_row(f"export xlsx, {quarter} rows, alone", m.xlsx_quarter),
+        _export_row(
+            f"4 concurrent xlsx exports of {quarter} rows, 4 users",
+            m.xlsx_quarter_concurrent,
+            ratio=_times(ratio, "4 x alone"),
+            check=_target(ratio, CONCURRENT_MAX_TIMES_SEQUENTIAL, most=True),
+        ),
+    ]
+
+
+def _load_row(
+    what: str, result: LoadResult | None, ratio: str = "", check: Target = NO_TARGET
+) -> Row:
+    if result is None:
+        return Row(what, rate="not measured")
+    errors = f", {result.errors} errors" if result.errors else ""
+    return Row(
+        what,
+        result.seconds,
+        rate=_rate(result.requests_per_s, "req") + errors,
+        latency=f"{result.p50_ms:.1f} / {result.p99_ms:.1f}",
+        ratio=ratio,
+        **check,
+    )
+
+
+def _api_rows(m: Measurements, clients: int) -> list[Row]:
+    post_share = _ratio(
+        None if m.post is None else m.post.requests_per_s,
+        None if m.trivial is None else m.trivial.requests_per_s,
+    )
+    post_p99 = None if m.post is None else m.post.p99_ms
+    list_p99 = None if m.listing is None else m.listing.p99_ms
+    return [
+        _load_row(f"trivial aiohttp GET /ping, {clients} clients", m.trivial),
+        _load_row(
+            f"POST /api/export-tasks, {clients} clients",
+            m.post,
+            ratio=_times(post_share, "trivial req/s"),
+            check=_target(post_share, POST_MIN_TIMES_TRIVIAL, most=False),
+        ),
+        Row(
+            "POST /api/export-tasks: p99",
+            latency="" if post_p99 is None else f"{post_p99:.1f}",
+            **_target(post_p99, API_P99_MAX_MS, most=True, unit=" ms p99"),
+        ),
+        _load_row(
+            f"GET /api/export-tasks (10,000 tasks), {clients} clients",
+            m.listing,
+            check=_target(list_p99, API_P99_MAX_MS, most=True, unit=" ms p99"),
+        ),
+    ]
+
+
+def build_report(
+    m: Measurements, *, clients: int, meta: dict[str, Any], error: str | None
+) -> Report:
+    rows = [
+        *_ceiling_rows(m),
+        *_export_rows(m),
+        *_memory_rows(m),
+        _lag_row(m),
+        *_concurrency_rows(m),
+        *_api_rows(m, clients),
+    ]
+    notes = [
+        "Exports are timed from POST to the task reading completed (polled every 0.1 s); the "
+        "download of the file through the API is timed apart (the slowest, for 4 at once).",
+        "Peak RSS: ceilings measure their own process; the xlsxwriter ceiling counts its process "
+        "before loading the rows plus what writing added, as if the rows were streamed. "
+        "Exports: the worker process, and separately its largest child process, sampled every "
+        "50 ms.",
+        "Concurrency compares the 4 concurrent exports with 4 x one export of the same size "
+        "run alone in this run.",
+        f"API: {clients} clients from one Python process on the same "
+        f"{meta.get('cpus', '?')} cores as the server and PostgreSQL, after a 1 s warm-up; the "
+        "worker is stopped; POST creates real tasks (deleted afterwards).",
+    ]
+    if _lag_row(m).lag == "n/a":
+        notes.append("Loop lag n/a: the worker wrote no lag probe file (EXPORTER_LOOP_LAG_LOG).")
+    return Report(rows, notes, meta, m, error)

@@ -1,0 +1,251 @@
+"""``make bench``: the export path measured against its ceilings, in one run.
+
+On fresh databases seeded with the bench data set (``--rows``, a tenth of it, a quarter of it):
+the COPY, cursor and xlsxwriter ceilings; csv and xlsx exports through the real API and worker;
+the same at a tenth of the rows; four concurrent quarter-size xlsx exports from four users
+against one alone; a load test of the API next to a trivial aiohttp endpoint. Prints one table
+and writes it under ``bench-results/``. Everything it creates or starts is removed or stopped
+when it ends, fails or is interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import platform
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Awaitable
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+import aiohttp
+
+from bench.ceiling_process import CeilingResult
+from bench.ceilings import MAX_SHEET_DATA_ROWS, measure_ceiling
+from bench.databases import BenchDatabase, BenchUser, bench_database, server_url
+from bench.exports import ExportBatch, export_batch
+from bench.load import LoadResult, Request, load_test
+from bench.report import Measurements, build_report
+from bench.stack import (
+    Stack,
+    bench_redis_url,
+    forget_jobs,
+    running_stack,
+    running_trivial_app,
+)
+from exporter.logs import configure_logging
+
+log = logging.getLogger("bench")
+
+T = TypeVar("T")
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+INTERRUPTED_EXIT = 130
+
+DEFAULT_ROWS = 1_000_000
+MIN_ROWS = 1_000
+LIST_TASKS = 10_000
+# More than a load test sends in its seconds; past it users come round again (still under quota).
+POST_USERS = 20_000
+CONCURRENT_USERS = 4
+# Users of the main database: the first exports, the second owns the tasks the list pages through.
+MAIN_USERS = 2
+
+# Generous bounds, far above the reference figures, so only a hang trips them.
+BOUND_BASE_S = 120.0
+BOUND_ROWS_PER_S = 5_000
+HTTP_READ_TIMEOUT_S = 120.0
+
+
+def _bound_s(rows: int) -> float:
+    return BOUND_BASE_S + rows / BOUND_ROWS_PER_S
+
+
+async def _phase(name: str, timeout_s: float, work: Awaitable[T]) -> T:
+    log.info("%s …", name)
+    started = time.monotonic()
+    async with asyncio.timeout(timeout_s):
+        result = await work
+    log.info("%s: done in %.1f s", name, time.monotonic() - started)
+    return result
+
+
+class Bench:
+    """The phases of one run; each stores what it measured in ``self.m`` as it goes."""
+
+    def __init__(self, options: argparse.Namespace, run_dir: Path) -> None:
+        self.clients: int = options.clients
+        self.load_seconds: float = options.load_seconds
+        self.run_dir = run_dir
+        self.work_dir = run_dir / "work"
+        self.redis_url = bench_redis_url()
+        self.server = server_url()
+        rows: int = options.rows
+        self.m = Measurements(rows=rows, small_rows=rows // 10, quarter_rows=rows // 4)
+
+    async def run(self) -> None:
+        # A closed terminal or `kill` must clean up like Ctrl-C (asyncio.run's own SIGINT).
+        main_task = asyncio.current_task()
+        assert main_task is not None
+        for stop_signal in STOP_SIGNALS:
+            asyncio.get_running_loop().add_signal_handler(stop_signal, main_task.cancel)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=HTTP_READ_TIMEOUT_S)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                await self._full_size(session)
+                await self._small_size(session)
+                await self._concurrency(session)
+        finally:
+            for storage in self.run_dir.glob("storage-*"):
+                shutil.rmtree(storage, ignore_errors=True)
+
+    def _database(self, rows: int, users: int) -> AbstractAsyncContextManager[BenchDatabase]:
+        return bench_database(self.server, rows, user_count=users, timeout_s=_bound_s(rows))
+
+    def _stack(
+        self, db: BenchDatabase, session: aiohttp.ClientSession
+    ) -> AbstractAsyncContextManager[Stack]:
+        return running_stack(db, self.redis_url, self.run_dir, session)
+
+    async def _ceiling(self, kind: str, db: BenchDatabase) -> CeilingResult:
+        bound = _bound_s(db.rows)
+        work = measure_ceiling(kind, db.url, db.rows, self.work_dir, timeout_s=bound)
+        return await _phase(f"ceiling {kind}, {db.rows:,} rows", bound, work)
+
+    async def _exports(
+        self,
+        stack: Stack,
+        session: aiohttp.ClientSession,
+        users: tuple[BenchUser, ...],
+        file_format: str,
+    ) -> ExportBatch:
+        rows = stack.database.rows
+        work = export_batch(stack, session, users, file_format, self.work_dir)
+        name = f"{len(users)} x {file_format} export of {rows:,} rows"
+        return await _phase(name, _bound_s(rows * len(users)), work)
+
+    async def _full_size(self, session: aiohttp.ClientSession) -> None:
+        m = self.m
+        async with self._database(m.rows, MAIN_USERS) as db:
+            m.copy = await self._ceiling("copy", db)
+            m.cursor = await self._ceiling("cursor", db)
+            m.xlsxwriter = await self._ceiling("xlsx", db)
+            async with self._stack(db, session) as stack:
+                m.csv = await self._exports(stack, session, db.users[:1], "csv")
+                m.xlsx = await self._exports(stack, session, db.users[:1], "xlsx")
+                await stack.stop_worker()  # POSTed tasks must stay queued, not run
+                await self._load_tests(stack, db, session)
+
+    async def _load_tests(
+        self, stack: Stack, db: BenchDatabase, session: aiohttp.ClientSession
+    ) -> None:
+        async with running_trivial_app(self.run_dir, session) as ping_url:
+            ping = Request("GET", ping_url, 200, lambda _: ({}, None))
+            self.m.trivial = await self._load("trivial GET /ping", ping)
+        # Each POST from another user, as when many people click Export: a user's own
+        # unfinished tasks are capped, and an identical unfinished one is handed back instead.
+        posters = await db.active_users(POST_USERS)
+        post = Request.json(
+            "POST",
+            f"{stack.base_url}/api/export-tasks",
+            [user.token for user in posters],
+            lambda number: {
+                "type": "account",
+                "format": "csv",
+                "params": {"keyword": f"load-{number}"},
+            },
+            expected_status=202,
+        )
+        try:
+            self.m.post = await self._load("POST /api/export-tasks", post)
+        finally:
+            deleted = await db.delete_pending_tasks()
+            keys = await forget_jobs(self.redis_url, stack.queue_name, deleted)
+            log.info(
+                "deleted the %d tasks the POST load created, %d Redis keys", len(deleted), keys
+            )
+        lister = db.users[-1]
+        await db.add_finished_tasks(lister, LIST_TASKS)
+        listing = Request.json("GET", f"{stack.base_url}/api/export-tasks", [lister.token])
+        self.m.listing = await self._load("GET /api/export-tasks", listing)
+
+    async def _load(self, name: str, request: Request) -> LoadResult:
+        work = load_test(name, request, clients=self.clients, duration_s=self.load_seconds)
+        return await _phase(f"load test {name}", self.load_seconds + BOUND_BASE_S, work)
+
+    async def _small_size(self, session: aiohttp.ClientSession) -> None:
+        m = self.m
+        async with self._database(m.small_rows, 1) as db, self._stack(db, session) as stack:
+            m.csv_small = await self._exports(stack, session, db.users, "csv")
+            m.xlsx_small = await self._exports(stack, session, db.users, "xlsx")
+
+    async def _concurrency(self, session: aiohttp.ClientSession) -> None:
+        m = self.m
+        async with (
+            self._database(m.quarter_rows, CONCURRENT_USERS) as db,
+            self._stack(db, session) as stack,
+        ):
+            m.xlsx_quarter = await self._exports(stack, session, db.users[:1], "xlsx")
+            m.xlsx_quarter_concurrent = await self._exports(stack, session, db.users, "xlsx")
+
+
+def _options(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument(
+        "--rows", type=int, default=DEFAULT_ROWS, help="accounts in the main data set"
+    )
+    parser.add_argument(
+        "--clients", type=int, default=50, help="concurrent HTTP clients of the load test"
+    )
+    parser.add_argument(
+        "--load-seconds", type=float, default=10.0, help="measured seconds of each load test"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("bench-results"), help="where results are written"
+    )
+    options = parser.parse_args(argv)
+    if not MIN_ROWS <= options.rows <= MAX_SHEET_DATA_ROWS:
+        parser.error(f"--rows must be between {MIN_ROWS:,} and {MAX_SHEET_DATA_ROWS:,} (one sheet)")
+    return options
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = _options(argv)
+    configure_logging()
+    started = datetime.now(UTC)
+    run_dir = options.out / f"{started:%Y%m%dT%H%M%SZ}-{options.rows}"
+    bench = Bench(options, run_dir)
+    error = None
+    try:
+        asyncio.run(bench.run())
+    except Exception as exc:
+        log.exception("bench failed")
+        error = f"{type(exc).__name__}: {exc}"
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        log.warning("bench interrupted; what was started is stopped")
+        error = "interrupted"
+    meta = {
+        "started": started.isoformat(),
+        "seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
+        "rows": options.rows,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "machine": platform.platform(),
+    }
+    report = build_report(bench.m, clients=options.clients, meta=meta, error=error)
+    markdown, data = report.write(run_dir)
+    print(report.markdown())
+    print(f"written: {markdown} and {data}")
+    return 0 if error is None else INTERRUPTED_EXIT if error == "interrupted" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
