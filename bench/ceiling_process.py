@@ -30,7 +30,7 @@ CURSOR_BATCH_ROWS = 5_000
 
 @dataclass(frozen=True)
 class CeilingJob:
-    kind: str  # copy, cursor or xlsx
+    kind: str  # copy or copy-csv, cursor, xlsx
     dsn: str
     work_dir: str
     sql: str
@@ -162,7 +162,7 @@ def xlsx_ceiling(job: CeilingJob) -> CeilingResult:
 
 
 def measure(job: CeilingJob) -> CeilingResult:
-    if job.kind == "copy":
+    if job.kind.startswith("copy"):
         return asyncio.run(copy_ceiling(job))
     if job.kind == "cursor":
         return asyncio.run(cursor_ceiling(job))

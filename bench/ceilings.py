@@ -1,12 +1,14 @@
 """The ceilings an export is measured against, each in a process of its own.
 
-- ``copy``: PostgreSQL's ``COPY (export query) TO STDOUT WITH CSV`` through asyncpg into a file;
-- ``cursor``: an asyncpg server-side cursor reading the xlsx-shaped rows, rows discarded;
-- ``xlsx``: xlsxwriter in constant_memory mode writing those rows with no database: they are
-  loaded first (not timed), then only writing and closing the workbook are timed.
+- ``copy``: PostgreSQL's ``COPY (query) TO STDOUT WITH CSV`` through asyncpg into a file, where
+  the query is the account export's columns as stored: its join, its order, no formatting;
+- ``copy-csv``: the same for the statement the csv export really runs, with the formatting
+  done in SQL (not a ceiling: it shows what that formatting costs);
+- ``cursor``: an asyncpg server-side cursor reading the plain query's rows, rows discarded;
+- ``xlsx``: xlsxwriter in constant_memory mode, no database, writing the rows the xlsx export
+  writes (its statement's values): loaded first, not timed; only writing and closing are timed.
 
-The statements are the account export's own, built by the project for each format; the
-measuring happens in ``bench.ceiling_process``.
+The measuring happens in ``bench.ceiling_process``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from bench.ceiling_process import CeilingJob, CeilingResult
-from exporter.registry import ColumnKind, load_handlers
+from exporter.registry import ColumnKind, ExportHandler, load_handlers
 from exporter.sql_select import build_export_sql
 
 EXPORT_TYPE = "account"
@@ -33,16 +36,26 @@ class CeilingFailed(Exception):
     """A ceiling's process failed or saw another number of rows than the data set holds."""
 
 
+def _statement(kind: str, handler: ExportHandler[Any]) -> tuple[str, list[Any]]:
+    query = handler.query_for({})
+    if kind in ("copy", "cursor"):
+        columns = ", ".join(column.sql for column in handler.columns)
+        plain = f"SELECT {columns} FROM {query.source}{query.where_sql} ORDER BY {query.order_by}"
+        return plain, list(query.args)
+    sql = build_export_sql(handler.columns, query, for_csv=kind == "copy-csv")
+    return sql.rows, list(sql.args)
+
+
 def ceiling_job(kind: str, dsn: str, work_dir: Path) -> CeilingJob:
-    """What the ceiling process needs: the export's statement for the format, and its columns."""
+    """What the ceiling process needs: the statement to read, and the export's columns."""
     handler = load_handlers().get(EXPORT_TYPE)
-    sql = build_export_sql(handler.columns, handler.query_for({}), for_csv=kind == "copy")
+    sql, args = _statement(kind, handler)
     return CeilingJob(
         kind=kind,
         dsn=dsn,
         work_dir=str(work_dir),
-        sql=sql.rows,
-        args=list(sql.args),
+        sql=sql,
+        args=args,
         time_zone=TIME_ZONE,
         labels=[column.label for column in handler.columns],
         cells=[_CELLS.get(column.kind, "string") for column in handler.columns],

@@ -136,6 +136,7 @@ class Bench:
         m = self.m
         async with self._database(m.rows, MAIN_USERS) as db:
             m.copy = await self._ceiling("copy", db)
+            m.copy_csv = await self._ceiling("copy-csv", db)
             m.cursor = await self._ceiling("cursor", db)
             m.xlsxwriter = await self._ceiling("xlsx", db)
             async with self._stack(db, session) as stack:
