@@ -69,14 +69,29 @@ class RunnerConfig:
     time_zone: str
 
 
+def transient_cause(exc: BaseException) -> BaseException | None:
+    """The lost-connection error behind ``exc``, if any.
+
+    asyncpg often reports a killed connection twice: the server's error, then an
+    InterfaceError from leaving the transaction on the dead connection, raised while handling
+    the first; the chain keeps both.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, TRANSIENT_DATABASE_ERRORS):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def describe_failure(exc: BaseException, timeout_s: int) -> str:
     """A message for the task's error field that a user can act on."""
+    if (lost := transient_cause(exc)) is not None:
+        return f"lost the database connection: {lost}"
     if isinstance(exc, TimeoutError):
         return f"timed out after {timeout_s} s"
     if isinstance(exc, ExporterError):
         return exc.message
-    if isinstance(exc, TRANSIENT_DATABASE_ERRORS):
-        return f"lost the database connection: {exc}"
     if isinstance(exc, asyncpg.PostgresError):
         return f"database error: {exc}"
     if isinstance(exc, OSError):
@@ -225,9 +240,7 @@ class TaskRunner:
 
     async def _failed(self, task: ExportTask, exc: Exception, elapsed_s: float) -> Outcome:
         message = describe_failure(exc, self._timeout_s(task))
-        retry = (
-            isinstance(exc, TRANSIENT_DATABASE_ERRORS) and task.attempts < self._config.max_attempts
-        )
+        retry = transient_cause(exc) is not None and task.attempts < self._config.max_attempts
         log.error(
             "task %s: %s after %.1f s: %s",
             task.id,
