@@ -87,9 +87,7 @@ async def test_sigkill_mid_export_the_task_completes_on_another_worker_with_one_
 
     second = await wait_until(reclaimed, timeout_s=30, what="another worker to take the task")
     recovery_s = time.monotonic() - killed_at
-    print(
-        f"SIGKILL at {first['rows_done']} rows; running again on another worker {recovery_s:.1f} s later"
-    )
+    print(f"SIGKILL at {first['rows_done']} rows; taken over {recovery_s:.1f} s later")
     done = await admin.finished(task["id"], timeout_s=180)
     status, content, _ = await admin.download(task["id"])
 
