@@ -75,14 +75,25 @@ async def export_to_file(conn: Connection, request: ExportRequest, progress: Pro
 async def _copy_csv(
     conn: Connection, request: ExportRequest, sql: ExportSql, progress: Progress
 ) -> int:
+    write_error: list[OSError] = []
     async with aiofiles.open(request.path, "wb") as file:
         await file.write(csv_preamble(request.handler.columns))
 
         async def write_chunk(chunk: bytes) -> None:
-            await file.write(chunk)
+            # An error raised here makes asyncpg send a cancel request, and when the server
+            # has already sent the last row, that request is never answered and the
+            # connection hangs. So the error is kept, the rest of the stream dropped.
+            if write_error:
+                return
+            try:
+                await file.write(chunk)
+            except OSError as exc:
+                write_error.append(exc)
             progress.advance(chunk.count(b"\n"))
 
         status = await conn.copy_from_query(sql.rows, *sql.args, output=write_chunk, format="csv")
+        if write_error:
+            raise write_error[0]
     return int(status.split()[-1])
 
 
