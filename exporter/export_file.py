@@ -14,7 +14,7 @@ from exporter.db import Connection
 from exporter.errors import ExportFailed
 from exporter.models import ExportFormat
 from exporter.registry import ExportHandler
-from exporter.sql_select import ExportSql, build_export_sql
+from exporter.sql_select import SESSION_SETTINGS, ExportSql, build_export_sql
 from exporter.writers.csv import csv_preamble
 from exporter.writers.xlsx import XlsxExportWriter
 
@@ -56,7 +56,7 @@ async def export_to_file(conn: Connection, request: ExportRequest, progress: Pro
         request.handler.columns, query, for_csv=request.file_format is ExportFormat.CSV
     )
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        await conn.execute("SELECT set_config('TimeZone', $1, true)", request.time_zone)
+        await conn.execute(SESSION_SETTINGS, request.time_zone)
         total = int(await conn.fetchval(sql.count, *sql.count_args))
         if total > request.max_rows:
             raise ExportFailed(

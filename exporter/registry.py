@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from exporter.errors import DuplicateHandler, HandlerNotFound
 
+FORMULA_PREFIXES = ("=", "@", "+", "-", "\t", "\r", "\n")
+
 
 class ColumnKind(StrEnum):
     """How a column's values are written: text cells, numbers, dates, or labels of stored codes."""
@@ -149,6 +151,11 @@ def export_handler(
     """
     if not columns:
         raise ValueError(f"export handler {name!r} declares no columns")
+    for column in columns:
+        for label in column.labels.values():
+            # csv writes labels unguarded: one that Excel could read as a formula is refused.
+            if label.startswith(FORMULA_PREFIXES):
+                raise ValueError(f"label {label!r} of column {column.label!r} looks like a formula")
 
     def register(rows: RowsFunction[P]) -> RowsFunction[P]:
         registry.add(ExportHandler(name, title, params, tuple(columns), rows, timeout_s))

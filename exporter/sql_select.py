@@ -2,7 +2,8 @@
 
 Formatting happens in PostgreSQL so that every format reads the same rows: a lateral subquery
 yields the handler's typed values, the select list turns them into what the file holds. Both run
-with the session time zone set to the configured one, so ``timestamptz`` values convert there.
+with the session time zone set to the configured one (and DateStyle ISO), so ``timestamptz``
+values convert there.
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ from typing import Any
 
 from exporter.registry import Column, ColumnKind, RowQuery
 
-CSV_DATETIME_FORMAT = "YYYY-MM-DD HH24:MI:SS"
-
-# Excel evaluates a cell that starts with one of these; "+8613800138000" and "-5" it cannot.
+# Excel evaluates a cell that starts with = @ tab CR LF, or with + or - unless a plain number
+# follows ("+8613800138000", "-5"). Every such character is below 'A' (65): most values,
+# starting with a letter, a CJK character or a digit, leave at the first, cheap test.
 _CSV_GUARD = (
-    "CASE WHEN left({v}, 1) IN ('=', '@', E'\\t', E'\\r', E'\\n')"
-    " OR (left({v}, 1) IN ('+', '-') AND {v} !~ '^[+-][0-9]+([.][0-9]+)?$')"
+    "CASE WHEN ascii({v}) > 64 THEN {v}"
+    " WHEN ascii({v}) IN (61, 64, 9, 13, 10)"
+    " OR (ascii({v}) IN (43, 45) AND {v} !~ '^[+-][0-9]+([.][0-9]+)?$')"
     " THEN '''' || {v} ELSE {v} END"
 )
+
+# Set in the export's transaction: the zone of datetimes, and their text form.
+SESSION_SETTINGS = "SELECT set_config('TimeZone', $1, true), set_config('DateStyle', 'ISO', true)"
 
 
 @dataclass(frozen=True)
@@ -33,20 +38,25 @@ class ExportSql:
     count_args: tuple[Any, ...]
 
 
-def _label_sql(column: Column, value: str, args: list[Any]) -> str:
+def _label_sql(column: Column, value: str, args: list[Any], otherwise: str) -> str:
     branches = []
     for code, label in column.labels.items():
         args.extend((code, label))
         branches.append(f"WHEN ${len(args) - 1} THEN ${len(args)}")
-    return f"CASE {value} {' '.join(branches)} ELSE {value} END"
+    return f"CASE {value} {' '.join(branches)} ELSE {otherwise} END"
+
+
+def _datetime_sql(value: str) -> str:
+    # Wall time in the session's zone, whole seconds: a float of days cannot hold microseconds
+    # exactly, and as text (DateStyle ISO) it reads 2026-01-31 08:00:00, cheaper than to_char.
+    return f"date_trunc('second', {value}::timestamp)"
 
 
 def _xlsx_value(column: Column, value: str, args: list[Any]) -> str:
     if column.kind is ColumnKind.DATETIME:
-        # Whole seconds, as the csv shows them; a float of days cannot hold microseconds exactly.
-        return f"date_trunc('second', {value}::timestamp)"
+        return _datetime_sql(value)
     if column.kind is ColumnKind.ENUM:
-        return _label_sql(column, value, args)
+        return _label_sql(column, value, args, value)
     return value
 
 
@@ -54,9 +64,13 @@ def _csv_value(column: Column, value: str, args: list[Any]) -> str:
     if column.kind is ColumnKind.INTEGER:
         return value
     if column.kind is ColumnKind.DATETIME:
-        return f"to_char({value}, '{CSV_DATETIME_FORMAT}')"
-    text = _label_sql(column, value, args) if column.kind is ColumnKind.ENUM else value
-    return _CSV_GUARD.format(v=f"({text})")
+        return _datetime_sql(value)
+    guarded = _CSV_GUARD.format(v=value)
+    if column.kind is ColumnKind.ENUM:
+        # Labels are the handler's constants, checked when it registers; only an unknown
+        # stored code, shown as it is, needs the guard.
+        return _label_sql(column, value, args, guarded)
+    return guarded
 
 
 def _inner_value(column: Column, index: int) -> str:

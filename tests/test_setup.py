@@ -17,6 +17,7 @@ from exporter.errors import DuplicateHandler
 from exporter.migrate import bundled_migrations
 from exporter.registry import (
     Column,
+    ColumnKind,
     ExportParams,
     RowQuery,
     export_handler,
@@ -122,3 +123,21 @@ def test_registering_a_taken_type_name_raises() -> None:
             return RowQuery("accounts", order_by="id")
 
     assert registry.get("account").title == "账号列表"
+
+
+def test_an_enum_label_that_looks_like_a_formula_is_refused_at_registration() -> None:
+    class Nothing(ExportParams):
+        pass
+
+    with pytest.raises(ValueError, match="looks like a formula"):
+
+        @export_handler(
+            "test_formula_label",
+            title="t",
+            params=Nothing,
+            columns=[Column("状态", "status", ColumnKind.ENUM, labels={"x": "=1+1"})],
+        )
+        def rows(params: Nothing) -> RowQuery:
+            return RowQuery("accounts", order_by="id")
+
+    assert "test_formula_label" not in registry
