@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -37,6 +38,10 @@ class Settings(BaseSettings):
     max_active_per_user: int = Field(3, alias="EXPORTER_MAX_ACTIVE_PER_USER", ge=1)
     max_pending: int = Field(1000, alias="EXPORTER_MAX_PENDING", ge=1)
     max_rows: int = Field(5_000_000, alias="EXPORTER_MAX_ROWS", ge=1)
+    encode_processes: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, alias="EXPORTER_ENCODE_PROCESSES", ge=0, le=256
+    )
+    parallel_min_rows: int = Field(100_000, alias="EXPORTER_PARALLEL_MIN_ROWS", ge=1)
     handler_modules: str = Field(
         "", alias="EXPORTER_HANDLER_MODULES", description="extra modules that register handlers"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,14 +12,25 @@ from typing import Any
 import aiofiles
 
 from exporter.db import Connection
+from exporter.encoders import EncoderPool
 from exporter.errors import ExportFailed
 from exporter.models import ExportFormat
+from exporter.parallel_xlsx import write_xlsx_in_parts
 from exporter.registry import ExportHandler
 from exporter.sql_select import SESSION_SETTINGS, ExportSql, build_export_sql
 from exporter.writers.csv import csv_preamble
 from exporter.writers.xlsx import XlsxExportWriter
 
 FETCH_BATCH_ROWS = 5_000
+
+
+@dataclass(frozen=True)
+class ParallelEncoding:
+    """Processes to spread large xlsx exports over, and from what size on to use them."""
+
+    encoders: EncoderPool
+    min_rows: int
+    dsn: str
 
 
 @dataclass(frozen=True)
@@ -31,6 +43,7 @@ class ExportRequest:
     path: Path
     time_zone: str
     max_rows: int
+    parallel: ParallelEncoding | None = None
 
 
 class Progress:
@@ -98,6 +111,45 @@ async def _copy_csv(
 
 
 async def _write_xlsx(
+    conn: Connection, request: ExportRequest, sql: ExportSql, progress: Progress
+) -> int:
+    parallel = request.parallel
+    if parallel is not None and (progress.total or 0) >= parallel.min_rows:
+        return await _write_xlsx_in_parts(conn, request, sql, progress, parallel)
+    return await _write_xlsx_here(conn, request, sql, progress)
+
+
+async def _write_xlsx_in_parts(
+    conn: Connection,
+    request: ExportRequest,
+    sql: ExportSql,
+    progress: Progress,
+    parallel: ParallelEncoding,
+) -> int:
+    def report_done(rows: int) -> None:
+        progress.done = rows
+
+    try:
+        return await write_xlsx_in_parts(
+            conn,
+            encoders=parallel.encoders.executor,
+            parts_per_sheet=parallel.encoders.processes,
+            dsn=parallel.dsn,
+            sql=sql.rows,
+            args=sql.args,
+            total=progress.total or 0,
+            title=request.handler.title,
+            columns=request.handler.columns,
+            time_zone=request.time_zone,
+            path=request.path,
+            report_done=report_done,
+        )
+    except BrokenProcessPool:
+        parallel.encoders.replace()
+        raise
+
+
+async def _write_xlsx_here(
     conn: Connection, request: ExportRequest, sql: ExportSql, progress: Progress
 ) -> int:
     writer = XlsxExportWriter(request.path, request.handler.title, request.handler.columns)

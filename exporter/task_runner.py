@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -22,7 +23,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from exporter.errors import ExporterError
-from exporter.export_file import ExportRequest, Progress, export_to_file
+from exporter.export_file import ExportRequest, ParallelEncoding, Progress, export_to_file
 from exporter.models import ExportTask
 from exporter.registry import ExportHandler, HandlerRegistry
 from exporter.storage import FileStorage
@@ -32,8 +33,10 @@ log = logging.getLogger("exporter.worker")
 
 HEARTBEAT_INTERVAL_S = 0.5
 
-# Losing the database connection mid-export is worth another attempt; a bad query is not.
-TRANSIENT_DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+# Losing the database connection or an encoding process mid-export is worth another
+# attempt; a bad query is not.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    BrokenProcessPool,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
@@ -67,6 +70,7 @@ class RunnerConfig:
     max_rows: int
     default_timeout_s: int
     time_zone: str
+    parallel: ParallelEncoding | None
 
 
 def transient_cause(exc: BaseException) -> BaseException | None:
@@ -78,7 +82,7 @@ def transient_cause(exc: BaseException) -> BaseException | None:
     """
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, TRANSIENT_DATABASE_ERRORS):
+        if isinstance(seen, TRANSIENT_ERRORS):
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
@@ -86,7 +90,9 @@ def transient_cause(exc: BaseException) -> BaseException | None:
 
 def describe_failure(exc: BaseException, timeout_s: int) -> str:
     """A message for the task's error field that a user can act on."""
-    if (lost := transient_cause(exc)) is not None:
+    if isinstance(lost := transient_cause(exc), BrokenProcessPool):
+        return "an encoding process stopped unexpectedly"
+    if lost is not None:
         return f"lost the database connection: {lost}"
     if isinstance(exc, TimeoutError):
         return f"timed out after {timeout_s} s"
@@ -178,6 +184,7 @@ class TaskRunner:
                 path,
                 self._config.time_zone,
                 self._config.max_rows,
+                self._config.parallel,
             )
             async with self._pool.acquire() as conn:
                 await export_to_file(conn, request, progress)

@@ -16,6 +16,8 @@ from arq.connections import ArqRedis
 from arq.worker import func
 
 from exporter.db import create_pool
+from exporter.encoders import EncoderPool
+from exporter.export_file import ParallelEncoding
 from exporter.queue import EXPORT_JOB, TaskQueue, redis_settings
 from exporter.registry import load_handlers
 from exporter.retention import Retention
@@ -39,6 +41,7 @@ class WorkerContext(TypedDict):
     pool: asyncpg.Pool
     runner: TaskRunner
     maintenance: asyncio.Task[None]
+    encoders: EncoderPool | None
 
 
 def new_worker_id() -> str:
@@ -64,6 +67,12 @@ async def startup(ctx: dict[str, Any]) -> None:
     storage.ensure_root()
     handlers = load_handlers(settings.handler_modules)
     worker_id = new_worker_id()
+    encoders = EncoderPool(settings.encode_processes) if settings.encode_processes else None
+    parallel = (
+        None
+        if encoders is None
+        else ParallelEncoding(encoders, settings.parallel_min_rows, settings.database_url)
+    )
     config = RunnerConfig(
         worker_id=worker_id,
         lease_s=settings.lease_s,
@@ -71,11 +80,13 @@ async def startup(ctx: dict[str, Any]) -> None:
         max_rows=settings.max_rows,
         default_timeout_s=settings.job_timeout_s,
         time_zone=settings.time_zone,
+        parallel=parallel,
     )
     queue = TaskQueue(ctx["redis"], settings.queue_name)
     sweeper = Sweeper(pool, queue, lease_s=settings.lease_s, max_attempts=settings.max_attempts)
     retention = Retention(pool, storage, retention_days=settings.retention_days)
     ctx.update(
+        encoders=encoders,
         pool=pool,
         runner=TaskRunner(TaskRepository(pool), pool, storage, handlers, config),
         maintenance=asyncio.create_task(maintain(sweeper, retention, settings.sweep_interval_s)),
@@ -89,6 +100,9 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         maintenance.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await maintenance
+    encoders: EncoderPool | None = ctx.get("encoders")
+    if encoders is not None:
+        await asyncio.to_thread(encoders.shutdown)
     pool: asyncpg.Pool | None = ctx.get("pool")
     if pool is not None:
         await pool.close()

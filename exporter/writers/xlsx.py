@@ -34,6 +34,9 @@ class XlsxExportWriter:
     """Writes header and rows of one export; a new sheet with the header past Excel's row limit.
 
     Every xlsxwriter call's return code is checked, so no cell is dropped silently.
+
+    A *part* of a parallel export (``first_row`` > 1) writes no header and its rows at their
+    final positions in the sheet; :meth:`finish_part` then hands over the sheet's row XML.
     """
 
     def __init__(
@@ -43,6 +46,7 @@ class XlsxExportWriter:
         columns: Sequence[Column],
         *,
         max_sheet_rows: int = MAX_SHEET_DATA_ROWS,
+        first_row: int = 1,
     ) -> None:
         self._workbook = xlsxwriter.Workbook(
             str(path),
@@ -59,18 +63,23 @@ class XlsxExportWriter:
         self._columns = tuple(columns)
         self._header_format = self._workbook.add_format({"bold": True})
         self._date_format = self._workbook.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+        # Style numbers are given on first use; fixed here so that every workbook of a
+        # parallel export (parts and frame) numbers them alike: header 1, dates 2.
+        self._header_format._get_xf_index()
+        self._date_format._get_xf_index()
         self._sheets = 0
         self._row = 0
-        self._sheet = self._new_sheet()
+        self._sheet = self._new_sheet(header=first_row == 1)
+        self._row = first_row - 1
         self.rows_written = 0
 
-    def _new_sheet(self) -> Worksheet:
+    def _new_sheet(self, *, header: bool = True) -> Worksheet:
         self._sheets += 1
         sheet = self._workbook.add_worksheet(_sheet_name(self._title, self._sheets))
         sheet.freeze_panes(1, 0)
         for index, column in enumerate(self._columns):
             sheet.set_column(index, index, _WIDTHS.get(column.kind, 18))
-            if sheet.write_string(0, index, column.label, self._header_format):
+            if header and sheet.write_string(0, index, column.label, self._header_format):
                 raise ExportFailed(f"xlsx writer refused the header {column.label!r}")
         self._row = 0
         self._cell_writers = [self._cell_writer(sheet, column.kind) for column in self._columns]
@@ -117,9 +126,24 @@ class XlsxExportWriter:
                 f"cannot write sheet {self._sheets} row {row + 1}, column {label!r}: {exc}"
             ) from exc
 
+    def add_sheet(self) -> None:
+        """Start the next sheet (with its header) before the current one is full."""
+        self._sheet = self._new_sheet()
+
     def close(self) -> None:
         """Finish the workbook (this is where xlsxwriter compresses the sheets)."""
         self._workbook.close()
+
+    def finish_part(self) -> Path:
+        """The ``<row>`` elements written so far, as a file: a part's share of a sheet.
+
+        In constant_memory mode xlsxwriter writes each finished row to a scratch file that
+        becomes the sheet's ``sheetData`` when the workbook closes; a part stops before that.
+        ``_write_single_row`` writes out the row still held in memory.
+        """
+        self._sheet._write_single_row()
+        self._sheet.row_data_fh.flush()
+        return Path(self._sheet.row_data_filename)
 
     def abandon(self) -> None:
         """Release the sheets' scratch files without building the workbook.

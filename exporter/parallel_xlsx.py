@@ -1,0 +1,194 @@
+"""Large xlsx exports encoded by several processes at once, joined into one workbook.
+
+xlsxwriter is pure Python, so one workbook on one core is the ceiling of a single process.
+Here the ordered rows are cut into ranges of one exported snapshot; each process reads its
+range in that snapshot, writes it with xlsxwriter and compresses it; the parent splices the
+parts into one workbook (see :mod:`exporter.writers.zip_splice`) with no second compression.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from exporter.db import Connection
+from exporter.errors import ExportFailed
+from exporter.registry import Column
+from exporter.sql_select import SESSION_SETTINGS
+from exporter.writers.xlsx import MAX_SHEET_DATA_ROWS, XlsxExportWriter
+from exporter.writers.zip_splice import Deflated, SheetRows, assemble_workbook, deflate_file
+
+FETCH_BATCH_ROWS = 5_000
+PROGRESS_POLL_S = 0.5
+_SNAPSHOT_ID = re.compile(r"^[0-9A-F]+(-[0-9A-F]+)+$")
+
+
+@dataclass(frozen=True)
+class Range:
+    """Rows ``offset`` … ``offset + limit - 1`` of the export, placed from ``first_row`` of
+    sheet ``sheet`` (both counted from 1; row 1 is the header)."""
+
+    sheet: int
+    first_row: int
+    offset: int
+    limit: int
+
+
+def plan_ranges(
+    total: int, parts_per_sheet: int, max_sheet_rows: int = MAX_SHEET_DATA_ROWS
+) -> list[Range]:
+    """Cut ``total`` rows into ranges that never cross a sheet, about equal in size."""
+    ranges = []
+    for sheet, start in enumerate(range(0, total, max_sheet_rows), start=1):
+        rows = min(max_sheet_rows, total - start)
+        size, extra = divmod(rows, parts_per_sheet)
+        position = 0
+        for part in range(parts_per_sheet):
+            limit = size + (1 if part < extra else 0)
+            if limit:
+                ranges.append(Range(sheet, position + 2, start + position, limit))
+            position += limit
+    return ranges
+
+
+@dataclass(frozen=True)
+class PartJob:
+    """What one encoding process needs; everything in it crosses a process boundary."""
+
+    dsn: str
+    snapshot: str
+    sql: str
+    args: tuple[Any, ...]
+    range: Range
+    title: str
+    columns: tuple[Column, ...]
+    time_zone: str
+    work_dir: Path
+    index: int
+
+    @property
+    def progress_file(self) -> Path:
+        return self.work_dir / f"part-{self.index}.rows"
+
+
+class PartAbandoned(Exception):
+    """The export this part belongs to ended (its work directory is gone)."""
+
+
+def encode_part(job: PartJob) -> Deflated:
+    """Run in an encoding process: read one range, write it with xlsxwriter, compress it."""
+    return asyncio.run(_encode_part(job))
+
+
+async def _encode_part(job: PartJob) -> Deflated:
+    part_dir = job.work_dir / f"part-{job.index}"
+    part_dir.mkdir()
+    writer = XlsxExportWriter(
+        part_dir / "part.xlsx", job.title, job.columns, first_row=job.range.first_row
+    )
+    try:
+        conn = await asyncpg.connect(job.dsn)
+        try:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                await conn.execute(f"SET TRANSACTION SNAPSHOT '{job.snapshot}'")
+                await conn.execute(SESSION_SETTINGS, job.time_zone)
+                first = len(job.args) + 1
+                sql = f"{job.sql} OFFSET ${first} LIMIT ${first + 1}"
+                cursor = await conn.cursor(sql, *job.args, job.range.offset, job.range.limit)
+                while batch := await cursor.fetch(FETCH_BATCH_ROWS):
+                    if not job.work_dir.exists():
+                        raise PartAbandoned(job.work_dir.name)
+                    writer.write_rows(batch)
+                    job.progress_file.write_text(str(writer.rows_written))
+        finally:
+            await conn.close()
+        if writer.rows_written != job.range.limit:
+            raise ExportFailed(
+                f"part {job.index} read {writer.rows_written} rows, expected {job.range.limit}"
+            )
+        return deflate_file(writer.finish_part(), job.work_dir / f"part-{job.index}.deflate")
+    finally:
+        writer.abandon()
+
+
+def _rows_done(jobs: Sequence[PartJob]) -> int:
+    done = 0
+    for job in jobs:
+        with contextlib.suppress(OSError, ValueError):
+            done += int(job.progress_file.read_text() or 0)
+    return done
+
+
+async def write_xlsx_in_parts(
+    conn: Connection,
+    *,
+    encoders: Executor,
+    parts_per_sheet: int,
+    dsn: str,
+    sql: str,
+    args: tuple[Any, ...],
+    total: int,
+    title: str,
+    columns: Sequence[Column],
+    time_zone: str,
+    path: Path,
+    report_done: Callable[[int], None],
+) -> int:
+    """Write ``total`` rows of ``sql`` to ``path`` using the encoding processes.
+
+    ``conn`` must be inside the export's repeatable-read transaction: its snapshot is the one
+    every part reads, so the parts together hold exactly the rows counted.
+    """
+    snapshot = str(await conn.fetchval("SELECT pg_export_snapshot()"))
+    if not _SNAPSHOT_ID.match(snapshot):
+        raise ExportFailed(f"unexpected snapshot id {snapshot!r}")
+    work_dir = path.parent
+    jobs = [
+        PartJob(dsn, snapshot, sql, args, part, title, tuple(columns), time_zone, work_dir, index)
+        for index, part in enumerate(plan_ranges(total, parts_per_sheet))
+    ]
+    loop = asyncio.get_running_loop()
+    futures = [loop.run_in_executor(encoders, encode_part, job) for job in jobs]
+    for future in futures:
+        # A part still running when the export is abandoned ends with an error nobody awaits.
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    try:
+        pending = set(futures)
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=PROGRESS_POLL_S)
+            report_done(_rows_done(jobs))
+        parts = [future.result() for future in futures]
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+    frame = work_dir / "frame.xlsx"
+    sheets = [
+        SheetRows(
+            rows=sum(job.range.limit for job in jobs if job.range.sheet == number),
+            parts=[
+                part for job, part in zip(jobs, parts, strict=True) if job.range.sheet == number
+            ],
+        )
+        for number in range(1, max((job.range.sheet for job in jobs), default=1) + 1)
+    ]
+    await loop.run_in_executor(None, _frame_and_assemble, frame, title, columns, sheets, path)
+    return total
+
+
+def _frame_and_assemble(
+    frame: Path, title: str, columns: Sequence[Column], sheets: Sequence[SheetRows], path: Path
+) -> None:
+    writer = XlsxExportWriter(frame, title, columns)
+    for _ in sheets[1:]:
+        writer.add_sheet()
+    writer.close()
+    assemble_workbook(frame, sheets, path)
