@@ -1,0 +1,132 @@
+"""A real Chromium (the system's, driven by Playwright) against the app on a loopback port.
+
+Screenshots go to test-artifacts/. Chromium comes from the system packages (`.ci/run` installs
+`chromium` and `fonts-noto-cjk`); nothing is downloaded at run time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+from arq.worker import Worker
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from exporter.passwords import hash_password
+from exporter.tokens import issue_token
+from exporter.worker import worker_options
+from settings import Settings
+from tests.conftest import ROOT, SECRET
+from tests.support import ApiUser
+
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Long enough for an export to run its course on a slow CI machine; a met condition returns at once.
+expect.set_options(timeout=20_000)
+
+OpenPage = Callable[..., Awaitable[Page]]
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists():
+        pytest.fail("no Chromium: install it with `apt-get install chromium fonts-noto-cjk`")
+    return path
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=chromium_path(), args=CHROMIUM_ARGS
+        )
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+async def open_page(browser: Browser, client: TestClient[Any, Any]) -> AsyncIterator[OpenPage]:
+    """A page in a fresh browser profile (its own cookies) on the test's server.
+
+    Options go to ``new_context``; the default is a Chinese browser in Shanghai. Any uncaught
+    error in a page's scripts fails the test.
+    """
+    errors: list[str] = []
+
+    async def new_page(**options: Any) -> Page:
+        settings = {
+            "base_url": str(client.make_url("/")),
+            "locale": "zh-CN",
+            "timezone_id": "Asia/Shanghai",
+            "viewport": {"width": 1360, "height": 860},
+            "accept_downloads": True,
+            **options,
+        }
+        context = await browser.new_context(**settings)
+        page = await context.new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        return page
+
+    yield new_page
+    assert errors == [], "uncaught errors in the pages' scripts"
+
+
+async def screenshot(page: Page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    await page.screenshot(path=path, full_page=True)
+    return path
+
+
+async def sign_in(page: Page, username: str, password: str, start: str = "/tasks") -> None:
+    """Open ``start``, get sent to the sign-in page, sign in with the keyboard alone, come back."""
+    await page.goto(start)
+    await page.wait_for_url(re.compile(r"/login\?next="))
+    await expect(page.locator("#username")).to_be_focused()
+    await page.keyboard.type(username)
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(password)
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(lambda url: urlsplit(url).path == start)
+
+
+@asynccontextmanager
+async def running_worker(settings: Settings) -> AsyncIterator[None]:
+    """A real arq worker on the test's queue for the duration of the block."""
+    arq_worker = Worker(**worker_options(settings), handle_signals=False, poll_delay=0.05)
+    running = asyncio.create_task(arq_worker.async_run())
+    try:
+        yield
+    finally:
+        await arq_worker.close()
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+@pytest.fixture
+async def auditor(client: TestClient[Any, Any], db: asyncpg.Connection[Any]) -> ApiUser:
+    """A second account that can sign in (password "auditor-password")."""
+    auditor_id = await db.fetchval(
+        "INSERT INTO accounts (username, nickname, status, password_hash)"
+        " VALUES ('auditor', '审计员', 'active', $1) RETURNING id",
+        hash_password("auditor-password"),
+    )
+    return ApiUser(client, issue_token(SECRET, int(auditor_id)))
