@@ -33,8 +33,8 @@ _SNAPSHOT_ID = re.compile(r"^[0-9A-F]+(-[0-9A-F]+)+$")
 
 @dataclass(frozen=True)
 class Range:
-    """Rows ``offset`` … ``offset + limit - 1`` of the export, placed from ``first_row`` of
-    sheet ``sheet`` (both counted from 1; row 1 is the header)."""
+    """Rows ``offset`` … ``offset + limit - 1`` of the export, placed from data row
+    ``first_row`` of sheet ``sheet`` (both counted from 1; data row 1 is just below the header)."""
 
     sheet: int
     first_row: int
@@ -54,7 +54,7 @@ def plan_ranges(
         for part in range(parts_per_sheet):
             limit = size + (1 if part < extra else 0)
             if limit:
-                ranges.append(Range(sheet, position + 2, start + position, limit))
+                ranges.append(Range(sheet, position + 1, start + position, limit))
             position += limit
     return ranges
 
@@ -85,7 +85,21 @@ class PartAbandoned(Exception):
 
 def encode_part(job: PartJob) -> Deflated:
     """Run in an encoding process: read one range, write it with xlsxwriter, compress it."""
-    return asyncio.run(_encode_part(job))
+    return asyncio.run(_encode_part_while_wanted(job))
+
+
+async def _encode_part_while_wanted(job: PartJob) -> Deflated:
+    # The parent removes the work directory when the export ends early (cancel, failure,
+    # deadline); noticing it here stops a query that may be in the middle of a long fetch.
+    part = asyncio.create_task(_encode_part(job))
+    while not part.done():
+        await asyncio.wait({part}, timeout=PROGRESS_POLL_S)
+        if not part.done() and not job.work_dir.exists():
+            part.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await part
+            raise PartAbandoned(job.work_dir.name)
+    return part.result()
 
 
 async def _encode_part(job: PartJob) -> Deflated:
@@ -104,8 +118,6 @@ async def _encode_part(job: PartJob) -> Deflated:
                 sql = f"{job.sql} OFFSET ${first} LIMIT ${first + 1}"
                 cursor = await conn.cursor(sql, *job.args, job.range.offset, job.range.limit)
                 while batch := await cursor.fetch(FETCH_BATCH_ROWS):
-                    if not job.work_dir.exists():
-                        raise PartAbandoned(job.work_dir.name)
                     writer.write_rows(batch)
                     job.progress_file.write_text(str(writer.rows_written))
         finally:

@@ -1,0 +1,150 @@
+"""Large xlsx exports encoded by several processes: one valid workbook, cell for cell."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import zipfile
+import zlib
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from arq.worker import Worker
+
+from exporter.parallel_xlsx import Range, plan_ranges
+from exporter.registry import Column, ColumnKind
+from exporter.seed import seed
+from exporter.worker import worker_options
+from exporter.writers.xlsx import XlsxExportWriter
+from exporter.writers.zip_splice import SheetRows, assemble_workbook, crc32_combine, deflate_file
+from settings import Settings
+from tests.expected import ACCOUNT_HEADER, account_rows
+from tests.support import ApiUser, files_in, wait_until, xlsx_rows
+
+COLUMNS = (
+    Column("ID", "id", ColumnKind.INTEGER),
+    Column("名字", "name"),
+    Column("时间", "at", ColumnKind.DATETIME),
+)
+
+
+def test_crc32_combine_agrees_with_zlib_on_the_joined_bytes() -> None:
+    generator = random.Random(7)
+    for _ in range(200):
+        first = generator.randbytes(generator.randint(0, 3000))
+        second = generator.randbytes(generator.randint(0, 3000))
+        combined = crc32_combine(zlib.crc32(first), zlib.crc32(second), len(second))
+        assert combined == zlib.crc32(first + second)
+
+
+def test_ranges_split_each_sheet_evenly_and_never_cross_a_sheet() -> None:
+    assert plan_ranges(7, 2, max_sheet_rows=3) == [
+        Range(sheet=1, first_row=1, offset=0, limit=2),
+        Range(sheet=1, first_row=3, offset=2, limit=1),
+        Range(sheet=2, first_row=1, offset=3, limit=2),
+        Range(sheet=2, first_row=3, offset=5, limit=1),
+        Range(sheet=3, first_row=1, offset=6, limit=1),
+    ]
+    assert plan_ranges(0, 4) == []
+    assert sum(r.limit for r in plan_ranges(2_500_001, 3)) == 2_500_001
+
+
+def test_parts_written_apart_splice_into_one_workbook_with_a_sheet_per_limit(
+    tmp_path: Path,
+) -> None:
+    rows = [(n, f"名字 {n}", datetime(2026, 1, 1, 8, 0, n % 60)) for n in range(1, 8)]
+    ranges = plan_ranges(len(rows), 2, max_sheet_rows=3)
+    parts = []
+    for index, part in enumerate(ranges):
+        part_dir = tmp_path / f"part-{index}"
+        part_dir.mkdir()
+        writer = XlsxExportWriter(part_dir / "p.xlsx", "表", COLUMNS, first_row=part.first_row)
+        writer.write_rows(rows[part.offset : part.offset + part.limit])
+        parts.append(deflate_file(writer.finish_part(), tmp_path / f"part-{index}.deflate"))
+        writer.abandon()
+    frame = XlsxExportWriter(tmp_path / "frame.xlsx", "表", COLUMNS)
+    frame.add_sheet()
+    frame.add_sheet()
+    frame.close()
+    sheets = [
+        SheetRows(
+            rows=sum(r.limit for r in ranges if r.sheet == number),
+            parts=[p for r, p in zip(ranges, parts, strict=True) if r.sheet == number],
+        )
+        for number in (1, 2, 3)
+    ]
+
+    assemble_workbook(tmp_path / "frame.xlsx", sheets, tmp_path / "out.xlsx")
+
+    with zipfile.ZipFile(tmp_path / "out.xlsx") as archive:
+        assert archive.testzip() is None
+    header = ["ID", "名字", "时间"]
+    assert xlsx_rows((tmp_path / "out.xlsx").read_bytes()) == [
+        header,
+        *map(list, rows[0:3]),
+        header,
+        *map(list, rows[3:6]),
+        header,
+        list(rows[6]),
+    ]
+
+
+@pytest.fixture
+def parallel_settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"parallel_min_rows": 1_000, "encode_processes": 2})
+
+
+@pytest.fixture
+async def parallel_worker(parallel_settings: Settings) -> Any:
+    arq_worker = Worker(**worker_options(parallel_settings), handle_signals=False, poll_delay=0.05)
+    running = asyncio.create_task(arq_worker.async_run())
+    yield arq_worker
+    await arq_worker.close()
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("parallel_worker")
+async def test_a_parallel_xlsx_export_matches_the_database_cell_by_cell(
+    admin: ApiUser, db: asyncpg.Connection[Any], database_url: str, settings: Settings
+) -> None:
+    await seed(database_url, accounts=12_345, admin_password=None)
+
+    task = await admin.finished((await admin.create("account", "xlsx"))["id"])
+    status, content, _ = await admin.download(task["id"])
+
+    assert status == 200
+    assert task["status"] == "completed"
+    assert task["row_count"] == 12_345
+    rows = xlsx_rows(content)
+    assert rows[0] == ACCOUNT_HEADER
+    assert rows[1:] == await account_rows(db)
+    assert files_in(settings.storage_dir) == [f"{task['id']}.xlsx"]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("parallel_worker")
+async def test_cancelling_a_parallel_export_stops_its_processes_and_leaves_nothing(
+    admin: ApiUser, settings: Settings
+) -> None:
+    task = await admin.create("test_slow", "xlsx", rows=20_000)
+
+    async def encoding() -> bool:
+        current = await admin.task(task["id"])
+        return current["status"] == "running" and current["rows_done"] > 0
+
+    await wait_until(encoding, timeout_s=60, what="the parts to report progress")
+    response = await admin.client.post(
+        f"/api/export-tasks/{task['id']}/cancel", headers=admin.headers
+    )
+    done = await admin.finished(task["id"], timeout_s=10)
+    after = await admin.create("role", "xlsx")
+
+    assert response.status == 200
+    assert done["status"] == "cancelled"
+    assert (await admin.finished(after["id"]))["status"] == "completed"
+    assert files_in(settings.storage_dir) == [f"{after['id']}.xlsx"]
