@@ -12,6 +12,7 @@ ExporterError
 ├── FileGone                  410  the task's file no longer exists (expired)
 ├── IdempotencyConflict       422  an Idempotency-Key reused with another body
 ├── QuotaExceeded             429  too many unfinished exports for this account
+├── TooManySignIns            429  too many wrong passwords for a username; wait
 ├── ServiceUnavailable        503  a backing service is down
 │   └── QueueFull             503  too many exports waiting in all
 ├── ExportFailed              the worker could not produce the file (stored on the task)
@@ -104,6 +105,13 @@ class QuotaExceeded(ExporterError):
 
     status = 429
     code = "quota_exceeded"
+
+
+class TooManySignIns(ExporterError):
+    """Too many wrong passwords for this username from this address; try again later."""
+
+    status = 429
+    code = "too_many_sign_ins"
 
 
 class FileGone(ExporterError):

@@ -211,3 +211,32 @@ async def test_signing_out_clears_the_cookie(client: TestClient[Any, Any]) -> No
     assert response.status == 204
     assert set_cookie(response.headers)["exporter_session"].value == ""
     assert after.status == 401
+
+
+async def test_after_ten_wrong_passwords_sign_in_pauses_for_that_username_and_address(
+    client: TestClient[Any, Any],
+) -> None:
+    for _ in range(10):
+        response = await client.post("/api/session", json={**ADMIN, "password": "guess"})
+        assert response.status == 401
+
+    paused = await client.post("/api/session", json=ADMIN)
+    other = await client.post("/api/session", json={"username": "nobody", "password": "x"})
+
+    assert paused.status == 429
+    error = (await paused.json())["error"]
+    assert error["code"] == "too_many_sign_ins"
+    assert error["message"] == "too many wrong passwords; try again within 15 minutes"
+    assert "Set-Cookie" not in paused.headers
+    assert other.status == 401
+
+
+async def test_signing_in_clears_earlier_wrong_passwords(client: TestClient[Any, Any]) -> None:
+    for _ in range(9):
+        await client.post("/api/session", json={**ADMIN, "password": "guess"})
+    await sign_in(client, ADMIN)
+
+    for _ in range(9):
+        await client.post("/api/session", json={**ADMIN, "password": "guess"})
+
+    await sign_in(client, ADMIN)

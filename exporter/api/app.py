@@ -24,6 +24,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     for module in (health, openapi, tasks, types, session, listings, task_stream, pages):
         app.add_routes(module.routes)
+    app[session.SIGN_IN_THROTTLE] = session.SignInThrottle()
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url)

@@ -41,6 +41,8 @@ document.addEventListener("DOMContentLoaded", () => {
         fail(t("login.failed"), "password");
       } else if (problem.status === 403) {
         fail(t("login.forbidden"), "username");
+      } else if (problem.status === 429) {
+        fail(t("login.throttled"), "password");
       } else {
         fail(problem.message, "username");
       }
