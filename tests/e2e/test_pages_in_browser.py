@@ -217,3 +217,18 @@ async def test_in_english_in_new_york_on_a_phone_then_signing_out(
     await page.wait_for_url(lambda url: urlsplit(url).path == "/login")
     await page.goto("/tasks")
     await page.wait_for_url(re.compile(r"/login\?next="))
+
+
+@pytest.mark.usefixtures("worker")
+async def test_without_the_event_stream_the_page_polls_and_still_follows_exports(
+    open_page: OpenPage, admin: ApiUser
+) -> None:
+    page = await open_page()
+    await page.route("**/api/export-tasks/stream", lambda route: route.abort())
+    await sign_in(page, "admin", "admin-password")
+    await expect(page.locator("#live-state")).to_have_text("实时连接中断，每 3 秒刷新")  # noqa: RUF001
+
+    task = await admin.create("role", "xlsx")
+
+    row = page.locator(f'tr[data-task-id="{task["id"]}"]')
+    await expect(row.locator(".badge")).to_have_text("已完成")
