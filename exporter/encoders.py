@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Start of every encoding process: end with the worker, even when it is SIGKILLed,
+    rather than live on, orphaned, finishing a part nobody will read."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the worker died before the line above took effect
+        os._exit(1)
 
 
 class EncoderPool:
@@ -18,7 +33,10 @@ class EncoderPool:
         if self._executor is None:
             # spawn, not fork: the worker has an event loop and threads a fork would copy.
             self._executor = ProcessPoolExecutor(
-                self.processes, mp_context=multiprocessing.get_context("spawn")
+                self.processes,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_die_with_parent,
+                initargs=(os.getpid(),),
             )
         return self._executor
 
