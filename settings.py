@@ -42,6 +42,9 @@ class Settings(BaseSettings):
         default_factory=lambda: os.cpu_count() or 1, alias="EXPORTER_ENCODE_PROCESSES", ge=0, le=256
     )
     parallel_min_rows: int = Field(100_000, alias="EXPORTER_PARALLEL_MIN_ROWS", ge=1)
+    loop_lag_log: Path | None = Field(
+        None, alias="EXPORTER_LOOP_LAG_LOG", description="file for the worker's loop-lag probe"
+    )
     handler_modules: str = Field(
         "", alias="EXPORTER_HANDLER_MODULES", description="extra modules that register handlers"
     )

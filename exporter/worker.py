@@ -18,6 +18,7 @@ from arq.worker import func
 from exporter.db import create_pool
 from exporter.encoders import EncoderPool
 from exporter.export_file import ParallelEncoding
+from exporter.loop_lag import record_loop_lag
 from exporter.queue import EXPORT_JOB, TaskQueue, redis_settings
 from exporter.registry import load_handlers
 from exporter.retention import Retention
@@ -91,15 +92,18 @@ async def startup(ctx: dict[str, Any]) -> None:
         runner=TaskRunner(TaskRepository(pool), pool, storage, handlers, config),
         maintenance=asyncio.create_task(maintain(sweeper, retention, settings.sweep_interval_s)),
     )
+    if settings.loop_lag_log is not None:
+        ctx["loop_lag_probe"] = asyncio.create_task(record_loop_lag(settings.loop_lag_log))
     log.info("worker %s ready: queue=%s storage=%s", worker_id, settings.queue_name, storage.root)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    maintenance: asyncio.Task[None] | None = ctx.get("maintenance")
-    if maintenance is not None:
-        maintenance.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await maintenance
+    for name in ("maintenance", "loop_lag_probe"):
+        background: asyncio.Task[None] | None = ctx.get(name)
+        if background is not None:
+            background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await background
     encoders: EncoderPool | None = ctx.get("encoders")
     if encoders is not None:
         await asyncio.to_thread(encoders.shutdown)
