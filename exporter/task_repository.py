@@ -53,9 +53,10 @@ SELECT_EVENTS = """
 SELECT status, at, attempt, detail FROM export_task_events WHERE task_id = $1 ORDER BY id
 """
 
-# $2 and $3 are optional filters: NULL matches every status or type.
+# $2 and $3 are optional filters: NULL matches every status or type. The total is a separate
+# index-only count: a count(*) OVER () would read every matching row for each page.
 LIST_OWN_TASKS = f"""
-SELECT {TASK_COLUMNS}, count(*) OVER () AS total
+SELECT {TASK_COLUMNS}
 FROM export_tasks
 WHERE created_by_id = $1
   AND ($2::text IS NULL OR status = $2)
@@ -282,11 +283,9 @@ class TaskRepository:
         offset: int,
     ) -> TaskPage:
         filters = (owner_id, status and status.value, type_name)
-        records = await self._pool.fetch(LIST_OWN_TASKS, *filters, limit, offset)
-        if records:
-            total = int(records[0]["total"])
-        else:
-            total = int(await self._pool.fetchval(COUNT_OWN_TASKS, *filters))
+        async with self._pool.acquire() as conn:
+            records = await conn.fetch(LIST_OWN_TASKS, *filters, limit, offset)
+            total = int(await conn.fetchval(COUNT_OWN_TASKS, *filters))
         return TaskPage([task_from_record(record) for record in records], total)
 
     async def request_cancel(self, task_id: uuid.UUID, owner_id: int) -> ExportTask | None:

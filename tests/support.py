@@ -105,3 +105,8 @@ def csv_rows(content: bytes) -> list[list[str]]:
 
 def files_in(directory: Path) -> list[str]:
     return sorted(path.name for path in directory.iterdir()) if directory.exists() else []
+
+
+def statuses(task: dict[str, Any]) -> list[str]:
+    """The task's history as its statuses, oldest first."""
+    return [event["status"] for event in task["history"]]

@@ -31,7 +31,7 @@ from exporter.worker import worker_options
 from settings import Settings
 from tests.conftest import SECRET, account_id
 from tests.processes import WorkerProcesses
-from tests.support import ApiUser, csv_rows, files_in, wait_until
+from tests.support import ApiUser, csv_rows, files_in, statuses, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -47,10 +47,6 @@ async def task_row(db: asyncpg.Connection[Any], task_id: str) -> asyncpg.Record:
 
 def pid_of(worker_id: str) -> int:
     return int(worker_id.split(":")[1])
-
-
-def statuses(task: dict[str, Any]) -> list[str]:
-    return [event["status"] for event in task["history"]]
 
 
 async def claimed(db: asyncpg.Connection[Any], task_id: str, min_rows: int = 0) -> asyncpg.Record:

@@ -19,11 +19,7 @@ from exporter.tokens import issue_token
 from exporter.worker import worker_options
 from settings import Settings
 from tests.conftest import SECRET
-from tests.support import ApiUser, files_in, wait_until
-
-
-def statuses(task: dict[str, Any]) -> list[str]:
-    return [event["status"] for event in task["history"]]
+from tests.support import ApiUser, files_in, statuses, wait_until
 
 
 async def running(user: ApiUser, task_id: str) -> dict[str, Any]:

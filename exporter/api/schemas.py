@@ -63,7 +63,7 @@ class TaskOut(BaseModel):
     status_note: str | None
     download_url: str | None
     history: list[TaskEventOut] | None = Field(
-        None, description="every status change, oldest first (on the single-task endpoints)"
+        None, description="every status change, oldest first (GET /api/export-tasks/{id} only)"
     )
 
     @classmethod

@@ -34,8 +34,10 @@ routes = web.RouteTableDef()
 IDEMPOTENCY_KEY_MAX = 200
 
 
-async def _task_json(services: Services, task: ExportTask, status: int = 200) -> web.Response:
-    history = await services.tasks.history(task.id)
+async def _task_json(
+    services: Services, task: ExportTask, status: int = 200, *, with_history: bool = False
+) -> web.Response:
+    history = await services.tasks.history(task.id) if with_history else None
     response = json_model(TaskOut.of(task, history), status=status)
     response.headers["Location"] = f"/api/export-tasks/{task.id}"
     return response
@@ -143,7 +145,8 @@ async def list_tasks(request: web.Request) -> web.Response:
 async def show_task(request: web.Request) -> web.Response:
     account = await current_account(request)
     services = services_of(request)
-    return await _task_json(services, await services.tasks.get_own(_task_id(request), account.id))
+    task = await services.tasks.get_own(_task_id(request), account.id)
+    return await _task_json(services, task, with_history=True)
 
 
 @routes.post("/api/export-tasks/{task_id}/cancel")
