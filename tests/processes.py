@@ -22,6 +22,8 @@ def settings_env(settings: Settings, **overrides: Any) -> dict[str, str]:
     env: dict[str, str] = {}
     for name, field in Settings.model_fields.items():
         value = values[name]
+        if value is None:  # unset stays unset, not the string "None"
+            continue
         if hasattr(value, "get_secret_value"):
             value = value.get_secret_value()
         env[field.alias or name.upper()] = str(value)
