@@ -29,7 +29,7 @@ lint: $(STAMP) ## ruff (format and rules)
 	$(BIN)/ruff check .
 
 .PHONY: mypy
-mypy: $(STAMP) ## mypy --strict on exporter/ and handlers/
+mypy: $(STAMP) ## mypy --strict on exporter/, handlers/ and bench/
 	$(BIN)/mypy
 
 .PHONY: test
@@ -51,7 +51,7 @@ run: $(STAMP) ## migrate, seed, start API + worker (EMBEDDED=1 forces embedded s
 ROWS ?= 1000000
 
 .PHONY: bench
-bench: $(STAMP) ## ceilings, exports, concurrency, API load on fresh bench databases (ROWS=1000000)
+bench: $(STAMP) ## ceilings, exports (xlsx in 1 and N processes), concurrency, API load (ROWS=1000000)
 	$(BIN)/python -m bench.run --rows $(ROWS)
 
 .PHONY: clean

@@ -37,10 +37,12 @@ class ExportBatch:
 
     file_format: str
     rows: int
+    encode_processes: int  # the worker's EXPORTER_ENCODE_PROCESSES; 0: single-process path
     exports: tuple[OneExport, ...]
     wall_s: float  # the POSTs until the last task reads completed
     worker_peak_rss_bytes: int
-    child_peak_rss_bytes: int  # the largest single process the worker spawned; 0 if none
+    # The largest single process below the worker (its encoding processes); 0 if none.
+    child_peak_rss_bytes: int
     loop_lag_ms: float | None
 
     @property
@@ -122,12 +124,13 @@ async def export_batch(
     work_dir: Path,
 ) -> ExportBatch:
     """One export per user, all POSTed at once; the worker's memory sampled throughout."""
-    assert stack.worker is not None, "exports need the worker running"
+    worker = stack.worker
+    assert worker is not None, "exports need the worker running"
     work_dir.mkdir(parents=True, exist_ok=True)
     rows = stack.database.rows
     apis = [ApiUser(session, stack.base_url, user) for user in users]
     started_wall = time.time()
-    with PeakRss(stack.worker.pid) as rss:
+    with PeakRss(worker.service.pid) as rss:
         exports = await asyncio.gather(*(_export(api, file_format, rows, work_dir) for api in apis))
     # All are POSTed within milliseconds of each other, so the slowest one spans the batch.
     wall_s = max(export.seconds for export in exports)
@@ -135,9 +138,10 @@ async def export_batch(
     return ExportBatch(
         file_format=file_format,
         rows=rows,
+        encode_processes=worker.encode_processes,
         exports=tuple(exports),
         wall_s=wall_s,
         worker_peak_rss_bytes=rss.peak_bytes,
         child_peak_rss_bytes=rss.peak_child_bytes,
-        loop_lag_ms=await max_loop_lag_ms(stack.loop_lag_log, started_wall, started_wall + wall_s),
+        loop_lag_ms=await max_loop_lag_ms(worker.loop_lag_log, started_wall, started_wall + wall_s),
     )

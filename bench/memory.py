@@ -11,7 +11,8 @@ SAMPLE_INTERVAL_S = 0.05
 
 
 class PeakRss:
-    """Samples a process tree until stopped: the peak of the process, and of its largest child.
+    """Samples a process tree until stopped: the peak of the process, and of the largest single
+    process below it (children, and theirs: processes a child spawns count too).
 
     A thread rather than a task: the caller's event loop may be busy (downloads, polling)
     exactly when memory peaks. Use as a context manager around what is measured.

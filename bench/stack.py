@@ -12,6 +12,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,6 +21,7 @@ from redis.asyncio import Redis
 
 from bench.databases import BENCH_SECRET, BenchDatabase
 from bench.trivial_app import PING_PATH
+from settings import Settings
 
 HOST = "127.0.0.1"
 LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -31,6 +33,8 @@ QUEUE_PREFIX = "exporter-bench:"
 TIME_ZONE = "Asia/Shanghai"
 
 MAX_PENDING = 1_000_000
+# The worker's own default: xlsx exports of at least this many rows are encoded in parallel.
+DEFAULT_PARALLEL_MIN_ROWS: int = Settings.model_fields["parallel_min_rows"].default
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 POLL_INTERVAL_S = 0.1
@@ -128,16 +132,27 @@ class Service:
         await asyncio.to_thread(self.process.wait)
 
 
-class Stack:
-    """``exporter serve`` and ``exporter worker`` for one database, on a queue of their own."""
+@dataclass(frozen=True)
+class Worker:
+    service: Service
+    encode_processes: int  # its EXPORTER_ENCODE_PROCESSES; 0 is the single-process path
+    loop_lag_log: Path  # where its loop-lag probe writes
 
-    def __init__(self, database: BenchDatabase, redis_url: str, run_dir: Path) -> None:
+
+class Stack:
+    """``exporter serve`` and ``exporter worker`` for one database, on a queue of their own.
+
+    The worker can be restarted with another number of encoding processes between exports.
+    """
+
+    def __init__(
+        self, database: BenchDatabase, redis_url: str, run_dir: Path, parallel_min_rows: int
+    ) -> None:
         self.database = database
         self.port = free_port()
         self.base_url = f"http://{HOST}:{self.port}"
         self.queue_name = f"{QUEUE_PREFIX}{uuid.uuid4().hex}"
         self.redis_url = redis_url
-        self.loop_lag_log = run_dir / "logs" / f"loop-lag-{database.rows}.jsonl"
         self.env = dict(
             os.environ,
             DATABASE_URL=database.url,
@@ -151,46 +166,67 @@ class Stack:
             # The POST load test queues tasks with the worker stopped; the global cap on pending
             # tasks would soon refuse them all, and refusing is not what it measures.
             EXPORTER_MAX_PENDING=str(MAX_PENDING),
-            # Read by the worker's loop-lag probe once it has one; harmless before.
-            EXPORTER_LOOP_LAG_LOG=str(self.loop_lag_log),
+            # Set here, not inherited, so the rows' labels say which path the exports took.
+            EXPORTER_PARALLEL_MIN_ROWS=str(parallel_min_rows),
             PYTHONUNBUFFERED="1",
         )
         self._logs = run_dir / "logs"
         self.api: Service | None = None
-        self.worker: Service | None = None
+        self.worker: Worker | None = None
 
-    async def start(self, session: aiohttp.ClientSession) -> None:
+    async def start(self, session: aiohttp.ClientSession, encode_processes: int) -> None:
         self._logs.mkdir(parents=True, exist_ok=True)
         rows = self.database.rows
         self.api = Service(
             "API", [*EXPORTER_COMMAND, "serve"], self.env, self._logs / f"api-{rows}.log"
         )
-        self.worker = Service(
-            "worker", [*EXPORTER_COMMAND, "worker"], self.env, self._logs / f"worker-{rows}.log"
-        )
         async with asyncio.timeout(START_TIMEOUT_S):
             await self.api.wait_answering(session, f"{self.base_url}/readyz")
-            await self._wait_worker()
+        await self.start_worker(encode_processes)
 
-    async def _wait_worker(self) -> None:
-        """arq writes its health-check key once it has started and polls the queue."""
-        assert self.worker is not None
+    async def start_worker(self, encode_processes: int) -> None:
+        """A worker with ``EXPORTER_ENCODE_PROCESSES=encode_processes``, ready for jobs."""
+        assert self.worker is None, "one worker at a time: the measurements are per worker"
+        name = f"{self.database.rows}-{encode_processes}p"
+        # Its own file: a killed worker's half-written last line cannot run into another's.
+        loop_lag_log = self._logs / f"loop-lag-{name}.jsonl"
+        env = dict(
+            self.env,
+            EXPORTER_ENCODE_PROCESSES=str(encode_processes),
+            EXPORTER_LOOP_LAG_LOG=str(loop_lag_log),
+        )
         redis = Redis.from_url(self.redis_url)
         try:
-            while not await redis.exists(f"{self.queue_name}:health-check"):
-                self.worker.check_running()
-                await asyncio.sleep(POLL_INTERVAL_S)
+            # A previous worker that was killed leaves its key until it expires.
+            health_check = f"{self.queue_name}:health-check"
+            await redis.delete(health_check)
+            service = Service(
+                "worker", [*EXPORTER_COMMAND, "worker"], env, self._logs / f"worker-{name}.log"
+            )
+            self.worker = Worker(service, encode_processes, loop_lag_log)
+            # arq writes its health-check key once it has started and polls the queue.
+            async with asyncio.timeout(START_TIMEOUT_S):
+                while not await redis.exists(health_check):
+                    service.check_running()
+                    await asyncio.sleep(POLL_INTERVAL_S)
         finally:
             await redis.aclose()
 
+    async def use_worker(self, encode_processes: int) -> None:
+        """The worker restarted with ``encode_processes`` unless it already runs with them."""
+        if self.worker is None or self.worker.encode_processes != encode_processes:
+            await self.stop_worker()
+            await self.start_worker(encode_processes)
+
     def check_running(self) -> None:
-        for service in (self.api, self.worker):
-            if service is not None:
-                service.check_running()
+        if self.api is not None:
+            self.api.check_running()
+        if self.worker is not None:
+            self.worker.service.check_running()
 
     async def stop_worker(self) -> None:
         if self.worker is not None:
-            await self.worker.stop()
+            await self.worker.service.stop()
             self.worker = None
 
     async def stop(self) -> None:
@@ -202,13 +238,19 @@ class Stack:
 
 @asynccontextmanager
 async def running_stack(
-    database: BenchDatabase, redis_url: str, run_dir: Path, session: aiohttp.ClientSession
+    database: BenchDatabase,
+    redis_url: str,
+    run_dir: Path,
+    session: aiohttp.ClientSession,
+    *,
+    encode_processes: int,
+    parallel_min_rows: int,
 ) -> AsyncIterator[Stack]:
     """API and worker up and ready; on exit, even on failure or Ctrl-C, both are stopped and
     the stack's keys are deleted from Redis."""
-    stack = Stack(database, redis_url, run_dir)
+    stack = Stack(database, redis_url, run_dir, parallel_min_rows)
     try:
-        await stack.start(session)
+        await stack.start(session, encode_processes)
         yield stack
     finally:
         await stack.stop()
