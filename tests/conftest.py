@@ -23,11 +23,11 @@ from exporter.migrate import migrate
 from exporter.queue import redis_settings
 from exporter.seed import seed
 from exporter.tokens import issue_token
-from exporter.worker import worker_options
 from settings import Settings
 from tests import failing_handlers  # noqa: F401  (registers the test-only export types)
 from tests.processes import WorkerProcesses
 from tests.support import ApiUser
+from tests.workers import running_worker
 
 SECRET = "test-secret-" + "x" * 32
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,12 +159,8 @@ async def arq_redis(settings: Settings) -> AsyncIterator[ArqRedis]:
 @pytest.fixture
 async def worker(settings: Settings) -> AsyncIterator[Worker]:
     """A real arq worker on the test's queue, running in this event loop."""
-    arq_worker = Worker(**worker_options(settings), handle_signals=False, poll_delay=0.05)
-    running = asyncio.create_task(arq_worker.async_run())
-    yield arq_worker
-    await arq_worker.close()
-    running.cancel()
-    await asyncio.gather(running, return_exceptions=True)
+    async with running_worker(settings) as arq_worker:
+        yield arq_worker
 
 
 @pytest.fixture

@@ -22,16 +22,15 @@ import openpyxl
 import pytest
 import redis.asyncio
 from aiohttp.test_utils import TestClient, TestServer
-from arq.worker import Worker
 
 from exporter.api.app import create_app
 from exporter.seed import seed
 from exporter.tokens import issue_token
-from exporter.worker import worker_options
 from settings import Settings
 from tests.conftest import SECRET, account_id
 from tests.processes import WorkerProcesses
 from tests.support import ApiUser, csv_rows, files_in, statuses, wait_until
+from tests.workers import drain_queue
 
 pytestmark = pytest.mark.slow
 
@@ -340,18 +339,14 @@ async def test_a_deadline_shorter_than_the_export_fails_it_and_retry_runs_again(
 ) -> None:
     hasty = settings.model_copy(update={"job_timeout_s": 1})
     task = await admin.create("test_slow", "csv", rows=3_000)
-    first = Worker(**worker_options(hasty), handle_signals=False, burst=True, poll_delay=0)
-    await first.async_run()
-    await first.close()
+    await drain_queue(hasty)
     timed_out = await admin.task(task["id"])
 
     response = await admin.client.post(
         f"/api/export-tasks/{task['id']}/retry", headers=admin.headers
     )
     retried = await response.json()
-    patient = Worker(**worker_options(settings), handle_signals=False, burst=True, poll_delay=0)
-    await patient.async_run()
-    await patient.close()
+    await drain_queue(settings)
     done = await admin.task(retried["id"])
 
     assert timed_out["status"] == "failed"

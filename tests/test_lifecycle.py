@@ -16,10 +16,10 @@ from arq.worker import Worker
 
 from exporter.api.app import create_app
 from exporter.tokens import issue_token
-from exporter.worker import worker_options
 from settings import Settings
 from tests.conftest import SECRET
 from tests.support import ApiUser, files_in, statuses, wait_until
+from tests.workers import drain_queue, running_worker
 
 
 async def running(user: ApiUser, task_id: str) -> dict[str, Any]:
@@ -47,9 +47,7 @@ async def test_cancelling_a_pending_task_ends_it_at_once_and_it_never_starts(
         f"/api/export-tasks/{task['id']}/cancel", headers=admin.headers
     )
     cancelled = await response.json()
-    arq_worker = Worker(**worker_options(settings), handle_signals=False, burst=True, poll_delay=0)
-    await arq_worker.async_run()
-    await arq_worker.close()
+    await drain_queue(settings)
     after = await admin.task(task["id"])
 
     assert response.status == 200
@@ -237,9 +235,7 @@ async def test_twenty_parallel_posts_from_one_user_get_exactly_the_quota(
         )
         == 3
     )
-    arq_worker = Worker(**worker_options(settings), handle_signals=False, burst=True, poll_delay=0)
-    await arq_worker.async_run()
-    await arq_worker.close()
+    await drain_queue(settings)
     assert await db.fetchval("SELECT count(*) FROM export_tasks WHERE status <> 'completed'") == 0
     assert await db.fetchval("SELECT count(*) FROM export_tasks") == 23
 
@@ -280,9 +276,7 @@ async def test_an_export_over_the_row_cap_fails_before_writing(
 ) -> None:
     capped = settings.model_copy(update={"max_rows": 100})
     task = await admin.create("account", "xlsx")
-    arq_worker = Worker(**worker_options(capped), handle_signals=False, burst=True, poll_delay=0)
-    await arq_worker.async_run()
-    await arq_worker.close()
+    await drain_queue(capped)
 
     finished = await admin.task(task["id"])
 
@@ -298,9 +292,7 @@ async def test_files_past_retention_expire_and_download_says_gone(
     settings: Settings, admin: ApiUser
 ) -> None:
     short = settings.model_copy(update={"retention_days": 2 / 86400})  # two seconds
-    arq_worker = Worker(**worker_options(short), handle_signals=False, poll_delay=0.05)
-    running_worker = asyncio.create_task(arq_worker.async_run())
-    try:
+    async with running_worker(short):
         task = await admin.finished((await admin.create("role", "csv"))["id"])
         assert task["status"] == "completed"
 
@@ -309,10 +301,6 @@ async def test_files_past_retention_expire_and_download_says_gone(
             return current if current["status"] == "expired" else None
 
         gone = await wait_until(expired, timeout_s=10, what="the file to expire")
-    finally:
-        await arq_worker.close()
-        running_worker.cancel()
-        await asyncio.gather(running_worker, return_exceptions=True)
 
     status, body, _ = await admin.download(task["id"])
     assert status == 410
@@ -348,12 +336,10 @@ async def test_the_janitor_removes_orphans_but_never_a_live_tasks_files(
         if name != "fresh_orphan":
             os.utime(path, (old, old))
 
-    arq_worker = Worker(**worker_options(settings), handle_signals=False, burst=True, poll_delay=0)
-    await arq_worker.async_run()  # startup runs one sweep
-    await wait_until(
-        lambda: asyncio.sleep(0, result=not entries["dead"].exists()), what="the janitor"
-    )
-    await arq_worker.close()
+    async with running_worker(settings):  # every worker sweeps as it starts
+        await wait_until(
+            lambda: asyncio.sleep(0, result=not entries["dead"].exists()), what="the janitor"
+        )
 
     assert entries["live"].exists()
     assert not entries["orphan_file"].exists()

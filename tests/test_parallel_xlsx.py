@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import time
 import zipfile
 import zlib
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,12 +19,12 @@ from arq.worker import Worker
 from exporter.parallel_xlsx import Range, plan_ranges
 from exporter.registry import Column, ColumnKind
 from exporter.seed import seed
-from exporter.worker import worker_options
 from exporter.writers.xlsx import XlsxExportWriter
 from exporter.writers.zip_splice import SheetRows, assemble_workbook, crc32_combine, deflate_file
 from settings import Settings
 from tests.expected import ACCOUNT_HEADER, account_rows
 from tests.support import ApiUser, files_in, wait_until, xlsx_rows
+from tests.workers import running_worker
 
 COLUMNS = (
     Column("ID", "id", ColumnKind.INTEGER),
@@ -106,13 +106,9 @@ def parallel_settings(settings: Settings, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def parallel_worker(parallel_settings: Settings) -> Any:
-    arq_worker = Worker(**worker_options(parallel_settings), handle_signals=False, poll_delay=0.05)
-    running = asyncio.create_task(arq_worker.async_run())
-    yield arq_worker
-    await arq_worker.close()
-    running.cancel()
-    await asyncio.gather(running, return_exceptions=True)
+async def parallel_worker(parallel_settings: Settings) -> AsyncIterator[Worker]:
+    async with running_worker(parallel_settings) as arq_worker:
+        yield arq_worker
 
 
 @pytest.mark.slow

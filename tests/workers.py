@@ -1,0 +1,32 @@
+"""In-process arq workers on a test's queue: real arq, real Redis, this event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from arq.worker import Worker
+
+from exporter.worker import worker_options
+from settings import Settings
+
+
+@asynccontextmanager
+async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
+    """A worker that takes jobs until the block ends."""
+    arq_worker = Worker(**worker_options(settings), handle_signals=False, poll_delay=0.05)
+    running = asyncio.create_task(arq_worker.async_run())
+    try:
+        yield arq_worker
+    finally:
+        await arq_worker.close()
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+async def drain_queue(settings: Settings) -> None:
+    """Run every job queued now with a worker of these settings, then stop it."""
+    arq_worker = Worker(**worker_options(settings), handle_signals=False, burst=True, poll_delay=0)
+    await arq_worker.async_run()
+    await arq_worker.close()
