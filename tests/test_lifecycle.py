@@ -148,7 +148,8 @@ async def test_deleting_a_running_task_stops_its_export_and_leaves_nothing(
     assert (
         await db.fetchval(
             "SELECT count(*) FROM pg_stat_activity"
-            " WHERE query LIKE '%pg_sleep%' AND pid <> pg_backend_pid()"
+            " WHERE datname = current_database() AND query LIKE '%pg_sleep%'"
+            " AND pid <> pg_backend_pid()"
         )
         == 0
     )
