@@ -136,7 +136,19 @@ async def test_health_readiness_and_openapi_need_no_token(client: TestClient[Any
     assert (await ready.json())["checks"] == {"postgres": "ok", "redis": "ok"}
     document = await spec.json()
     assert document["openapi"] == "3.1.0"
-    assert set(document["paths"]) >= {"/api/export-tasks", "/api/export-tasks/{task_id}/download"}
+    assert set(document["paths"]) >= {
+        "/api/export-tasks",
+        "/api/export-tasks/{task_id}",
+        "/api/export-tasks/{task_id}/download",
+        "/api/export-tasks/{task_id}/cancel",
+        "/api/export-tasks/{task_id}/retry",
+        "/api/export-tasks/stream",
+        "/api/export-types",
+        "/api/accounts",
+        "/api/roles",
+        "/api/session",
+    }
+    assert set(document["paths"]["/api/export-tasks/{task_id}"]) == {"get", "delete"}
     assert "AccountParams" in document["components"]["schemas"]
     assert "CreateTaskRequest" in document["components"]["schemas"]
 

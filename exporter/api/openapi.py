@@ -8,6 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from exporter.api.listings import AccountPageOut, RolePageOut
 from exporter.api.schemas import (
     CreateTaskRequest,
     ErrorOut,
@@ -17,6 +18,7 @@ from exporter.api.schemas import (
     TaskPageOut,
 )
 from exporter.api.services import services_of
+from exporter.api.session import LoginRequest, SessionOut
 from exporter.models import TaskStatus
 from exporter.registry import HandlerRegistry
 
@@ -65,9 +67,18 @@ def _paths() -> dict[str, Any]:
                     "required": True,
                     "content": {"application/json": {"schema": _ref(CreateTaskRequest)}},
                 },
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "maxLength": 200},
+                    }
+                ],
                 "responses": {
                     "202": _json(TaskOut, "the task, pending"),
-                    **_errors(400, 401, 403, 413, 422, 503),
+                    "200": _json(TaskOut, "the unfinished (or idempotent) task it repeats"),
+                    **_errors(400, 401, 403, 413, 422, 429, 503),
                 },
             },
             "get": {
@@ -79,10 +90,45 @@ def _paths() -> dict[str, Any]:
         },
         "/api/export-tasks/{task_id}": {
             "get": {
-                "summary": "One of the caller's tasks",
+                "summary": "One of the caller's tasks, with its history",
                 "security": _SECURED,
                 "parameters": [_TASK_ID],
                 "responses": {"200": _json(TaskOut, "the task"), **_errors(401, 404)},
+            },
+            "delete": {
+                "summary": "Remove the task and its file (a running export is stopped)",
+                "security": _SECURED,
+                "parameters": [_TASK_ID],
+                "responses": {"204": {"description": "deleted"}, **_errors(401, 403, 404)},
+            },
+        },
+        "/api/export-tasks/{task_id}/cancel": {
+            "post": {
+                "summary": "Cancel a pending task at once, or stop a running one",
+                "security": _SECURED,
+                "parameters": [_TASK_ID],
+                "responses": {"200": _json(TaskOut, "the task"), **_errors(401, 403, 404, 409)},
+            }
+        },
+        "/api/export-tasks/{task_id}/retry": {
+            "post": {
+                "summary": "A new task with the request of a failed or cancelled one",
+                "security": _SECURED,
+                "parameters": [_TASK_ID],
+                "responses": {
+                    "202": _json(TaskOut, "the new task"),
+                    **_errors(401, 403, 404, 409, 429, 503),
+                },
+            }
+        },
+        "/api/export-tasks/stream": {
+            "get": {
+                "summary": "Server-sent events: the caller's tasks as they change",
+                "security": _SECURED,
+                "responses": {
+                    "200": {"description": "an event stream", "content": {"text/event-stream": {}}},
+                    **_errors(401),
+                },
             }
         },
         "/api/export-tasks/{task_id}/download": {
@@ -105,6 +151,34 @@ def _paths() -> dict[str, Any]:
                 "security": _SECURED,
                 "responses": {"200": _json(ExportTypesOut, "the types"), **_errors(401)},
             }
+        },
+        "/api/accounts": {
+            "get": {
+                "summary": "Accounts, filtered like the account export (keyword, status, …), paged",
+                "security": _SECURED,
+                "responses": {
+                    "200": _json(AccountPageOut, "a page of accounts"),
+                    **_errors(401, 422),
+                },
+            }
+        },
+        "/api/roles": {
+            "get": {
+                "summary": "Roles, filtered like the role export, paged",
+                "security": _SECURED,
+                "responses": {"200": _json(RolePageOut, "a page of roles"), **_errors(401, 422)},
+            }
+        },
+        "/api/session": {
+            "post": {
+                "summary": "Sign in: sets the session cookie (and a CSRF token for cookie writes)",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(LoginRequest)}},
+                },
+                "responses": {"200": _json(SessionOut, "signed in"), **_errors(400, 401, 422, 429)},
+            },
+            "delete": {"summary": "Sign out", "responses": {"204": {"description": "signed out"}}},
         },
         "/healthz": {
             "get": {"summary": "The process is up", "responses": {"200": _json(HealthOut, "up")}}
@@ -130,6 +204,10 @@ def build_openapi(handlers: HandlerRegistry) -> dict[str, Any]:
         ExportTypesOut,
         ErrorOut,
         HealthOut,
+        AccountPageOut,
+        RolePageOut,
+        LoginRequest,
+        SessionOut,
     ]
     models.extend(handler.params_model for handler in handlers)
     _, schemas = models_json_schema([(model, "validation") for model in models], ref_template=REF)
