@@ -11,6 +11,38 @@ from asyncpg.pool import PoolConnectionProxy
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 """A connection of its own or one borrowed from a pool."""
 
+# The server went away (restart, crash, pg_terminate_backend) or cannot be reached: worth
+# trying again, unlike an error in a query.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    ConnectionError,
+)
+
+
+def lost_connection(exc: BaseException, *also: type[BaseException]) -> BaseException | None:
+    """The connection loss (or one of ``also``) behind ``exc``, if any.
+
+    asyncpg often reports a killed connection twice: the server's error, then an
+    InterfaceError from leaving the transaction on the dead connection, raised while handling
+    the first; the exception chain keeps both.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, CONNECTION_ERRORS + also) or _socket_missing(seen):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _socket_missing(exc: BaseException) -> bool:
+    # A server on a unix socket that is down: connect() finds no socket file. Unlike a file
+    # that an open() misses, the error names no file.
+    return isinstance(exc, FileNotFoundError) and exc.filename is None
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for json_type in ("json", "jsonb"):

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from exporter.db import lost_connection
 from exporter.errors import ExporterError
 from exporter.export_file import ExportRequest, ParallelEncoding, Progress, export_to_file
 from exporter.models import ExportTask
@@ -32,18 +33,6 @@ from exporter.task_repository import TaskRepository
 log = logging.getLogger("exporter.worker")
 
 HEARTBEAT_INTERVAL_S = 0.5
-
-# Losing the database connection or an encoding process mid-export is worth another
-# attempt; a bad query is not.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    BrokenProcessPool,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.ConnectionDoesNotExistError,
-    ConnectionError,
-)
 
 
 class Outcome(StrEnum):
@@ -74,18 +63,8 @@ class RunnerConfig:
 
 
 def transient_cause(exc: BaseException) -> BaseException | None:
-    """The lost-connection error behind ``exc``, if any.
-
-    asyncpg often reports a killed connection twice: the server's error, then an
-    InterfaceError from leaving the transaction on the dead connection, raised while handling
-    the first; the chain keeps both.
-    """
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, TRANSIENT_ERRORS):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
+    """What makes a failure worth another attempt: a lost database connection or encoder."""
+    return lost_connection(exc, BrokenProcessPool)
 
 
 def describe_failure(exc: BaseException, timeout_s: int) -> str:

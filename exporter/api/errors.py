@@ -10,6 +10,7 @@ from aiohttp.typedefs import Handler
 
 from exporter.api.responses import json_model
 from exporter.api.schemas import ErrorDetail, ErrorOut, FieldError
+from exporter.db import lost_connection
 from exporter.errors import ExporterError
 
 log = logging.getLogger("exporter.api")
@@ -50,6 +51,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
         return response
-    except Exception:
+    except Exception as exc:
+        if (lost := lost_connection(exc)) is not None:
+            log.warning("database unavailable on %s %s: %s", request.method, request.path, lost)
+            response = error_response(503, "service_unavailable", "the database is unavailable")
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+            return response
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal server error")
