@@ -113,9 +113,8 @@ async def _copy_csv(
 async def _write_xlsx(
     conn: Connection, request: ExportRequest, sql: ExportSql, progress: Progress
 ) -> int:
-    parallel = request.parallel
-    if parallel is not None and (progress.total or 0) >= parallel.min_rows:
-        return await _write_xlsx_in_parts(conn, request, sql, progress, parallel)
+    if request.parallel is not None:
+        return await _write_xlsx_in_parts(conn, request, sql, progress, request.parallel)
     return await _write_xlsx_here(conn, request, sql, progress)
 
 
@@ -143,6 +142,7 @@ async def _write_xlsx_in_parts(
             time_zone=request.time_zone,
             path=request.path,
             report_done=report_done,
+            split=(progress.total or 0) >= parallel.min_rows,
         )
     except BrokenProcessPool:
         parallel.encoders.replace()

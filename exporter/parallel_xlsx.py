@@ -73,6 +73,8 @@ class PartJob:
     time_zone: str
     work_dir: Path
     index: int
+    # Set for an export too small to split: the one part writes the whole workbook here.
+    output: Path | None = None
 
     @property
     def progress_file(self) -> Path:
@@ -83,12 +85,13 @@ class PartAbandoned(Exception):
     """The export this part belongs to ended (its work directory is gone)."""
 
 
-def encode_part(job: PartJob) -> Deflated:
-    """Run in an encoding process: read one range, write it with xlsxwriter, compress it."""
+def encode_part(job: PartJob) -> Deflated | None:
+    """Run in an encoding process: read one range, write it with xlsxwriter, compress it
+    (or, for a whole export, write the finished workbook)."""
     return asyncio.run(_encode_part_while_wanted(job))
 
 
-async def _encode_part_while_wanted(job: PartJob) -> Deflated:
+async def _encode_part_while_wanted(job: PartJob) -> Deflated | None:
     # The parent removes the work directory when the export ends early (cancel, failure,
     # deadline); noticing it here stops a query that may be in the middle of a long fetch.
     part = asyncio.create_task(_encode_part(job))
@@ -102,11 +105,11 @@ async def _encode_part_while_wanted(job: PartJob) -> Deflated:
     return part.result()
 
 
-async def _encode_part(job: PartJob) -> Deflated:
+async def _encode_part(job: PartJob) -> Deflated | None:
     part_dir = job.work_dir / f"part-{job.index}"
     part_dir.mkdir()
     writer = XlsxExportWriter(
-        part_dir / "part.xlsx", job.title, job.columns, first_row=job.range.first_row
+        job.output or part_dir / "part.xlsx", job.title, job.columns, first_row=job.range.first_row
     )
     try:
         conn = await asyncpg.connect(job.dsn)
@@ -126,6 +129,9 @@ async def _encode_part(job: PartJob) -> Deflated:
             raise ExportFailed(
                 f"part {job.index} read {writer.rows_written} rows, expected {job.range.limit}"
             )
+        if job.output is not None:
+            writer.close()
+            return None
         return deflate_file(writer.finish_part(), job.work_dir / f"part-{job.index}.deflate")
     finally:
         writer.abandon()
@@ -153,19 +159,36 @@ async def write_xlsx_in_parts(
     time_zone: str,
     path: Path,
     report_done: Callable[[int], None],
+    split: bool,
 ) -> int:
-    """Write ``total`` rows of ``sql`` to ``path`` using the encoding processes.
+    """Write ``total`` rows of ``sql`` to ``path`` using the encoding processes: split into
+    ranges, or (``split`` false) as one workbook written by one process.
 
-    ``conn`` must be inside the export's repeatable-read transaction: its snapshot is the one
-    every part reads, so the parts together hold exactly the rows counted.
+    Either way xlsxwriter never runs in the worker, whose event loop stays free. ``conn``
+    must be inside the export's repeatable-read transaction: its snapshot is the one every
+    part reads, so the parts together hold exactly the rows counted.
     """
     snapshot = str(await conn.fetchval("SELECT pg_export_snapshot()"))
     if not _SNAPSHOT_ID.match(snapshot):
         raise ExportFailed(f"unexpected snapshot id {snapshot!r}")
     work_dir = path.parent
+    ranges = plan_ranges(total, parts_per_sheet) if split else [Range(1, 1, 0, total)]
+    output = None if split else path
     jobs = [
-        PartJob(dsn, snapshot, sql, args, part, title, tuple(columns), time_zone, work_dir, index)
-        for index, part in enumerate(plan_ranges(total, parts_per_sheet))
+        PartJob(
+            dsn,
+            snapshot,
+            sql,
+            args,
+            part,
+            title,
+            tuple(columns),
+            time_zone,
+            work_dir,
+            index,
+            output,
+        )
+        for index, part in enumerate(ranges)
     ]
     loop = asyncio.get_running_loop()
     futures = [loop.run_in_executor(encoders, encode_part, job) for job in jobs]
@@ -177,11 +200,13 @@ async def write_xlsx_in_parts(
         while pending:
             _, pending = await asyncio.wait(pending, timeout=PROGRESS_POLL_S)
             report_done(_rows_done(jobs))
-        parts = [future.result() for future in futures]
+        parts = [part for future in futures if (part := future.result()) is not None]
     except BaseException:
         for future in futures:
             future.cancel()
         raise
+    if not split:
+        return total
     frame = work_dir / "frame.xlsx"
     sheets = [
         SheetRows(
@@ -192,7 +217,8 @@ async def write_xlsx_in_parts(
         )
         for number in range(1, max((job.range.sheet for job in jobs), default=1) + 1)
     ]
-    await loop.run_in_executor(None, _frame_and_assemble, frame, title, columns, sheets, path)
+    # In an encoding process too: joining reads and writes the whole file.
+    await loop.run_in_executor(encoders, _frame_and_assemble, frame, title, columns, sheets, path)
     return total
 
 

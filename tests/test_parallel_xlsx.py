@@ -173,3 +173,14 @@ async def test_the_workers_event_loop_stays_responsive_during_a_parallel_export(
     assert len(windows) >= 2
     # The bench holds the 100 ms target on a quiet machine; here other tests share the cores.
     assert max(window["max_lag_ms"] for window in windows) < 500, windows
+
+
+async def test_with_no_encoding_processes_the_worker_writes_xlsx_itself(
+    admin: ApiUser, db: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    async with running_worker(settings.model_copy(update={"encode_processes": 0})):
+        task = await admin.finished((await admin.create("account", "xlsx"))["id"])
+        _, content, _ = await admin.download(task["id"])
+
+    assert task["status"] == "completed"
+    assert xlsx_rows(content) == [ACCOUNT_HEADER, *await account_rows(db)]
