@@ -421,8 +421,8 @@ def build_report(
         "download of the file through the API is timed apart (the slowest, for 4 at once).",
         "The COPY ceiling and the cursor read the export's 9 columns as stored (same join, same "
         "order); the csv export's own statement adds the formatting it does in SQL.",
-        "xlsx in 1 process: the worker started with EXPORTER_ENCODE_PROCESSES=0, xlsxwriter in "
-        "a thread of the worker. In N processes: started with EXPORTER_ENCODE_PROCESSES=N, "
+        "xlsx in 1 process: the worker started with EXPORTER_ENCODE_PROCESSES=1, one encoding "
+        "process writes the whole workbook. In N processes: EXPORTER_ENCODE_PROCESSES=N, "
         "parts encoded by N spawned processes, spliced by the worker; the first such export "
         "after a start includes spawning them. Exports of at least EXPORTER_PARALLEL_MIN_ROWS="
         f"{m.parallel_min_rows:,} rows take that path{_lowered_threshold(m)}. csv runs in the "
