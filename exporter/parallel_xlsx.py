@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -135,6 +136,8 @@ async def _encode_part(job: PartJob) -> Deflated | None:
         return deflate_file(writer.finish_part(), job.work_dir / f"part-{job.index}.deflate")
     finally:
         writer.abandon()
+        # The part's row XML is the largest file of an export; it goes here, in parallel.
+        shutil.rmtree(part_dir, ignore_errors=True)
 
 
 def _rows_done(jobs: Sequence[PartJob]) -> int:

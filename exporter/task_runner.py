@@ -130,13 +130,13 @@ class TaskRunner:
             raise
         if heartbeat.done():
             await _stop_task(export)
-            self._discard(work_dir)
+            await self._discard(work_dir)
             return await self._stopped(task, heartbeat.result())
         await _stop_task(heartbeat)
         try:
             file = export.result()
         except Exception as exc:
-            self._discard(work_dir)
+            await self._discard(work_dir)
             return await self._failed(task, exc, time.monotonic() - started)
         return await self._publish(task, file, progress, work_dir, time.monotonic() - started)
 
@@ -190,9 +190,11 @@ class TaskRunner:
                 return _Stop.CANCEL
             renewed = time.monotonic()
 
-    def _discard(self, work_dir: list[Path]) -> None:
+    async def _discard(self, work_dir: list[Path]) -> None:
+        # In a thread: freeing a work directory of several hundred megabytes takes the kernel
+        # a noticeable moment, which the event loop (heartbeats, other exports) must not wait.
         for path in work_dir:
-            self._storage.discard(path)
+            await asyncio.to_thread(self._storage.discard, path)
 
     async def _hand_back(
         self,
@@ -204,7 +206,7 @@ class TaskRunner:
         """The worker is shutting down: stop, clean up, and let another delivery run the task."""
         await _stop_task(heartbeat)
         await _stop_task(export)
-        self._discard(work_dir)
+        await self._discard(work_dir)
         released = await asyncio.shield(
             self._tasks.release(
                 task.id,
@@ -262,9 +264,9 @@ class TaskRunner:
         try:
             size = self._storage.publish(path, final)
         except OSError as exc:
-            self._discard(work_dir)
+            await self._discard(work_dir)
             return await self._failed(task, exc, elapsed_s)
-        self._discard(work_dir)
+        await self._discard(work_dir)
         name = self._file_name(task)
         done = await self._tasks.complete(
             task.id,

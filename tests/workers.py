@@ -15,7 +15,7 @@ from settings import Settings
 @asynccontextmanager
 async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
     """A worker that takes jobs until the block ends."""
-    arq_worker = Worker(**worker_options(settings), handle_signals=False, poll_delay=0.05)
+    arq_worker = Worker(**worker_options(settings), handle_signals=False)
     running = asyncio.create_task(arq_worker.async_run())
     try:
         yield arq_worker
@@ -27,6 +27,7 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
 
 async def drain_queue(settings: Settings) -> None:
     """Run every job queued now with a worker of these settings, then stop it."""
-    arq_worker = Worker(**worker_options(settings), handle_signals=False, burst=True, poll_delay=0)
+    options = worker_options(settings) | {"poll_delay": 0}
+    arq_worker = Worker(**options, handle_signals=False, burst=True)
     await arq_worker.async_run()
     await arq_worker.close()

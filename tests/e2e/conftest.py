@@ -6,11 +6,9 @@ Screenshots go to test-artifacts/. Chromium comes from the system packages (`.ci
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,13 +16,10 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
-from arq.worker import Worker
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from exporter.passwords import hash_password
 from exporter.tokens import issue_token
-from exporter.worker import worker_options
-from settings import Settings
 from tests.conftest import ROOT, SECRET
 from tests.support import ApiUser
 
@@ -106,19 +101,6 @@ async def sign_in(page: Page, username: str, password: str, start: str = "/tasks
     await page.keyboard.type(password)
     await page.keyboard.press("Enter")
     await page.wait_for_url(lambda url: urlsplit(url).path == start)
-
-
-@asynccontextmanager
-async def running_worker(settings: Settings) -> AsyncIterator[None]:
-    """A real arq worker on the test's queue for the duration of the block."""
-    arq_worker = Worker(**worker_options(settings), handle_signals=False, poll_delay=0.05)
-    running = asyncio.create_task(arq_worker.async_run())
-    try:
-        yield
-    finally:
-        await arq_worker.close()
-        running.cancel()
-        await asyncio.gather(running, return_exceptions=True)
 
 
 @pytest.fixture

@@ -14,9 +14,10 @@ import pytest
 from playwright.async_api import Dialog, Page, expect
 
 from settings import Settings
-from tests.e2e.conftest import OpenPage, running_worker, screenshot, sign_in
+from tests.e2e.conftest import OpenPage, screenshot, sign_in
 from tests.expected import ACCOUNT_HEADER, account_rows
 from tests.support import ApiUser, xlsx_rows
+from tests.workers import running_worker
 
 ACCOUNT_FILTERS_SQL = (
     "a.status = 'active' AND a.created_at >= '2023-06-01 00:00:00+08'"
