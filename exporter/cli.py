@@ -1,4 +1,4 @@
-"""The ``exporter`` command: serve, worker, migrate, seed, token, and dev (``make run``)."""
+"""The exporter command: serve, worker, migrate, seed, token, and dev (what make run runs)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import Callable
 
+import asyncpg
 from aiohttp import web
 from arq.worker import run_worker
 
@@ -97,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     token_cmd.set_defaults(run=_token)
     dev_cmd = commands.add_parser("dev", help="migrate, seed, run API and worker (make run)")
     dev_cmd.add_argument("--embedded", action="store_true", help="always use embedded servers")
-    dev_cmd.add_argument("--accounts", type=int, default=10_000)
+    dev_cmd.add_argument("--accounts", type=int, default=10_000, help="accounts in all (10000)")
     dev_cmd.set_defaults(run=_dev)
     return parser
 
@@ -106,4 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     configure_logging()
     run: Callable[[argparse.Namespace], None] = args.run
-    run(args)
+    try:
+        run(args)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        # A database that is missing or down, a port that is taken: one line, not a traceback.
+        sys.exit(f"exporter {args.command}: {type(exc).__name__}: {exc}")

@@ -46,8 +46,6 @@ LOCAL_REDIS_URL = f"redis://{LOCALHOST}:{REDIS_PORT}/0"
 DEV_STATE_DIR = Path("var/dev")
 DEFAULT_STORAGE_DIR = "var/exports"
 APP_DATABASE = "exporter"
-# CREATE DATABASE takes no parameters; the name is this constant, never input.
-CREATE_APP_DATABASE = f"CREATE DATABASE {APP_DATABASE}"
 
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 PASSWORD_LENGTH = 16
@@ -304,21 +302,16 @@ def _run(*, embedded: bool, accounts: int) -> None:
 
     with backing_services(state_dir, force_embedded=embedded) as services:
         # A DATABASE_URL given by the user names the database to use; otherwise we have the
-        # server's maintenance database and make our own next to it.
-        maintenance_url = (
-            None if _given_url("DATABASE_URL", force_embedded=embedded) else services.database_url
-        )
+        # server's maintenance database and use our own next to it.
         database_url = (
             services.database_url
-            if maintenance_url is None
-            else _with_database(maintenance_url, APP_DATABASE)
+            if _given_url("DATABASE_URL", force_embedded=embedded)
+            else _with_database(services.database_url, APP_DATABASE)
         )
         os.environ["DATABASE_URL"] = database_url
         os.environ["REDIS_URL"] = services.redis_url
         result = asyncio.run(
-            _prepare_database(
-                maintenance_url, database_url, accounts=accounts, admin_password=admin_password
-            )
+            _prepare_database(database_url, accounts=accounts, admin_password=admin_password)
         )
         with _app_processes() as processes:
             base_url = f"http://{_client_host(settings.host)}:{settings.port}"
@@ -367,23 +360,27 @@ def _with_database(url: str, database: str) -> str:
     return urlsplit(url)._replace(path=f"/{database}").geturl()
 
 
-async def _prepare_database(
-    maintenance_url: str | None, database_url: str, *, accounts: int, admin_password: str
-) -> SeedResult:
-    if maintenance_url is not None:
-        await _ensure_app_database(maintenance_url)
+async def _prepare_database(database_url: str, *, accounts: int, admin_password: str) -> SeedResult:
+    await _ensure_database(database_url)
     await migrate(database_url)
     return await seed(database_url, accounts=accounts, admin_password=admin_password)
 
 
-async def _ensure_app_database(maintenance_url: str) -> None:
-    conn = await asyncpg.connect(maintenance_url)
+async def _ensure_database(database_url: str) -> None:
+    """Create the database the URL names when its server has none of that name yet."""
     try:
-        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", APP_DATABASE)
-        if exists is None:
-            await conn.execute(CREATE_APP_DATABASE)
-            log.info("postgres: created database %s", APP_DATABASE)
-    finally:
+        conn = await asyncpg.connect(database_url)
+    except asyncpg.InvalidCatalogNameError:
+        name = urlsplit(database_url).path.lstrip("/")
+        server = await asyncpg.connect(_with_database(database_url, "postgres"))
+        try:
+            # CREATE DATABASE takes no parameters: the name is quoted as an identifier.
+            quoted = name.replace('"', '""')
+            await server.execute(f'CREATE DATABASE "{quoted}"')
+        finally:
+            await server.close()
+        log.info("postgres: created database %s", name)
+    else:
         await conn.close()
 
 

@@ -123,7 +123,7 @@ RETURNING {TASK_COLUMNS}
 MARK_CANCELLED = f"""
 UPDATE export_tasks
 SET status = 'cancelled', finished_at = now(), lease_expires_at = NULL,
-    status_note = 'cancelled while running', rows_done = 0
+    status_note = 'cancelled while running'
 WHERE id = $1 AND worker_id = $2 AND status = 'running'
 RETURNING {TASK_COLUMNS}
 """

@@ -131,3 +131,17 @@ async def test_bad_list_query_is_a_422_naming_the_parameter(admin: ApiUser, quer
 
     assert status == 422
     assert error_fields(body) == [query.split("=")[0]]
+
+
+async def test_a_bad_date_says_what_a_date_looks_like(admin: ApiUser) -> None:
+    status, body = await admin.post_task(
+        {"type": "account", "format": "csv", "params": {"created_to": "31/01/2026"}}
+    )
+
+    assert status == 422
+    assert body["error"]["details"] == [
+        {
+            "field": "params.created_to",
+            "message": "must be an ISO 8601 date (2026-01-31) or date-time",
+        }
+    ]

@@ -200,6 +200,17 @@ async def test_a_chinese_file_name_arrives_intact_with_an_ascii_fallback(admin: 
     fallback = disposition.split('filename="', 1)[1].split('"', 1)[0]
     assert fallback.isascii() and fallback.startswith("role_") and fallback.endswith(".csv")
     assert int(headers["Content-Length"]) == len(content) == task["file_size"]
+    assert headers["Content-Type"] == "text/csv; charset=utf-8"
+
+
+async def test_an_xlsx_download_says_it_is_a_spreadsheet(admin: ApiUser) -> None:
+    task = await admin.finished((await admin.create("role", "xlsx"))["id"])
+
+    _, _, headers = await admin.download(task["id"])
+
+    assert headers["Content-Type"] == (
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
 
 
 async def test_long_text_is_cut_with_a_marker_in_xlsx_and_kept_whole_in_csv(

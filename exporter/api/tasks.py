@@ -32,6 +32,11 @@ log = logging.getLogger("exporter.api")
 routes = web.RouteTableDef()
 
 IDEMPOTENCY_KEY_MAX = 200
+# Not left to the mimetypes table of the host, which may not know xlsx.
+CONTENT_TYPES = {
+    ExportFormat.XLSX: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ExportFormat.CSV: "text/csv; charset=utf-8",
+}
 
 
 async def _task_json(
@@ -211,6 +216,7 @@ async def download_task_file(request: web.Request) -> web.FileResponse:
     return web.FileResponse(
         path,
         headers={
+            "Content-Type": CONTENT_TYPES[task.format],
             "Content-Disposition": content_disposition(task, task.file_name),
             "Cache-Control": "private, no-store",
         },

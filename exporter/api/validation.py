@@ -17,7 +17,9 @@ def field_problems(exc: ValidationError, prefix: str = "") -> list[FieldProblem]
     problems = []
     for error in exc.errors(include_url=False):
         path = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
-        problems.append(FieldProblem(path or prefix or "body", error["msg"]))
+        # pydantic prefixes messages of custom validators with "Value error, ".
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(FieldProblem(path or prefix or "body", message))
     return problems
 
 
