@@ -72,10 +72,6 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
 
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.time_zone)
-
 
 def load_settings() -> Settings:
     """Read the settings from the environment, or raise SettingsError naming each bad variable."""
