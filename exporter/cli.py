@@ -7,13 +7,12 @@ import asyncio
 import sys
 from collections.abc import Callable
 
-import asyncpg
 from aiohttp import web
 from arq.worker import run_worker
 
 from exporter.account_repository import AccountRepository
 from exporter.api.app import create_app
-from exporter.db import create_pool
+from exporter.db import DATABASE_ERRORS, create_pool
 from exporter.logs import configure_logging
 from exporter.migrate import migrate
 from exporter.seed import seed
@@ -109,6 +108,6 @@ def main(argv: list[str] | None = None) -> None:
     run: Callable[[argparse.Namespace], None] = args.run
     try:
         run(args)
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+    except DATABASE_ERRORS as exc:
         # A database that is missing or down, a port that is taken: one line, not a traceback.
         sys.exit(f"exporter {args.command}: {type(exc).__name__}: {exc}")

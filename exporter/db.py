@@ -23,6 +23,14 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# What a statement can raise when the database, or the connection to it, is the trouble.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+)
+
+
 def lost_connection(exc: BaseException, *also: type[BaseException]) -> BaseException | None:
     """The connection loss (or one of ``also``) behind ``exc``, if any.
 

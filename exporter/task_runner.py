@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from exporter.db import lost_connection
+from exporter.db import DATABASE_ERRORS, lost_connection
 from exporter.errors import ExporterError
 from exporter.export_file import ExportRequest, ParallelEncoding, Progress, export_to_file
 from exporter.models import ExportTask
@@ -134,11 +134,11 @@ class TaskRunner:
             return await self._stopped(task, heartbeat.result())
         await _stop_task(heartbeat)
         try:
-            file = export.result()
+            path, rows = export.result()
         except Exception as exc:
             await self._discard(work_dir)
             return await self._failed(task, exc, time.monotonic() - started)
-        return await self._publish(task, file, progress, work_dir, time.monotonic() - started)
+        return await self._publish(task, path, rows, work_dir, time.monotonic() - started)
 
     def _handler(self, task: ExportTask) -> ExportHandler[Any]:
         return self._handlers.get(task.type)
@@ -149,7 +149,11 @@ class TaskRunner:
         )
         return handler_timeout or self._config.default_timeout_s
 
-    async def _produce(self, task: ExportTask, progress: Progress, work_dir: list[Path]) -> Path:
+    async def _produce(
+        self, task: ExportTask, progress: Progress, work_dir: list[Path]
+    ) -> tuple[Path, int]:
+        """The finished file and its row count (``work_dir`` names the attempt's directory at
+        once, so that it is removed even when the export is stopped midway)."""
         handler = self._handler(task)
         async with asyncio.timeout(self._timeout_s(task)):
             # Claiming the task made it ours: what an earlier, dead attempt left is garbage.
@@ -166,8 +170,8 @@ class TaskRunner:
                 self._config.parallel,
             )
             async with self._pool.acquire() as conn:
-                await export_to_file(conn, request, progress)
-        return path
+                rows = await export_to_file(conn, request, progress)
+        return path, rows
 
     async def _heartbeat(self, task: ExportTask, progress: Progress) -> _Stop:
         config = self._config
@@ -178,7 +182,7 @@ class TaskRunner:
                 cancel = await self._tasks.renew(
                     task.id, config.worker_id, config.lease_s, progress.done, progress.total
                 )
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            except DATABASE_ERRORS as exc:
                 # Past its lease the sweeper may hand the task to another worker: stop first.
                 if time.monotonic() - renewed > config.lease_s:
                     log.error("task %s: cannot renew the lease (%s); stopping", task.id, exc)
@@ -199,7 +203,7 @@ class TaskRunner:
     async def _hand_back(
         self,
         task: ExportTask,
-        export: asyncio.Task[Path],
+        export: asyncio.Task[tuple[Path, int]],
         heartbeat: asyncio.Task[_Stop],
         work_dir: list[Path],
     ) -> None:
@@ -247,7 +251,7 @@ class TaskRunner:
                 )
                 return Outcome.RETRYING
             await self._tasks.fail(task.id, self._config.worker_id, message)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as record_error:
+        except DATABASE_ERRORS as record_error:
             # The database is gone too; the lease runs out and the sweeper takes over.
             log.error("task %s: could not record the failure: %s", task.id, record_error)
         return Outcome.FAILED
@@ -256,7 +260,7 @@ class TaskRunner:
         self,
         task: ExportTask,
         path: Path,
-        progress: Progress,
+        rows: int,
         work_dir: list[Path],
         elapsed_s: float,
     ) -> Outcome:
@@ -274,18 +278,18 @@ class TaskRunner:
             file_name=name,
             file_path=str(final),
             file_size=size,
-            rows=progress.done,
+            rows=rows,
         )
         if done is None:
             # Cancelled, deleted or taken over while the file was finished: keep no orphan.
-            self._storage.discard(final)
-            reason = await self._tasks.mark_cancelled(task.id, self._config.worker_id)
+            await self._discard([final])
+            cancelled = await self._tasks.mark_cancelled(task.id, self._config.worker_id)
             log.warning("task %s: finished but no longer this worker's to complete", task.id)
-            return Outcome.CANCELLED if reason else Outcome.LOST
+            return Outcome.CANCELLED if cancelled else Outcome.LOST
         log.info(
             "task %s: completed, %d rows, %d bytes in %.1f s",
             task.id,
-            progress.done,
+            rows,
             size,
             elapsed_s,
         )

@@ -440,5 +440,5 @@ async def test_a_postgres_restart_mid_export_is_retried_and_the_api_answers_503_
     assert answers <= {200, 503}, answers  # while it restarts: served, or 503, never a 500
     assert done["status"] == "completed", (done, workers.logs()[-3000:])
     assert done["row_count"] == 3_000
-    assert done["attempts"] == 2
-    assert following["status"] == "completed"
+    assert done["attempts"] == 2, done
+    assert following["status"] == "completed", following
