@@ -54,6 +54,10 @@ ROWS ?= 1000000
 bench: $(STAMP) ## ceilings, exports (xlsx in 1 and N processes), concurrency, API load (ROWS=1000000)
 	$(BIN)/python -m bench.run --rows $(ROWS)
 
+.PHONY: bench-api
+bench-api: $(STAMP) ## the API load tests of make bench alone (about a minute)
+	$(BIN)/python -m bench.run --only api
+
 .PHONY: clean
 clean: ## remove caches and local state (keeps .venv)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache var test-artifacts

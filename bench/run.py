@@ -90,6 +90,7 @@ class Bench:
 
     def __init__(self, options: argparse.Namespace, run_dir: Path) -> None:
         self.clients: int = options.clients
+        self.only: str | None = options.only
         self.load_seconds: float = options.load_seconds
         self.run_dir = run_dir
         self.work_dir = run_dir / "work"
@@ -119,6 +120,9 @@ class Bench:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=HTTP_READ_TIMEOUT_S)
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session:
+                if self.only == "api":
+                    await self._api_only(session)
+                    return
                 await self._full_size(session)
                 await self._small_size(session)
                 await self._concurrency(session)
@@ -181,6 +185,15 @@ class Bench:
                 m.xlsx = await self._exports(stack, session, one, "xlsx", SINGLE_PROCESS)
                 await stack.stop_worker()  # POSTed tasks must stay queued, not run
                 await self._load_tests(stack, db, session)
+
+    async def _api_only(self, session: aiohttp.ClientSession) -> None:
+        """The load tests alone, on a data set just large enough for their users."""
+        async with (
+            self._database(2 * POST_USERS, MAIN_USERS) as db,
+            self._stack(db, session, SINGLE_PROCESS) as stack,
+        ):
+            await stack.stop_worker()
+            await self._load_tests(stack, db, session)
 
     async def _load_tests(
         self, stack: Stack, db: BenchDatabase, session: aiohttp.ClientSession
@@ -254,6 +267,9 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--load-seconds", type=float, default=10.0, help="measured seconds of each load test"
+    )
+    parser.add_argument(
+        "--only", choices=["api"], help="run only these measurements (api: the load tests)"
     )
     parser.add_argument(
         "--out", type=Path, default=Path("bench-results"), help="where results are written"

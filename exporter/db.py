@@ -19,6 +19,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.CannotConnectNowError,
     asyncpg.ConnectionDoesNotExistError,
+    # A connection handed out between the server's last error on it and its socket closing:
+    # "cannot switch to state …; another operation is in progress".
+    asyncpg.InternalClientError,
     ConnectionError,
 )
 
@@ -59,8 +62,22 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Nothing to undo when a connection goes back to its pool.
+
+    asyncpg's default reset is one more round trip per borrow (RESET ALL, UNLISTEN *, CLOSE ALL,
+    unlock advisory locks), though nothing here leaves such state behind: settings and advisory
+    locks are transaction-local, cursors close with their transaction, and LISTEN has a
+    connection of its own. asyncpg still rolls back a transaction left open before calling this.
+    A connection that broke with its server is not caught here, as the reset query would; the
+    API replaces the whole pool's connections when it sees one (``Pool.expire_connections``).
+    """
+
+
 async def create_pool(dsn: str, *, max_size: int = 10) -> asyncpg.Pool:
     """A pool whose connections read and write json/jsonb as Python values."""
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, init=_init_connection)
+    pool = await asyncpg.create_pool(
+        dsn, min_size=1, max_size=max_size, init=_init_connection, reset=_keep_session
+    )
     assert pool is not None
     return pool

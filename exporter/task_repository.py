@@ -19,32 +19,10 @@ TASK_COLUMNS = """
     cancel_requested, enqueue_count, status_note
 """
 
-# Creates of one account are serialised so its count of unfinished tasks is exact.
-LOCK_OWNER = "SELECT pg_advisory_xact_lock(hashtextextended('export_tasks:' || $1::bigint, 0))"
-
-SELECT_BY_IDEMPOTENCY_KEY = f"""
-SELECT {TASK_COLUMNS}, request_hash FROM export_tasks
-WHERE created_by_id = $1 AND idempotency_key = $2
-"""
-
-SELECT_SAME_ACTIVE = f"""
-SELECT {TASK_COLUMNS} FROM export_tasks
-WHERE created_by_id = $1 AND type = $2 AND format = $3 AND params = $4
-  AND status IN ('pending', 'running')
-"""
-
-COUNT_ACTIVE_OF_OWNER = """
-SELECT count(*) FROM export_tasks WHERE created_by_id = $1 AND status IN ('pending', 'running')
-"""
-
-COUNT_PENDING = "SELECT count(*) FROM export_tasks WHERE status = 'pending'"
-
-INSERT_TASK = f"""
-INSERT INTO export_tasks
-    (id, type, format, params, created_by_id, idempotency_key, request_hash,
-     enqueue_count, enqueued_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, 1, now())
-RETURNING {TASK_COLUMNS}
+# The checks and the insert of a create, in one round trip (migration 0004).
+CREATE_TASK = """
+SELECT created.outcome, created.active, (created.task).*
+FROM create_export_task($1, $2, $3, $4, $5, $6, $7, $8, $9) AS created
 """
 
 SELECT_OWN_TASK = f"SELECT {TASK_COLUMNS} FROM export_tasks WHERE id = $1 AND created_by_id = $2"
@@ -53,21 +31,26 @@ SELECT_EVENTS = """
 SELECT status, at, attempt, detail FROM export_task_events WHERE task_id = $1 ORDER BY id
 """
 
-# $2 and $3 are optional filters: NULL matches every status or type. The total is a separate
-# index-only count: a count(*) OVER () would read every matching row for each page.
+# $2 and $3 are optional filters: NULL matches every status or type. The total is summed from
+# the counts the database keeps per owner, status and type (migration 0005), joined to the page
+# so both come in one round trip; an empty page is one row with the total and no task.
 LIST_OWN_TASKS = f"""
-SELECT {TASK_COLUMNS}
-FROM export_tasks
-WHERE created_by_id = $1
-  AND ($2::text IS NULL OR status = $2)
-  AND ($3::text IS NULL OR type = $3)
-ORDER BY created_at DESC, id DESC
-LIMIT $4 OFFSET $5
-"""
-
-COUNT_OWN_TASKS = """
-SELECT count(*) FROM export_tasks
-WHERE created_by_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR type = $3)
+SELECT counted.total, page.*
+FROM (
+    SELECT coalesce(sum(n), 0) AS total FROM export_task_counts
+    WHERE owner_id = $1 AND ($2::text IS NULL OR status = $2)
+      AND ($3::text IS NULL OR type = $3)
+) AS counted
+LEFT JOIN LATERAL (
+    SELECT {TASK_COLUMNS}
+    FROM export_tasks
+    WHERE created_by_id = $1
+      AND ($2::text IS NULL OR status = $2)
+      AND ($3::text IS NULL OR type = $3)
+    ORDER BY created_at DESC, id DESC
+    LIMIT $4 OFFSET $5
+) AS page ON true
+ORDER BY page.created_at DESC, page.id DESC
 """
 
 # A pending task is cancelled at once; a running one is flagged and its worker stops it.
@@ -165,8 +148,10 @@ class NewTask:
 
 @dataclass(frozen=True)
 class Quotas:
+    """The limits a create is checked against."""
+
     max_active_per_user: int
-    max_pending: int
+    queue_full: bool  # the queue holds EXPORTER_MAX_PENDING jobs or more
 
 
 @dataclass(frozen=True)
@@ -218,47 +203,30 @@ class TaskRepository:
         The same idempotency key returns the task first created with it; an unfinished task
         with the same type, format and params is returned instead of a duplicate.
         """
-        async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(LOCK_OWNER, new.owner_id)
-            if new.idempotency_key is not None:
-                keyed = await conn.fetchrow(
-                    SELECT_BY_IDEMPOTENCY_KEY, new.owner_id, new.idempotency_key
-                )
-                if keyed is not None:
-                    if keyed["request_hash"] != new.request_hash:
-                        raise IdempotencyConflict(
-                            "this Idempotency-Key was used with a different request body"
-                        )
-                    return Creation(task_from_record(keyed), created=False)
-            same = await conn.fetchrow(
-                SELECT_SAME_ACTIVE,
-                new.owner_id,
-                new.type_name,
-                new.file_format.value,
-                new.params,
+        record = await self._pool.fetchrow(
+            CREATE_TASK,
+            uuid.uuid4(),
+            new.owner_id,
+            new.type_name,
+            new.file_format.value,
+            new.params,
+            new.idempotency_key,
+            new.request_hash,
+            quotas.max_active_per_user,
+            quotas.queue_full,
+        )
+        assert record is not None  # the function returns one row
+        outcome = record["outcome"]
+        if outcome == "key_conflict":
+            raise IdempotencyConflict("this Idempotency-Key was used with a different request body")
+        if outcome == "quota":
+            raise QuotaExceeded(
+                f"you already have {record['active']} unfinished exports; "
+                f"the limit is {quotas.max_active_per_user}"
             )
-            if same is not None:
-                return Creation(task_from_record(same), created=False)
-            active = int(await conn.fetchval(COUNT_ACTIVE_OF_OWNER, new.owner_id))
-            if active >= quotas.max_active_per_user:
-                raise QuotaExceeded(
-                    f"you already have {active} unfinished exports; "
-                    f"the limit is {quotas.max_active_per_user}"
-                )
-            if int(await conn.fetchval(COUNT_PENDING)) >= quotas.max_pending:
-                raise QueueFull("too many exports are waiting; try again shortly")
-            record = await conn.fetchrow(
-                INSERT_TASK,
-                uuid.uuid4(),
-                new.type_name,
-                new.file_format.value,
-                new.params,
-                new.owner_id,
-                new.idempotency_key,
-                new.request_hash,
-            )
-        assert record is not None  # INSERT … RETURNING always returns the row
-        return Creation(task_from_record(record), created=True)
+        if outcome == "queue_full":
+            raise QueueFull("too many exports are waiting; try again shortly")
+        return Creation(task_from_record(record), created=outcome == "created")
 
     async def get_own(self, task_id: uuid.UUID, owner_id: int) -> ExportTask:
         """The task if it belongs to ``owner_id``; otherwise TaskNotFound, as for a missing id."""
@@ -282,11 +250,11 @@ class TaskRepository:
         limit: int,
         offset: int,
     ) -> TaskPage:
-        filters = (owner_id, status and status.value, type_name)
-        async with self._pool.acquire() as conn:
-            records = await conn.fetch(LIST_OWN_TASKS, *filters, limit, offset)
-            total = int(await conn.fetchval(COUNT_OWN_TASKS, *filters))
-        return TaskPage([task_from_record(record) for record in records], total)
+        records = await self._pool.fetch(
+            LIST_OWN_TASKS, owner_id, status and status.value, type_name, limit, offset
+        )
+        tasks = [task_from_record(record) for record in records if record["id"] is not None]
+        return TaskPage(tasks, int(records[0]["total"]))
 
     async def request_cancel(self, task_id: uuid.UUID, owner_id: int) -> ExportTask | None:
         """Cancel a pending task or flag a running one; None if it is neither."""

@@ -232,7 +232,11 @@ class TaskRunner:
 
     async def _failed(self, task: ExportTask, exc: Exception, elapsed_s: float) -> Outcome:
         message = describe_failure(exc, self._timeout_s(task))
-        retry = transient_cause(exc) is not None and task.attempts < self._config.max_attempts
+        cause = transient_cause(exc)
+        if cause is not None and not isinstance(cause, BrokenProcessPool):
+            # The server went away: the pool's other connections are suspect as well.
+            await self._pool.expire_connections()
+        retry = cause is not None and task.attempts < self._config.max_attempts
         log.error(
             "task %s: %s after %.1f s: %s",
             task.id,

@@ -6,6 +6,8 @@ import asyncio
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -257,19 +259,38 @@ async def test_quota_answer_carries_retry_after(
     assert int(response.headers["Retry-After"]) > 0
 
 
+@asynccontextmanager
+async def admin_with_queue_cap(
+    settings: Settings, db: asyncpg.Connection[Any], max_pending: int
+) -> AsyncIterator[ApiUser]:
+    """The admin, calling an API whose queue holds at most ``max_pending`` jobs."""
+    capped = settings.model_copy(update={"max_pending": max_pending})
+    admin_id = await db.fetchval("SELECT id FROM accounts WHERE username = 'admin'")
+    async with TestClient(TestServer(create_app(capped))) as capped_client:
+        yield ApiUser(capped_client, issue_token(SECRET, int(admin_id)))
+
+
 async def test_the_global_pending_cap_answers_503(
     settings: Settings, db: asyncpg.Connection[Any]
 ) -> None:
-    capped = settings.model_copy(update={"max_pending": 2})
-    admin_id = await db.fetchval("SELECT id FROM accounts WHERE username = 'admin'")
-    async with TestClient(TestServer(create_app(capped))) as capped_client:
-        user = ApiUser(capped_client, issue_token(SECRET, int(admin_id)))
+    async with admin_with_queue_cap(settings, db, 2) as user:
         await user.create("role", "csv")
         await user.create("role", "xlsx")
         status, body = await user.post_task({"type": "account", "format": "csv", "params": {}})
 
     assert status == 503
     assert body["error"]["code"] == "queue_full"
+
+
+async def test_a_full_queue_still_answers_a_repeated_request_with_its_task(
+    settings: Settings, db: asyncpg.Connection[Any]
+) -> None:
+    async with admin_with_queue_cap(settings, db, 1) as user:
+        first = await user.create("role", "csv")
+        status, again = await user.post_task({"type": "role", "format": "csv", "params": {}})
+
+    assert status == 200
+    assert again["id"] == first["id"]
 
 
 async def test_an_export_over_the_row_cap_fails_before_writing(

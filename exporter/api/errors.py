@@ -10,6 +10,7 @@ from aiohttp.typedefs import Handler
 
 from exporter.api.responses import json_model
 from exporter.api.schemas import ErrorDetail, ErrorOut, FieldError
+from exporter.api.services import services_of
 from exporter.db import lost_connection
 from exporter.errors import ExporterError
 
@@ -54,6 +55,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception as exc:
         if (lost := lost_connection(exc)) is not None:
             log.warning("database unavailable on %s %s: %s", request.method, request.path, lost)
+            # The server restarted or went away: every pooled connection is suspect, and each
+            # is replaced on its next borrow instead of failing one more request.
+            await services_of(request).pool.expire_connections()
             response = error_response(503, "service_unavailable", "the database is unavailable")
             response.headers["Retry-After"] = str(RETRY_AFTER_S)
             return response

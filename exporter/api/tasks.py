@@ -71,6 +71,15 @@ def _idempotency_key(request: web.Request) -> str | None:
     return key
 
 
+async def _queue_full(services: Services) -> bool:
+    try:
+        return await services.queue.waiting() >= services.settings.max_pending
+    except (RedisError, OSError) as exc:
+        # Without Redis a new task waits in PostgreSQL for the sweeper; there is no queue to cap.
+        log.warning("queue length unavailable, not capped: %s", exc)
+        return False
+
+
 async def _submit(
     services: Services,
     account: Account,
@@ -85,7 +94,7 @@ async def _submit(
     settings = services.settings
     creation = await services.tasks.create(
         NewTask(account.id, type_name, file_format, params, idempotency_key),
-        Quotas(settings.max_active_per_user, settings.max_pending),
+        Quotas(settings.max_active_per_user, queue_full=await _queue_full(services)),
     )
     task = creation.task
     if creation.created:
