@@ -15,6 +15,7 @@ from exporter.db import Connection
 from exporter.encoders import EncoderPool
 from exporter.errors import ExportFailed
 from exporter.models import ExportFormat
+from exporter.parallel_csv import copy_rows, copy_rows_in_parts
 from exporter.parallel_xlsx import write_xlsx_in_parts
 from exporter.registry import ExportHandler
 from exporter.sql_select import SESSION_SETTINGS, ExportSql, build_export_sql
@@ -26,7 +27,8 @@ FETCH_BATCH_ROWS = 5_000
 
 @dataclass(frozen=True)
 class ParallelEncoding:
-    """Processes to spread large xlsx exports over, and from what size on to use them."""
+    """Processes to spread large xlsx exports over, and from what size on to use them; a large
+    csv export is copied over as many connections at once."""
 
     encoders: EncoderPool
     min_rows: int
@@ -88,26 +90,22 @@ async def export_to_file(conn: Connection, request: ExportRequest, progress: Pro
 async def _copy_csv(
     conn: Connection, request: ExportRequest, sql: ExportSql, progress: Progress
 ) -> int:
-    write_error: list[OSError] = []
+    parallel, total = request.parallel, progress.total or 0
     async with aiofiles.open(request.path, "wb") as file:
         await file.write(csv_preamble(request.handler.columns))
-
-        async def write_chunk(chunk: bytes) -> None:
-            # An error raised here makes asyncpg send a cancel request, and when the server
-            # has already sent the last row, that request is never answered and the
-            # connection hangs. So the error is kept, the rest of the stream dropped.
-            if write_error:
-                return
-            try:
-                await file.write(chunk)
-            except OSError as exc:
-                write_error.append(exc)
-            progress.advance(chunk.count(b"\n"))
-
-        status = await conn.copy_from_query(sql.rows, *sql.args, output=write_chunk, format="csv")
-        if write_error:
-            raise write_error[0]
-    return int(status.split()[-1])
+        if parallel is None or parallel.encoders.processes < 2 or total < parallel.min_rows:
+            return await copy_rows(conn, sql.rows, sql.args, file, progress)
+        return await copy_rows_in_parts(
+            conn,
+            dsn=parallel.dsn,
+            sql=sql,
+            total=total,
+            parts=parallel.encoders.processes,
+            time_zone=request.time_zone,
+            file=file,
+            work_dir=request.path.parent,
+            progress=progress,
+        )
 
 
 async def _write_xlsx(
@@ -134,7 +132,7 @@ async def _write_xlsx_in_parts(
             encoders=parallel.encoders.executor,
             parts_per_sheet=parallel.encoders.processes,
             dsn=parallel.dsn,
-            sql=sql.rows,
+            sql=sql.ranged,
             args=sql.args,
             total=progress.total or 0,
             title=request.handler.title,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -18,18 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-
 from exporter.db import Connection
 from exporter.errors import ExportFailed
 from exporter.registry import Column
-from exporter.sql_select import SESSION_SETTINGS
+from exporter.snapshots import connection_in_snapshot, export_snapshot
 from exporter.writers.xlsx import MAX_SHEET_DATA_ROWS, XlsxExportWriter
 from exporter.writers.zip_splice import Deflated, SheetRows, assemble_workbook, deflate_file
 
 FETCH_BATCH_ROWS = 5_000
 PROGRESS_POLL_S = 0.5
-_SNAPSHOT_ID = re.compile(r"^[0-9A-F]+(-[0-9A-F]+)+$")
 
 
 @dataclass(frozen=True)
@@ -113,19 +109,12 @@ async def _encode_part(job: PartJob) -> Deflated | None:
         job.output or part_dir / "part.xlsx", job.title, job.columns, first_row=job.range.first_row
     )
     try:
-        conn = await asyncpg.connect(job.dsn)
-        try:
-            async with conn.transaction(isolation="repeatable_read", readonly=True):
-                await conn.execute(f"SET TRANSACTION SNAPSHOT '{job.snapshot}'")
-                await conn.execute(SESSION_SETTINGS, job.time_zone)
-                first = len(job.args) + 1
-                sql = f"{job.sql} OFFSET ${first} LIMIT ${first + 1}"
-                cursor = await conn.cursor(sql, *job.args, job.range.offset, job.range.limit)
-                while batch := await cursor.fetch(FETCH_BATCH_ROWS):
-                    writer.write_rows(batch)
-                    job.progress_file.write_text(str(writer.rows_written))
-        finally:
-            await conn.close()
+        async with connection_in_snapshot(job.dsn, job.snapshot, job.time_zone) as conn:
+            args = (*job.args, job.range.offset, job.range.limit)
+            cursor = await conn.cursor(job.sql, *args)
+            while batch := await cursor.fetch(FETCH_BATCH_ROWS):
+                writer.write_rows(batch)
+                job.progress_file.write_text(str(writer.rows_written))
         if writer.rows_written != job.range.limit:
             raise ExportFailed(
                 f"part {job.index} read {writer.rows_written} rows, expected {job.range.limit}"
@@ -165,15 +154,14 @@ async def write_xlsx_in_parts(
     split: bool,
 ) -> int:
     """Write ``total`` rows of ``sql`` to ``path`` using the encoding processes: split into
-    ranges, or (``split`` false) as one workbook written by one process.
+    ranges, or (``split`` false) as one workbook written by one process. ``sql`` takes the
+    range's OFFSET and LIMIT as its two parameters after ``args`` (``ExportSql.ranged``).
 
     Either way xlsxwriter never runs in the worker, whose event loop stays free. ``conn``
     must be inside the export's repeatable-read transaction: its snapshot is the one every
     part reads, so the parts together hold exactly the rows counted.
     """
-    snapshot = str(await conn.fetchval("SELECT pg_export_snapshot()"))
-    if not _SNAPSHOT_ID.match(snapshot):
-        raise ExportFailed(f"unexpected snapshot id {snapshot!r}")
+    snapshot = await export_snapshot(conn)
     work_dir = path.parent
     ranges = plan_ranges(total, parts_per_sheet) if split else [Range(1, 1, 0, total)]
     output = None if split else path

@@ -34,6 +34,9 @@ class ExportSql:
 
     count: str
     rows: str
+    # The rows from OFFSET to LIMIT, bound after ``args``; formatted after the cut, so the
+    # rows skipped to reach the range cost no formatting.
+    ranged: str
     args: tuple[Any, ...]
     count_args: tuple[Any, ...]
 
@@ -86,11 +89,15 @@ def build_export_sql(columns: Sequence[Column], query: RowQuery, *, for_csv: boo
     inner = ", ".join(_inner_value(column, index) for index, column in enumerate(columns))
     # The lateral names each value once, so the formatting can use it twice without
     # evaluating the handler's expression twice; the ORDER BY stays on the outer query.
+    typed = f"{query.source} CROSS JOIN LATERAL (SELECT {inner}) AS q{query.where_sql}"
+    offset_at = len(args) + 1
     return ExportSql(
         count=f"SELECT count(*) FROM {query.source}{query.where_sql}",
-        rows=(
-            f"SELECT {outer} FROM {query.source} CROSS JOIN LATERAL (SELECT {inner}) AS q"
-            f"{query.where_sql} ORDER BY {query.order_by}"
+        rows=f"SELECT {outer} FROM {typed} ORDER BY {query.order_by}",
+        # PostgreSQL returns a subquery's ordered rows in that order to a plain projection.
+        ranged=(
+            f"SELECT {outer} FROM (SELECT q.* FROM {typed} ORDER BY {query.order_by}"
+            f" OFFSET ${offset_at} LIMIT ${offset_at + 1}) AS q"
         ),
         args=tuple(args),
         count_args=tuple(query.args),
