@@ -123,6 +123,9 @@ class Bench:
                 if self.only == "api":
                     await self._api_only(session)
                     return
+                if self.only == "concurrency":
+                    await self._concurrency(session)
+                    return
                 await self._full_size(session)
                 await self._small_size(session)
                 await self._concurrency(session)
@@ -183,6 +186,7 @@ class Bench:
                     batch = await self._exports(stack, session, one, "xlsx", processes)
                     m.xlsx_parallel[processes] = batch
                 m.xlsx = await self._exports(stack, session, one, "xlsx", SINGLE_PROCESS)
+                m.csv_single = await self._exports(stack, session, one, "csv", SINGLE_PROCESS)
                 await stack.stop_worker()  # POSTed tasks must stay queued, not run
                 await self._load_tests(stack, db, session)
 
@@ -269,7 +273,9 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
         "--load-seconds", type=float, default=10.0, help="measured seconds of each load test"
     )
     parser.add_argument(
-        "--only", choices=["api"], help="run only these measurements (api: the load tests)"
+        "--only",
+        choices=["api", "concurrency"],
+        help="run only these measurements: the API load tests, or the concurrent exports",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("bench-results"), help="where results are written"
