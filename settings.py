@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     port: int = Field(8080, alias="EXPORTER_PORT", ge=1, le=65535)
     time_zone: str = Field("Asia/Shanghai", alias="EXPORTER_TIME_ZONE")
     job_timeout_s: int = Field(3600, alias="EXPORTER_JOB_TIMEOUT_S", gt=0)
+    api_processes: int = Field(1, alias="EXPORTER_API_PROCESSES", ge=1, le=256)
     worker_concurrency: int = Field(4, alias="EXPORTER_WORKER_CONCURRENCY", ge=1, le=256)
     queue_name: str = Field("exporter:queue", alias="EXPORTER_QUEUE_NAME", min_length=1)
     max_body_bytes: int = Field(64 * 1024, alias="EXPORTER_MAX_BODY_BYTES", ge=1024)

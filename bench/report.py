@@ -13,7 +13,7 @@ from typing import Any, TypedDict
 from bench.ceiling_process import CeilingResult
 from bench.exports import ExportBatch
 from bench.load import LoadResult
-from bench.stack import DEFAULT_PARALLEL_MIN_ROWS
+from bench.stack import API_PROCESSES, DEFAULT_PARALLEL_MIN_ROWS
 
 MB = 1024 * 1024
 
@@ -450,7 +450,9 @@ def build_report(
         "on a single core.",
         f"API: {clients} clients from one Python process on the same "
         f"{meta.get('cpus', '?')} cores as the server and PostgreSQL, after a 1 s warm-up; the "
-        "worker is stopped; POST creates real tasks (deleted afterwards).",
+        "worker is stopped; POST creates real tasks (deleted afterwards). The API and the "
+        f"trivial endpoint each run in {API_PROCESSES} processes sharing the port "
+        "(EXPORTER_API_PROCESSES).",
     ]
     if _lag_row(m).lag == "n/a":
         notes.append("Loop lag n/a: the worker wrote no lag probe file (EXPORTER_LOOP_LAG_LOG).")

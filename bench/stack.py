@@ -35,6 +35,8 @@ TIME_ZONE = "Asia/Shanghai"
 MAX_PENDING = 1_000_000
 # The worker's own default: xlsx exports of at least this many rows are encoded in parallel.
 DEFAULT_PARALLEL_MIN_ROWS: int = Settings.model_fields["parallel_min_rows"].default
+# The API and the trivial endpoint it is compared with: one process per core each.
+API_PROCESSES = os.cpu_count() or 1
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 POLL_INTERVAL_S = 0.1
@@ -163,6 +165,7 @@ class Stack:
             EXPORTER_PORT=str(self.port),
             EXPORTER_QUEUE_NAME=self.queue_name,
             EXPORTER_TIME_ZONE=TIME_ZONE,
+            EXPORTER_API_PROCESSES=str(API_PROCESSES),
             # The POST load test queues tasks with the worker stopped; the global cap on pending
             # tasks would soon refuse them all, and refusing is not what it measures.
             EXPORTER_MAX_PENDING=str(MAX_PENDING),
@@ -263,7 +266,7 @@ async def running_trivial_app(run_dir: Path, session: aiohttp.ClientSession) -> 
     port = free_port()
     app = Service(
         "trivial app",
-        [sys.executable, "-m", "bench.trivial_app", HOST, str(port)],
+        [sys.executable, "-m", "bench.trivial_app", HOST, str(port), str(API_PROCESSES)],
         dict(os.environ),
         run_dir / "logs" / "trivial-app.log",
     )

@@ -6,8 +6,8 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable
+from functools import partial
 
-from aiohttp import web
 from arq.worker import run_worker
 
 from exporter.account_repository import AccountRepository
@@ -16,6 +16,7 @@ from exporter.db import DATABASE_ERRORS, create_pool
 from exporter.logs import configure_logging
 from exporter.migrate import migrate
 from exporter.seed import seed
+from exporter.serving import serve
 from exporter.tokens import issue_token
 from exporter.worker import worker_options
 from settings import Settings, SettingsError, load_settings
@@ -31,7 +32,7 @@ def _settings() -> Settings:
 
 def _serve(args: argparse.Namespace) -> None:
     settings = _settings()
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    serve(partial(create_app, settings), settings.host, settings.port, settings.api_processes)
 
 
 def _worker(args: argparse.Namespace) -> None:

@@ -12,12 +12,13 @@ from concurrent.futures import ProcessPoolExecutor
 PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Start of every encoding process: end with the worker, even when it is SIGKILLed,
-    rather than live on, orphaned, finishing a part nobody will read."""
+def die_with_parent(parent_pid: int) -> None:
+    """The first step of a spawned child (an encoding process, an API process): end with its
+    parent, even when that is SIGKILLed, rather than live on, orphaned, doing work nobody
+    will use."""
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # the worker died before the line above took effect
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
         os._exit(1)
 
 
@@ -35,7 +36,7 @@ class EncoderPool:
             self._executor = ProcessPoolExecutor(
                 self.processes,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_die_with_parent,
+                initializer=die_with_parent,
                 initargs=(os.getpid(),),
             )
         return self._executor

@@ -30,6 +30,18 @@ def settings_env(settings: Settings, **overrides: Any) -> dict[str, str]:
     return env
 
 
+def start_exporter(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``exporter COMMAND`` in this interpreter, its output in ``log``."""
+    with log.open("wb") as output:
+        return subprocess.Popen(
+            [sys.executable, "-c", "from exporter.cli import main; main()", command],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+
+
 class WorkerProcesses:
     """Starts worker processes and makes sure every one of them is gone at the end."""
 
@@ -45,15 +57,7 @@ class WorkerProcesses:
             "EXPORTER_HANDLER_MODULES": "tests.failing_handlers",
             SUICIDE_ALLOWED_ENV: "1",
         }
-        log = (self._log_dir / f"worker-{len(self.started)}.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-c", "from exporter.cli import main; main()", "worker"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        process = start_exporter("worker", env, self._log_dir / f"worker-{len(self.started)}.log")
         self.started.append(process)
         return process
 

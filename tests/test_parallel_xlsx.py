@@ -163,14 +163,16 @@ async def test_the_workers_event_loop_stays_responsive_during_a_parallel_export(
     log = Path(str(parallel_settings.loop_lag_log))
 
     task = await admin.finished((await admin.create("account", "xlsx"))["id"], timeout_s=120)
+    finished_at = time.time()
 
     async def a_window_after_the_export() -> list[dict[str, float]] | None:
+        # The probe writes a window a second from the worker's start: two, the last one ending
+        # after the export, cover all of it, however quick the export was.
         windows = [json.loads(line) for line in log.read_text().splitlines()]
-        return windows if windows and windows[-1]["at"] > time.time() - 0.5 else None
+        return windows if len(windows) >= 2 and windows[-1]["at"] > finished_at else None
 
     windows = await wait_until(a_window_after_the_export, what="the loop-lag probe")
     assert task["status"] == "completed"
-    assert len(windows) >= 2
     # The bench holds the 100 ms target on a quiet machine; here other tests share the cores.
     assert max(window["max_lag_ms"] for window in windows) < 500, windows
 

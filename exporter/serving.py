@@ -1,0 +1,95 @@
+"""An aiohttp application served by one process, or by several sharing one port.
+
+One Python process uses one core. With ``processes`` > 1 the parent and ``processes - 1``
+spawned children each run the application on the same address with SO_REUSEPORT, and the
+kernel spreads new connections over them. The children end with the parent (even when it is
+SIGKILLed), and the parent stops, closing every process, when a child dies: a process manager
+then sees one failure instead of a server quietly running short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from multiprocessing.process import BaseProcess
+
+from aiohttp import web
+
+from exporter.encoders import die_with_parent
+from exporter.logs import configure_logging
+
+log = logging.getLogger("exporter.api")
+
+AppFactory = Callable[[], web.Application]
+"""Builds the application in each process; a top-level function (or a partial of one), since
+it travels to the spawned children by pickling."""
+
+CHILD_CHECK_INTERVAL_S = 1.0
+CHILD_STOP_TIMEOUT_S = 10.0
+
+
+def serve(make_app: AppFactory, host: str, port: int, processes: int = 1) -> None:
+    """Serve until SIGINT or SIGTERM (or a child's death), then stop every process."""
+    if processes == 1:
+        web.run_app(make_app(), host=host, port=port, print=None)
+        return
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(
+            target=_serve_child, args=(make_app, host, port, os.getpid()), name=f"api-{number}"
+        )
+        for number in range(1, processes)
+    ]
+    for child in children:
+        child.start()
+    try:
+        app = make_app()
+        app.cleanup_ctx.append(lambda _: _watch_children(children))
+        web.run_app(app, host=host, port=port, reuse_port=True, print=None)
+    finally:
+        stopped_early = [child for child in children if not child.is_alive()]
+        _stop_children(children)
+    if stopped_early:
+        # Non-zero, so that a process manager restarts the server.
+        sys.exit(f"API process {_names(stopped_early)} stopped; the server stopped with it")
+
+
+def _serve_child(make_app: AppFactory, host: str, port: int, parent_pid: int) -> None:
+    die_with_parent(parent_pid)
+    configure_logging()
+    web.run_app(make_app(), host=host, port=port, reuse_port=True, print=None)
+
+
+async def _watch_children(children: Sequence[BaseProcess]) -> AsyncIterator[None]:
+    watcher = asyncio.create_task(_until_a_child_dies(children))
+    yield
+    watcher.cancel()
+
+
+async def _until_a_child_dies(children: Sequence[BaseProcess]) -> None:
+    while all(child.is_alive() for child in children):
+        await asyncio.sleep(CHILD_CHECK_INTERVAL_S)
+    dead = [child for child in children if not child.is_alive()]
+    log.error("API process %s stopped; stopping the others", _names(dead))
+    # The way run_app is told to stop: its SIGTERM handler ends the serving loop cleanly.
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _names(children: Sequence[BaseProcess]) -> str:
+    return ", ".join(f"{child.name} (exit code {child.exitcode})" for child in children)
+
+
+def _stop_children(children: Sequence[BaseProcess]) -> None:
+    for child in children:
+        if child.is_alive():
+            child.terminate()
+    for child in children:
+        child.join(CHILD_STOP_TIMEOUT_S)
+        if child.is_alive():
+            child.kill()
+            child.join()

@@ -1,0 +1,122 @@
+"""`exporter serve` in several processes: one port, every process serving, all gone together."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import psutil
+import pytest
+
+from settings import Settings
+from tests.processes import settings_env, start_exporter
+from tests.support import wait_until
+
+PROCESSES = 3
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def server(settings: Settings, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    port = _free_port()
+    env = {**os.environ, **settings_env(settings, port=port, api_processes=PROCESSES)}
+    process = start_exporter("serve", env, tmp_path / "serve.log")
+    parent = psutil.Process(process.pid)
+    try:
+        yield process, port
+    finally:
+        family = [parent, *parent.children(recursive=True)] if parent.is_running() else []
+        for member in family:
+            member.kill()
+        process.wait()
+
+
+def _api_children(pid: int) -> list[psutil.Process]:
+    """The spawned API processes (multiprocessing also starts a resource tracker)."""
+    return [
+        child
+        for child in psutil.Process(pid).children()
+        if "resource_tracker" not in " ".join(child.cmdline())
+    ]
+
+
+async def _all_listening(members: list[psutil.Process], port: int) -> bool:
+    return all(
+        any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in m.net_connections())
+        for m in members
+    )
+
+
+async def _serving(port: int, pid: int) -> bool:
+    if len(_api_children(pid)) != PROCESSES - 1:
+        return False
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+                return response.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+async def test_every_api_process_listens_on_the_one_port(
+    server: tuple[subprocess.Popen[bytes], int],
+) -> None:
+    process, port = server
+    await wait_until(lambda: _serving(port, process.pid), timeout_s=60, what="the API")
+    members = [psutil.Process(process.pid), *_api_children(process.pid)]
+
+    await wait_until(lambda: _all_listening(members, port), what="every process listening")
+    async with aiohttp.ClientSession() as session:
+        statuses = []
+        for _ in range(20):
+            # A new connection each time: the kernel picks a process per connection.
+            async with session.get(
+                f"http://127.0.0.1:{port}/readyz", headers={"Connection": "close"}
+            ) as response:
+                statuses.append(response.status)
+
+    assert len(members) == PROCESSES
+    assert statuses == [200] * 20
+
+
+async def test_stopping_the_server_stops_every_api_process(
+    server: tuple[subprocess.Popen[bytes], int],
+) -> None:
+    process, port = server
+    await wait_until(lambda: _serving(port, process.pid), timeout_s=60, what="the API")
+    children = _api_children(process.pid)
+
+    process.send_signal(signal.SIGTERM)
+
+    assert process.wait(timeout=30) == 0
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
+    assert len(gone) == PROCESSES - 1
+
+
+async def test_an_api_process_that_dies_takes_the_server_down(
+    server: tuple[subprocess.Popen[bytes], int],
+) -> None:
+    process, port = server
+    await wait_until(lambda: _serving(port, process.pid), timeout_s=60, what="the API")
+    first, *others = _api_children(process.pid)
+    started = time.monotonic()
+
+    first.kill()
+
+    assert process.wait(timeout=30) == 1
+    _, alive = psutil.wait_procs(others, timeout=10)
+    assert alive == []
+    assert time.monotonic() - started < 15
