@@ -15,10 +15,11 @@ from typing import Any
 from exporter.registry import Column, ColumnKind, RowQuery
 
 # Excel evaluates a cell that starts with = @ tab CR LF, or with + or - unless a plain number
-# follows ("+8613800138000", "-5"). Every such character is below 'A' (65): most values,
-# starting with a letter, a CJK character or a digit, leave at the first, cheap test.
+# follows ("+8613800138000", "-5"). Every such character is below 'A' (65) and outside
+# '.' … '<' (46-60, the digits among them): most values, starting with a letter, a CJK
+# character or a digit, leave at the first, cheap test.
 _CSV_GUARD = (
-    "CASE WHEN ascii({v}) > 64 THEN {v}"
+    "CASE WHEN ascii({v}) > 64 OR ascii({v}) BETWEEN 46 AND 60 THEN {v}"
     " WHEN ascii({v}) IN (61, 64, 9, 13, 10)"
     " OR (ascii({v}) IN (43, 45) AND {v} !~ '^[+-][0-9]+([.][0-9]+)?$')"
     " THEN '''' || {v} ELSE {v} END"
