@@ -101,23 +101,21 @@ async def copy_rows_in_parts(
 
     copies = [asyncio.create_task(copy_range(index)) for index in range(len(ranges))]
     try:
-        try:
-            copied = await asyncio.gather(*copies)
-        except BaseException:
-            # The first failure ends the export: stop the other ranges and wait for them
-            # (each closes its connection) before the error goes on.
-            for copy in copies:
-                copy.cancel()
-            await asyncio.gather(*copies, return_exceptions=True)
-            raise
-        expected = [part.limit for part in ranges]
-        if copied != expected:
-            raise ExportFailed(f"the parts held {copied} rows, expected {expected}")
-        await file.flush()
-        await asyncio.to_thread(_append_files, file.fileno(), part_paths)
-    finally:
-        for path in part_paths:
-            path.unlink(missing_ok=True)
+        copied = await asyncio.gather(*copies)
+    except BaseException:
+        # The first failure ends the export: stop the other ranges and wait for them (each
+        # closes its connection and file) before the error goes on.
+        for copy in copies:
+            copy.cancel()
+        await asyncio.gather(*copies, return_exceptions=True)
+        raise
+    expected = [part.limit for part in ranges]
+    if copied != expected:
+        raise ExportFailed(f"the parts held {copied} rows, expected {expected}")
+    await file.flush()
+    # The part files stay in the work directory, which the task runner removes in a thread:
+    # freeing tens of megabytes takes the kernel a moment the event loop must not wait.
+    await asyncio.to_thread(_append_files, file.fileno(), part_paths)
     return total
 
 
