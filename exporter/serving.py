@@ -31,6 +31,7 @@ it travels to the spawned children by pickling."""
 
 CHILD_CHECK_INTERVAL_S = 1.0
 CHILD_STOP_TIMEOUT_S = 10.0
+STOPPED_EXIT_CODES = (0, -signal.SIGTERM, -signal.SIGINT)
 
 
 def serve(make_app: AppFactory, host: str, port: int, processes: int = 1) -> None:
@@ -52,11 +53,17 @@ def serve(make_app: AppFactory, host: str, port: int, processes: int = 1) -> Non
         app.cleanup_ctx.append(lambda _: _watch_children(children))
         web.run_app(app, host=host, port=port, reuse_port=True, print=None)
     finally:
-        stopped_early = [child for child in children if not child.is_alive()]
+        # A child that ended cleanly, or on SIGTERM/SIGINT before it could handle them, was
+        # stopped with the whole group (Ctrl-C, a process manager stopping the server).
+        failed = [
+            child
+            for child in children
+            if not child.is_alive() and child.exitcode not in STOPPED_EXIT_CODES
+        ]
         _stop_children(children)
-    if stopped_early:
+    if failed:
         # Non-zero, so that a process manager restarts the server.
-        sys.exit(f"API process {_names(stopped_early)} stopped; the server stopped with it")
+        sys.exit(f"API process {_names(failed)} stopped; the server stopped with it")
 
 
 def _serve_child(make_app: AppFactory, host: str, port: int, parent_pid: int) -> None:

@@ -66,36 +66,34 @@ def service_urls() -> Iterator[Servers]:
         yield Servers(urls.database_url, urls.redis_url)
 
 
+async def run_on(url: str, statements: str) -> None:
+    """Run ``statements`` on a connection of their own."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(statements)
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
 def template_database(service_urls: Servers) -> Iterator[str]:
     """A database migrated and seeded once per session, cloned for every test."""
     name = f"exporter_tpl_{uuid.uuid4().hex[:12]}"
 
     async def create() -> None:
-        admin = await asyncpg.connect(service_urls.database_url)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
+        await run_on(service_urls.database_url, f'CREATE DATABASE "{name}"')
         url = with_database(service_urls.database_url, name)
         await migrate(url)
         await seed(url, accounts=300, admin_password="admin-password")
-        conn = await asyncpg.connect(url)
-        try:
-            await conn.execute(
-                "CREATE TABLE test_series (n integer PRIMARY KEY);"
-                "INSERT INTO test_series SELECT generate_series(1, 250000);"
-                "ANALYZE test_series;"
-            )
-        finally:
-            await conn.close()
+        await run_on(
+            url,
+            "CREATE TABLE test_series (n integer PRIMARY KEY);"
+            "INSERT INTO test_series SELECT generate_series(1, 250000);"
+            "ANALYZE test_series;",
+        )
 
     async def drop() -> None:
-        admin = await asyncpg.connect(service_urls.database_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await run_on(service_urls.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     asyncio.run(create())
     yield name
@@ -126,19 +124,15 @@ async def _check_task_counts(url: str) -> None:
 @pytest.fixture
 async def database_url(service_urls: Servers, template_database: str) -> AsyncIterator[str]:
     name = f"exporter_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(service_urls.database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
-    finally:
-        await admin.close()
+    await run_on(
+        service_urls.database_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"'
+    )
     url = with_database(service_urls.database_url, name)
     yield url
-    await _check_task_counts(url)
-    admin = await asyncpg.connect(service_urls.database_url)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await _check_task_counts(url)
     finally:
-        await admin.close()
+        await run_on(service_urls.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

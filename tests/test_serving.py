@@ -70,14 +70,21 @@ async def _serving(port: int, pid: int) -> bool:
         return False
 
 
+async def _every_process_listening(
+    process: subprocess.Popen[bytes], port: int
+) -> list[psutil.Process]:
+    """The server's processes, parent first, once the API answers and each of them listens."""
+    await wait_until(lambda: _serving(port, process.pid), timeout_s=60, what="the API")
+    members = [psutil.Process(process.pid), *_api_children(process.pid)]
+    await wait_until(lambda: _all_listening(members, port), what="every process listening")
+    return members
+
+
 async def test_every_api_process_listens_on_the_one_port(
     server: tuple[subprocess.Popen[bytes], int],
 ) -> None:
     process, port = server
-    await wait_until(lambda: _serving(port, process.pid), timeout_s=60, what="the API")
-    members = [psutil.Process(process.pid), *_api_children(process.pid)]
-
-    await wait_until(lambda: _all_listening(members, port), what="every process listening")
+    members = await _every_process_listening(process, port)
     async with aiohttp.ClientSession() as session:
         statuses = []
         for _ in range(20):
@@ -104,6 +111,22 @@ async def test_stopping_the_server_stops_every_api_process(
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert alive == []
     assert len(gone) == PROCESSES - 1
+
+
+async def test_a_stop_signal_to_every_process_at_once_is_a_clean_stop(
+    server: tuple[subprocess.Popen[bytes], int],
+) -> None:
+    process, port = server
+    _, *children = await _every_process_listening(process, port)
+
+    # As a process manager stopping the whole group does: the children may end first.
+    for member in children:
+        member.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGTERM)
+
+    assert process.wait(timeout=30) == 0
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == []
 
 
 async def test_an_api_process_that_dies_takes_the_server_down(

@@ -25,7 +25,7 @@ from exporter.registry import (
     registry,
 )
 from settings import SettingsError, load_settings
-from tests.conftest import SECRET, Servers, with_database
+from tests.conftest import SECRET, Servers, run_on, with_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,11 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 async def empty_database_url(service_urls: Servers) -> AsyncIterator[str]:
     name = f"exporter_empty_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(service_urls.database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    await run_on(service_urls.database_url, f'CREATE DATABASE "{name}"')
     yield with_database(service_urls.database_url, name)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    await run_on(service_urls.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def exporter_command(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
