@@ -31,27 +31,8 @@ SELECT_EVENTS = """
 SELECT status, at, attempt, detail FROM export_task_events WHERE task_id = $1 ORDER BY id
 """
 
-# $2 and $3 are optional filters: NULL matches every status or type. The total is summed from
-# the counts the database keeps per owner, status and type (migration 0005), joined to the page
-# so both come in one round trip; an empty page is one row with the total and no task.
-LIST_OWN_TASKS = f"""
-SELECT counted.total, page.*
-FROM (
-    SELECT coalesce(sum(n), 0) AS total FROM export_task_counts
-    WHERE owner_id = $1 AND ($2::text IS NULL OR status = $2)
-      AND ($3::text IS NULL OR type = $3)
-) AS counted
-LEFT JOIN LATERAL (
-    SELECT {TASK_COLUMNS}
-    FROM export_tasks
-    WHERE created_by_id = $1
-      AND ($2::text IS NULL OR status = $2)
-      AND ($3::text IS NULL OR type = $3)
-    ORDER BY created_at DESC, id DESC
-    LIMIT $4 OFFSET $5
-) AS page ON true
-ORDER BY page.created_at DESC, page.id DESC
-"""
+# GET /api/export-tasks's body, as JSON text (migration 0006); NULL for an unknown owner.
+TASK_PAGE_JSON = "SELECT export_task_page($1, $2, $3, $4, $5)::text"
 
 # A pending task is cancelled at once; a running one is flagged and its worker stops it.
 REQUEST_CANCEL = f"""
@@ -120,14 +101,6 @@ SET status = 'pending', worker_id = NULL, lease_expires_at = NULL, rows_done = 0
 WHERE id = $1 AND worker_id = $2 AND status = 'running'
 RETURNING {TASK_COLUMNS}
 """
-
-
-@dataclass(frozen=True)
-class TaskPage:
-    """One page of a user's tasks and how many match in all."""
-
-    tasks: list[ExportTask]
-    total: int
 
 
 @dataclass(frozen=True)
@@ -241,20 +214,24 @@ class TaskRepository:
             TaskEvent(TaskStatus(r["status"]), r["at"], r["attempt"], r["detail"]) for r in records
         ]
 
-    async def list_own(
+    async def page_json(
         self,
         owner_id: int,
         *,
         status: TaskStatus | None,
         type_name: str | None,
-        limit: int,
-        offset: int,
-    ) -> TaskPage:
-        records = await self._pool.fetch(
-            LIST_OWN_TASKS, owner_id, status and status.value, type_name, limit, offset
+        page: int,
+        page_size: int,
+    ) -> str | None:
+        """A page of the owner's tasks, newest first, as the API's TaskPageOut in JSON.
+
+        None when ``owner_id`` is no account: the statement checks, so the list needs no other
+        round trip to know who asks.
+        """
+        body: str | None = await self._pool.fetchval(
+            TASK_PAGE_JSON, owner_id, status and status.value, type_name, page, page_size
         )
-        tasks = [task_from_record(record) for record in records if record["id"] is not None]
-        return TaskPage(tasks, int(records[0]["total"]))
+        return body
 
     async def request_cancel(self, task_id: uuid.UUID, owner_id: int) -> ExportTask | None:
         """Cancel a pending task or flag a running one; None if it is neither."""

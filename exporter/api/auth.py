@@ -51,19 +51,28 @@ def _check_csrf(request: web.Request, identity: TokenIdentity) -> None:
         )
 
 
-async def current_account(request: web.Request) -> Account:
-    """The caller's account; Unauthorized without valid credentials for an existing account."""
+def caller_identity(request: web.Request) -> TokenIdentity:
+    """Who the bearer token or session cookie names, checked without the database.
+
+    Unauthorized without valid credentials, Forbidden for a cookie-only change that lacks the
+    CSRF header. The account itself may no longer exist: ``current_account`` checks that.
+    """
     cookie = request.cookies.get(SESSION_COOKIE)
     if "Authorization" not in request.headers and cookie:
         identity = _identity(request, cookie)
         if request.method not in SAFE_METHODS:
             _check_csrf(request, identity)
-        return await _account(request, identity.account_id)
+        return identity
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("missing bearer token")
-    return await _account(request, _identity(request, token.strip()).account_id)
+    return _identity(request, token.strip())
+
+
+async def current_account(request: web.Request) -> Account:
+    """The caller's account; Unauthorized without valid credentials for an existing account."""
+    return await _account(request, caller_identity(request).account_id)
 
 
 async def browser_session(request: web.Request) -> BrowserSession | None:

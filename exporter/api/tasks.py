@@ -9,9 +9,9 @@ from urllib.parse import quote
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from exporter.api.auth import current_account
+from exporter.api.auth import caller_identity, current_account
 from exporter.api.responses import json_model
-from exporter.api.schemas import CreateTaskRequest, ListTasksQuery, TaskOut, TaskPageOut
+from exporter.api.schemas import CreateTaskRequest, ListTasksQuery, TaskOut
 from exporter.api.services import Services, services_of
 from exporter.api.validation import read_json_body, validate
 from exporter.errors import (
@@ -23,6 +23,7 @@ from exporter.errors import (
     TaskNotFound,
     TaskNotReady,
     TaskStateConflict,
+    Unauthorized,
 )
 from exporter.models import Account, ExportFormat, ExportTask, TaskStatus
 from exporter.task_repository import NewTask, Quotas
@@ -137,22 +138,20 @@ async def create_task(request: web.Request) -> web.Response:
 
 @routes.get("/api/export-tasks")
 async def list_tasks(request: web.Request) -> web.Response:
-    account = await current_account(request)
+    # The page's own statement checks that the account exists, and PostgreSQL writes the JSON:
+    # the list is the endpoint a page polls, and this halves its cost per request.
+    identity = caller_identity(request)
     query = validate(ListTasksQuery, dict(request.query))
-    page = await services_of(request).tasks.list_own(
-        account.id,
+    body = await services_of(request).tasks.page_json(
+        identity.account_id,
         status=query.status,
         type_name=query.type,
-        limit=query.page_size,
-        offset=(query.page - 1) * query.page_size,
-    )
-    body = TaskPageOut(
-        items=[TaskOut.of(task) for task in page.tasks],
-        total=page.total,
         page=query.page,
         page_size=query.page_size,
     )
-    return json_model(body)
+    if body is None:
+        raise Unauthorized("unknown account")
+    return web.Response(text=body, content_type="application/json")
 
 
 @routes.get("/api/export-tasks/{task_id}")
