@@ -12,7 +12,9 @@ import jwt
 import pytest
 from aiohttp.test_utils import TestClient
 
-from exporter.tokens import issue_token
+from exporter import tokens
+from exporter.errors import Unauthorized
+from exporter.tokens import identity_from_token, issue_token
 from tests.conftest import SECRET, account_id
 from tests.support import ApiUser
 
@@ -51,6 +53,20 @@ async def test_requests_without_a_valid_token_for_a_known_account_get_401_json(
         response = await client.request(method, path, headers=headers, json={"type": "role"})
         assert response.status == 401
         assert (await response.json())["error"]["code"] == "unauthorized"
+
+
+def test_a_token_whose_check_is_remembered_is_still_refused_once_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = issue_token(SECRET, 7, ttl_s=60)
+    assert identity_from_token(SECRET, token).account_id == 7
+    assert identity_from_token(SECRET, token).account_id == 7  # from the remembered check
+
+    expiry = time.time() + 60
+    monkeypatch.setattr(tokens.time, "time", lambda: expiry)
+
+    with pytest.raises(Unauthorized, match="token expired"):
+        identity_from_token(SECRET, token)
 
 
 @pytest.mark.parametrize("state", ["disabled", "locked"])
