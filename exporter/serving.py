@@ -10,6 +10,7 @@ then sees one failure instead of a server quietly running short.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -37,7 +38,7 @@ STOPPED_EXIT_CODES = (0, -signal.SIGTERM, -signal.SIGINT)
 def serve(make_app: AppFactory, host: str, port: int, processes: int = 1) -> None:
     """Serve until SIGINT or SIGTERM (or a child's death), then stop every process."""
     if processes == 1:
-        web.run_app(make_app(), host=host, port=port, print=None)
+        web.run_app(_started(make_app()), host=host, port=port, print=None)
         return
     context = multiprocessing.get_context("spawn")
     children = [
@@ -49,7 +50,7 @@ def serve(make_app: AppFactory, host: str, port: int, processes: int = 1) -> Non
     for child in children:
         child.start()
     try:
-        app = make_app()
+        app = _started(make_app())
         app.cleanup_ctx.append(lambda _: _watch_children(children))
         web.run_app(app, host=host, port=port, reuse_port=True, print=None)
     finally:
@@ -69,7 +70,20 @@ def serve(make_app: AppFactory, host: str, port: int, processes: int = 1) -> Non
 def _serve_child(make_app: AppFactory, host: str, port: int, parent_pid: int) -> None:
     die_with_parent(parent_pid)
     configure_logging()
-    web.run_app(make_app(), host=host, port=port, reuse_port=True, print=None)
+    web.run_app(_started(make_app()), host=host, port=port, reuse_port=True, print=None)
+
+
+def _started(app: web.Application) -> web.Application:
+    app.on_startup.append(_freeze_startup_objects)
+    return app
+
+
+async def _freeze_startup_objects(_: web.Application) -> None:
+    # What exists once the application has started (modules, pools, handlers: about 65,000
+    # objects) lives as long as the process. Left to the collector, every full collection
+    # walked them all, a 25-35 ms pause of every request in flight; frozen, it skips them.
+    gc.collect()
+    gc.freeze()
 
 
 async def _watch_children(children: Sequence[BaseProcess]) -> AsyncIterator[None]:
