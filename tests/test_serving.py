@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -96,6 +97,30 @@ async def test_every_api_process_listens_on_the_one_port(
 
     assert len(members) == PROCESSES
     assert statuses == [200] * 20
+
+
+async def test_each_answer_is_logged_with_its_status_size_and_seconds_taken(
+    server: tuple[subprocess.Popen[bytes], int], tmp_path: Path
+) -> None:
+    process, port = server
+    await wait_until(lambda: _serving(port, process.pid), timeout_s=60, what="the API")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(
+            f"http://127.0.0.1:{port}/api/export-tasks", headers={"User-Agent": "probe/1"}
+        ) as response:
+            size = len(await response.read())
+    line = re.compile(
+        rf'aiohttp\.access: 127\.0\.0\.1 "GET /api/export-tasks HTTP/1\.1" 401 {size} '
+        r'(\d+\.\d+) "probe/1"$',
+        re.MULTILINE,
+    )
+
+    async def logged() -> re.Match[str] | None:
+        return line.search((tmp_path / "serve.log").read_text())
+
+    match = await wait_until(logged, what="the access log line")
+    assert size > 0
+    assert 0 < float(match[1]) < 10
 
 
 async def test_stopping_the_server_stops_every_api_process(
