@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from exporter.db import Pool
 from exporter.models import Account
 
 SELECT_ACCOUNT = "SELECT id, username, status FROM accounts WHERE id = $1"
@@ -21,7 +22,7 @@ def _account(record: asyncpg.Record | None) -> Account | None:
 class AccountRepository:
     """Looks accounts up by id or username."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
     async def get(self, account_id: int) -> Account | None:

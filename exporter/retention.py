@@ -8,8 +8,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
-
+from exporter.db import Pool
 from exporter.storage import WORK_DIR_PREFIX, FileStorage
 
 log = logging.getLogger("exporter.retention")
@@ -56,7 +55,7 @@ def _task_id_of(entry: Path) -> uuid.UUID | None:
 class Retention:
     """Deletes files past their retention, and leftovers of crashed or deleted tasks."""
 
-    def __init__(self, pool: asyncpg.Pool, storage: FileStorage, *, retention_days: float) -> None:
+    def __init__(self, pool: Pool, storage: FileStorage, *, retention_days: float) -> None:
         self._pool = pool
         self._storage = storage
         self._retention_days = retention_days

@@ -9,9 +9,9 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-import asyncpg
 from arq.jobs import JobStatus
 
+from exporter.db import Pool
 from exporter.queue import TaskQueue
 
 log = logging.getLogger("exporter.sweeper")
@@ -67,9 +67,7 @@ class SweepResult:
 class Sweeper:
     """Puts tasks of dead workers back to pending (or fails them) and re-enqueues lost jobs."""
 
-    def __init__(
-        self, pool: asyncpg.Pool, queue: TaskQueue, *, lease_s: float, max_attempts: int
-    ) -> None:
+    def __init__(self, pool: Pool, queue: TaskQueue, *, lease_s: float, max_attempts: int) -> None:
         self._pool = pool
         self._queue = queue
         self._lease_s = lease_s

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from exporter.db import Pool
 from exporter.errors import IdempotencyConflict, QueueFull, QuotaExceeded, TaskNotFound
 from exporter.models import ExportFormat, ExportTask, TaskEvent, TaskStatus
 
@@ -167,7 +168,7 @@ def _one(record: asyncpg.Record | None) -> ExportTask | None:
 class TaskRepository:
     """Reads and writes export_tasks through a pool."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
     async def create(self, new: NewTask, quotas: Quotas) -> Creation:

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from exporter.db import DATABASE_ERRORS, lost_connection
+from exporter.db import DATABASE_ERRORS, Pool, lost_connection
 from exporter.errors import ExporterError
 from exporter.export_file import ExportRequest, ParallelEncoding, Progress, export_to_file
 from exporter.models import ExportTask
@@ -97,7 +97,7 @@ class TaskRunner:
     def __init__(
         self,
         tasks: TaskRepository,
-        pool: asyncpg.Pool,
+        pool: Pool,
         storage: FileStorage,
         handlers: HandlerRegistry,
         config: RunnerConfig,

@@ -11,11 +11,10 @@ import socket
 import uuid
 from typing import Any, TypedDict
 
-import asyncpg
 from arq.connections import ArqRedis
 from arq.worker import func
 
-from exporter.db import create_pool
+from exporter.db import Pool, create_pool
 from exporter.encoders import EncoderPool
 from exporter.export_file import ParallelEncoding
 from exporter.loop_lag import record_loop_lag
@@ -42,7 +41,7 @@ class WorkerContext(TypedDict):
 
     settings: Settings
     redis: ArqRedis
-    pool: asyncpg.Pool
+    pool: Pool
     runner: TaskRunner
     maintenance: asyncio.Task[None]
     encoders: EncoderPool | None
@@ -110,7 +109,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     encoders: EncoderPool | None = ctx.get("encoders")
     if encoders is not None:
         await asyncio.to_thread(encoders.shutdown)
-    pool: asyncpg.Pool | None = ctx.get("pool")
+    pool: Pool | None = ctx.get("pool")
     if pool is not None:
         await pool.close()
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import asyncpg
 from aiohttp import web
 
 from exporter.account_repository import AccountRepository
+from exporter.db import Pool
 from exporter.queue import TaskQueue
 from exporter.registry import HandlerRegistry
 from exporter.storage import FileStorage
@@ -18,7 +18,7 @@ from settings import Settings
 @dataclass(frozen=True)
 class Services:
     settings: Settings
-    pool: asyncpg.Pool
+    pool: Pool
     tasks: TaskRepository
     accounts: AccountRepository
     queue: TaskQueue
