@@ -38,6 +38,7 @@ _STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
 SELECT_ACTIVE_ACCOUNTS = "SELECT id FROM accounts WHERE status = 'active' ORDER BY id LIMIT $1"
 
 # Finished tasks, one a minute back in time, so "newest first" has a real order to sort.
+VACUUM_TASKS = "VACUUM ANALYZE export_tasks, export_task_counts, export_task_events"
 INSERT_FINISHED_TASKS = """
 INSERT INTO export_tasks (id, type, status, format, params, file_name, file_size, row_count,
                           rows_done, rows_total, created_by_id, created_at, started_at,
@@ -93,11 +94,11 @@ class BenchDatabase:
         conn = await asyncpg.connect(self.url)
         try:
             await conn.execute(INSERT_FINISHED_TASKS, user.account_id, count)
-            # As autovacuum leaves them between bursts: the bulk insert updated the owner's
-            # count row once per task, and a list would otherwise step over every old version.
-            await conn.execute("VACUUM ANALYZE export_tasks, export_task_counts")
         finally:
             await conn.close()
+        # As autovacuum leaves them between bursts: the bulk insert updated the owner's count
+        # row once per task, and a list would otherwise step over every old version.
+        await _run_admin(self.url, VACUUM_TASKS)
 
     async def active_users(self, count: int) -> tuple[BenchUser, ...]:
         """Up to ``count`` active accounts with tokens, lowest ids first."""
@@ -116,13 +117,7 @@ class BenchDatabase:
         deleted = await self._task_ids(
             "DELETE FROM export_tasks WHERE status = 'pending' RETURNING id"
         )
-        conn = await asyncpg.connect(self.url)
-        try:
-            await conn.execute(
-                "VACUUM ANALYZE export_tasks, export_task_counts, export_task_events"
-            )
-        finally:
-            await conn.close()
+        await _run_admin(self.url, VACUUM_TASKS)
         return deleted
 
     async def task_ids(self) -> set[str]:
