@@ -7,8 +7,13 @@ import asyncpg
 from exporter.db import Pool
 from exporter.models import Account
 
-SELECT_ACCOUNT = "SELECT id, username, status FROM accounts WHERE id = $1"
-SELECT_ACCOUNT_BY_USERNAME = "SELECT id, username, status FROM accounts WHERE username = $1"
+# An account's permissions are its role's; without a role it has none.
+SELECT_ACCOUNTS = """
+SELECT a.id, a.username, a.status, coalesce(r.permissions, '{}') AS permissions
+FROM accounts a LEFT JOIN roles r ON r.id = a.role_id
+"""
+SELECT_ACCOUNT = SELECT_ACCOUNTS + "WHERE a.id = $1"
+SELECT_ACCOUNT_BY_USERNAME = SELECT_ACCOUNTS + "WHERE a.username = $1"
 SELECT_PASSWORD_HASH = "SELECT password_hash FROM accounts WHERE id = $1"
 RECORD_LOGIN = "UPDATE accounts SET last_login_at = now() WHERE id = $1"
 
@@ -16,7 +21,12 @@ RECORD_LOGIN = "UPDATE accounts SET last_login_at = now() WHERE id = $1"
 def _account(record: asyncpg.Record | None) -> Account | None:
     if record is None:
         return None
-    return Account(id=record["id"], username=record["username"], status=record["status"])
+    return Account(
+        id=record["id"],
+        username=record["username"],
+        status=record["status"],
+        permissions=frozenset(record["permissions"]),
+    )
 
 
 class AccountRepository:

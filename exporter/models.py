@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -63,14 +63,24 @@ class TaskEvent:
     detail: str | None
 
 
+# A role holding this grants every permission.
+EVERY_PERMISSION = "*"
+EXPORT_CREATE = "export:create"
+
+
 @dataclass(frozen=True)
 class Account:
-    """The identity behind a request."""
+    """The identity behind a request, with the permissions of its role (none without a role)."""
 
     id: int
     username: str
     status: str
+    permissions: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def may_export(self) -> bool:
         return self.status == "active"
+
+    def may(self, *permissions: str) -> bool:
+        """Whether the account's role grants every one of ``permissions``."""
+        return EVERY_PERMISSION in self.permissions or self.permissions.issuperset(permissions)

@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from exporter.errors import DuplicateHandler, HandlerNotFound
+from exporter.models import EXPORT_CREATE
 
 FORMULA_PREFIXES = ("=", "@", "+", "-", "\t", "\r", "\n")
 
@@ -101,7 +102,13 @@ class ExportHandler(Generic[P]):
     params_model: type[P]
     columns: tuple[Column, ...]
     rows: RowsFunction[P]
+    permission: str
     timeout_s: int | None = None
+
+    @property
+    def export_permissions(self) -> tuple[str, str]:
+        """What exporting this type takes: seeing its list, and creating exports."""
+        return (self.permission, EXPORT_CREATE)
 
     def query_for(self, params: Mapping[str, Any]) -> RowQuery:
         """Build the row query from stored (already validated and normalised) params."""
@@ -143,14 +150,19 @@ def export_handler(
     title: str,
     params: type[P],
     columns: list[Column] | tuple[Column, ...],
+    permission: str | None = None,
     timeout_s: int | None = None,
 ) -> Callable[[RowsFunction[P]], RowsFunction[P]]:
     """Register the decorated rows function as the export type ``name``.
 
-    ``timeout_s`` is this type's deadline; without it, ``EXPORTER_JOB_TIMEOUT_S`` applies.
+    ``permission`` is what an account needs to see this type's list and, with
+    ``export:create``, to export it (``"<name>:read"`` unless given). ``timeout_s`` is this
+    type's deadline; without it, ``EXPORTER_JOB_TIMEOUT_S`` applies.
     """
     if not columns:
         raise ValueError(f"export handler {name!r} declares no columns")
+    if permission is not None and not permission.strip():
+        raise ValueError(f"export handler {name!r} declares an empty permission")
     for column in columns:
         for label in column.labels.values():
             # csv writes labels unguarded: one that Excel could read as a formula is refused.
@@ -158,7 +170,17 @@ def export_handler(
                 raise ValueError(f"label {label!r} of column {column.label!r} looks like a formula")
 
     def register(rows: RowsFunction[P]) -> RowsFunction[P]:
-        registry.add(ExportHandler(name, title, params, tuple(columns), rows, timeout_s))
+        registry.add(
+            ExportHandler(
+                name,
+                title,
+                params,
+                tuple(columns),
+                rows,
+                permission or f"{name}:read",
+                timeout_s,
+            )
+        )
         return rows
 
     return register

@@ -8,23 +8,50 @@ import asyncpg
 
 from exporter.passwords import hash_password
 
-ROLE_COUNT = 20
+# Each role and its permissions (see the README's "Permissions"): an admin that may do
+# everything, and roles with partial rights to sign in as (DEMO_ACCOUNTS).
+ADMIN_ROLE = "超级管理员"
+ROLES = (
+    (ADMIN_ROLE, ("*",)),
+    ("管理员", ("account:read", "account:write", "role:read", "role:write", "export:create")),
+    ("运营", ("account:read", "export:create")),
+    ("客服", ("account:read",)),
+    ("财务", ("account:read", "export:create")),
+    ("审计", ("account:read",)),
+    ("市场", ("account:read", "role:read")),
+    ("销售", ("account:read",)),
+    ("产品", ("role:read",)),
+    ("研发", ("role:read", "role:write")),
+    ("测试", ("account:read", "role:read", "export:create")),
+    ("运维", ("ops:read",)),
+    ("数据分析", ("account:read", "role:read", "export:create")),
+    ("法务", ("audit:read",)),
+    ("角色专员", ("role:read", "role:write", "export:create")),
+    ("行政", ("account:read",)),
+    ("采购", ("import:create",)),
+    ("仓储", ()),
+    ("物流", ()),
+    ("访客", ()),
+)
+ROLE_COUNT = len(ROLES)
+# Accounts that sign in with the admin's password, to try what a role with partial rights sees.
+DEMO_ACCOUNTS = (
+    ("auditor", "审计员", "审计"),
+    ("rolemanager", "角色专员", "角色专员"),
+)
 
-# Deterministic, so two databases seeded with the same count export identical files.
+# Deterministic, so two databases seeded with the same count export identical files. A database
+# seeded before roles had these permissions gets them. The permissions travel as one
+# comma-joined string per role: PostgreSQL's arrays of arrays must be rectangular.
 INSERT_ROLES = """
 INSERT INTO roles (name, description, permissions, created_at)
 SELECT
-    (ARRAY['超级管理员', '管理员', '运营', '客服', '财务', '审计', '市场', '销售', '产品', '研发',
-           '测试', '运维', '数据分析', '法务', '人事', '行政', '采购', '仓储', '物流', '访客'])[g],
-    '角色 ' || g || CASE WHEN g % 5 = 0 THEN ', 含逗号与 "引号"' ELSE '' END,
-    CASE g % 3
-        WHEN 0 THEN ARRAY['account:read', 'account:write', 'export:create']
-        WHEN 1 THEN ARRAY['account:read']
-        ELSE ARRAY['role:read', 'role:write']
-    END,
-    timestamptz '2024-01-01 00:00:00+08' + g * interval '1 day'
-FROM generate_series(1, $1) AS g
-ON CONFLICT (name) DO NOTHING
+    role.name,
+    '角色 ' || role.g || CASE WHEN role.g % 5 = 0 THEN ', 含逗号与 "引号"' ELSE '' END,
+    string_to_array(role.permissions, ','),
+    timestamptz '2024-01-01 00:00:00+08' + role.g * interval '1 day'
+FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS role(name, permissions, g)
+ON CONFLICT (name) DO UPDATE SET permissions = EXCLUDED.permissions
 """
 
 INSERT_ACCOUNTS = """
@@ -60,10 +87,21 @@ ON CONFLICT (username) DO NOTHING
 
 UPSERT_ADMIN = """
 INSERT INTO accounts (username, nickname, email, status, role_id, password_hash)
-VALUES ('admin', '系统管理员', 'admin@example.com', 'active', (SELECT min(id) FROM roles), $1)
+VALUES ('admin', '系统管理员', 'admin@example.com', 'active',
+        (SELECT id FROM roles WHERE name = $2), $1)
 ON CONFLICT (username) DO UPDATE
 SET password_hash = COALESCE(EXCLUDED.password_hash, accounts.password_hash), status = 'active'
 RETURNING id
+"""
+
+UPSERT_DEMO_ACCOUNTS = """
+INSERT INTO accounts (username, nickname, email, status, role_id, password_hash)
+SELECT demo.username, demo.nickname, demo.username || '@example.com', 'active', roles.id, $4
+FROM unnest($1::text[], $2::text[], $3::text[]) AS demo(username, nickname, role_name)
+JOIN roles ON roles.name = demo.role_name
+ON CONFLICT (username) DO UPDATE
+SET password_hash = COALESCE(EXCLUDED.password_hash, accounts.password_hash), status = 'active',
+    role_id = EXCLUDED.role_id
 """
 
 
@@ -75,16 +113,27 @@ class SeedResult:
 
 
 async def seed(dsn: str, *, accounts: int, admin_password: str | None) -> SeedResult:
-    """Make sure the roles, an admin and at least ``accounts`` accounts in all exist.
+    """Make sure the roles, an admin, the demo accounts and at least ``accounts`` accounts in
+    all exist.
 
-    The admin's password is set when given and left as it is otherwise.
+    The admin's password, which the demo accounts share, is set when given and left as it is
+    otherwise.
     """
     conn = await asyncpg.connect(dsn)
     try:
         async with conn.transaction():
-            await conn.execute(INSERT_ROLES, ROLE_COUNT)
+            await conn.execute(
+                INSERT_ROLES,
+                [name for name, _ in ROLES],
+                [",".join(permissions) for _, permissions in ROLES],
+            )
             password_hash = hash_password(admin_password) if admin_password else None
-            admin_id = int(await conn.fetchval(UPSERT_ADMIN, password_hash))
+            admin_id = int(await conn.fetchval(UPSERT_ADMIN, password_hash, ADMIN_ROLE))
+            await conn.execute(
+                UPSERT_DEMO_ACCOUNTS,
+                *([demo[column] for demo in DEMO_ACCOUNTS] for column in range(3)),
+                password_hash,
+            )
             existing = int(await conn.fetchval("SELECT count(*) FROM accounts"))
             if existing < accounts:
                 first = int(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from arq.worker import Worker
 
 from exporter.api.app import create_app
 from exporter.migrate import migrate
+from exporter.passwords import hash_password
 from exporter.queue import redis_settings
 from exporter.seed import seed
 from exporter.tokens import issue_token
@@ -190,6 +191,31 @@ def workers(settings: Settings, tmp_path: Path) -> Iterator[WorkerProcesses]:
     processes.stop_all()
 
 
+async def add_account(
+    db: asyncpg.Connection[Any],
+    username: str,
+    permissions: Sequence[str] | None,
+    *,
+    password: str | None = None,
+) -> int:
+    """A new active account with a role of its own granting ``permissions`` (None: no role)."""
+    role = None
+    if permissions is not None:
+        role = await db.fetchval(
+            "INSERT INTO roles (name, permissions) VALUES ($1, $2) RETURNING id",
+            f"role of {username}",
+            list(permissions),
+        )
+    value = await db.fetchval(
+        "INSERT INTO accounts (username, status, role_id, password_hash)"
+        " VALUES ($1, 'active', $2, $3) RETURNING id",
+        username,
+        role,
+        hash_password(password) if password else None,
+    )
+    return int(value)
+
+
 async def account_id(db: asyncpg.Connection[Any], username: str) -> int:
     value = await db.fetchval("SELECT id FROM accounts WHERE username = $1", username)
     assert value is not None, username
@@ -203,8 +229,6 @@ async def admin(client: TestClient[Any, Any], db: asyncpg.Connection[Any]) -> Ap
 
 @pytest.fixture
 async def other_user(client: TestClient[Any, Any], db: asyncpg.Connection[Any]) -> ApiUser:
-    """A second active account, to check that users never see each other's tasks."""
-    other = await db.fetchval(
-        "INSERT INTO accounts (username, status) VALUES ('other', 'active') RETURNING id"
-    )
-    return ApiUser(client, issue_token(SECRET, int(other)))
+    """A second active account that may do everything, to check that users never see each
+    other's tasks."""
+    return ApiUser(client, issue_token(SECRET, await add_account(db, "other", ["*"])))

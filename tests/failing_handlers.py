@@ -24,7 +24,14 @@ class SlowParams(ExportParams):
     rows: int = Field(2_000, ge=0, le=250_000)
 
 
-@export_handler("test_raises", title="会失败", params=NoParams, columns=[Column("ID", "a.id")])
+# Declares its own permission, as a handler may, instead of the default "test_raises:read".
+@export_handler(
+    "test_raises",
+    title="会失败",
+    params=NoParams,
+    columns=[Column("ID", "a.id")],
+    permission="ops:read",
+)
 def raising_rows(params: NoParams) -> RowQuery:
     raise RuntimeError("the handler exploded on purpose")
 

@@ -19,7 +19,7 @@ from arq.worker import Worker
 from exporter.api.app import create_app
 from exporter.tokens import issue_token
 from settings import Settings
-from tests.conftest import SECRET
+from tests.conftest import SECRET, add_account
 from tests.support import ApiUser, files_in, statuses, wait_until
 from tests.workers import drain_queue, running_worker
 
@@ -212,10 +212,8 @@ async def test_twenty_parallel_posts_from_one_user_get_exactly_the_quota(
 ) -> None:
     others = []
     for n in range(20):
-        user_id = await db.fetchval(
-            "INSERT INTO accounts (username) VALUES ($1) RETURNING id", f"parallel{n}"
-        )
-        others.append(ApiUser(client, issue_token(SECRET, int(user_id))))
+        user_id = await add_account(db, f"parallel{n}", ["role:read", "export:create"])
+        others.append(ApiUser(client, issue_token(SECRET, user_id)))
 
     results = await asyncio.gather(
         *(

@@ -75,6 +75,16 @@ async def current_account(request: web.Request) -> Account:
     return await _account(request, caller_identity(request).account_id)
 
 
+def require_permissions(account: Account, *permissions: str) -> None:
+    """Forbidden, naming each missing permission, unless the account's role grants them all."""
+    missing = [permission for permission in permissions if not account.may(permission)]
+    if missing:
+        raise Forbidden(
+            f"the account's role does not grant {', '.join(missing)}",
+            [FieldProblem("permission", permission) for permission in missing],
+        )
+
+
 async def browser_session(request: web.Request) -> BrowserSession | None:
     """The session of a page request, or None when its cookie is missing, expired or foreign."""
     cookie = request.cookies.get(SESSION_COOKIE)

@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from exporter.api.auth import current_account
+from exporter.api.auth import current_account, require_permissions
 from exporter.api.responses import json_model
 from exporter.api.services import services_of
 from exporter.api.validation import validate
@@ -87,9 +87,10 @@ Page = TypeVar("Page", bound=ListPageOut[Any])
 async def _list_page(
     request: web.Request, type_name: str, fields: str, page_model: type[Page]
 ) -> Page:
-    await current_account(request)
+    account = await current_account(request)
     services = services_of(request)
     handler = services.handlers.get(type_name)
+    require_permissions(account, handler.permission)
     filters = dict(request.query)
     paging = validate(
         PageQuery, {name: filters.pop(name) for name in ("page", "page_size") if name in filters}

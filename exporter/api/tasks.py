@@ -9,7 +9,7 @@ from urllib.parse import quote
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from exporter.api.auth import caller_identity, current_account
+from exporter.api.auth import caller_identity, current_account, require_permissions
 from exporter.api.responses import json_model
 from exporter.api.schemas import CreateTaskRequest, ListTasksQuery, TaskOut
 from exporter.api.services import Services, services_of
@@ -125,6 +125,7 @@ async def create_task(request: web.Request) -> web.Response:
             ],
         )
     handler = services.handlers.get(body.type)
+    require_permissions(account, *handler.export_permissions)
     params = validate(handler.params_model, body.params, prefix="params")
     return await _submit(
         services,
@@ -184,6 +185,8 @@ async def retry_task(request: web.Request) -> web.Response:
         raise TaskStateConflict(
             f"the export is {task.status.value}; only a failed or cancelled one can be retried"
         )
+    # A retry is a new export: the account must still be allowed to create it.
+    require_permissions(account, *services.handlers.get(task.type).export_permissions)
     return await _submit(services, account, task.type, task.format, task.params, None)
 
 

@@ -8,13 +8,14 @@ from exporter.api.auth import current_account
 from exporter.api.responses import json_model
 from exporter.api.schemas import ColumnOut, ExportTypeOut, ExportTypesOut
 from exporter.api.services import services_of
-from exporter.models import ExportFormat
+from exporter.models import Account, ExportFormat
 from exporter.registry import HandlerRegistry
 
 routes = web.RouteTableDef()
 
 
-def describe_types(handlers: HandlerRegistry) -> ExportTypesOut:
+def describe_types(handlers: HandlerRegistry, account: Account) -> ExportTypesOut:
+    """The types whose list the account may see."""
     return ExportTypesOut(
         items=[
             ExportTypeOut(
@@ -25,12 +26,12 @@ def describe_types(handlers: HandlerRegistry) -> ExportTypesOut:
                 params_schema=handler.params_model.model_json_schema(),
             )
             for handler in handlers
+            if account.may(handler.permission)
         ]
     )
 
 
 @routes.get("/api/export-types")
 async def list_export_types(request: web.Request) -> web.Response:
-    await current_account(request)
-    body = describe_types(services_of(request).handlers)
-    return json_model(body)
+    account = await current_account(request)
+    return json_model(describe_types(services_of(request).handlers, account))

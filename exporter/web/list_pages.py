@@ -24,7 +24,8 @@ class Filter:
     kind: FilterKind
     hint: str | None = None
     options: tuple[tuple[str, str], ...] = ()
-    options_from: str | None = None  # an API list whose items (id, name) become more options
+    # A list page whose items (id, name) become more options; shown only to who may see that page.
+    options_from: ListPage | None = None
 
 
 @dataclass(frozen=True)
@@ -44,39 +45,11 @@ class ListPage:
     filters: tuple[Filter, ...]
     columns: tuple[ListColumn, ...]
 
+    @property
+    def options_source(self) -> str:
+        """The rows a select takes as its options: the API's largest page."""
+        return f"{self.source}?page_size=100"
 
-ACCOUNTS = ListPage(
-    name="accounts",
-    export_type="account",
-    source="/api/accounts",
-    filters=(
-        Filter("keyword", "filter.keyword", FilterKind.SEARCH, hint="filter.account_keyword_hint"),
-        Filter(
-            "status",
-            "filter.status",
-            FilterKind.SELECT,
-            options=tuple(
-                (code, f"account_status.{code}") for code in ("active", "disabled", "locked")
-            ),
-        ),
-        Filter(
-            "role_id", "filter.role", FilterKind.SELECT, options_from="/api/roles?page_size=100"
-        ),
-        Filter("created_from", "filter.created_from", FilterKind.DATE),
-        Filter("created_to", "filter.created_to", FilterKind.DATE),
-    ),
-    columns=(
-        ListColumn("id", "field.id", "number"),
-        ListColumn("username", "field.username"),
-        ListColumn("nickname", "field.nickname"),
-        ListColumn("email", "field.email"),
-        ListColumn("phone", "field.phone"),
-        ListColumn("status", "field.status", "account_status"),
-        ListColumn("role_name", "field.role"),
-        ListColumn("created_at", "field.created_at", "datetime"),
-        ListColumn("last_login_at", "field.last_login_at", "datetime"),
-    ),
-)
 
 ROLES = ListPage(
     name="roles",
@@ -94,6 +67,39 @@ ROLES = ListPage(
         ListColumn("created_at", "field.created_at", "datetime"),
     ),
 )
+
+ACCOUNTS = ListPage(
+    name="accounts",
+    export_type="account",
+    source="/api/accounts",
+    filters=(
+        Filter("keyword", "filter.keyword", FilterKind.SEARCH, hint="filter.account_keyword_hint"),
+        Filter(
+            "status",
+            "filter.status",
+            FilterKind.SELECT,
+            options=tuple(
+                (code, f"account_status.{code}") for code in ("active", "disabled", "locked")
+            ),
+        ),
+        Filter("role_id", "filter.role", FilterKind.SELECT, options_from=ROLES),
+        Filter("created_from", "filter.created_from", FilterKind.DATE),
+        Filter("created_to", "filter.created_to", FilterKind.DATE),
+    ),
+    columns=(
+        ListColumn("id", "field.id", "number"),
+        ListColumn("username", "field.username"),
+        ListColumn("nickname", "field.nickname"),
+        ListColumn("email", "field.email"),
+        ListColumn("phone", "field.phone"),
+        ListColumn("status", "field.status", "account_status"),
+        ListColumn("role_name", "field.role"),
+        ListColumn("created_at", "field.created_at", "datetime"),
+        ListColumn("last_login_at", "field.last_login_at", "datetime"),
+    ),
+)
+
+LIST_PAGES = (ACCOUNTS, ROLES)
 
 # The tasks page's table; its script fills each cell by field.
 TASK_COLUMNS = tuple(

@@ -12,8 +12,10 @@ from aiohttp import web
 
 from exporter.api.auth import BrowserSession, browser_session
 from exporter.api.services import services_of
+from exporter.models import Account
+from exporter.registry import HandlerRegistry
 from exporter.web.i18n import LANGUAGE_COOKIE, LANGUAGES, catalog, language_of
-from exporter.web.list_pages import ACCOUNTS, ROLES, TASK_COLUMNS
+from exporter.web.list_pages import ACCOUNTS, LIST_PAGES, ROLES, TASK_COLUMNS, ListPage
 
 routes = web.RouteTableDef()
 
@@ -51,10 +53,22 @@ def _translator(messages: dict[str, str]) -> Callable[..., str]:
     return translate
 
 
+def _visible_pages(account: Account, handlers: HandlerRegistry) -> list[ListPage]:
+    """The list pages whose export type's list the account may see."""
+    return [page for page in LIST_PAGES if account.may(handlers.get(page.export_type).permission)]
+
+
 def _render(
-    request: web.Request, template: str, session: BrowserSession | None, **context: Any
+    request: web.Request,
+    template: str,
+    session: BrowserSession | None,
+    *,
+    status: int = 200,
+    **context: Any,
 ) -> web.Response:
     language = language_of(request)
+    handlers = services_of(request).handlers
+    visible = [] if session is None else _visible_pages(session.account, handlers)
     messages = catalog(language)
     static = request.app.router["static"]
     html = _templates.get_template(template).render(
@@ -65,10 +79,15 @@ def _render(
         t=_translator(messages),
         static=lambda filename: str(static.url_for(filename=filename)),
         session=session,
+        nav_pages=[page.name for page in visible] + ["tasks"],
         **context,
     )
     return web.Response(
-        text=html, content_type="text/html", charset="utf-8", headers=SECURITY_HEADERS
+        text=html,
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
+        headers=SECURITY_HEADERS,
     )
 
 
@@ -82,11 +101,35 @@ def _local_path(target: str) -> str:
     return target
 
 
-async def _signed_in_page(request: web.Request, template: str, **context: Any) -> web.Response:
+async def _signed_in(request: web.Request) -> BrowserSession:
+    """The page's session; without one, the browser goes to sign in and comes back."""
     session = await browser_session(request)
     if session is None:
         raise web.HTTPFound(f"/login?next={quote(request.path_qs, safe='')}")
-    return _render(request, template, session, **context)
+    return session
+
+
+async def _list_page(request: web.Request, list_page: ListPage) -> web.Response:
+    """A list page, with its Export button for who may export; 403 for who may not see it."""
+    session = await _signed_in(request)
+    handler = services_of(request).handlers.get(list_page.export_type)
+    if not session.account.may(handler.permission):
+        return _render(
+            request,
+            "forbidden.html",
+            session,
+            status=403,
+            page="forbidden",
+            permission=handler.permission,
+        )
+    return _render(
+        request,
+        "list.html",
+        session,
+        page=list_page.name,
+        list_page=list_page,
+        may_export=session.account.may(*handler.export_permissions),
+    )
 
 
 @routes.get("/")
@@ -104,17 +147,33 @@ async def login_page(request: web.Request) -> web.Response:
 
 @routes.get("/accounts")
 async def accounts_page(request: web.Request) -> web.Response:
-    return await _signed_in_page(request, "list.html", page="accounts", list_page=ACCOUNTS)
+    return await _list_page(request, ACCOUNTS)
 
 
 @routes.get("/roles")
 async def roles_page(request: web.Request) -> web.Response:
-    return await _signed_in_page(request, "list.html", page="roles", list_page=ROLES)
+    return await _list_page(request, ROLES)
 
 
 @routes.get("/tasks")
 async def tasks_page(request: web.Request) -> web.Response:
-    titles = {handler.name: handler.title for handler in services_of(request).handlers}
-    return await _signed_in_page(
-        request, "tasks.html", page="tasks", columns=TASK_COLUMNS, type_titles=titles
+    """Every account sees its own tasks; retry is offered for the types it may still export."""
+    session = await _signed_in(request)
+    handlers = services_of(request).handlers
+    account = session.account
+    exportable = [h.name for h in handlers if account.may(*h.export_permissions)]
+    export_page = next((page.name for page in LIST_PAGES if page.export_type in exportable), None)
+    access = {
+        "exportable_types": exportable,
+        "readable_types": [h.name for h in handlers if account.may(h.permission)],
+        "export_page": export_page,
+    }
+    return _render(
+        request,
+        "tasks.html",
+        session,
+        page="tasks",
+        columns=TASK_COLUMNS,
+        type_titles={handler.name: handler.title for handler in handlers},
+        access=access,
     )

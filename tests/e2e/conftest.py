@@ -18,9 +18,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from exporter.passwords import hash_password
 from exporter.tokens import issue_token
-from tests.conftest import ROOT, SECRET
+from tests.conftest import ROOT, SECRET, add_account
 from tests.support import ApiUser
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -104,11 +103,7 @@ async def sign_in(page: Page, username: str, password: str, start: str = "/tasks
 
 
 @pytest.fixture
-async def auditor(client: TestClient[Any, Any], db: asyncpg.Connection[Any]) -> ApiUser:
-    """A second account that can sign in (password "auditor-password")."""
-    auditor_id = await db.fetchval(
-        "INSERT INTO accounts (username, nickname, status, password_hash)"
-        " VALUES ('auditor', '审计员', 'active', $1) RETURNING id",
-        hash_password("auditor-password"),
-    )
-    return ApiUser(client, issue_token(SECRET, int(auditor_id)))
+async def colleague(client: TestClient[Any, Any], db: asyncpg.Connection[Any]) -> ApiUser:
+    """A second account that may do everything and can sign in (password "colleague-password")."""
+    colleague_id = await add_account(db, "colleague", ["*"], password="colleague-password")
+    return ApiUser(client, issue_token(SECRET, colleague_id))

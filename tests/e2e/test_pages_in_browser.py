@@ -162,17 +162,17 @@ async def test_running_failed_and_finished_exports_side_by_side_then_cancel_retr
 
 
 async def test_a_second_user_sees_none_of_the_first_users_tasks_not_even_live(
-    open_page: OpenPage, admin: ApiUser, auditor: ApiUser
+    open_page: OpenPage, admin: ApiUser, colleague: ApiUser
 ) -> None:
     await admin.create("role", "csv")
     page = await open_page()
-    await sign_in(page, "auditor", "auditor-password")
+    await sign_in(page, "colleague", "colleague-password")
     await expect(page.locator("tr.state.empty")).to_be_visible()
     await expect(page.locator("#live-state")).to_have_text("实时更新中")
     await screenshot(page, "tasks-empty")
 
     await admin.create("account", "xlsx")
-    own = await auditor.create("role", "xlsx")
+    own = await colleague.create("role", "xlsx")
 
     rows = page.locator("#tasks-table tbody tr[data-task-id]")
     await expect(rows).to_have_count(1)

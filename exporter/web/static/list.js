@@ -130,7 +130,8 @@ document.addEventListener("DOMContentLoaded", async () => {
   });
   form.addEventListener("reset", () => apply({}));
 
-  exportButton.addEventListener("click", async () => {
+  // The page has no Export button for an account that may not export this type.
+  exportButton?.addEventListener("click", async () => {
     // What is exported is what the table shows: unapplied edits in the form are applied first.
     const filters = formFilters();
     if (!sameFilters(filters, applied)) {

@@ -7,6 +7,9 @@ document.addEventListener("DOMContentLoaded", () => {
   const PAGE_SIZE = 20;
   const POLL_INTERVAL_S = 3;
   const titles = JSON.parse(document.getElementById("type-titles").textContent);
+  // What the account's role allows: retry only what it may still export, names of roles only
+  // if it may read them.
+  const access = JSON.parse(document.getElementById("access").textContent);
   const table = document.getElementById("tasks-table");
   const tbody = table.tBodies[0];
   const columns = [...table.tHead.rows[0].cells].map((th) => ({
@@ -88,7 +91,8 @@ document.addEventListener("DOMContentLoaded", () => {
         cell.append(actionButton(task, "cancel"));
       }
     } else {
-      if (["failed", "cancelled"].includes(task.status)) {
+      if (["failed", "cancelled"].includes(task.status)
+          && access.exportable_types.includes(task.type)) {
         cell.append(actionButton(task, "retry"));
       }
       cell.append(actionButton(task, "delete"));
@@ -145,6 +149,10 @@ document.addEventListener("DOMContentLoaded", () => {
     if (roleNames || !tasks.some((task) => "role_id" in task.params)) {
       return;
     }
+    if (!access.readable_types.includes("role")) {
+      roleNames = new Map();
+      return;
+    }
     try {
       const data = await X.api("GET", "/api/roles?page_size=100");
       roleNames = new Map(data.items.map((role) => [role.id, role.name]));
@@ -157,10 +165,12 @@ document.addEventListener("DOMContentLoaded", () => {
     const data = await X.api("GET", `/api/export-tasks?page=${page}&page_size=${PAGE_SIZE}`);
     await loadRoleNames(data.items);
     rows.clear();
-    if (!data.items.length) {
-      const link = X.element("a", X.t("nav.accounts"));
-      link.href = "/accounts";
+    if (!data.items.length && access.export_page) {
+      const link = X.element("a", X.t(`nav.${access.export_page}`));
+      link.href = `/${access.export_page}`;
       X.stateRow(tbody, columns.length, X.t("tasks.empty"), "empty", link);
+    } else if (!data.items.length) {
+      X.stateRow(tbody, columns.length, X.t("tasks.empty_no_export"), "empty");
     } else {
       tbody.replaceChildren(...data.items.map((task) => {
         const row = renderRow(task);
