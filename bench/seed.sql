@@ -14,7 +14,9 @@ SELECT r,
        (ARRAY['超级管理员','管理员','运营','客服','财务','审计','开发','测试','产品','市场',
               'viewer','editor','auditor','support_l1','support_l2','billing','ops','guest','partner','readonly'])[r],
        '角色 role #' || r,
-       (ARRAY['accounts:read','accounts:write','roles:read','roles:write','export:run','audit:read'])[1:1 + r % 6],
+       CASE WHEN r = 1 THEN ARRAY['*']
+            ELSE (ARRAY['account:read','export:create','role:read','account:write','role:write',
+                        'import:create','audit:read','ops:read'])[1:1 + r % 8] END,
        timestamptz '2021-06-01 00:00:00+00' + r * interval '1 day'
 FROM generate_series(1, 20) AS r;
 SELECT setval(pg_get_serial_sequence('roles', 'id'), 20);

@@ -54,7 +54,7 @@ def _seed(args: argparse.Namespace) -> None:
     )
     print(f"{result.roles} roles, {result.accounts} accounts")
     if password:
-        print(f"admin password: {password}")
+        print(f"admin password (also of the demo accounts): {password}")
     token = issue_token(settings.secret.get_secret_value(), result.admin_id)
     print(f"admin token: {token}")
 

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from exporter.migrate import migrate
-from exporter.seed import SeedResult, seed
+from exporter.seed import DEMO_ACCOUNTS, SeedResult, seed
 from exporter.tokens import issue_token
 from settings import SettingsError, load_settings
 
@@ -446,6 +446,7 @@ def _print_banner(
     base_url: str, admin_password: str, token: str, state_dir: Path, result: SeedResult
 ) -> None:
     auth = f'-H "Authorization: Bearer {token}"'
+    demo_users = ", ".join(username for username, _, _ in DEMO_ACCOUNTS)
     create_body = '{"type":"account","format":"xlsx","params":{}}'
     print(
         "\n".join(
@@ -454,6 +455,7 @@ def _print_banner(
                 "exporter dev stack is up",
                 f"  url:      {base_url}  (API description: {base_url}/api/openapi.json)",
                 f"  admin:    admin / {admin_password}  (kept in {state_dir / 'admin_password'})",
+                f"  demo:     {demo_users} / the same password  (roles with partial rights)",
                 f"  token:    {token}",
                 f"  data:     {result.accounts} accounts, {result.roles} roles",
                 "",
