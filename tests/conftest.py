@@ -216,6 +216,16 @@ async def add_account(
     return int(value)
 
 
+async def set_permissions(db: asyncpg.Connection[Any], username: str, *permissions: str) -> None:
+    """Give the role of ``username`` exactly ``permissions``."""
+    await db.execute(
+        "UPDATE roles SET permissions = $2"
+        " WHERE id = (SELECT role_id FROM accounts WHERE username = $1)",
+        username,
+        list(permissions),
+    )
+
+
 async def account_id(db: asyncpg.Connection[Any], username: str) -> int:
     value = await db.fetchval("SELECT id FROM accounts WHERE username = $1", username)
     assert value is not None, username

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from exporter.registry import registry
 from exporter.tokens import issue_token
 from exporter.web.i18n import catalog
-from tests.conftest import SECRET, add_account
+from tests.conftest import SECRET, add_account, set_permissions
 from tests.support import ApiUser
 from tests.test_sessions import sign_in
 from tests.test_task_stream import open_stream
@@ -33,15 +33,6 @@ def user_with(client: TestClient[Any, Any], db: asyncpg.Connection[Any]) -> NewU
         return ApiUser(client, issue_token(SECRET, user_id))
 
     return new_user
-
-
-async def set_permissions(db: asyncpg.Connection[Any], username: str, *permissions: str) -> None:
-    await db.execute(
-        "UPDATE roles SET permissions = $2"
-        " WHERE id = (SELECT role_id FROM accounts WHERE username = $1)",
-        username,
-        list(permissions),
-    )
 
 
 def assert_forbidden(status: int, body: Any, *missing: str) -> None:

@@ -10,18 +10,9 @@ from aiohttp.test_utils import TestClient
 from playwright.async_api import expect
 
 from exporter.tokens import issue_token
-from tests.conftest import SECRET, add_account
+from tests.conftest import SECRET, add_account, set_permissions
 from tests.e2e.conftest import OpenPage, screenshot, sign_in
 from tests.support import ApiUser
-
-
-async def set_permissions(db: asyncpg.Connection[Any], username: str, *permissions: str) -> None:
-    await db.execute(
-        "UPDATE roles SET permissions = $2"
-        " WHERE id = (SELECT role_id FROM accounts WHERE username = $1)",
-        username,
-        list(permissions),
-    )
 
 
 @pytest.mark.usefixtures("worker")
