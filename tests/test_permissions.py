@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from exporter.registry import registry
+from exporter.registry import Column, ExportParams, RowQuery, export_handler, registry
 from exporter.tokens import issue_token
 from exporter.web.i18n import catalog
 from tests.conftest import SECRET, add_account, set_permissions
@@ -133,6 +133,22 @@ async def test_a_handler_declares_the_permission_its_type_needs(user_with: NewUs
         "ops:read",
     )
     assert (await declared.create("test_raises", "csv"))["type"] == "test_raises"
+
+
+def test_an_empty_permission_is_refused_at_registration() -> None:
+    with pytest.raises(ValueError, match="empty permission"):
+
+        @export_handler(
+            "test_empty_permission",
+            title="t",
+            params=ExportParams,
+            columns=[Column("ID", "1")],
+            permission=" ",
+        )
+        def rows(params: ExportParams) -> RowQuery:
+            return RowQuery("accounts", order_by="id")
+
+    assert "test_empty_permission" not in registry
 
 
 @pytest.mark.usefixtures("worker")
