@@ -57,3 +57,21 @@ async def test_each_role_sees_only_the_lists_and_buttons_it_may_use(
     await expect(page.locator("#export-notice")).to_contain_text("Export created: all rows.")
     response = await page.goto("/accounts")
     assert response is not None and response.status == 403
+
+
+async def test_an_account_without_a_role_has_only_its_tasks_page(
+    open_page: OpenPage, db: asyncpg.Connection[Any]
+) -> None:
+    await add_account(db, "nobody", None, password="nobody-password")
+
+    page = await open_page()
+    await sign_in(page, "nobody", "nobody-password")
+
+    nav = page.get_by_role("navigation", name="主导航")
+    await expect(nav.get_by_role("link")).to_have_text(["导出任务"])
+    await expect(page.locator("tr.state.empty")).to_have_text(
+        "还没有导出任务。你的角色没有创建导出的权限。"
+    )
+    for path in ("/accounts", "/roles"):
+        response = await page.goto(path)
+        assert response is not None and response.status == 403
