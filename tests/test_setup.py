@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,8 +26,9 @@ from exporter.registry import (
     load_handlers,
     registry,
 )
-from settings import SettingsError, load_settings
+from settings import Settings, SettingsError, load_settings
 from tests.conftest import SECRET, Servers, run_on, with_database
+from tests.processes import settings_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -139,3 +142,29 @@ def test_an_enum_label_that_looks_like_a_formula_is_refused_at_registration() ->
             return RowQuery("accounts", order_by="id")
 
     assert "test_formula_label" not in registry
+
+
+def test_arq_command_line_prints_each_worker_line_once(settings: Settings, tmp_path: Path) -> None:
+    env = {**os.environ, **settings_env(settings)}
+    log_path = tmp_path / "arq.log"
+    with log_path.open("wb") as output:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "arq", "run_worker.WorkerSettings"],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "ready: queue=" not in log_path.read_text():
+            assert worker.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+    finally:
+        worker.send_signal(signal.SIGINT)
+        worker.wait(timeout=30)
+
+    printed = log_path.read_text()
+    assert printed.count("Starting worker for") == 1, printed
+    assert printed.count("shutdown on SIGINT") == 2, printed  # arq's two shutdown lines, once each
