@@ -8,8 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -27,29 +25,10 @@ from exporter.registry import (
     registry,
 )
 from settings import Settings, SettingsError, load_settings
-from tests.conftest import SECRET, Servers, run_on, with_database
-from tests.processes import settings_env
+from tests.conftest import SECRET
+from tests.processes import exporter_command, settings_env
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-async def empty_database_url(service_urls: Servers) -> AsyncIterator[str]:
-    name = f"exporter_empty_{uuid.uuid4().hex[:12]}"
-    await run_on(service_urls.database_url, f'CREATE DATABASE "{name}"')
-    yield with_database(service_urls.database_url, name)
-    await run_on(service_urls.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def exporter_command(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", "from exporter.cli import main; main()", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 async def test_two_processes_migrating_at_once_both_succeed(empty_database_url: str) -> None:
@@ -92,14 +71,14 @@ def test_a_bad_setting_stops_start_up_naming_the_variable(
     monkeypatch.setenv(variable, value)
 
     with pytest.raises(SettingsError, match=variable):
-        load_settings()
+        load_settings(Settings)
 
 
 def test_a_missing_secret_stops_start_up_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EXPORTER_SECRET", raising=False)
 
     with pytest.raises(SettingsError, match="EXPORTER_SECRET is required"):
-        load_settings()
+        load_settings(Settings)
 
 
 def test_the_worker_command_exits_with_the_settings_message(tmp_path: Path) -> None:
