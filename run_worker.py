@@ -7,10 +7,10 @@ from typing import Any
 
 from exporter.logs import configure_logging
 from exporter.worker import worker_options
-from settings import SettingsError, load_settings
+from settings import Settings, SettingsError, load_settings
 
 try:
-    _settings = load_settings()
+    _settings = load_settings(Settings)
 except SettingsError as exc:
     sys.exit(str(exc))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -14,12 +15,24 @@ class SettingsError(Exception):
     """A setting has a bad value; the message names its environment variable."""
 
 
-class Settings(BaseSettings):
-    """Every knob of the service; each field is read from the environment variable in its alias."""
+class DatabaseSettings(BaseSettings):
+    """What the commands that only touch the database need (migrate, seed): no secret."""
 
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
 
     database_url: str = Field("postgresql://postgres@127.0.0.1:5432/exporter", alias="DATABASE_URL")
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must start with postgresql://")
+        return value
+
+
+class Settings(DatabaseSettings):
+    """Every knob of the service; each field is read from the environment variable in its alias."""
+
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
     secret: SecretStr = Field(alias="EXPORTER_SECRET", min_length=32)
     storage_dir: Path = Field(Path("var/exports"), alias="EXPORTER_STORAGE_DIR")
@@ -59,13 +72,6 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
-    @field_validator("database_url")
-    @classmethod
-    def _postgres_url(cls, value: str) -> str:
-        if not value.startswith(("postgresql://", "postgres://")):
-            raise ValueError("must start with postgresql://")
-        return value
-
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
@@ -74,10 +80,16 @@ class Settings(BaseSettings):
         return value
 
 
-def load_settings() -> Settings:
-    """Read the settings from the environment, or raise SettingsError naming each bad variable."""
+S = TypeVar("S", bound=DatabaseSettings)
+
+
+def load_settings(kind: type[S], *, env_file: Path | None = None) -> S:
+    """Read the settings from the environment, or raise SettingsError naming each bad variable.
+
+    ``env_file`` supplies what the environment leaves unset (the environment wins).
+    """
     try:
-        return Settings()
+        return kind(_env_file=env_file)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

@@ -245,6 +245,22 @@ def _create_export(base_url: str, token: str, file_format: str) -> str:
     return task_id
 
 
+def _readme_token(base_url: str) -> None:
+    """The README's `exporter token admin`, run beside the stack with nothing set, signs in."""
+    env = {k: v for k, v in os.environ.items() if k not in ("EXPORTER_SECRET", "DATABASE_URL")}
+    made = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "exporter"), "token", "admin"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HTTP_TIMEOUT_S,
+    )
+    if made.returncode != 0:
+        raise SmokeFailure(f"exporter token admin: {made.stdout}{made.stderr}")
+    _request("GET", f"{base_url}/api/export-tasks", made.stdout.strip())
+
+
 def _wait_completed(base_url: str, token: str, task_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + EXPORT_TIMEOUT_S
     while True:
@@ -335,6 +351,7 @@ def main() -> int:
             ready = checks.run("make run EMBEDDED=1 starts", stack.wait_ready)
             if ready is not None:
                 base_url, token = ready
+                checks.run("the README's exporter token works", partial(_readme_token, base_url))
                 task_ids: dict[str, str] = {}
                 for file_format in ("xlsx", "csv"):
                     create = partial(_create_export, base_url, token, file_format)

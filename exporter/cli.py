@@ -7,47 +7,51 @@ import asyncio
 import sys
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 from arq.worker import run_worker
 
 from exporter.account_repository import AccountRepository
 from exporter.api.app import create_app
 from exporter.db import DATABASE_ERRORS, create_pool
+from exporter.devstack import DEV_STACK_ENV
 from exporter.logs import configure_logging
 from exporter.migrate import migrate
 from exporter.seed import seed
 from exporter.serving import serve
 from exporter.tokens import issue_token
 from exporter.worker import worker_options
-from settings import Settings, SettingsError, load_settings
+from settings import DatabaseSettings, S, Settings, SettingsError, load_settings
+
+MAX_TOKEN_HOURS = 10 * 365 * 24
 
 
-def _settings() -> Settings:
+def _settings(kind: type[S], *, env_file: Path | None = None) -> S:
     """The settings from the environment, or exit with a message naming the bad variable."""
     try:
-        return load_settings()
+        return load_settings(kind, env_file=env_file)
     except SettingsError as exc:
         sys.exit(str(exc))
 
 
 def _serve(args: argparse.Namespace) -> None:
-    settings = _settings()
+    settings = _settings(Settings)
     serve(partial(create_app, settings), settings.host, settings.port, settings.api_processes)
 
 
 def _worker(args: argparse.Namespace) -> None:
-    settings = _settings()
+    settings = _settings(Settings)
     run_worker(worker_options(settings))
 
 
 def _migrate(args: argparse.Namespace) -> None:
-    settings = _settings()
+    settings = _settings(DatabaseSettings)
     applied = asyncio.run(migrate(settings.database_url))
     print(f"applied {len(applied)} migration(s)")
 
 
 def _seed(args: argparse.Namespace) -> None:
-    settings = _settings()
+    settings = _settings(DatabaseSettings)
     password = args.admin_password
     result = asyncio.run(
         seed(settings.database_url, accounts=args.accounts, admin_password=password)
@@ -55,8 +59,6 @@ def _seed(args: argparse.Namespace) -> None:
     print(f"{result.roles} roles, {result.accounts} accounts")
     if password:
         print(f"admin password (also of the demo accounts): {password}")
-    token = issue_token(settings.secret.get_secret_value(), result.admin_id)
-    print(f"admin token: {token}")
 
 
 async def _account_id(settings: Settings, username: str) -> int | None:
@@ -69,11 +71,25 @@ async def _account_id(settings: Settings, username: str) -> int | None:
 
 
 def _token(args: argparse.Namespace) -> None:
-    settings = _settings()
+    settings = _settings(Settings, env_file=DEV_STACK_ENV if DEV_STACK_ENV.exists() else None)
     account_id = asyncio.run(_account_id(settings, args.username))
     if account_id is None:
         sys.exit(f"no account named {args.username!r}")
-    print(issue_token(settings.secret.get_secret_value(), account_id, ttl_s=args.ttl_hours * 3600))
+    ttl_s = round(args.ttl_hours * 3600)
+    print(issue_token(settings.secret.get_secret_value(), account_id, ttl_s=ttl_s))
+
+
+def _hours(text: str) -> float:
+    """A positive number of hours, fractions allowed, at most ten years."""
+    try:
+        hours = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of hours: {text!r}") from None
+    if not 1 / 60 <= hours <= MAX_TOKEN_HOURS:
+        raise argparse.ArgumentTypeError(
+            f"must be from one minute (0.0167) to {MAX_TOKEN_HOURS} hours, not {text}"
+        )
+    return hours
 
 
 def _dev(args: argparse.Namespace) -> None:
@@ -94,7 +110,9 @@ def _parser() -> argparse.ArgumentParser:
     seed_cmd.set_defaults(run=_seed)
     token_cmd = commands.add_parser("token", help="print a bearer token for an account")
     token_cmd.add_argument("username")
-    token_cmd.add_argument("--ttl-hours", type=int, default=24)
+    token_cmd.add_argument(
+        "--ttl-hours", type=_hours, default=24.0, help="lifetime in hours, e.g. 0.5 (24)"
+    )
     token_cmd.set_defaults(run=_token)
     dev_cmd = commands.add_parser("dev", help="migrate, seed, run API and worker (make run)")
     dev_cmd.add_argument("--embedded", action="store_true", help="always use embedded servers")

@@ -29,11 +29,12 @@ from types import FrameType
 from urllib.parse import urlsplit
 
 import asyncpg
+import redis
 
 from exporter.migrate import migrate
 from exporter.seed import DEMO_ACCOUNTS, SeedResult, seed
 from exporter.tokens import issue_token
-from settings import SettingsError, load_settings
+from settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("exporter.devstack")
 
@@ -44,6 +45,8 @@ LOCAL_POSTGRES_URL = f"postgresql://postgres@{LOCALHOST}:{POSTGRES_PORT}/postgre
 LOCAL_REDIS_URL = f"redis://{LOCALHOST}:{REDIS_PORT}/0"
 
 DEV_STATE_DIR = Path("var/dev")
+# The settings the running stack was given, for `exporter token` to find them (owner-only).
+DEV_STACK_ENV = DEV_STATE_DIR / "stack.env"
 DEFAULT_STORAGE_DIR = "var/exports"
 APP_DATABASE = "exporter"
 
@@ -53,6 +56,7 @@ PASSWORD_LENGTH = 16
 PROBE_TIMEOUT_S = 0.5
 POLL_INTERVAL_S = 0.2
 REDIS_START_TIMEOUT_S = 30.0
+REDIS_CHECK_TIMEOUT_S = 3.0
 API_START_TIMEOUT_S = 60.0
 CHILD_STOP_TIMEOUT_S = 10.0
 
@@ -297,7 +301,7 @@ def _run(*, embedded: bool, accounts: int) -> None:
     )
     os.environ.setdefault("EXPORTER_STORAGE_DIR", DEFAULT_STORAGE_DIR)
     admin_password = _kept_secret(state_dir / "admin_password", _new_password)
-    settings = load_settings()
+    settings = load_settings(Settings)
     _ensure_port_free(settings.host, settings.port)
 
     with backing_services(state_dir, force_embedded=embedded) as services:
@@ -310,6 +314,10 @@ def _run(*, embedded: bool, accounts: int) -> None:
         )
         os.environ["DATABASE_URL"] = database_url
         os.environ["REDIS_URL"] = services.redis_url
+        _check_redis(services.redis_url)
+        _keep_stack_env(
+            {name: os.environ[name] for name in ("DATABASE_URL", "REDIS_URL", "EXPORTER_SECRET")}
+        )
         result = asyncio.run(
             _prepare_database(database_url, accounts=accounts, admin_password=admin_password)
         )
@@ -322,6 +330,30 @@ def _run(*, embedded: bool, accounts: int) -> None:
                 _watch(processes)
             finally:
                 _ignore_stop_signals()
+
+
+def _check_redis(url: str) -> None:
+    """Fail in one line, before anything says the stack is up, when Redis does not answer."""
+    client = redis.Redis.from_url(
+        url, socket_connect_timeout=REDIS_CHECK_TIMEOUT_S, socket_timeout=REDIS_CHECK_TIMEOUT_S
+    )
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        where = urlsplit(url)
+        raise DevStackError(
+            f"Redis at {where.hostname}:{where.port or REDIS_PORT} does not answer ({exc}); "
+            "start it or set REDIS_URL"
+        ) from None
+    finally:
+        client.close()
+
+
+def _keep_stack_env(values: dict[str, str]) -> None:
+    DEV_STACK_ENV.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(DEV_STACK_ENV, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.writelines(f"{name}={value}\n" for name, value in values.items())
 
 
 def _new_password() -> str:

@@ -42,7 +42,7 @@ ACCESS_LOG_FORMAT = '%a "%r" %s %{Content-Length}o %Tf "%{User-Agent}i"'
 def serve(make_app: AppFactory, host: str, port: int, processes: int = 1) -> None:
     """Serve until SIGINT or SIGTERM (or a child's death), then stop every process."""
     if processes == 1:
-        _run(make_app(), host, port, reuse_port=False)
+        _run(make_app(), host, port, reuse_port=False, announce=True)
         return
     context = multiprocessing.get_context("spawn")
     children = [
@@ -56,7 +56,7 @@ def serve(make_app: AppFactory, host: str, port: int, processes: int = 1) -> Non
     try:
         app = make_app()
         app.cleanup_ctx.append(lambda _: _watch_children(children))
-        _run(app, host, port, reuse_port=True)
+        _run(app, host, port, reuse_port=True, announce=True)
     finally:
         # A child that ended cleanly, or on SIGTERM/SIGINT before it could handle them, was
         # stopped with the whole group (Ctrl-C, a process manager stopping the server).
@@ -77,7 +77,13 @@ def _serve_child(make_app: AppFactory, host: str, port: int, parent_pid: int) ->
     _run(make_app(), host, port, reuse_port=True)
 
 
-def _run(app: web.Application, host: str, port: int, *, reuse_port: bool) -> None:
+def _run(
+    app: web.Application, host: str, port: int, *, reuse_port: bool, announce: bool = False
+) -> None:
+    def listening(_: str) -> None:
+        # run_app calls this once its sockets listen; one process of a group says it for all.
+        log.info("listening on http://%s:%d", host, port)
+
     app.on_startup.append(_freeze_startup_objects)
     web.run_app(
         app,
@@ -85,7 +91,7 @@ def _run(app: web.Application, host: str, port: int, *, reuse_port: bool) -> Non
         port=port,
         reuse_port=reuse_port,
         access_log_format=ACCESS_LOG_FORMAT,
-        print=None,
+        print=listening if announce else None,
     )
 
 

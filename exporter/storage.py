@@ -1,4 +1,9 @@
-"""Where export files live: built in a private work directory, then moved into place whole."""
+"""Where export files live: built in a private work directory, then moved into place whole.
+
+Each deployment (one database) keeps its files in ``<storage dir>/<deployment id>/``, so that
+stacks sharing a storage directory never see each other's files. Files of tasks finished before
+that layout stay where they are, readable, and are never taken for orphans.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +13,29 @@ import shutil
 import uuid
 from pathlib import Path
 
+from exporter.db import Pool
 from exporter.models import ExportFormat
 
 WORK_DIR_PREFIX = ".work-"
 
 
-class FileStorage:
-    """Files of finished exports, one per task, in one directory."""
+SELECT_DEPLOYMENT = "SELECT id FROM deployment"
 
-    def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
+
+async def deployment_id(pool: Pool) -> uuid.UUID:
+    """The identity of the deployment whose database ``pool`` reaches (migration 0009)."""
+    value = await pool.fetchval(SELECT_DEPLOYMENT)
+    if not isinstance(value, uuid.UUID):
+        raise RuntimeError("the deployment table is empty; run `exporter migrate`")
+    return value
+
+
+class FileStorage:
+    """Files of finished exports, one per task, in the deployment's own directory."""
+
+    def __init__(self, storage_dir: Path, deployment: uuid.UUID) -> None:
+        self._shared_dir = storage_dir.resolve()
+        self.root = self._shared_dir / str(deployment)
 
     def ensure_root(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -58,6 +76,7 @@ class FileStorage:
     def resolve(self, stored_path: str) -> Path | None:
         """The file of a finished task, if it still exists inside this storage."""
         path = Path(stored_path).resolve()
-        if path.parent != self.root or not path.is_file():
+        # The shared directory itself held every file before deployments had their own.
+        if path.parent not in (self.root, self._shared_dir) or not path.is_file():
             return None
         return path

@@ -301,4 +301,7 @@ class TaskRunner:
 
     def _file_name(self, task: ExportTask) -> str:
         now = datetime.now(ZoneInfo(self._config.time_zone))
-        return f"{self._handler(task).title}_{now:%Y%m%d_%H%M%S}.{task.format.value}"
+        # The task id's first characters keep two exports of one second apart (curl -OJ refuses
+        # to overwrite, and a browser would add "(1)").
+        stamp = f"{now:%Y%m%d_%H%M%S}_{task.id.hex[:6]}"
+        return f"{self._handler(task).title}_{stamp}.{task.format.value}"

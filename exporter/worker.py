@@ -21,7 +21,7 @@ from exporter.loop_lag import record_loop_lag
 from exporter.queue import EXPORT_JOB, TaskQueue, redis_settings
 from exporter.registry import load_handlers
 from exporter.retention import Retention
-from exporter.storage import FileStorage
+from exporter.storage import FileStorage, deployment_id
 from exporter.sweeper import Sweeper
 from exporter.task_repository import TaskRepository
 from exporter.task_runner import RunnerConfig, TaskRunner
@@ -66,7 +66,7 @@ async def maintain(sweeper: Sweeper, retention: Retention, interval_s: float) ->
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     pool = await create_pool(settings.database_url, max_size=settings.worker_concurrency * 2 + 2)
-    storage = FileStorage(settings.storage_dir)
+    storage = FileStorage(settings.storage_dir, await deployment_id(pool))
     storage.ensure_root()
     handlers = load_handlers(settings.handler_modules)
     worker_id = new_worker_id()

@@ -101,6 +101,14 @@ def template_database(service_urls: Servers) -> Iterator[str]:
     asyncio.run(drop())
 
 
+@pytest.fixture
+async def empty_database_url(service_urls: Servers) -> AsyncIterator[str]:
+    name = f"exporter_empty_{uuid.uuid4().hex[:12]}"
+    await run_on(service_urls.database_url, f'CREATE DATABASE "{name}"')
+    yield with_database(service_urls.database_url, name)
+    await run_on(service_urls.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 # Tasks whose count kept by the database (migration 0005) differs from what export_tasks holds.
 COUNT_DRIFT = """
 SELECT owner_id, status, type, counted, kept

@@ -42,6 +42,21 @@ def start_exporter(command: str, env: dict[str, str], log: Path) -> subprocess.P
         )
 
 
+def exporter_command(
+    *args: str, env: dict[str, str], cwd: Path = ROOT, unset: tuple[str, ...] = ()
+) -> subprocess.Popen[str]:
+    """``exporter ARGS`` in this interpreter with ``env`` added and the ``unset`` names removed."""
+    inherited = {name: value for name, value in os.environ.items() if name not in unset}
+    return subprocess.Popen(
+        [sys.executable, "-c", "from exporter.cli import main; main()", *args],
+        cwd=cwd,
+        env={**inherited, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 class WorkerProcesses:
     """Starts worker processes and makes sure every one of them is gone at the end."""
 

@@ -103,8 +103,16 @@ def csv_rows(content: bytes) -> list[list[str]]:
     return list(csv.reader(io.StringIO(content[3:].decode("utf-8"), newline="")))
 
 
-def files_in(directory: Path) -> list[str]:
-    return sorted(path.name for path in directory.iterdir()) if directory.exists() else []
+def files_in(storage_dir: Path) -> list[str]:
+    """What the deployments sharing ``storage_dir`` keep there: files and work directories."""
+    if not storage_dir.exists():
+        return []
+    return sorted(
+        path.name
+        for deployment in storage_dir.iterdir()
+        if deployment.is_dir()
+        for path in deployment.iterdir()
+    )
 
 
 def statuses(task: dict[str, Any]) -> list[str]:

@@ -203,6 +203,23 @@ async def test_a_chinese_file_name_arrives_intact_with_an_ascii_fallback(admin: 
     assert headers["Content-Type"] == "text/csv; charset=utf-8"
 
 
+async def test_two_exports_of_one_second_get_different_download_names(admin: ApiUser) -> None:
+    first, second = [
+        await admin.finished((await admin.create("role", "csv", keyword=word))["id"])
+        for word in ("a", "b")
+    ]
+
+    names = []
+    for task in (first, second):
+        _, _, headers = await admin.download(task["id"])
+        names.append(headers["Content-Disposition"].split('filename="', 1)[1].split('"', 1)[0])
+
+    assert names[0] != names[1]
+    # The task's own id in the name is what keeps them apart within one second.
+    for task, name in zip((first, second), names, strict=True):
+        assert name.endswith(f"_{task['id'].replace('-', '')[:6]}.csv"), name
+
+
 async def test_an_xlsx_download_says_it_is_a_spreadsheet(admin: ApiUser) -> None:
     task = await admin.finished((await admin.create("role", "xlsx"))["id"])
 

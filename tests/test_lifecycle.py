@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -332,7 +331,7 @@ async def test_files_past_retention_expire_and_download_says_gone(
 async def test_the_janitor_removes_orphans_but_never_a_live_tasks_files(
     settings: Settings, admin: ApiUser, db: asyncpg.Connection[Any]
 ) -> None:
-    storage = Path(settings.storage_dir)
+    storage = settings.storage_dir / str(await db.fetchval("SELECT id FROM deployment"))
     storage.mkdir(parents=True)
     live = await admin.create("role", "csv")
     await db.execute(

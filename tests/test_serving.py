@@ -99,6 +99,20 @@ async def test_every_api_process_listens_on_the_one_port(
     assert statuses == [200] * 20
 
 
+async def test_the_server_says_once_where_it_listens(
+    server: tuple[subprocess.Popen[bytes], int], tmp_path: Path
+) -> None:
+    process, port = server
+    await _every_process_listening(process, port)
+    said = f"listening on http://127.0.0.1:{port}"
+
+    async def logged() -> bool:
+        return said in (tmp_path / "serve.log").read_text()
+
+    await wait_until(logged, what="the listening line")
+    assert (tmp_path / "serve.log").read_text().count(said) == 1
+
+
 async def test_each_answer_is_logged_with_its_status_size_and_seconds_taken(
     server: tuple[subprocess.Popen[bytes], int], tmp_path: Path
 ) -> None:

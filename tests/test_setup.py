@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
-import uuid
-from collections.abc import AsyncIterator
+import time
 from pathlib import Path
 
 import asyncpg
@@ -24,29 +24,11 @@ from exporter.registry import (
     load_handlers,
     registry,
 )
-from settings import SettingsError, load_settings
-from tests.conftest import SECRET, Servers, run_on, with_database
+from settings import Settings, SettingsError, load_settings
+from tests.conftest import SECRET
+from tests.processes import exporter_command, settings_env
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-async def empty_database_url(service_urls: Servers) -> AsyncIterator[str]:
-    name = f"exporter_empty_{uuid.uuid4().hex[:12]}"
-    await run_on(service_urls.database_url, f'CREATE DATABASE "{name}"')
-    yield with_database(service_urls.database_url, name)
-    await run_on(service_urls.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def exporter_command(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", "from exporter.cli import main; main()", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 async def test_two_processes_migrating_at_once_both_succeed(empty_database_url: str) -> None:
@@ -89,14 +71,14 @@ def test_a_bad_setting_stops_start_up_naming_the_variable(
     monkeypatch.setenv(variable, value)
 
     with pytest.raises(SettingsError, match=variable):
-        load_settings()
+        load_settings(Settings)
 
 
 def test_a_missing_secret_stops_start_up_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("EXPORTER_SECRET", raising=False)
 
     with pytest.raises(SettingsError, match="EXPORTER_SECRET is required"):
-        load_settings()
+        load_settings(Settings)
 
 
 def test_the_worker_command_exits_with_the_settings_message(tmp_path: Path) -> None:
@@ -139,3 +121,29 @@ def test_an_enum_label_that_looks_like_a_formula_is_refused_at_registration() ->
             return RowQuery("accounts", order_by="id")
 
     assert "test_formula_label" not in registry
+
+
+def test_arq_command_line_prints_each_worker_line_once(settings: Settings, tmp_path: Path) -> None:
+    env = {**os.environ, **settings_env(settings)}
+    log_path = tmp_path / "arq.log"
+    with log_path.open("wb") as output:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "arq", "run_worker.WorkerSettings"],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "ready: queue=" not in log_path.read_text():
+            assert worker.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+    finally:
+        worker.send_signal(signal.SIGINT)
+        worker.wait(timeout=30)
+
+    printed = log_path.read_text()
+    assert printed.count("Starting worker for") == 1, printed
+    assert printed.count("shutdown on SIGINT") == 2, printed  # arq's two shutdown lines, once each

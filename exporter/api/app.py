@@ -13,7 +13,7 @@ from exporter.api.services import SERVICES, Services
 from exporter.db import create_pool
 from exporter.queue import TaskQueue, connect_lazily
 from exporter.registry import load_handlers
-from exporter.storage import FileStorage
+from exporter.storage import FileStorage, deployment_id
 from exporter.task_repository import TaskRepository
 from exporter.web import pages
 from settings import Settings
@@ -35,7 +35,7 @@ def create_app(settings: Settings) -> web.Application:
             tasks=TaskRepository(pool),
             accounts=AccountRepository(pool),
             queue=TaskQueue(redis, settings.queue_name),
-            storage=FileStorage(settings.storage_dir),
+            storage=FileStorage(settings.storage_dir, await deployment_id(pool)),
             handlers=load_handlers(settings.handler_modules),
         )
         try:

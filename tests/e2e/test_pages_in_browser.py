@@ -99,7 +99,7 @@ async def test_an_account_export_goes_pending_running_completed_live_and_downloa
     async with page.expect_download() as download_info:
         await page.keyboard.press("Enter")
     download = await download_info.value
-    assert re.fullmatch(r"账号列表_\d{8}_\d{6}\.xlsx", download.suggested_filename)
+    assert re.fullmatch(r"账号列表_\d{8}_\d{6}_[0-9a-f]{6}\.xlsx", download.suggested_filename)
     rows = xlsx_rows(Path(await download.path()).read_bytes())
     assert rows[0] == ACCOUNT_HEADER
     assert rows[1:] == expected
