@@ -15,6 +15,7 @@ from typing import Any
 import jwt
 
 from exporter.errors import Unauthorized
+from exporter.input_model import fits_bigint
 
 ALGORITHM = "HS256"
 # Tokens whose signature check is remembered, per process (a few hundred bytes each).
@@ -73,7 +74,7 @@ def _verified(secret: str, token: str) -> _VerifiedToken:
     except jwt.InvalidTokenError as exc:
         raise Unauthorized(f"invalid token: {exc}") from None
     subject = claims["sub"]
-    if not isinstance(subject, str) or not subject.isdigit():
+    if not isinstance(subject, str) or not fits_bigint(subject):
         raise Unauthorized("invalid token: sub must be an account id")
     csrf_token = claims.get("csrf")
     identity = TokenIdentity(int(subject), csrf_token if isinstance(csrf_token, str) else None)

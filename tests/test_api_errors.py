@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import jwt
 import pytest
 from aiohttp.test_utils import TestClient
 
+from tests.conftest import SECRET
 from tests.support import ApiUser
 
 
@@ -145,3 +148,97 @@ async def test_a_bad_date_says_what_a_date_looks_like(admin: ApiUser) -> None:
             "message": "must be an ISO 8601 date (2026-01-31) or date-time",
         }
     ]
+
+
+BIGINT_MAX = 2**63 - 1
+
+
+def _signed(sub: str) -> str:
+    now = int(time.time())
+    return jwt.encode({"sub": sub, "iat": now, "exp": now + 600}, SECRET, algorithm="HS256")
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/api/accounts?keyword=a%00b", "keyword"),
+        ("/api/roles?keyword=%00", "keyword"),
+        ("/api/export-tasks?type=%00", "type"),
+        (f"/api/accounts?role_id={BIGINT_MAX + 1}", "role_id"),
+        ("/api/accounts?created_to=9999-12-31", "created_to"),
+        ("/api/accounts?created_from=0001-01-01T00:00:00%2B14:00", "created_from"),
+        ("/api/accounts?page=" + "9" * 5000, "page"),
+        ("/api/export-tasks?page_size=" + "9" * 30, "page_size"),
+    ],
+)
+async def test_a_bad_query_value_is_a_4xx_naming_the_parameter(
+    admin: ApiUser, path: str, field: str
+) -> None:
+    status, body = await admin.get(path)
+
+    assert 400 <= status < 500, body
+    assert field in error_fields(body), body
+
+
+def _nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "field"),
+    [
+        (b'{"type": "account", "params": {"keyword": "a\\u0000b"}}', 422, "params.keyword"),
+        (b'{"type": "account\\u0000", "params": {}}', 422, "type"),
+        (
+            b'{"type": "account", "params": {"role_id": %d}}' % (BIGINT_MAX + 1),
+            422,
+            "params.role_id",
+        ),
+        (b'{"type": "account", "params": {"role_id": 1e400}}', 422, "params.role_id"),
+        (b'{"type": "account", "params": {"created_to": "9999-12-31"}}', 422, "params.created_to"),
+        (b'{"type": "account", "params": {"keyword": %s}}' % _nested(30_000), 400, "body"),
+        (b'{"type": "account", "params": {"role_id": 1%s}}' % (b"0" * 5_000), 400, "body"),
+        (b'{"type": "account", "params": {"keyword": "\\ud800"}}', 400, "body"),
+    ],
+)
+async def test_a_bad_export_body_is_a_4xx_naming_the_field(
+    admin: ApiUser, client: TestClient[Any, Any], raw: bytes, status: int, field: str
+) -> None:
+    response = await client.post("/api/export-tasks", data=raw, headers=admin.headers)
+
+    assert response.status == status
+    body = await response.json()
+    assert error_fields(body) == [field], body
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "field"),
+    [
+        (b'{"username": "\\u0000", "password": "x"}', 422, "username"),
+        (b'{"username": "admin", "password": "a\\u0000"}', 422, "password"),
+        (b'{"username": %s, "password": "x"}' % _nested(30_000), 400, "body"),
+        (b'{"username": "admin", "password": %s}' % (b"9" * 5_000), 400, "body"),
+    ],
+)
+async def test_a_bad_sign_in_body_is_a_4xx_naming_the_field(
+    client: TestClient[Any, Any], raw: bytes, status: int, field: str
+) -> None:
+    response = await client.post(
+        "/api/session", data=raw, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status == status
+    body = await response.json()
+    assert error_fields(body) == [field], body
+
+
+@pytest.mark.parametrize("sub", ["9" * 40, "²", "١٢", str(BIGINT_MAX + 1), "-1", "1" * 5_000])
+async def test_a_token_naming_no_possible_account_is_a_401(
+    client: TestClient[Any, Any], sub: str
+) -> None:
+    response = await client.get(
+        "/api/export-tasks", headers={"Authorization": f"Bearer {_signed(sub)}"}
+    )
+
+    assert response.status == 401
+    assert (await response.json())["error"]["code"] == "unauthorized"
