@@ -2,16 +2,17 @@
 
 A value pydantic accepts can still fail later, in the database or in the worker: text with NUL
 (text and jsonb refuse it) or a lone surrogate (not UTF-8), an integer beyond bigint, a date
-whose next day Python cannot hold (``range_end`` of 9999-12-31), an infinite float. Models
-derived from :class:`InputModel` refuse these at validation, naming the field, whatever the
-field's declared type, so a handler's params get this without declaring anything.
+whose next day Python cannot hold (``range_end`` of 9999-12-31), a UTC offset past PostgreSQL's
+15:59:59, an infinite float. Models derived from :class:`InputModel` refuse these when they are
+validated, naming the field, whatever the field's declared type: a handler's params get this
+from ExportParams without declaring anything.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, field_validator
@@ -22,6 +23,8 @@ BIGINT_MAX = 2**63 - 1
 # date-time with an offset (at most a day) still has a UTC instant Python can hold.
 EARLIEST_DATE = date(1, 1, 2)
 LATEST_DATE = date(9999, 12, 30)
+# PostgreSQL refuses larger offsets ("time zone displacement out of range"); Python takes 23:59.
+MAX_UTC_OFFSET = timedelta(hours=15, minutes=59, seconds=59)
 
 
 def unbindable(value: Any) -> str | None:
@@ -36,9 +39,7 @@ def unbindable(value: Any) -> str | None:
     if isinstance(value, float):
         return None if math.isfinite(value) else "must be a finite number"
     if isinstance(value, date):
-        day = value.date() if isinstance(value, datetime) else value
-        in_range = EARLIEST_DATE <= day <= LATEST_DATE
-        return None if in_range else f"must be between {EARLIEST_DATE} and {LATEST_DATE}"
+        return _date_problem(value)
     if isinstance(value, Mapping):
         return _first_problem([*value.keys(), *value.values()])
     if isinstance(value, list | tuple | set | frozenset):
@@ -48,6 +49,17 @@ def unbindable(value: Any) -> str | None:
 
 def _first_problem(values: Any) -> str | None:
     return next(filter(None, map(unbindable, values)), None)
+
+
+def _date_problem(value: date) -> str | None:
+    day = value
+    if isinstance(value, datetime):
+        day = value.date()
+        if abs(value.utcoffset() or timedelta()) > MAX_UTC_OFFSET:
+            return "must have a UTC offset between -15:59:59 and +15:59:59"
+    if not EARLIEST_DATE <= day <= LATEST_DATE:
+        return f"must be between {EARLIEST_DATE} and {LATEST_DATE}"
+    return None
 
 
 def _text_problem(text: str) -> str | None:
