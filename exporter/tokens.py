@@ -65,6 +65,9 @@ class _VerifiedToken:
 # raise, and are not kept.
 @functools.lru_cache(maxsize=VERIFIED_TOKENS_KEPT)
 def _verified(secret: str, token: str) -> _VerifiedToken:
+    # A JWT is ASCII; a header's other bytes arrive as surrogates, which PyJWT cannot encode.
+    if not token.isascii():
+        raise Unauthorized("invalid token: not a JWT")
     try:
         claims = jwt.decode(
             token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}

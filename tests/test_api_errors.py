@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 from typing import Any
 from urllib.parse import urlencode
 
+import asyncpg
 import jwt
 import pytest
 from aiohttp.test_utils import TestClient
 from arq.worker import Worker
 
-from tests.conftest import SECRET
+from exporter.tokens import issue_session_token
+from tests.conftest import SECRET, account_id
 from tests.support import ApiUser
 
 
@@ -290,3 +294,47 @@ async def test_a_value_too_large_for_the_column_it_filters_fails_with_a_plain_me
     assert task["error"] == (
         "a filter value does not fit the data it is compared with: value out of int32 range"
     )
+
+
+async def raw_exchange(client: TestClient[Any, Any], request: bytes) -> tuple[int, str, bytes]:
+    """Send ``request`` as it is; the answer's status, Content-Type and body."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        head, _, body = (await reader.read()).partition(b"\r\n\r\n")
+    finally:
+        writer.close()
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    return int(status_line.split()[1]), headers.get("Content-Type", ""), body
+
+
+def _session_cookie(account: int = 1) -> tuple[str, str]:
+    return issue_session_token(SECRET, account, ttl_s=600)
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        (b"Authorization: Bearer \xff\xfe", 401),
+        (b"Cookie: exporter_session=\xc3\xa9\xff", 401),
+        (b"Cookie: exporter_session=%s\r\nX-CSRF-Token: \xff", 403),
+    ],
+)
+async def test_a_credential_header_that_is_not_utf8_is_a_4xx_json_error(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any], headers: bytes, status: int
+) -> None:
+    cookie, _ = _session_cookie(await account_id(db, "admin"))
+    head = headers.replace(b"%s", cookie.encode())
+
+    answer, content_type, body = await raw_exchange(
+        client,
+        b"POST /api/export-tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + head
+        + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    )
+
+    assert answer == status, body
+    assert content_type.startswith("application/json")
+    assert json.loads(body)["error"]["code"] in ("unauthorized", "forbidden")
