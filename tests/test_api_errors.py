@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,7 +16,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 from arq.worker import Worker
 
+from exporter.api.app import create_app
+from exporter.serving import listening
 from exporter.tokens import issue_session_token
+from settings import Settings
 from tests.conftest import SECRET, account_id
 from tests.support import ApiUser
 
@@ -296,9 +301,9 @@ async def test_a_value_too_large_for_the_column_it_filters_fails_with_a_plain_me
     )
 
 
-async def raw_exchange(client: TestClient[Any, Any], request: bytes) -> tuple[int, str, bytes]:
-    """Send ``request`` as it is; the answer's status, Content-Type and body."""
-    reader, writer = await asyncio.open_connection(client.host, client.port)
+async def raw_exchange(port: int, request: bytes) -> tuple[int, str, bytes]:
+    """Send ``request`` as it is to 127.0.0.1; the answer's status, Content-Type and body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(request)
         await writer.drain()
@@ -329,7 +334,7 @@ async def test_a_credential_header_that_is_not_utf8_is_a_4xx_json_error(
     head = headers.replace(b"%s", cookie.encode())
 
     answer, content_type, body = await raw_exchange(
-        client,
+        client.port,
         b"POST /api/export-tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         + head
         + b"\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
@@ -338,3 +343,47 @@ async def test_a_credential_header_that_is_not_utf8_is_a_4xx_json_error(
     assert answer == status, body
     assert content_type.startswith("application/json")
     assert json.loads(body)["error"]["code"] in ("unauthorized", "forbidden")
+
+
+@pytest.fixture
+async def served_port(settings: Settings) -> AsyncIterator[int]:
+    """The API served as `exporter serve` serves it, with its own connection handler."""
+    async with listening(create_app(settings), "127.0.0.1", 0) as port:
+        yield port
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "problem"),
+    [
+        (b"G\x01T / HTTP/1.1\r\nHost: x\r\n\r\n", "Invalid method encountered"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX-Note: a\x00b\r\n\r\n", "Invalid header value char"),
+        (
+            b"GET /api/export-tasks HTTP/1.1\r\nHost: x\r\nX-Note: " + b"a" * 9_000 + b"\r\n\r\n",
+            "Got more than 8190 bytes",
+        ),
+    ],
+)
+async def test_an_unparsable_request_is_a_400_json_error_logged_without_a_traceback(
+    served_port: int, caplog: pytest.LogCaptureFixture, request_bytes: bytes, problem: str
+) -> None:
+    with caplog.at_level(logging.INFO):
+        status, content_type, body = await raw_exchange(served_port, request_bytes)
+
+    assert status == 400
+    assert content_type.startswith("application/json")
+    error = json.loads(body)["error"]
+    assert error["code"] == "bad_request"
+    assert problem in error["message"]
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert problem in warning.getMessage()
+    assert warning.exc_info is None
+
+
+async def test_the_served_api_still_answers_a_well_formed_request(served_port: int) -> None:
+    status, content_type, body = await raw_exchange(
+        served_port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+
+    assert status == 200, body
+    assert content_type.startswith("application/json")
