@@ -153,7 +153,7 @@ async def _until_a_child_dies(children: Sequence[BaseProcess]) -> None:
         await asyncio.sleep(CHILD_CHECK_INTERVAL_S)
     dead = [child for child in children if not child.is_alive()]
     log.error("API process %s stopped; stopping the others", _names(dead))
-    # The way run_app is told to stop: its SIGTERM handler ends the serving loop cleanly.
+    # The way the server is told to stop: the runner's SIGTERM handler ends the loop cleanly.
     os.kill(os.getpid(), signal.SIGTERM)
 
 
