@@ -18,7 +18,6 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
 from multiprocessing.process import BaseProcess
 
 from aiohttp import web
@@ -95,7 +94,7 @@ async def _serve_until_stopped(app: web.Application, host: str, port: int, reuse
         await asyncio.Future()
 
 
-@asynccontextmanager
+@contextlib.asynccontextmanager
 async def listening(
     app: web.Application,
     host: str,
