@@ -52,6 +52,19 @@ def lost_connection(exc: BaseException, *also: type[BaseException]) -> BaseExcep
     return None
 
 
+def unencodable_argument(exc: BaseException) -> BaseException | None:
+    """Why asyncpg could not encode a bound value for its column (the query was never sent).
+
+    asyncpg raises the base DataError of server-side data exceptions (which arrive as its
+    subclasses: DivisionByZeroError, …) and chains the encoder's own error, which says what is
+    wrong in plain words ("value out of int32 range").
+    """
+    cause = exc.__cause__
+    if type(exc) is asyncpg.DataError and isinstance(cause, ValueError | TypeError | OverflowError):
+        return cause
+    return None
+
+
 def _socket_missing(exc: BaseException) -> bool:
     # A server on a unix socket that is down: connect() finds no socket file. Unlike a file
     # that an open() misses, the error names no file.

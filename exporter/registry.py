@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import ConfigDict, model_validator
 
 from exporter.errors import DuplicateHandler, HandlerNotFound
+from exporter.input_model import InputModel
 from exporter.models import EXPORT_CREATE
 
 FORMULA_PREFIXES = ("=", "@", "+", "-", "\t", "\r", "\n")
@@ -71,8 +72,9 @@ class RowQuery:
         return " WHERE " + " AND ".join(f"({condition})" for condition in self.conditions)
 
 
-class ExportParams(BaseModel):
-    """Base of every handler's filter model: unknown fields are refused, values are frozen."""
+class ExportParams(InputModel):
+    """Base of every handler's filter model: unknown fields are refused, values are frozen, and
+    every value can be bound in PostgreSQL (see :mod:`exporter.input_model`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 

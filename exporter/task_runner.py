@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from exporter.db import DATABASE_ERRORS, Pool, lost_connection
+from exporter.db import DATABASE_ERRORS, Pool, lost_connection, unencodable_argument
 from exporter.errors import ExporterError
 from exporter.export_file import ExportRequest, ParallelEncoding, Progress, export_to_file
 from exporter.models import ExportTask
@@ -77,6 +77,10 @@ def describe_failure(exc: BaseException, timeout_s: int) -> str:
         return f"timed out after {timeout_s} s"
     if isinstance(exc, ExporterError):
         return exc.message
+    if (unencodable := unencodable_argument(exc)) is not None:
+        # A filter value that passed validation but not the column's type (an int4 column
+        # compared with a value within bigint): the user's to change, not the database's fault.
+        return f"a filter value does not fit the data it is compared with: {unencodable}"
     if isinstance(exc, asyncpg.PostgresError):
         return f"database error: {exc}"
     if isinstance(exc, OSError):

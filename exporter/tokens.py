@@ -15,6 +15,7 @@ from typing import Any
 import jwt
 
 from exporter.errors import Unauthorized
+from exporter.input_model import fits_bigint
 
 ALGORITHM = "HS256"
 # Tokens whose signature check is remembered, per process (a few hundred bytes each).
@@ -64,6 +65,9 @@ class _VerifiedToken:
 # raise, and are not kept.
 @functools.lru_cache(maxsize=VERIFIED_TOKENS_KEPT)
 def _verified(secret: str, token: str) -> _VerifiedToken:
+    # A JWT is ASCII; a header's other bytes arrive as surrogates, which PyJWT cannot encode.
+    if not token.isascii():
+        raise Unauthorized("invalid token: not a JWT")
     try:
         claims = jwt.decode(
             token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
@@ -73,7 +77,7 @@ def _verified(secret: str, token: str) -> _VerifiedToken:
     except jwt.InvalidTokenError as exc:
         raise Unauthorized(f"invalid token: {exc}") from None
     subject = claims["sub"]
-    if not isinstance(subject, str) or not subject.isdigit():
+    if not isinstance(subject, str) or not fits_bigint(subject):
         raise Unauthorized("invalid token: sub must be an account id")
     csrf_token = claims.get("csrf")
     identity = TokenIdentity(int(subject), csrf_token if isinstance(csrf_token, str) else None)

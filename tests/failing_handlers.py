@@ -20,6 +20,10 @@ class NoParams(ExportParams):
     pass
 
 
+class AtMostParams(ExportParams):
+    at_most: int = 0
+
+
 class SlowParams(ExportParams):
     rows: int = Field(2_000, ge=0, le=250_000)
 
@@ -68,3 +72,15 @@ def killing_rows(params: NoParams) -> RowQuery:
         raise RuntimeError("refusing to kill a process that is not a disposable test worker")
     os.kill(os.getpid(), signal.SIGKILL)
     raise AssertionError("unreachable: the process is gone")
+
+
+# test_series.n is an integer column: a value past int4 but within bigint passes validation and
+# is refused only when asyncpg encodes it for the query, in the worker.
+@export_handler(
+    "test_int4_filter",
+    title="整数过滤",
+    params=AtMostParams,
+    columns=[Column("N", "g.n", ColumnKind.INTEGER)],
+)
+def int4_rows(params: AtMostParams) -> RowQuery:
+    return RowQuery("test_series g", order_by="g.n").where("g.n <= {}", params.at_most)

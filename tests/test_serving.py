@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import signal
@@ -135,6 +137,30 @@ async def test_each_answer_is_logged_with_its_status_size_and_seconds_taken(
     match = await wait_until(logged, what="the access log line")
     assert size > 0
     assert 0 < float(match[1]) < 10
+
+
+async def test_an_unparsable_request_is_answered_in_json_and_logged_as_a_warning(
+    server: tuple[subprocess.Popen[bytes], int], tmp_path: Path
+) -> None:
+    process, port = server
+    await wait_until(lambda: _serving(port, process.pid), timeout_s=60, what="the API")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\nX-Note: " + b"a" * 9_000 + b"\r\n\r\n")
+    answer = await reader.read()
+    writer.close()
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0].endswith(b" 400 Bad Request")
+    assert b"Content-Type: application/json" in head
+    assert json.loads(body)["error"]["code"] == "bad_request"
+
+    async def logged() -> str | None:
+        log = (tmp_path / "serve.log").read_text()
+        return log if "unreadable request from 127.0.0.1" in log else None
+
+    log = await wait_until(logged, what="the warning")
+    assert "Traceback" not in log
+    assert " ERROR " not in log
 
 
 async def test_stopping_the_server_stops_every_api_process(

@@ -42,7 +42,8 @@ def _identity(request: web.Request, token: str) -> TokenIdentity:
 
 
 def _check_csrf(request: web.Request, identity: TokenIdentity) -> None:
-    sent = request.headers.get(CSRF_HEADER, "").encode()
+    # Header bytes that are not UTF-8 arrive as surrogates; they must not compare equal, nor raise.
+    sent = request.headers.get(CSRF_HEADER, "").encode(errors="surrogateescape")
     expected = (identity.csrf_token or "").encode()
     if not expected or not hmac.compare_digest(sent, expected):
         raise Forbidden(

@@ -1,4 +1,5 @@
-"""One middleware turns every error into ``{"error": {"code", "message", "details"}}``."""
+"""Every error becomes ``{"error": {"code", "message", "details"}}``: through one middleware, or,
+for a request too malformed to reach the application, through the connection handler."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 from http import HTTPStatus
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from exporter.api.responses import json_model
@@ -63,3 +65,34 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             return response
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "internal_error", "internal server error")
+
+
+# The parser's messages run over several lines and quote what the client sent; the first line
+# says what is wrong ("Invalid header value char"), cut to a length a client can show.
+PARSE_ERROR_MESSAGE_MAX = 200
+
+
+class JsonErrorRequestHandler(web.RequestHandler):
+    """aiohttp's connection handler, answering a request it cannot parse as the API answers any
+    bad request, and logging it as the client's mistake.
+
+    aiohttp 3 renders a parse error (a bad request line, a header over ``max_field_size``) in
+    ``handle_error``, before any middleware: as text/plain, with an ERROR log and traceback.
+    aiohttp 4 sends these requests through the middleware instead, which makes this unneeded.
+    """
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if not isinstance(exc, HttpProcessingError):
+            return super().handle_error(request, status, exc, message)
+        problem = exc.message.partition("\n")[0].rstrip(":")[:PARSE_ERROR_MESSAGE_MAX]
+        log.warning("unreadable request from %s: %s", request.remote, problem)
+        response = error_response(status, _code_for(status), f"unreadable request: {problem}")
+        # What follows on the connection cannot be told apart from the bad request.
+        response.force_close()
+        return response

@@ -16,6 +16,7 @@ from exporter.api.auth import current_account, require_permissions
 from exporter.api.responses import json_model
 from exporter.api.services import services_of
 from exporter.api.validation import validate
+from exporter.input_model import InputModel
 
 routes = web.RouteTableDef()
 
@@ -30,7 +31,7 @@ ROLE_FIELDS = """
 """
 
 
-class PageQuery(BaseModel):
+class PageQuery(InputModel):
     """The paging part of a list's query string; everything else is the export type's filters."""
 
     model_config = ConfigDict(extra="forbid")

@@ -8,11 +8,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from exporter.input_model import InputModel
 from exporter.models import ExportFormat, ExportTask, TaskEvent, TaskStatus
 
 
 class CreateTaskRequest(BaseModel):
-    """Body of POST /api/export-tasks."""
+    """Body of POST /api/export-tasks.
+
+    Not an InputModel: ``params`` are checked by the type's own model, which names the field
+    inside them, and an unknown ``type`` is refused by name.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -21,7 +26,7 @@ class CreateTaskRequest(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict, description="filters of the type")
 
 
-class ListTasksQuery(BaseModel):
+class ListTasksQuery(InputModel):
     """Query string of GET /api/export-tasks."""
 
     model_config = ConfigDict(extra="forbid")

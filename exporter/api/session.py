@@ -14,6 +14,7 @@ from exporter.api.responses import json_model
 from exporter.api.services import services_of
 from exporter.api.validation import read_json_body
 from exporter.errors import FieldProblem, Forbidden, TooManySignIns, Unauthorized
+from exporter.input_model import InputModel
 from exporter.passwords import verify_password
 from exporter.tokens import issue_session_token
 
@@ -62,7 +63,7 @@ class SignInThrottle:
 SIGN_IN_THROTTLE = web.AppKey("sign_in_throttle", SignInThrottle)
 
 
-class LoginRequest(BaseModel):
+class LoginRequest(InputModel):
     """Body of POST /api/session."""
 
     model_config = ConfigDict(extra="forbid")

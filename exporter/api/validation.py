@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
+import pydantic_core
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
@@ -37,9 +37,14 @@ async def read_json_body(request: web.Request, model: type[M]) -> M:
     """The request body parsed as JSON into ``model`` (size is capped by the app)."""
     raw = await request.read()
     try:
-        data = json.loads(raw) if raw else None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"request body is not valid JSON: {exc}") from None
+        # pydantic's parser, not the json module: it refuses nesting past 200 levels and
+        # integers past Python's 4,300 digits with a ValueError, where json.loads raised
+        # RecursionError at 30,000 brackets; it refuses lone surrogates (not UTF-8) as well.
+        data = pydantic_core.from_json(raw, allow_inf_nan=False) if raw else None
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"request body is not valid JSON: {exc}", [FieldProblem("body", str(exc))]
+        ) from None
     if not isinstance(data, dict):
         raise InvalidRequest("request body must be a JSON object")
     return validate(model, data)
