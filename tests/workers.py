@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,6 +21,12 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
     try:
         yield arq_worker
     finally:
+        # close() cancels the jobs still running, then gathers them and re-raises their
+        # CancelledError: a job finishing its bookkeeping as the test ended failed the teardown
+        # and left the worker's pool open. Cancelled and gathered here, close() finds none.
+        arq_worker.handle_sig(signal.SIGUSR1)
+        await asyncio.gather(*arq_worker.tasks.values(), return_exceptions=True)
+        arq_worker.tasks.clear()
         await arq_worker.close()
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
