@@ -70,7 +70,3 @@ class Account:
     id: int
     username: str
     status: str
-
-    @property
-    def may_export(self) -> bool:
-        return self.status == "active"

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any
 
 import asyncpg
 import jwt
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient, TestServer
+from yarl import URL
 
+from exporter.api.app import create_app
 from exporter.passwords import hash_password
 from exporter.tokens import issue_token
+from settings import Settings
 from tests.conftest import SECRET, account_id
 
 ADMIN = {"username": "admin", "password": "admin-password"}
+NEW_TASK = {"type": "role", "format": "csv", "params": {}}
 
 
 async def sign_in(client: TestClient[Any, Any], credentials: dict[str, str]) -> str:
@@ -50,6 +56,9 @@ async def test_signing_in_sets_an_httponly_samesite_cookie_naming_the_account(
     claims = jwt.decode(session.value, SECRET, algorithms=["HS256"])
     assert claims["sub"] == str(admin_id)
     assert claims["csrf"] == body["csrf_token"]
+    session_row = await db.fetchrow("SELECT id, account_id FROM sessions")
+    assert session_row is not None
+    assert (str(session_row["id"]), session_row["account_id"]) == (claims["sid"], admin_id)
     assert claims["exp"] > time.time()
     assert await db.fetchval("SELECT last_login_at FROM accounts WHERE id = $1", admin_id)
 
@@ -100,7 +109,7 @@ async def test_a_disabled_or_locked_account_cannot_sign_in(
     )
 
     assert response.status == 403
-    assert (await response.json())["error"]["code"] == "forbidden"
+    assert (await response.json())["error"]["code"] == "account_inactive"
 
 
 @pytest.mark.parametrize(
@@ -153,10 +162,10 @@ async def test_a_cookie_request_that_changes_something_needs_the_csrf_header(
     assert await db.fetchval("SELECT count(*) FROM export_tasks") == 1
 
 
-async def test_a_bearer_token_in_the_cookie_cannot_change_anything(
+async def test_a_bearer_token_in_the_cookie_is_no_session(
     client: TestClient[Any, Any], db: asyncpg.Connection[Any]
 ) -> None:
-    # A plain bearer token carries no CSRF value, so there is nothing a page could echo.
+    # It names no session row, so signing out could not end it (nor one from before sessions).
     token = issue_token(SECRET, await account_id(db, "admin"))
     cookies = {"exporter_session": token}
     body = {"type": "role", "format": "csv", "params": {}}
@@ -165,9 +174,9 @@ async def test_a_bearer_token_in_the_cookie_cannot_change_anything(
     write = await client.post(
         "/api/export-tasks", json=body, cookies=cookies, headers={"X-CSRF-Token": ""}
     )
+    page = await client.get("/tasks", cookies=cookies, allow_redirects=False)
 
-    assert read.status == 200
-    assert write.status == 403
+    assert (read.status, write.status, page.status) == (401, 401, 302)
 
 
 async def test_bearer_requests_need_no_csrf_header_even_with_a_cookie_present(
@@ -211,6 +220,110 @@ async def test_signing_out_clears_the_cookie(client: TestClient[Any, Any]) -> No
     assert response.status == 204
     assert set_cookie(response.headers)["exporter_session"].value == ""
     assert after.status == 401
+
+
+async def signed_in_cookie(client: TestClient[Any, Any], credentials: dict[str, str]) -> Cookies:
+    """Sign in; the session cookie's value and the CSRF value, sent by hand, not by the jar."""
+    response = await client.post("/api/session", json=credentials)
+    assert response.status == 200, await response.text()
+    client.session.cookie_jar.clear()
+    csrf_token: str = (await response.json())["csrf_token"]
+    return Cookies(set_cookie(response.headers)["exporter_session"].value, csrf_token)
+
+
+@dataclass(frozen=True)
+class Cookies:
+    session: str
+    csrf_token: str
+
+    async def request(
+        self, client: TestClient[Any, Any], method: str, path: str, **kwargs: Any
+    ) -> ClientResponse:
+        """The request a browser holding this cookie makes (CSRF header and all)."""
+        headers = {"Cookie": f"exporter_session={self.session}", "X-CSRF-Token": self.csrf_token}
+        return await client.request(method, path, headers=headers, allow_redirects=False, **kwargs)
+
+
+async def test_signing_out_ends_the_session_so_its_old_cookie_is_refused(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any]
+) -> None:
+    old = await signed_in_cookie(client, ADMIN)
+    assert (await old.request(client, "GET", "/api/export-tasks")).status == 200
+
+    signed_out = await old.request(client, "DELETE", "/api/session")
+
+    listed = await old.request(client, "GET", "/api/export-tasks")
+    created = await old.request(client, "POST", "/api/export-tasks", json=NEW_TASK)
+    page = await old.request(client, "GET", "/tasks")
+    assert signed_out.status == 204
+    assert (listed.status, created.status) == (401, 401)
+    assert (await listed.json())["error"]["message"] == "the session has ended; sign in again"
+    assert page.status == 302
+    assert URL(page.headers["Location"]).path == "/login"
+    assert await db.fetchval("SELECT count(*) FROM export_tasks") == 0
+    assert await db.fetchval("SELECT count(*) FROM sessions") == 0
+
+
+async def test_a_session_ended_in_one_api_process_is_refused_by_every_other(
+    client: TestClient[Any, Any], settings: Settings
+) -> None:
+    async with TestClient(TestServer(create_app(settings))) as other_process:
+        old = await signed_in_cookie(client, ADMIN)
+        before = [await old.request(c, "GET", "/api/export-tasks") for c in (client, other_process)]
+
+        signed_out = await old.request(other_process, "DELETE", "/api/session")
+
+        after = [await old.request(c, "GET", "/api/export-tasks") for c in (client, other_process)]
+    assert signed_out.status == 204
+    assert [r.status for r in before] == [200, 200]
+    assert [r.status for r in after] == [401, 401]
+
+
+async def test_disabling_an_account_ends_its_sessions_and_enabling_it_brings_none_back(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any]
+) -> None:
+    old = await signed_in_cookie(client, ADMIN)
+    admin_id = await account_id(db, "admin")
+
+    # As an admin backend would, straight in the database.
+    await db.execute("UPDATE accounts SET status = 'disabled' WHERE id = $1", admin_id)
+    sessions_left = await db.fetchval("SELECT count(*) FROM sessions")
+    while_disabled = await old.request(client, "GET", "/api/export-tasks")
+    await db.execute("UPDATE accounts SET status = 'active' WHERE id = $1", admin_id)
+    enabled_again = await old.request(client, "GET", "/api/export-tasks")
+
+    assert sessions_left == 0
+    assert while_disabled.status == 403
+    assert (await while_disabled.json())["error"]["code"] == "account_inactive"
+    assert enabled_again.status == 401
+    fresh = await signed_in_cookie(client, ADMIN)
+    assert (await fresh.request(client, "GET", "/api/export-tasks")).status == 200
+
+
+async def test_changing_the_password_ends_every_session_of_that_account_only(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any]
+) -> None:
+    await db.execute(
+        "INSERT INTO accounts (username, password_hash) VALUES ('auditor', $1)",
+        hash_password("auditor-password"),
+    )
+    laptop = await signed_in_cookie(client, ADMIN)
+    phone = await signed_in_cookie(client, ADMIN)
+    auditor = await signed_in_cookie(
+        client, {"username": "auditor", "password": "auditor-password"}
+    )
+    admin_id = await account_id(db, "admin")
+    bearer = {"Authorization": f"Bearer {issue_token(SECRET, admin_id)}"}
+
+    await db.execute(
+        "UPDATE accounts SET password_hash = $1 WHERE id = $2", hash_password("new"), admin_id
+    )
+
+    for ended in (laptop, phone):
+        assert (await ended.request(client, "GET", "/api/export-tasks")).status == 401
+    assert (await auditor.request(client, "GET", "/api/export-tasks")).status == 200
+    # A bearer token is no session: it lasts until it expires or the account stops being active.
+    assert (await client.get("/api/export-tasks", headers=bearer)).status == 200
 
 
 async def test_after_ten_wrong_passwords_sign_in_pauses_for_that_username_and_address(
