@@ -14,7 +14,9 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
+from exporter.account_repository import AccountRepository
 from exporter.api.app import create_app
+from exporter.db import create_pool
 from exporter.passwords import hash_password
 from exporter.tokens import issue_token
 from settings import Settings
@@ -324,6 +326,44 @@ async def test_changing_the_password_ends_every_session_of_that_account_only(
     assert (await auditor.request(client, "GET", "/api/export-tasks")).status == 200
     # A bearer token is no session: it lasts until it expires or the account stops being active.
     assert (await client.get("/api/export-tasks", headers=bearer)).status == 200
+
+
+async def test_an_expired_session_is_refused_and_the_next_sign_in_removes_it(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any]
+) -> None:
+    old = await signed_in_cookie(client, ADMIN)
+    await db.execute("UPDATE sessions SET expires_at = now() - interval '1 second'")
+
+    refused = await old.request(client, "GET", "/api/export-tasks")
+    await signed_in_cookie(client, ADMIN)
+
+    assert refused.status == 401
+    assert await db.fetchval("SELECT count(*) FROM sessions WHERE expires_at <= now()") == 0
+    assert await db.fetchval("SELECT count(*) FROM sessions") == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "UPDATE accounts SET status = 'locked' WHERE id = $1",
+        "UPDATE accounts SET password_hash = 'another' WHERE id = $1",
+    ],
+    ids=["locked", "new-password"],
+)
+async def test_no_session_starts_for_an_account_changed_while_its_password_was_checked(
+    database_url: str, db: asyncpg.Connection[Any], change: str
+) -> None:
+    admin_id = await account_id(db, "admin")
+    checked_hash = await db.fetchval("SELECT password_hash FROM accounts WHERE id = $1", admin_id)
+    await db.execute(change, admin_id)
+    pool = await create_pool(database_url)
+    try:
+        session_id = await AccountRepository(pool).start_session(admin_id, checked_hash, ttl_s=60)
+    finally:
+        await pool.close()
+
+    assert session_id is None
+    assert await db.fetchval("SELECT count(*) FROM sessions") == 0
 
 
 async def test_after_ten_wrong_passwords_sign_in_pauses_for_that_username_and_address(
