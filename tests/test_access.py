@@ -130,6 +130,38 @@ async def test_an_account_no_longer_active_is_refused_by_every_endpoint_with_its
     assert await db.fetchval("SELECT count(*) FROM export_tasks") == 1
 
 
+PUBLIC = {("POST", "/api/session"), ("GET", "/api/openapi.json")}
+
+
+async def test_no_api_route_serves_an_account_no_longer_active(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any]
+) -> None:
+    # Every route the app has, so that one added later without the check fails here.
+    auditor_id, headers = await signed_in_auditor(client, db, "token")
+    await db.execute("UPDATE accounts SET status = 'locked' WHERE id = $1", auditor_id)
+    routes = {
+        (route.method, route.resource.canonical)
+        for route in client.app.router.routes()
+        if route.resource is not None and route.resource.canonical.startswith("/api/")
+    }
+    checked = sorted(
+        (method, path) for method, path in routes - PUBLIC if method not in ("HEAD", "OPTIONS")
+    )
+
+    refused = []
+    for method, path in checked:
+        url = path.replace("{task_id}", str(uuid.uuid4()))
+        response = await client.request(method, url, headers=headers, json={})
+        code = None
+        if response.status == 403:  # else the body may be an open event stream
+            code = (await response.json())["error"]["code"]
+        response.close()
+        refused.append((method, path, response.status, code))
+
+    assert {("GET", "/api/accounts"), ("GET", "/api/export-tasks/stream")} <= set(checked)
+    assert refused == [(method, path, 403, "account_inactive") for method, path in checked]
+
+
 @pytest.mark.parametrize("path", ["/tasks", "/accounts", "/roles"])
 async def test_the_pages_send_an_account_no_longer_active_to_sign_in(
     client: TestClient[Any, Any], db: asyncpg.Connection[Any], path: str
