@@ -78,11 +78,12 @@ AUDITOR = {"username": "auditor", "password": "auditor-password"}
 async def signed_in_auditor(
     client: TestClient[Any, Any], db: asyncpg.Connection[Any], credential: str
 ) -> tuple[int, dict[str, str]]:
-    """An active account, and the headers that send its bearer token or, with the client's
-    cookie, its session's CSRF value."""
+    """An active account with the admin's role, and the headers that send its bearer token or,
+    with the client's cookie, its session's CSRF value."""
     auditor_id = int(
         await db.fetchval(
-            "INSERT INTO accounts (username, status, password_hash) VALUES ($1, 'active', $2)"
+            "INSERT INTO accounts (username, status, password_hash, role_id)"
+            " SELECT $1, 'active', $2, role_id FROM accounts WHERE username = 'admin'"
             " RETURNING id",
             AUDITOR["username"],
             hash_password(AUDITOR["password"]),
