@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import jwt
 import pytest
 from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from exporter.account_repository import AccountRepository
-from exporter.api.app import create_app
 from exporter.db import create_pool
 from exporter.passwords import hash_password
 from exporter.tokens import issue_token
 from settings import Settings
 from tests.conftest import SECRET, account_id
+from tests.processes import settings_env, start_exporter
+from tests.support import wait_until
+from tests.test_faults import free_port
 
 ADMIN = {"username": "admin", "password": "admin-password"}
 NEW_TASK = {"type": "role", "format": "csv", "params": {}}
@@ -239,7 +245,11 @@ class Cookies:
     csrf_token: str
 
     async def request(
-        self, client: TestClient[Any, Any], method: str, path: str, **kwargs: Any
+        self,
+        client: TestClient[Any, Any] | aiohttp.ClientSession,
+        method: str,
+        path: str,
+        **kwargs: Any,
     ) -> ClientResponse:
         """The request a browser holding this cookie makes (CSRF header and all)."""
         headers = {"Cookie": f"exporter_session={self.session}", "X-CSRF-Token": self.csrf_token}
@@ -266,16 +276,41 @@ async def test_signing_out_ends_the_session_so_its_old_cookie_is_refused(
     assert await db.fetchval("SELECT count(*) FROM sessions") == 0
 
 
+@pytest.fixture
+async def other_api_process(
+    settings: Settings, tmp_path: Path
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """`exporter serve` in a process of its own on the test's database, and a client of it."""
+    port = free_port()
+    env = {**os.environ, **settings_env(settings, port=port, api_processes=1)}
+    process = start_exporter("serve", env, tmp_path / "serve.log")
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as other:
+
+            async def ready() -> bool:
+                try:
+                    async with other.get("/readyz") as response:
+                        return response.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await wait_until(ready, timeout_s=60, what="the other API process")
+            yield other
+    finally:
+        process.kill()
+        process.wait()
+
+
 async def test_a_session_ended_in_one_api_process_is_refused_by_every_other(
-    client: TestClient[Any, Any], settings: Settings
+    client: TestClient[Any, Any], other_api_process: aiohttp.ClientSession
 ) -> None:
-    async with TestClient(TestServer(create_app(settings))) as other_process:
-        old = await signed_in_cookie(client, ADMIN)
-        before = [await old.request(c, "GET", "/api/export-tasks") for c in (client, other_process)]
+    processes = (client, other_api_process)
+    old = await signed_in_cookie(client, ADMIN)
+    before = [await old.request(c, "GET", "/api/export-tasks") for c in processes]
 
-        signed_out = await old.request(other_process, "DELETE", "/api/session")
+    signed_out = await old.request(other_api_process, "DELETE", "/api/session")
 
-        after = [await old.request(c, "GET", "/api/export-tasks") for c in (client, other_process)]
+    after = [await old.request(c, "GET", "/api/export-tasks") for c in processes]
     assert signed_out.status == 204
     assert [r.status for r in before] == [200, 200]
     assert [r.status for r in after] == [401, 401]
