@@ -6,6 +6,7 @@ ExporterError
 │       └── HandlerNotFound   422  no handler is registered for the export type
 ├── Unauthorized              401
 ├── Forbidden                 403
+│   └── AccountInactive       403  the account is disabled or locked
 ├── TaskNotFound              404
 ├── TaskNotReady              409  the task has no file to download (yet)
 ├── TaskStateConflict         409  the task's state does not allow the action
@@ -70,6 +71,12 @@ class Forbidden(ExporterError):
 
     status = 403
     code = "forbidden"
+
+
+class AccountInactive(Forbidden):
+    """The account is not active (disabled or locked): it may do nothing until it is again."""
+
+    code = "account_inactive"
 
 
 class TaskNotFound(ExporterError):

@@ -77,10 +77,6 @@ class Account:
     status: str
     permissions: frozenset[str] = field(default_factory=frozenset)
 
-    @property
-    def may_export(self) -> bool:
-        return self.status == "active"
-
     def may(self, *permissions: str) -> bool:
         """Whether the account's role grants every one of ``permissions``."""
         return EVERY_PERMISSION in self.permissions or self.permissions.issuperset(permissions)

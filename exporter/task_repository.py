@@ -226,8 +226,7 @@ class TaskRepository:
     ) -> str | None:
         """A page of the owner's tasks, newest first, as the API's TaskPageOut in JSON.
 
-        None when ``owner_id`` is no account: the statement checks, so the list needs no other
-        round trip to know who asks.
+        None when ``owner_id`` is no account (deleted since the caller was checked).
         """
         body: str | None = await self._pool.fetchval(
             TASK_PAGE_JSON, owner_id, status and status.value, type_name, page, page_size

@@ -1,7 +1,8 @@
 """Bearer tokens: HS256 JWTs whose ``sub`` is the account id, so an admin backend can issue them.
 
-The browser's session cookie holds the same kind of token, with one more claim, ``csrf``: the
-value a page must echo in a header before the cookie may change anything.
+The browser's session cookie holds the same kind of token, with two more claims: ``sid``, the
+session row that signing out deletes, and ``csrf``, the value a page must echo in a header before
+the cookie may change anything.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import functools
 import secrets
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,10 +26,11 @@ VERIFIED_TOKENS_KEPT = 4096
 
 @dataclass(frozen=True)
 class TokenIdentity:
-    """Who a valid token names, and the CSRF value bound to it (None in a plain bearer token)."""
+    """Who a valid token names, and its session and CSRF value (None in a plain bearer token)."""
 
     account_id: int
     csrf_token: str | None
+    session_id: uuid.UUID | None = None
 
 
 def issue_token(
@@ -39,10 +42,13 @@ def issue_token(
     return jwt.encode(payload, secret, algorithm=ALGORITHM)
 
 
-def issue_session_token(secret: str, account_id: int, *, ttl_s: int) -> tuple[str, str]:
-    """A token for the session cookie and the fresh CSRF value signed into it."""
+def issue_session_token(
+    secret: str, account_id: int, session_id: uuid.UUID, *, ttl_s: int
+) -> tuple[str, str]:
+    """A token for the cookie of session ``session_id`` and the fresh CSRF value signed into it."""
     csrf_token = secrets.token_urlsafe(32)
-    return issue_token(secret, account_id, ttl_s=ttl_s, claims={"csrf": csrf_token}), csrf_token
+    claims = {"sid": str(session_id), "csrf": csrf_token}
+    return issue_token(secret, account_id, ttl_s=ttl_s, claims=claims), csrf_token
 
 
 def identity_from_token(secret: str, token: str) -> TokenIdentity:
@@ -80,5 +86,18 @@ def _verified(secret: str, token: str) -> _VerifiedToken:
     if not isinstance(subject, str) or not fits_bigint(subject):
         raise Unauthorized("invalid token: sub must be an account id")
     csrf_token = claims.get("csrf")
-    identity = TokenIdentity(int(subject), csrf_token if isinstance(csrf_token, str) else None)
+    identity = TokenIdentity(
+        int(subject),
+        csrf_token if isinstance(csrf_token, str) else None,
+        _session_id(claims.get("sid")),
+    )
     return _VerifiedToken(identity, float(claims["exp"]))
+
+
+def _session_id(claim: object) -> uuid.UUID | None:
+    if claim is None:
+        return None
+    try:
+        return uuid.UUID(str(claim))
+    except ValueError:
+        raise Unauthorized("invalid token: sid must be a session id") from None

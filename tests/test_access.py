@@ -11,12 +11,15 @@ import asyncpg
 import jwt
 import pytest
 from aiohttp.test_utils import TestClient
+from yarl import URL
 
 from exporter import tokens
 from exporter.errors import Unauthorized
+from exporter.passwords import hash_password
 from exporter.tokens import identity_from_token, issue_token
 from tests.conftest import SECRET, account_id
 from tests.support import ApiUser
+from tests.test_sessions import sign_in
 
 
 @pytest.mark.parametrize(
@@ -69,20 +72,126 @@ def test_a_token_whose_check_is_remembered_is_still_refused_once_it_expires(
         identity_from_token(SECRET, token)
 
 
-@pytest.mark.parametrize("state", ["disabled", "locked"])
-async def test_a_disabled_or_locked_account_cannot_create_exports(
-    client: TestClient[Any, Any], db: asyncpg.Connection[Any], state: str
-) -> None:
-    user_id = await db.fetchval(
-        "INSERT INTO accounts (username, status) VALUES ($1, $2) RETURNING id", state, state
+AUDITOR = {"username": "auditor", "password": "auditor-password"}
+
+
+async def signed_in_auditor(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any], credential: str
+) -> tuple[int, dict[str, str]]:
+    """An active account with the admin's role, and the headers that send its bearer token or,
+    with the client's cookie, its session's CSRF value."""
+    auditor_id = int(
+        await db.fetchval(
+            "INSERT INTO accounts (username, status, password_hash, role_id)"
+            " SELECT $1, 'active', $2, role_id FROM accounts WHERE username = 'admin'"
+            " RETURNING id",
+            AUDITOR["username"],
+            hash_password(AUDITOR["password"]),
+        )
     )
-    user = ApiUser(client, issue_token(SECRET, int(user_id)))
+    if credential == "token":
+        return auditor_id, {"Authorization": f"Bearer {issue_token(SECRET, auditor_id)}"}
+    return auditor_id, {"X-CSRF-Token": await sign_in(client, AUDITOR)}
 
-    status, body = await user.post_task({"type": "role", "format": "csv", "params": {}})
 
-    assert status == 403
-    assert body["error"]["code"] == "forbidden"
-    assert await db.fetchval("SELECT count(*) FROM export_tasks") == 0
+@pytest.mark.usefixtures("worker")
+@pytest.mark.parametrize("credential", ["token", "cookie"])
+@pytest.mark.parametrize("state", ["disabled", "locked"])
+async def test_an_account_no_longer_active_is_refused_by_every_endpoint_with_its_old_credentials(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any], state: str, credential: str
+) -> None:
+    auditor_id, headers = await signed_in_auditor(client, db, credential)
+    user = ApiUser(client, "")
+    user.headers = headers
+    task = await user.finished((await user.create("role", "csv"))["id"])
+    assert task["status"] == "completed"
+
+    await db.execute("UPDATE accounts SET status = $1 WHERE id = $2", state, auditor_id)
+
+    task_path = f"/api/export-tasks/{task['id']}"
+    for method, path in [
+        ("GET", "/api/export-tasks"),
+        ("GET", task_path),
+        ("GET", f"{task_path}/download"),
+        ("GET", "/api/export-tasks/stream"),
+        ("GET", "/api/accounts"),
+        ("GET", "/api/roles"),
+        ("GET", "/api/export-types"),
+        ("POST", "/api/export-tasks"),
+        ("POST", f"{task_path}/cancel"),
+        ("POST", f"{task_path}/retry"),
+        ("DELETE", task_path),
+        ("DELETE", "/api/session"),
+    ]:
+        body = {"type": "role", "format": "csv", "params": {}} if method == "POST" else None
+        response = await client.request(method, path, headers=headers, json=body)
+        assert response.status == 403, (method, path)
+        error = (await response.json())["error"]
+        assert (error["code"], error["message"]) == ("account_inactive", f"account is {state}")
+    assert await db.fetchval("SELECT count(*) FROM export_tasks") == 1
+
+
+PUBLIC = {("POST", "/api/session"), ("GET", "/api/openapi.json")}
+
+
+async def test_no_api_route_serves_an_account_no_longer_active(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any]
+) -> None:
+    # Every route the app has, so that one added later without the check fails here.
+    auditor_id, headers = await signed_in_auditor(client, db, "token")
+    await db.execute("UPDATE accounts SET status = 'locked' WHERE id = $1", auditor_id)
+    routes = {
+        (route.method, route.resource.canonical)
+        for route in client.app.router.routes()
+        if route.resource is not None and route.resource.canonical.startswith("/api/")
+    }
+    checked = sorted(
+        (method, path) for method, path in routes - PUBLIC if method not in ("HEAD", "OPTIONS")
+    )
+
+    refused = []
+    for method, path in checked:
+        url = path.replace("{task_id}", str(uuid.uuid4()))
+        response = await client.request(method, url, headers=headers, json={})
+        code = None
+        if response.status == 403:  # else the body may be an open event stream
+            code = (await response.json())["error"]["code"]
+        response.close()
+        refused.append((method, path, response.status, code))
+
+    assert {("GET", "/api/accounts"), ("GET", "/api/export-tasks/stream")} <= set(checked)
+    assert refused == [(method, path, 403, "account_inactive") for method, path in checked]
+
+
+@pytest.mark.parametrize("path", ["/tasks", "/accounts", "/roles"])
+async def test_the_pages_send_an_account_no_longer_active_to_sign_in(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any], path: str
+) -> None:
+    auditor_id, _ = await signed_in_auditor(client, db, "cookie")
+    assert (await client.get(path, allow_redirects=False)).status == 200
+
+    await db.execute("UPDATE accounts SET status = 'disabled' WHERE id = $1", auditor_id)
+
+    page = await client.get(path, allow_redirects=False)
+    login = await client.get("/login", allow_redirects=False)
+    assert page.status == 302
+    location = URL(page.headers["Location"])
+    assert (location.path, location.query["next"]) == ("/login", path)
+    assert login.status == 200
+
+
+async def test_a_token_from_an_admin_backend_with_only_sub_and_exp_is_accepted(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any]
+) -> None:
+    claims = {"sub": str(await account_id(db, "admin")), "exp": int(time.time()) + 60}
+    headers = {"Authorization": "Bearer " + jwt.encode(claims, SECRET, "HS256")}
+
+    listed = await client.get("/api/export-tasks", headers=headers)
+    created = await client.post(
+        "/api/export-tasks", headers=headers, json={"type": "role", "format": "csv", "params": {}}
+    )
+
+    assert (listed.status, created.status) == (200, 202)
 
 
 async def test_another_users_task_is_404_on_get_and_download_exactly_like_a_missing_one(

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import jwt
 import pytest
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
+from yarl import URL
 
+from exporter.account_repository import AccountRepository
+from exporter.db import create_pool
 from exporter.passwords import hash_password
 from exporter.tokens import issue_token
+from settings import Settings
 from tests.conftest import SECRET, account_id
+from tests.processes import settings_env, start_exporter
+from tests.support import wait_until
+from tests.test_faults import free_port
 
 ADMIN = {"username": "admin", "password": "admin-password"}
+NEW_TASK = {"type": "role", "format": "csv", "params": {}}
 
 
 async def sign_in(client: TestClient[Any, Any], credentials: dict[str, str]) -> str:
@@ -50,6 +64,9 @@ async def test_signing_in_sets_an_httponly_samesite_cookie_naming_the_account(
     claims = jwt.decode(session.value, SECRET, algorithms=["HS256"])
     assert claims["sub"] == str(admin_id)
     assert claims["csrf"] == body["csrf_token"]
+    session_row = await db.fetchrow("SELECT id, account_id FROM sessions")
+    assert session_row is not None
+    assert (str(session_row["id"]), session_row["account_id"]) == (claims["sid"], admin_id)
     assert claims["exp"] > time.time()
     assert await db.fetchval("SELECT last_login_at FROM accounts WHERE id = $1", admin_id)
 
@@ -100,7 +117,7 @@ async def test_a_disabled_or_locked_account_cannot_sign_in(
     )
 
     assert response.status == 403
-    assert (await response.json())["error"]["code"] == "forbidden"
+    assert (await response.json())["error"]["code"] == "account_inactive"
 
 
 @pytest.mark.parametrize(
@@ -153,10 +170,10 @@ async def test_a_cookie_request_that_changes_something_needs_the_csrf_header(
     assert await db.fetchval("SELECT count(*) FROM export_tasks") == 1
 
 
-async def test_a_bearer_token_in_the_cookie_cannot_change_anything(
+async def test_a_bearer_token_in_the_cookie_is_no_session(
     client: TestClient[Any, Any], db: asyncpg.Connection[Any]
 ) -> None:
-    # A plain bearer token carries no CSRF value, so there is nothing a page could echo.
+    # It names no session row, so signing out could not end it (nor one from before sessions).
     token = issue_token(SECRET, await account_id(db, "admin"))
     cookies = {"exporter_session": token}
     body = {"type": "role", "format": "csv", "params": {}}
@@ -165,9 +182,9 @@ async def test_a_bearer_token_in_the_cookie_cannot_change_anything(
     write = await client.post(
         "/api/export-tasks", json=body, cookies=cookies, headers={"X-CSRF-Token": ""}
     )
+    page = await client.get("/tasks", cookies=cookies, allow_redirects=False)
 
-    assert read.status == 200
-    assert write.status == 403
+    assert (read.status, write.status, page.status) == (401, 401, 302)
 
 
 async def test_bearer_requests_need_no_csrf_header_even_with_a_cookie_present(
@@ -211,6 +228,177 @@ async def test_signing_out_clears_the_cookie(client: TestClient[Any, Any]) -> No
     assert response.status == 204
     assert set_cookie(response.headers)["exporter_session"].value == ""
     assert after.status == 401
+
+
+async def signed_in_cookie(client: TestClient[Any, Any], credentials: dict[str, str]) -> Cookies:
+    """Sign in; the session cookie's value and the CSRF value, sent by hand, not by the jar."""
+    response = await client.post("/api/session", json=credentials)
+    assert response.status == 200, await response.text()
+    client.session.cookie_jar.clear()
+    csrf_token: str = (await response.json())["csrf_token"]
+    return Cookies(set_cookie(response.headers)["exporter_session"].value, csrf_token)
+
+
+@dataclass(frozen=True)
+class Cookies:
+    session: str
+    csrf_token: str
+
+    async def request(
+        self,
+        client: TestClient[Any, Any] | aiohttp.ClientSession,
+        method: str,
+        path: str,
+        **kwargs: Any,
+    ) -> ClientResponse:
+        """The request a browser holding this cookie makes (CSRF header and all)."""
+        headers = {"Cookie": f"exporter_session={self.session}", "X-CSRF-Token": self.csrf_token}
+        return await client.request(method, path, headers=headers, allow_redirects=False, **kwargs)
+
+
+async def test_signing_out_ends_the_session_so_its_old_cookie_is_refused(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any]
+) -> None:
+    old = await signed_in_cookie(client, ADMIN)
+    assert (await old.request(client, "GET", "/api/export-tasks")).status == 200
+
+    signed_out = await old.request(client, "DELETE", "/api/session")
+
+    listed = await old.request(client, "GET", "/api/export-tasks")
+    created = await old.request(client, "POST", "/api/export-tasks", json=NEW_TASK)
+    page = await old.request(client, "GET", "/tasks")
+    assert signed_out.status == 204
+    assert (listed.status, created.status) == (401, 401)
+    assert (await listed.json())["error"]["message"] == "the session has ended; sign in again"
+    assert page.status == 302
+    assert URL(page.headers["Location"]).path == "/login"
+    assert await db.fetchval("SELECT count(*) FROM export_tasks") == 0
+    assert await db.fetchval("SELECT count(*) FROM sessions") == 0
+
+
+@pytest.fixture
+async def other_api_process(
+    settings: Settings, tmp_path: Path
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """`exporter serve` in a process of its own on the test's database, and a client of it."""
+    port = free_port()
+    env = {**os.environ, **settings_env(settings, port=port, api_processes=1)}
+    process = start_exporter("serve", env, tmp_path / "serve.log")
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as other:
+
+            async def ready() -> bool:
+                try:
+                    async with other.get("/readyz") as response:
+                        return response.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await wait_until(ready, timeout_s=60, what="the other API process")
+            yield other
+    finally:
+        process.kill()
+        process.wait()
+
+
+async def test_a_session_ended_in_one_api_process_is_refused_by_every_other(
+    client: TestClient[Any, Any], other_api_process: aiohttp.ClientSession
+) -> None:
+    processes = (client, other_api_process)
+    old = await signed_in_cookie(client, ADMIN)
+    before = [await old.request(c, "GET", "/api/export-tasks") for c in processes]
+
+    signed_out = await old.request(other_api_process, "DELETE", "/api/session")
+
+    after = [await old.request(c, "GET", "/api/export-tasks") for c in processes]
+    assert signed_out.status == 204
+    assert [r.status for r in before] == [200, 200]
+    assert [r.status for r in after] == [401, 401]
+
+
+async def test_disabling_an_account_ends_its_sessions_and_enabling_it_brings_none_back(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any]
+) -> None:
+    old = await signed_in_cookie(client, ADMIN)
+    admin_id = await account_id(db, "admin")
+
+    # As an admin backend would, straight in the database.
+    await db.execute("UPDATE accounts SET status = 'disabled' WHERE id = $1", admin_id)
+    sessions_left = await db.fetchval("SELECT count(*) FROM sessions")
+    while_disabled = await old.request(client, "GET", "/api/export-tasks")
+    await db.execute("UPDATE accounts SET status = 'active' WHERE id = $1", admin_id)
+    enabled_again = await old.request(client, "GET", "/api/export-tasks")
+
+    assert sessions_left == 0
+    assert while_disabled.status == 403
+    assert (await while_disabled.json())["error"]["code"] == "account_inactive"
+    assert enabled_again.status == 401
+    fresh = await signed_in_cookie(client, ADMIN)
+    assert (await fresh.request(client, "GET", "/api/export-tasks")).status == 200
+
+
+async def test_changing_the_password_ends_every_session_of_that_account_only(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any]
+) -> None:
+    await db.execute(
+        "INSERT INTO accounts (username, password_hash) VALUES ('auditor', $1)",
+        hash_password("auditor-password"),
+    )
+    laptop = await signed_in_cookie(client, ADMIN)
+    phone = await signed_in_cookie(client, ADMIN)
+    auditor = await signed_in_cookie(
+        client, {"username": "auditor", "password": "auditor-password"}
+    )
+    admin_id = await account_id(db, "admin")
+    bearer = {"Authorization": f"Bearer {issue_token(SECRET, admin_id)}"}
+
+    await db.execute(
+        "UPDATE accounts SET password_hash = $1 WHERE id = $2", hash_password("new"), admin_id
+    )
+
+    for ended in (laptop, phone):
+        assert (await ended.request(client, "GET", "/api/export-tasks")).status == 401
+    assert (await auditor.request(client, "GET", "/api/export-tasks")).status == 200
+    # A bearer token is no session: it lasts until it expires or the account stops being active.
+    assert (await client.get("/api/export-tasks", headers=bearer)).status == 200
+
+
+async def test_an_expired_session_is_refused_and_the_next_sign_in_removes_it(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any]
+) -> None:
+    old = await signed_in_cookie(client, ADMIN)
+    await db.execute("UPDATE sessions SET expires_at = now() - interval '1 second'")
+
+    refused = await old.request(client, "GET", "/api/export-tasks")
+    await signed_in_cookie(client, ADMIN)
+
+    assert refused.status == 401
+    assert await db.fetchval("SELECT count(*) FROM sessions WHERE expires_at <= now()") == 0
+    assert await db.fetchval("SELECT count(*) FROM sessions") == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "UPDATE accounts SET status = 'locked' WHERE id = $1",
+        "UPDATE accounts SET password_hash = 'another' WHERE id = $1",
+    ],
+    ids=["locked", "new-password"],
+)
+async def test_no_session_starts_for_an_account_changed_while_its_password_was_checked(
+    database_url: str, db: asyncpg.Connection[Any], change: str
+) -> None:
+    admin_id = await account_id(db, "admin")
+    checked_hash = await db.fetchval("SELECT password_hash FROM accounts WHERE id = $1", admin_id)
+    await db.execute(change, admin_id)
+    pool = await create_pool(database_url)
+    try:
+        session_id = await AccountRepository(pool).start_session(admin_id, checked_hash, ttl_s=60)
+    finally:
+        await pool.close()
+
+    assert session_id is None
+    assert await db.fetchval("SELECT count(*) FROM sessions") == 0
 
 
 async def test_after_ten_wrong_passwords_sign_in_pauses_for_that_username_and_address(

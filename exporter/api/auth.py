@@ -3,6 +3,11 @@
 A bearer token is sent on purpose by its holder, so it needs nothing more. A cookie is sent by
 the browser on its own, so a request that changes something with only the cookie must also carry
 the session's CSRF value in a header, which a page of another site cannot read or set.
+
+Every authenticated request, page or API, goes through one check (``current_account``, and
+``browser_session`` for the pages): the account exists and is active, and a token that names a
+session names a live one. It reads PostgreSQL each time, with nothing kept per process, so a
+sign-out or a disabled account takes effect at once in every API process.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from exporter.api.services import services_of
-from exporter.errors import FieldProblem, Forbidden, Unauthorized
+from exporter.errors import AccountInactive, FieldProblem, Forbidden, Unauthorized
 from exporter.models import Account
 from exporter.tokens import TokenIdentity, identity_from_token
 
@@ -30,15 +35,35 @@ class BrowserSession:
     csrf_token: str
 
 
-async def _account(request: web.Request, account_id: int) -> Account:
-    account = await services_of(request).accounts.get(account_id)
+async def _checked_account(request: web.Request, identity: TokenIdentity) -> Account:
+    accounts = services_of(request).accounts
+    if identity.session_id is None:
+        account, session_live = await accounts.get(identity.account_id), True
+    else:
+        signed_in = await accounts.get_in_session(identity.account_id, identity.session_id)
+        account, session_live = signed_in.account, signed_in.session_live
     if account is None:
         raise Unauthorized("unknown account")
+    # Before the session: disabling an account also ends its sessions, and its old cookies
+    # should say why they stopped working.
+    if account.status != "active":
+        raise AccountInactive(f"account is {account.status}")
+    if not session_live:
+        raise Unauthorized("the session has ended; sign in again")
     return account
 
 
 def _identity(request: web.Request, token: str) -> TokenIdentity:
     return identity_from_token(services_of(request).settings.secret.get_secret_value(), token)
+
+
+def _session_identity(request: web.Request, cookie: str) -> TokenIdentity:
+    identity = _identity(request, cookie)
+    # A cookie without a session (a bearer token, or one from before sessions) cannot be ended
+    # by signing out, so it is no session at all.
+    if identity.session_id is None:
+        raise Unauthorized("the session cookie names no session; sign in again")
+    return identity
 
 
 def _check_csrf(request: web.Request, identity: TokenIdentity) -> None:
@@ -56,11 +81,11 @@ def caller_identity(request: web.Request) -> TokenIdentity:
     """Who the bearer token or session cookie names, checked without the database.
 
     Unauthorized without valid credentials, Forbidden for a cookie-only change that lacks the
-    CSRF header. The account itself may no longer exist: ``current_account`` checks that.
+    CSRF header. The account and session may be gone: ``current_account`` checks them.
     """
     cookie = request.cookies.get(SESSION_COOKIE)
     if "Authorization" not in request.headers and cookie:
-        identity = _identity(request, cookie)
+        identity = _session_identity(request, cookie)
         if request.method not in SAFE_METHODS:
             _check_csrf(request, identity)
         return identity
@@ -72,8 +97,12 @@ def caller_identity(request: web.Request) -> TokenIdentity:
 
 
 async def current_account(request: web.Request) -> Account:
-    """The caller's account; Unauthorized without valid credentials for an existing account."""
-    return await _account(request, caller_identity(request).account_id)
+    """The caller's active account.
+
+    Unauthorized without valid credentials for an existing account or with an ended session,
+    AccountInactive when the account is disabled or locked.
+    """
+    return await _checked_account(request, caller_identity(request))
 
 
 def require_permissions(account: Account, *permissions: str) -> None:
@@ -87,14 +116,15 @@ def require_permissions(account: Account, *permissions: str) -> None:
 
 
 async def browser_session(request: web.Request) -> BrowserSession | None:
-    """The session of a page request, or None when its cookie is missing, expired or foreign."""
+    """The session of a page request; None, as if signed out, when ``current_account`` would
+    refuse its cookie (missing, expired, foreign, ended, or an account no longer active)."""
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         return None
     try:
-        identity = _identity(request, cookie)
-        account = await _account(request, identity.account_id)
-    except Unauthorized:
+        identity = _session_identity(request, cookie)
+        account = await _checked_account(request, identity)
+    except (Unauthorized, AccountInactive):
         return None
     if identity.csrf_token is None:
         return None

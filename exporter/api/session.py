@@ -1,4 +1,5 @@
-"""Signing in and out of the pages: POST /api/session sets the session cookie, DELETE clears it."""
+"""Signing in and out of the pages: POST /api/session starts a session and sets its cookie,
+DELETE ends the session (its row goes, so the old cookie is refused everywhere) and clears it."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import time
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from exporter.api.auth import SESSION_COOKIE, current_account
+from exporter.api.auth import SESSION_COOKIE, caller_identity, current_account
 from exporter.api.responses import json_model
 from exporter.api.services import services_of
 from exporter.api.validation import read_json_body
-from exporter.errors import FieldProblem, Forbidden, TooManySignIns, Unauthorized
+from exporter.errors import AccountInactive, FieldProblem, TooManySignIns, Unauthorized
 from exporter.input_model import InputModel
 from exporter.passwords import verify_password
 from exporter.tokens import issue_session_token
@@ -108,10 +109,15 @@ async def sign_in(request: web.Request) -> web.Response:
         )
     throttle.succeeded(attempt)
     if account.status != "active":
-        raise Forbidden(f"account is {account.status} and cannot sign in")
+        raise AccountInactive(f"account is {account.status} and cannot sign in")
+    session_id = await services.accounts.start_session(
+        account.id, password_hash, ttl_s=SESSION_TTL_S
+    )
+    if session_id is None:
+        raise Unauthorized("the account was disabled or its password changed; sign in again")
     settings = services.settings
     token, csrf_token = issue_session_token(
-        settings.secret.get_secret_value(), account.id, ttl_s=SESSION_TTL_S
+        settings.secret.get_secret_value(), account.id, session_id, ttl_s=SESSION_TTL_S
     )
     await services.accounts.record_login(account.id)
     log.info("account %d signed in", account.id)
@@ -136,6 +142,9 @@ async def sign_in(request: web.Request) -> web.Response:
 @routes.delete("/api/session")
 async def sign_out(request: web.Request) -> web.Response:
     account = await current_account(request)
+    session_id = caller_identity(request).session_id
+    if session_id is not None:
+        await services_of(request).accounts.end_session(session_id)
     log.info("account %d signed out", account.id)
     response = web.Response(status=204)
     response.del_cookie(SESSION_COOKIE, path="/")

@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 from playwright.async_api import Dialog, Page, expect
 
+from exporter.web.i18n import catalog
 from settings import Settings
 from tests.e2e.conftest import OpenPage, screenshot, sign_in
 from tests.expected import ACCOUNT_HEADER, account_rows
@@ -233,3 +234,20 @@ async def test_without_the_event_stream_the_page_polls_and_still_follows_exports
 
     row = page.locator(f'tr[data-task-id="{task["id"]}"]')
     await expect(row.locator(".badge")).to_have_text("已完成")
+
+
+async def test_a_page_open_when_its_account_is_disabled_goes_to_sign_in_at_its_next_call(
+    open_page: OpenPage, db: asyncpg.Connection[Any]
+) -> None:
+    page = await open_page()
+    await sign_in(page, "admin", "admin-password", start="/roles")
+
+    await db.execute("UPDATE accounts SET status = 'disabled' WHERE username = 'admin'")
+    await page.get_by_role("button", name="导出", exact=True).click()
+
+    await page.wait_for_url(re.compile(r"/login\?next=%2Froles$"))
+    await page.locator("#username").fill("admin")
+    await page.locator("#password").fill("admin-password")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#login-error")).to_have_text(catalog("zh-CN")["login.forbidden"])
+    assert await db.fetchval("SELECT count(*) FROM export_tasks") == 0

@@ -61,12 +61,13 @@ window.Exporter = (() => {
       return null;
     }
     const data = await response.json().catch(() => null);
-    if (response.status === 401 && csrf) {
+    const code = data && data.error && data.error.code;
+    // Signed out elsewhere, or the account disabled since: the page is as good as signed out.
+    if ((response.status === 401 || code === "account_inactive") && csrf) {
       signInAgain();
     }
     if (!response.ok) {
-      throw new ApiError(response.status, data && data.error && data.error.code,
-        errorMessage(data, response.status));
+      throw new ApiError(response.status, code, errorMessage(data, response.status));
     }
     return data;
   }
