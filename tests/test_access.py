@@ -72,26 +72,26 @@ def test_a_token_whose_check_is_remembered_is_still_refused_once_it_expires(
         identity_from_token(SECRET, token)
 
 
-AUDITOR = {"username": "auditor", "password": "auditor-password"}
+INSPECTOR = {"username": "inspector", "password": "inspector-password"}
 
 
-async def signed_in_auditor(
+async def signed_in_inspector(
     client: TestClient[Any, Any], db: asyncpg.Connection[Any], credential: str
 ) -> tuple[int, dict[str, str]]:
     """An active account with the admin's role, and the headers that send its bearer token or,
     with the client's cookie, its session's CSRF value."""
-    auditor_id = int(
+    inspector_id = int(
         await db.fetchval(
             "INSERT INTO accounts (username, status, password_hash, role_id)"
             " SELECT $1, 'active', $2, role_id FROM accounts WHERE username = 'admin'"
             " RETURNING id",
-            AUDITOR["username"],
-            hash_password(AUDITOR["password"]),
+            INSPECTOR["username"],
+            hash_password(INSPECTOR["password"]),
         )
     )
     if credential == "token":
-        return auditor_id, {"Authorization": f"Bearer {issue_token(SECRET, auditor_id)}"}
-    return auditor_id, {"X-CSRF-Token": await sign_in(client, AUDITOR)}
+        return inspector_id, {"Authorization": f"Bearer {issue_token(SECRET, inspector_id)}"}
+    return inspector_id, {"X-CSRF-Token": await sign_in(client, INSPECTOR)}
 
 
 @pytest.mark.usefixtures("worker")
@@ -100,13 +100,13 @@ async def signed_in_auditor(
 async def test_an_account_no_longer_active_is_refused_by_every_endpoint_with_its_old_credentials(
     client: TestClient[Any, Any], db: asyncpg.Connection[Any], state: str, credential: str
 ) -> None:
-    auditor_id, headers = await signed_in_auditor(client, db, credential)
+    inspector_id, headers = await signed_in_inspector(client, db, credential)
     user = ApiUser(client, "")
     user.headers = headers
     task = await user.finished((await user.create("role", "csv"))["id"])
     assert task["status"] == "completed"
 
-    await db.execute("UPDATE accounts SET status = $1 WHERE id = $2", state, auditor_id)
+    await db.execute("UPDATE accounts SET status = $1 WHERE id = $2", state, inspector_id)
 
     task_path = f"/api/export-tasks/{task['id']}"
     for method, path in [
@@ -138,8 +138,8 @@ async def test_no_api_route_serves_an_account_no_longer_active(
     client: TestClient[Any, Any], db: asyncpg.Connection[Any]
 ) -> None:
     # Every route the app has, so that one added later without the check fails here.
-    auditor_id, headers = await signed_in_auditor(client, db, "token")
-    await db.execute("UPDATE accounts SET status = 'locked' WHERE id = $1", auditor_id)
+    inspector_id, headers = await signed_in_inspector(client, db, "token")
+    await db.execute("UPDATE accounts SET status = 'locked' WHERE id = $1", inspector_id)
     routes = {
         (route.method, route.resource.canonical)
         for route in client.app.router.routes()
@@ -167,10 +167,10 @@ async def test_no_api_route_serves_an_account_no_longer_active(
 async def test_the_pages_send_an_account_no_longer_active_to_sign_in(
     client: TestClient[Any, Any], db: asyncpg.Connection[Any], path: str
 ) -> None:
-    auditor_id, _ = await signed_in_auditor(client, db, "cookie")
+    inspector_id, _ = await signed_in_inspector(client, db, "cookie")
     assert (await client.get(path, allow_redirects=False)).status == 200
 
-    await db.execute("UPDATE accounts SET status = 'disabled' WHERE id = $1", auditor_id)
+    await db.execute("UPDATE accounts SET status = 'disabled' WHERE id = $1", inspector_id)
 
     page = await client.get(path, allow_redirects=False)
     login = await client.get("/login", allow_redirects=False)

@@ -341,13 +341,13 @@ async def test_changing_the_password_ends_every_session_of_that_account_only(
     client: TestClient[Any, Any], db: asyncpg.Connection[Any]
 ) -> None:
     await db.execute(
-        "INSERT INTO accounts (username, password_hash) VALUES ('auditor', $1)",
-        hash_password("auditor-password"),
+        "INSERT INTO accounts (username, password_hash) VALUES ('bystander', $1)",
+        hash_password("bystander-password"),
     )
     laptop = await signed_in_cookie(client, ADMIN)
     phone = await signed_in_cookie(client, ADMIN)
-    auditor = await signed_in_cookie(
-        client, {"username": "auditor", "password": "auditor-password"}
+    bystander = await signed_in_cookie(
+        client, {"username": "bystander", "password": "bystander-password"}
     )
     admin_id = await account_id(db, "admin")
     bearer = {"Authorization": f"Bearer {issue_token(SECRET, admin_id)}"}
@@ -358,7 +358,7 @@ async def test_changing_the_password_ends_every_session_of_that_account_only(
 
     for ended in (laptop, phone):
         assert (await ended.request(client, "GET", "/api/export-tasks")).status == 401
-    assert (await auditor.request(client, "GET", "/api/export-tasks")).status == 200
+    assert (await bystander.request(client, "GET", "/api/export-tasks")).status == 200
     # A bearer token is no session: it lasts until it expires or the account stops being active.
     assert (await client.get("/api/export-tasks", headers=bearer)).status == 200
 
