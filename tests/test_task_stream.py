@@ -167,11 +167,11 @@ async def test_a_stream_ends_when_its_token_expires(
 async def test_a_stream_ends_once_its_account_is_disabled(
     admin: ApiUser, db: asyncpg.Connection[Any]
 ) -> None:
-    stream = await open_stream(admin)
+    tabs = [await open_stream(admin), await open_stream(admin)]  # one credential, one check
 
     await db.execute("UPDATE accounts SET status = 'disabled' WHERE username = 'admin'")
 
-    assert await stream.ended()
+    assert [await tab.ended() for tab in tabs] == [True, True]
 
 
 @asynccontextmanager
