@@ -99,7 +99,8 @@ class _Watch:
 class CallerWatch:
     """Asks ``current_account`` every RECHECK_S for each credential that holds streams open: once
     however many streams it holds (tabs of one browser share its cookie), and tells them all
-    when the caller is refused. A check per stream cost 200 queries a second at 1,000 streams."""
+    when the caller is refused. A check per stream, at 1,000 streams of 200 users, was 200
+    queries a second and made another user's list p90 234 ms instead of 49 ms."""
 
     def __init__(self) -> None:
         self._watches: dict[tuple[str, str], _Watch] = {}
@@ -137,11 +138,17 @@ class CallerWatch:
                 await current_account(request)
             except ExporterError as refusal:
                 log.info("task streams of a caller ended: %s", refusal.message)
-                # Streams opened from now on start their own watch.
-                self._watches.pop(key, None)
-                refused.set()
-                return
-            delay_s = RECHECK_S
+            except Exception as exc:
+                # Not known to be allowed: the streams end, and the browser reconnects (and is
+                # checked again) a few seconds later.
+                log.warning("task streams of a caller ended: the check failed: %r", exc)
+            else:
+                delay_s = RECHECK_S
+                continue
+            # Streams opened from now on start their own watch.
+            self._watches.pop(key, None)
+            refused.set()
+            return
 
 
 CALLER_WATCH = web.AppKey("caller_watch", CallerWatch)
