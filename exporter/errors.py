@@ -14,8 +14,10 @@ ExporterError
 ├── IdempotencyConflict       422  an Idempotency-Key reused with another body
 ├── QuotaExceeded             429  too many unfinished exports for this account
 ├── TooManySignIns            429  too many wrong passwords for a username; wait
+├── TooManyStreams            429  the account has as many event streams open as it may
 ├── ServiceUnavailable        503  a backing service is down
-│   └── QueueFull             503  too many exports waiting in all
+│   ├── QueueFull             503  too many exports waiting in all
+│   └── StreamsFull           503  this API process has as many event streams open as it may
 ├── ExportFailed              the worker could not produce the file (stored on the task)
 └── DuplicateHandler          a second handler registered under a taken name (import time)
 """
@@ -121,6 +123,13 @@ class TooManySignIns(ExporterError):
     code = "too_many_sign_ins"
 
 
+class TooManyStreams(ExporterError):
+    """The account has as many task event streams open as it may."""
+
+    status = 429
+    code = "too_many_streams"
+
+
 class FileGone(ExporterError):
     """The task completed, but its file is gone."""
 
@@ -139,6 +148,12 @@ class QueueFull(ServiceUnavailable):
     """Too many exports are waiting in all."""
 
     code = "queue_full"
+
+
+class StreamsFull(ServiceUnavailable):
+    """This API process has as many task event streams open as it may."""
+
+    code = "streams_full"
 
 
 class HandlerNotFound(InvalidParams):

@@ -26,10 +26,12 @@ VERIFIED_TOKENS_KEPT = 4096
 
 @dataclass(frozen=True)
 class TokenIdentity:
-    """Who a valid token names, and its session and CSRF value (None in a plain bearer token)."""
+    """Who a valid token names, its session and CSRF value (None in a plain bearer token), and
+    when it expires (seconds since the epoch)."""
 
     account_id: int
     csrf_token: str | None
+    expires_at: float
     session_id: uuid.UUID | None = None
 
 
@@ -53,24 +55,18 @@ def issue_session_token(
 
 def identity_from_token(secret: str, token: str) -> TokenIdentity:
     """What a valid token says; Unauthorized for anything else."""
-    verified = _verified(secret, token)
+    identity = _verified(secret, token)
     # Checked on every use: the cache keeps a token's signature check, not its validity.
-    if verified.expires_at <= time.time():
+    if identity.expires_at <= time.time():
         raise Unauthorized("token expired")
-    return verified.identity
-
-
-@dataclass(frozen=True)
-class _VerifiedToken:
-    identity: TokenIdentity
-    expires_at: float
+    return identity
 
 
 # A client sends the same token with every request, and checking its signature was a tenth of
 # the API's CPU for a list; the answer for one token and secret never changes. Invalid tokens
 # raise, and are not kept.
 @functools.lru_cache(maxsize=VERIFIED_TOKENS_KEPT)
-def _verified(secret: str, token: str) -> _VerifiedToken:
+def _verified(secret: str, token: str) -> TokenIdentity:
     # A JWT is ASCII; a header's other bytes arrive as surrogates, which PyJWT cannot encode.
     if not token.isascii():
         raise Unauthorized("invalid token: not a JWT")
@@ -86,12 +82,8 @@ def _verified(secret: str, token: str) -> _VerifiedToken:
     if not isinstance(subject, str) or not fits_bigint(subject):
         raise Unauthorized("invalid token: sub must be an account id")
     csrf_token = claims.get("csrf")
-    identity = TokenIdentity(
-        int(subject),
-        csrf_token if isinstance(csrf_token, str) else None,
-        _session_id(claims.get("sid")),
-    )
-    return _VerifiedToken(identity, float(claims["exp"]))
+    csrf = csrf_token if isinstance(csrf_token, str) else None
+    return TokenIdentity(int(subject), csrf, float(claims["exp"]), _session_id(claims.get("sid")))
 
 
 def _session_id(claim: object) -> uuid.UUID | None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -12,8 +15,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.api.app import create_app
+from exporter.task_changes import Gap, StreamEvent, StreamLimits, TaskChange, TaskChangeFeed
+from exporter.tokens import identity_from_token, issue_token
 from settings import Settings
-from tests.support import ApiUser
+from tests.conftest import SECRET, account_id
+from tests.support import ApiUser, wait_until
 
 STREAM = "/api/export-tasks/stream"
 EVENT_TIMEOUT_S = 15.0
@@ -141,3 +147,140 @@ async def test_open_streams_end_when_the_server_stops(settings: Settings, admin:
         await asyncio.wait_for(server.close(), timeout=EVENT_TIMEOUT_S)
 
         assert await stream.ended()
+
+
+async def test_a_stream_ends_when_its_token_expires(
+    client: TestClient[Any, Any], db: asyncpg.Connection[Any]
+) -> None:
+    token = issue_token(SECRET, await account_id(db, "admin"), ttl_s=4)
+    expires_at = identity_from_token(SECRET, token).expires_at
+    user = ApiUser(client, token)
+    stream = await open_stream(user)
+    task = await user.create("role", "csv")
+    assert (await stream.next_task())["id"] == task["id"]
+
+    assert await stream.ended()
+    # Ended by a timer at the expiry, not found out by a later check.
+    assert time.time() < expires_at + 2.0
+
+
+async def test_a_stream_ends_once_its_account_is_disabled(
+    admin: ApiUser, db: asyncpg.Connection[Any]
+) -> None:
+    tabs = [await open_stream(admin), await open_stream(admin)]  # one credential, one check
+
+    await db.execute("UPDATE accounts SET status = 'disabled' WHERE username = 'admin'")
+
+    assert [await tab.ended() for tab in tabs] == [True, True]
+
+
+@asynccontextmanager
+async def api_with(settings: Settings, **changes: Any) -> AsyncIterator[TestClient[Any, Any]]:
+    async with TestClient(TestServer(create_app(settings.model_copy(update=changes)))) as client:
+        yield client
+
+
+async def test_an_account_may_hold_only_so_many_streams(
+    settings: Settings, admin: ApiUser, other_user: ApiUser
+) -> None:
+    async with api_with(settings, max_streams_per_user=2) as client:
+        first = await client.get(STREAM, headers=admin.headers)
+        second = await client.get(STREAM, headers=admin.headers)
+        refused = await client.get(STREAM, headers=admin.headers)
+        others = await client.get(STREAM, headers=other_user.headers)
+
+        assert (first.status, second.status, others.status) == (200, 200, 200)
+        assert refused.status == 429
+        assert (await refused.json())["error"]["code"] == "too_many_streams"
+        assert int(refused.headers["Retry-After"]) > 0
+
+        first.close()
+
+        async def accepted() -> aiohttp.ClientResponse | None:
+            response = await client.get(STREAM, headers=admin.headers)
+            if response.status == 200:
+                return response
+            assert response.status == 429
+            response.release()
+            return None
+
+        # A closed stream gives its place back once the server finds the connection gone.
+        assert await wait_until(accepted, timeout_s=EVENT_TIMEOUT_S, what="a place to free up")
+
+
+async def test_streams_in_all_are_capped_in_each_process(
+    settings: Settings, admin: ApiUser, other_user: ApiUser
+) -> None:
+    async with api_with(settings, max_streams=2) as client:
+        held = [await client.get(STREAM, headers=admin.headers) for _ in range(2)]
+        refused = await client.get(STREAM, headers=other_user.headers)
+
+        assert [response.status for response in held] == [200, 200]
+        assert refused.status == 503
+        assert (await refused.json())["error"]["code"] == "streams_full"
+        assert "Retry-After" in refused.headers
+
+
+class RecordingFeed:
+    """A real feed on the test's database whose events record each change they were made for."""
+
+    def __init__(self, settings: Settings, limits: StreamLimits) -> None:
+        self.rendered: list[StreamEvent] = []
+        self.feed = TaskChangeFeed(settings.database_url, self._render, limits)
+
+    async def _render(self, change: TaskChange) -> StreamEvent:
+        self.rendered.append(
+            StreamEvent("deleted" if change.deleted else "task", str(change.task_id))
+        )
+        return self.rendered[-1]
+
+
+@pytest.fixture
+async def owner(db: asyncpg.Connection[Any]) -> int:
+    return await account_id(db, "admin")
+
+
+async def test_a_change_is_read_once_and_the_same_event_reaches_every_stream_of_its_owner(
+    settings: Settings, admin: ApiUser, owner: int
+) -> None:
+    recording = RecordingFeed(settings, StreamLimits(per_owner=3, total=10))
+    try:
+        async with AsyncExitStack() as streams:
+            queues = [
+                await streams.enter_async_context(recording.feed.subscribe(owner)) for _ in range(3)
+            ]
+            task = await admin.create("role", "csv")
+
+            heard = [await asyncio.wait_for(queue.get(), EVENT_TIMEOUT_S) for queue in queues]
+
+            assert recording.rendered == [StreamEvent("task", task["id"])]
+            assert all(event is recording.rendered[0] for event in heard)
+    finally:
+        await recording.feed.close()
+
+
+async def test_a_stream_that_cannot_keep_up_is_told_it_fell_behind_not_buffered(
+    settings: Settings, admin: ApiUser, owner: int
+) -> None:
+    limits = StreamLimits(per_owner=1, total=10, queue_events=2)
+    recording = RecordingFeed(settings, limits)
+    try:
+        async with recording.feed.subscribe(owner) as never_read:
+            for _ in range(2):  # six changes: create, cancel and delete, twice
+                task = await admin.create("role", "csv")
+                await admin.client.post(
+                    f"/api/export-tasks/{task['id']}/cancel", headers=admin.headers
+                )
+                await admin.client.delete(f"/api/export-tasks/{task['id']}", headers=admin.headers)
+
+            async def all_rendered() -> bool:
+                await asyncio.sleep(0)
+                return len(recording.rendered) == 6
+
+            await wait_until(all_rendered, timeout_s=EVENT_TIMEOUT_S, what="six changes")
+
+            assert never_read.qsize() <= limits.queue_events
+            assert never_read.get_nowait() is Gap.FELL_BEHIND
+            assert never_read.get_nowait() == StreamEvent("deleted", task["id"])
+    finally:
+        await recording.feed.close()

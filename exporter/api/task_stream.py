@@ -1,8 +1,10 @@
 """GET /api/export-tasks/stream: the caller's task changes, live, as server-sent events.
 
 Events: ``ready`` once connected (the page reloads its list then, so nothing announced while it
-was away is missed), ``task`` with the task as GET /api/export-tasks/{id} shows it, and
-``deleted`` with its id. Only the caller's own tasks are ever sent.
+was away is missed) and again whenever the stream fell behind and events were dropped, ``task``
+with the task as GET /api/export-tasks/{id} shows it, and ``deleted`` with its id. Only the
+caller's own tasks are ever sent. A stream ends when its token expires, and within
+``RECHECK_S`` once its caller is refused (account no longer active, session revoked).
 """
 
 from __future__ import annotations
@@ -10,16 +12,27 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
+import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
-from exporter.api.auth import current_account
+from exporter.api.auth import SESSION_COOKIE, caller_identity, current_account
 from exporter.api.schemas import TaskOut
-from exporter.api.services import SERVICES, services_of
-from exporter.errors import TaskNotFound
-from exporter.task_changes import ChangeQueue, TaskChangeFeed
+from exporter.api.services import SERVICES
+from exporter.errors import ExporterError, TaskNotFound
+from exporter.task_changes import (
+    ChangeQueue,
+    Gap,
+    StreamEvent,
+    StreamLimits,
+    TaskChange,
+    TaskChangeFeed,
+)
 from exporter.task_repository import TaskRepository
 
 log = logging.getLogger("exporter.api")
@@ -28,12 +41,27 @@ routes = web.RouteTableDef()
 
 TASK_CHANGES = web.AppKey("task_changes", TaskChangeFeed)
 RECONNECT_DELAY_MS = 3000
+READY = StreamEvent("ready", "{}")
+# How often an open stream asks again whether its caller may still use it (an account disabled,
+# a session signed out): the access checks promise to take effect within 5 s.
+RECHECK_S = 5.0
+# aiohttp 3 does not tell a handler that its client went away; the next write finds out. This
+# ping is that write, so a closed stream gives back its place under the caps within 5 s.
+PING_INTERVAL_S = 5.0
 
 
 async def task_change_feed(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the feed the streams subscribe to (it connects on the first one)."""
-    feed = TaskChangeFeed(app[SERVICES].settings.database_url)
+    services = app[SERVICES]
+    settings = services.settings
+
+    async def render(change: TaskChange) -> StreamEvent | None:
+        return await _event_of(services.tasks, change)
+
+    limits = StreamLimits(per_owner=settings.max_streams_per_user, total=settings.max_streams)
+    feed = TaskChangeFeed(settings.database_url, render, limits)
     app[TASK_CHANGES] = feed
+    app[CALLER_WATCH] = CallerWatch()
     try:
         yield
     finally:
@@ -45,35 +73,115 @@ async def end_task_streams(app: web.Application) -> None:
     app[TASK_CHANGES].end_streams()
 
 
-async def _forward(
-    changes: ChangeQueue, stream: EventSourceResponse, tasks: TaskRepository, owner_id: int
-) -> None:
-    while (change := await changes.get()) is not None:
-        if change.deleted:
-            await stream.send(json.dumps({"id": str(change.task_id)}), event="deleted")
-            continue
+async def _event_of(tasks: TaskRepository, change: TaskChange) -> StreamEvent | None:
+    if change.deleted:
+        return StreamEvent("deleted", json.dumps({"id": str(change.task_id)}))
+    try:
+        task = await tasks.get_own(change.task_id, change.owner_id)
+    except TaskNotFound:
+        return None  # deleted since; its own event follows
+    return StreamEvent("task", TaskOut.of(task).model_dump_json())
+
+
+async def _forward(changes: ChangeQueue, stream: EventSourceResponse) -> None:
+    while (item := await changes.get()) is not None:
+        event = READY if item is Gap.FELL_BEHIND else item
+        await stream.send(event.data, event=event.name)
+
+
+@dataclass
+class _Watch:
+    refused: asyncio.Event
+    checking: asyncio.Task[None]
+    streams: int = 0
+
+
+class CallerWatch:
+    """Asks ``current_account`` every RECHECK_S for each credential that holds streams open: once
+    however many streams it holds (tabs of one browser share its cookie), and tells them all
+    when the caller is refused. A check per stream, at 1,000 streams of 200 users, was 200
+    queries a second and made another user's list p90 234 ms instead of 49 ms."""
+
+    def __init__(self) -> None:
+        self._watches: dict[tuple[str, str], _Watch] = {}
+
+    @asynccontextmanager
+    async def watching(self, request: web.Request) -> AsyncIterator[asyncio.Event]:
+        """An event set once the caller of ``request`` is refused."""
+        # Everything current_account reads of a request.
+        key = (request.headers.get("Authorization", ""), request.cookies.get(SESSION_COOKIE, ""))
+        watch = self._watches.get(key)
+        if watch is None:
+            refused = asyncio.Event()
+            watch = self._watches[key] = _Watch(
+                refused, asyncio.create_task(self._check(request, key, refused))
+            )
+        watch.streams += 1
         try:
-            task = await tasks.get_own(change.task_id, owner_id)
-        except TaskNotFound:
-            continue  # deleted since; its own event follows
-        await stream.send(TaskOut.of(task).model_dump_json(), event="task")
+            yield watch.refused
+        finally:
+            watch.streams -= 1
+            if not watch.streams:
+                watch.checking.cancel()
+                if self._watches.get(key) is watch:
+                    del self._watches[key]
+
+    async def _check(
+        self, request: web.Request, key: tuple[str, str], refused: asyncio.Event
+    ) -> None:
+        # Streams opened together (a server restart reconnects them all) would otherwise ask at
+        # the same moments, a burst of queries every RECHECK_S in front of everyone else's.
+        delay_s = random.uniform(0, RECHECK_S)
+        while True:
+            await asyncio.sleep(delay_s)
+            try:
+                await current_account(request)
+            except ExporterError as refusal:
+                log.info("task streams of a caller ended: %s", refusal.message)
+            except Exception as exc:
+                # Not known to be allowed: the streams end, and the browser reconnects (and is
+                # checked again) a few seconds later.
+                log.warning("task streams of a caller ended: the check failed: %r", exc)
+            else:
+                delay_s = RECHECK_S
+                continue
+            # Streams opened from now on start their own watch.
+            self._watches.pop(key, None)
+            refused.set()
+            return
+
+
+CALLER_WATCH = web.AppKey("caller_watch", CallerWatch)
 
 
 @routes.get("/api/export-tasks/stream")
 async def stream_task_changes(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
-    services = services_of(request)
+    expires_at = caller_identity(request).expires_at
     # Subscribed before the stream opens, so no change between "ready" and the first event is lost.
-    async with request.app[TASK_CHANGES].subscribe(account.id) as changes:
-        async with sse_response(request) as stream:
-            await stream.send("{}", event="ready", retry=RECONNECT_DELAY_MS)
-            forwarding = asyncio.create_task(_forward(changes, stream, services.tasks, account.id))
-            forwarding.add_done_callback(lambda _: stream.stop_streaming())
-            try:
-                await stream.wait()
-            finally:
-                forwarding.cancel()
-                (outcome,) = await asyncio.gather(forwarding, return_exceptions=True)
+    async with (
+        request.app[TASK_CHANGES].subscribe(account.id) as changes,
+        request.app[CALLER_WATCH].watching(request) as refused,
+        sse_response(request, ping_interval=PING_INTERVAL_S) as stream,
+    ):
+        await stream.send(READY.data, event=READY.name, retry=RECONNECT_DELAY_MS)
+        jobs = [
+            asyncio.create_task(_forward(changes, stream)),
+            asyncio.create_task(refused.wait()),
+        ]
+        for job in jobs:
+            job.add_done_callback(lambda _: stream.stop_streaming())
+        expiry = asyncio.get_running_loop().call_later(
+            expires_at - time.time(), stream.stop_streaming
+        )
+        try:
+            await stream.wait()
+        finally:
+            expiry.cancel()
+            for job in jobs:
+                job.cancel()
+            outcomes = await asyncio.gather(*jobs, return_exceptions=True)
+        for outcome in outcomes:
             if isinstance(outcome, Exception) and not isinstance(outcome, ConnectionResetError):
                 log.warning("task stream of account %d ended: %r", account.id, outcome)
     return stream
