@@ -89,7 +89,7 @@ async def test_progress_seen_through_the_api_never_goes_back_in_a_parallel_expor
 ) -> None:
     parallel = settings.model_copy(update={"encode_processes": 2, "parallel_min_rows": 1_000})
     async with running_worker(parallel):
-        task_id = (await admin.create("test_slow", "xlsx", rows=6_000))["id"]
+        task_id = (await admin.create("test_slow", "xlsx", rows=12_000))["id"]
         seen: list[int] = []
         while (task := await admin.task(task_id))["status"] not in TERMINAL:
             seen.append(task["rows_done"])
