@@ -42,9 +42,9 @@ WRITE_PATHS = {
 @pytest.fixture(params=list(WRITE_PATHS))
 async def xlsx_path_worker(
     request: pytest.FixtureRequest, settings: Settings
-) -> AsyncIterator[str]:
+) -> AsyncIterator[None]:
     async with running_worker(settings.model_copy(update=WRITE_PATHS[request.param])):
-        yield request.param
+        yield
 
 
 def test_text_is_cut_by_utf16_units_and_never_between_the_halves_of_a_character() -> None:
@@ -93,9 +93,9 @@ async def long_nicknames(db: asyncpg.Connection[Any]) -> None:
     )
 
 
-@pytest.mark.usefixtures("long_nicknames")
+@pytest.mark.usefixtures("long_nicknames", "xlsx_path_worker")
 async def test_text_over_the_cell_limit_with_emoji_is_cut_in_every_xlsx_path(
-    admin: ApiUser, xlsx_path_worker: str
+    admin: ApiUser,
 ) -> None:
     rows = xlsx_rows(await admin.export("account", "xlsx", keyword="long_"))
 
@@ -150,9 +150,9 @@ def as_csv_text(value: datetime | str) -> str:
     return value if isinstance(value, str) else value.strftime("%Y-%m-%d %H:%M:%S")
 
 
-@pytest.mark.usefixtures("edge_dates")
+@pytest.mark.usefixtures("edge_dates", "xlsx_path_worker")
 async def test_dates_excel_cannot_hold_are_written_as_text_in_every_xlsx_path(
-    admin: ApiUser, xlsx_path_worker: str
+    admin: ApiUser,
 ) -> None:
     content = await admin.export("account", "xlsx", keyword="edge_")
 
