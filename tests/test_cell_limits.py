@@ -12,7 +12,8 @@ import asyncpg
 import openpyxl
 import pytest
 
-from exporter.registry import Column, ColumnKind
+from exporter.registry import Column, ColumnKind, RowQuery
+from exporter.sql_select import SESSION_SETTINGS, build_export_sql
 from exporter.writers.xlsx import (
     MAX_CELL_UTF16_UNITS,
     TRUNCATION_MARKER,
@@ -182,3 +183,35 @@ def test_the_writer_takes_a_date_or_its_text_for_a_datetime_column(tmp_path: Pat
         [datetime(2026, 1, 2, 3, 4, 5), 1],
         ["infinity", 2],
     ]
+
+
+# Zones far from UTC on both sides, and Shanghai, whose offset in 1900 was 8:05:43.
+FAR_ZONES = ["Asia/Shanghai", "Pacific/Kiritimati", "Pacific/Pago_Pago", "America/St_Johns"]
+BOUNDARY_WALL_TIMES = {
+    "1900-02-28 23:59:59": "1900-02-28 23:59:59",
+    "1900-03-01 00:00:00": datetime(1900, 3, 1),
+    "9999-12-31 23:59:59": datetime(9999, 12, 31, 23, 59, 59),
+    "10000-01-01 00:00:00": "10000-01-01 00:00:00",
+}  # in time order
+
+
+@pytest.mark.parametrize("zone", FAR_ZONES)
+async def test_excels_date_range_is_judged_on_the_wall_time_in_the_export_zone(
+    db: asyncpg.Connection[Any], zone: str
+) -> None:
+    columns = [Column("时间", "v.at", ColumnKind.DATETIME)]
+    query = RowQuery(
+        "(SELECT w, w::timestamp AT TIME ZONE current_setting('TimeZone') AS at"
+        " FROM unnest($1::text[]) AS w) AS v",
+        order_by="v.at",
+    )
+    query.args.append(list(BOUNDARY_WALL_TIMES))
+    sql = build_export_sql(columns, query, for_csv=False)
+
+    async with db.transaction():
+        await db.execute(SESSION_SETTINGS, zone)
+        cells = [
+            date if date is not None else text for date, text in await db.fetch(sql.rows, *sql.args)
+        ]
+
+    assert cells == list(BOUNDARY_WALL_TIMES.values())
