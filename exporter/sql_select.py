@@ -60,7 +60,9 @@ def _datetime_sql(value: str) -> str:
 # number name the same day in Excel as in other readers; Excel's dates end at 9999-12-31. The
 # first test, on the stored value, is cheap and holds for nearly every row: no zone is a day
 # from UTC, so a value two days inside the range is inside it in any zone. Only the rest pay
-# for the exact test on the wall time that is written.
+# for the exact test on the wall time that is written. (The account export's statement over
+# 200,000 rows, 9 runs each on a busy 2-core machine: 801 → 618 ms at best, 935 → 1064 ms
+# median; within the noise.)
 _IN_EXCEL_RANGE = (
     "({v} > '1900-03-03' AND {v} < '9999-12-29'"
     " OR {v}::timestamp >= '1900-03-01' AND {v}::timestamp < '10000-01-01')"
