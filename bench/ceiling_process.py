@@ -37,7 +37,9 @@ class CeilingJob:
     args: list[Any]
     time_zone: str
     labels: list[str]  # column headers
-    cells: list[str]  # number, datetime or string, per column
+    # number, datetime or string, per value of a row; a datetime is followed by "date-text",
+    # the text of a date Excel cannot hold, written in the same cell instead.
+    cells: list[str]
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ async def cursor_ceiling(job: CeilingJob) -> CeilingResult:
 
 
 CellWriter = tuple[Callable[..., int], Any]
+DATE_TEXT = "date-text"
 
 
 def _cell_writer(sheet: Any, cell: str, date_format: Any) -> CellWriter:
@@ -121,9 +124,13 @@ def write_workbook(
     date_format = workbook.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
     for col, label in enumerate(labels):
         sheet.write_string(0, col, label, bold)
-    writers = [_cell_writer(sheet, cell, date_format) for cell in cells]
+    writers = []
+    col = -1
+    for cell in cells:
+        col += cell != DATE_TEXT
+        writers.append((col, *_cell_writer(sheet, cell, date_format)))
     for row_number, values in enumerate(rows, start=1):
-        for col, ((write, cell_format), value) in enumerate(zip(writers, values, strict=True)):
+        for (col, write, cell_format), value in zip(writers, values, strict=True):
             if value is not None:
                 write(row_number, col, value, cell_format)
     workbook.close()

@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.ceiling_process import CeilingJob, CeilingResult
+from bench.ceiling_process import DATE_TEXT, CeilingJob, CeilingResult
 from exporter.registry import ColumnKind, ExportHandler, load_handlers
 from exporter.sql_select import build_export_sql
 
@@ -29,7 +29,8 @@ TIME_ZONE = "Asia/Shanghai"
 MAX_SHEET_DATA_ROWS = 1_048_575  # one sheet: Excel's row limit less the header
 ROOT = Path(__file__).resolve().parent.parent
 
-_CELLS = {ColumnKind.INTEGER: "number", ColumnKind.DATETIME: "datetime"}
+# The values of a row of the xlsx statement, by column kind: a date, or else its text.
+_CELLS = {ColumnKind.INTEGER: ["number"], ColumnKind.DATETIME: ["datetime", DATE_TEXT]}
 
 
 class CeilingFailed(Exception):
@@ -58,7 +59,7 @@ def ceiling_job(kind: str, dsn: str, work_dir: Path) -> CeilingJob:
         args=args,
         time_zone=TIME_ZONE,
         labels=[column.label for column in handler.columns],
-        cells=[_CELLS.get(column.kind, "string") for column in handler.columns],
+        cells=[cell for column in handler.columns for cell in _CELLS.get(column.kind, ["string"])],
     )
 
 

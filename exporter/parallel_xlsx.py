@@ -114,7 +114,7 @@ async def _encode_part(job: PartJob) -> Deflated | None:
             cursor = await conn.cursor(job.sql, *args)
             while batch := await cursor.fetch(FETCH_BATCH_ROWS):
                 writer.write_rows(batch)
-                job.progress_file.write_text(str(writer.rows_written))
+                save_rows_done(job.progress_file, writer.rows_written)
         if writer.rows_written != job.range.limit:
             raise ExportFailed(
                 f"part {job.index} read {writer.rows_written} rows, expected {job.range.limit}"
@@ -129,12 +129,25 @@ async def _encode_part(job: PartJob) -> Deflated | None:
         shutil.rmtree(part_dir, ignore_errors=True)
 
 
+def save_rows_done(path: Path, rows: int) -> None:
+    """Record a part's progress for the worker, which reads it at any moment."""
+    # Written aside and renamed over it: rewritten in place, the file reads empty between its
+    # truncation and the write, and the export's progress fell back (165,000 → 85,000 rows).
+    scratch = path.with_suffix(".saving")
+    scratch.write_text(str(rows))
+    scratch.replace(path)
+
+
+def read_rows_done(path: Path) -> int:
+    """A part's progress: 0 before its first batch."""
+    try:
+        return int(path.read_text())
+    except FileNotFoundError:
+        return 0
+
+
 def _rows_done(jobs: Sequence[PartJob]) -> int:
-    done = 0
-    for job in jobs:
-        with contextlib.suppress(OSError, ValueError):
-            done += int(job.progress_file.read_text() or 0)
-    return done
+    return sum(read_rows_done(job.progress_file) for job in jobs)
 
 
 async def write_xlsx_in_parts(

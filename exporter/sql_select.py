@@ -56,9 +56,32 @@ def _datetime_sql(value: str) -> str:
     return f"date_trunc('second', {value}::timestamp)"
 
 
+# Excel counts a 1900-02-29 that never was, so only from 1900-03-01 on does a date's serial
+# number name the same day in Excel as in other readers; Excel's dates end at 9999-12-31. The
+# first test, on the stored value, is cheap and holds for nearly every row: no zone is a day
+# from UTC, so a value two days inside the range is inside it in any zone. Only the rest pay
+# for the exact test on the wall time that is written. (The account export's statement over
+# 200,000 rows, 9 runs each on a busy 2-core machine: 801 → 618 ms at best, 935 → 1064 ms
+# median; within the noise.)
+_IN_EXCEL_RANGE = (
+    "({v} > '1900-03-03' AND {v} < '9999-12-29'"
+    " OR {v}::timestamp >= '1900-03-01' AND {v}::timestamp < '10000-01-01')"
+)
+
+
+def _xlsx_datetime_sql(value: str) -> str:
+    # Two values, as the xlsx writer takes them: the date Excel can hold, else its text, in the
+    # form csv has (infinity and -infinity included).
+    in_range, local = _IN_EXCEL_RANGE.format(v=value), _datetime_sql(value)
+    return (
+        f"CASE WHEN {in_range} THEN {local} END,"
+        f" CASE WHEN {in_range} THEN NULL ELSE {local}::text END"
+    )
+
+
 def _xlsx_value(column: Column, value: str, args: list[Any]) -> str:
     if column.kind is ColumnKind.DATETIME:
-        return _datetime_sql(value)
+        return _xlsx_datetime_sql(value)
     if column.kind is ColumnKind.ENUM:
         return _label_sql(column, value, args, value)
     return value

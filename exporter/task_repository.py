@@ -62,11 +62,13 @@ RETURNING {TASK_COLUMNS}
 """
 
 # The heartbeat: extends the lease, saves progress, and says whether a cancel was asked for.
-# No row back means the task is no longer this worker's (swept, deleted or finished).
+# No row back means the task is no longer this attempt's (swept, deleted or finished). Progress
+# only grows within an attempt, whatever order the reports arrive in.
 RENEW_LEASE = """
 UPDATE export_tasks
-SET lease_expires_at = now() + make_interval(secs => $3), rows_done = $4, rows_total = $5
-WHERE id = $1 AND worker_id = $2 AND status = 'running'
+SET lease_expires_at = now() + make_interval(secs => $3),
+    rows_done = GREATEST(rows_done, $4), rows_total = $5
+WHERE id = $1 AND worker_id = $2 AND attempts = $6 AND status = 'running'
 RETURNING cancel_requested
 """
 
@@ -250,11 +252,17 @@ class TaskRepository:
         return _one(await self._pool.fetchrow(CLAIM_TASK, task_id, worker_id, lease_s))
 
     async def renew(
-        self, task_id: uuid.UUID, worker_id: str, lease_s: float, done: int, total: int | None
+        self,
+        task_id: uuid.UUID,
+        worker_id: str,
+        attempt: int,
+        lease_s: float,
+        done: int,
+        total: int | None,
     ) -> bool | None:
         """Extend the lease, save progress; whether cancel was asked (None: the task is lost)."""
         cancel: bool | None = await self._pool.fetchval(
-            RENEW_LEASE, task_id, worker_id, lease_s, done, total
+            RENEW_LEASE, task_id, worker_id, lease_s, done, total, attempt
         )
         return cancel
 

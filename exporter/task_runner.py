@@ -184,7 +184,12 @@ class TaskRunner:
             await asyncio.sleep(HEARTBEAT_INTERVAL_S)
             try:
                 cancel = await self._tasks.renew(
-                    task.id, config.worker_id, config.lease_s, progress.done, progress.total
+                    task.id,
+                    config.worker_id,
+                    task.attempts,
+                    config.lease_s,
+                    progress.done,
+                    progress.total,
                 )
             except DATABASE_ERRORS as exc:
                 # Past its lease the sweeper may hand the task to another worker: stop first.

@@ -15,8 +15,10 @@ from exporter.errors import ExportFailed
 from exporter.registry import Column, ColumnKind
 
 MAX_SHEET_DATA_ROWS = 1_048_575  # Excel's 1,048,576 rows less the header
-MAX_CELL_CHARS = 32_767
+# Excel counts a cell's text in UTF-16 units: a character above U+FFFF (an emoji) takes two.
+MAX_CELL_UTF16_UNITS = 32_767
 TRUNCATION_MARKER = "…[已截断]"
+_HIGH_SURROGATES = range(0xD800, 0xDC00)
 # Excel keeps 15 significant digits; a longer integer would come back altered.
 MAX_EXACT_INTEGER = 10**15
 
@@ -26,6 +28,17 @@ _SHEET_NAME_FORBIDDEN = re.compile(r"[\[\]:*?/\\']")
 CellWriter = Callable[[int, int, Any, Format | None], int]
 # What xlsxwriter's string writers return for text longer than a cell holds.
 STRING_TOO_LONG = -2
+
+
+def cut_to_cell(text: str) -> str:
+    """Text too long for one cell, cut to fit with the marker at its end; a character that
+    takes two UTF-16 units is kept whole or not at all."""
+    keep_bytes = 2 * MAX_CELL_UTF16_UNITS - len(TRUNCATION_MARKER.encode("utf-16-le"))
+    # A character is one or two units, so the first keep_bytes / 2 characters hold enough.
+    head = text[: keep_bytes // 2].encode("utf-16-le")[:keep_bytes]
+    if int.from_bytes(head[-2:], "little") in _HIGH_SURROGATES:
+        head = head[:-2]
+    return head.decode("utf-16-le") + TRUNCATION_MARKER
 
 
 def _sheet_name(title: str, number: int) -> str:
@@ -89,17 +102,21 @@ class XlsxExportWriter:
         # the row as "A1" notation, which no call here uses. That check and a wrapper per cell
         # were about an eighth of the time spent writing 100,000 account rows.
         self._cell_writers = [
-            (index, *self._cell_writer(sheet, column.kind))
+            (index, write, cell_format)
             for index, column in enumerate(self._columns)
+            for write, cell_format in self._value_writers(sheet, column.kind)
         ]
         return sheet
 
-    def _cell_writer(self, sheet: Worksheet, kind: ColumnKind) -> tuple[CellWriter, Format | None]:
+    def _value_writers(
+        self, sheet: Worksheet, kind: ColumnKind
+    ) -> list[tuple[CellWriter, Format | None]]:
         if kind is ColumnKind.INTEGER:
-            return self._write_integer, None
+            return [(self._write_integer, None)]
         if kind is ColumnKind.DATETIME:
-            return sheet._write_datetime, self._date_format
-        return sheet._write_string, None
+            # The date Excel can hold, else its text: one of the two is None.
+            return [(sheet._write_datetime, self._date_format), (sheet._write_string, None)]
+        return [(sheet._write_string, None)]
 
     def _write_integer(self, row: int, col: int, value: int, cell_format: Format | None) -> int:
         if -MAX_EXACT_INTEGER < value < MAX_EXACT_INTEGER:
@@ -107,11 +124,11 @@ class XlsxExportWriter:
         return int(self._sheet._write_string(row, col, str(value), cell_format))
 
     def _write_long_text(self, row: int, col: int, value: str) -> int:
-        keep = MAX_CELL_CHARS - len(TRUNCATION_MARKER)
-        return int(self._sheet._write_string(row, col, value[:keep] + TRUNCATION_MARKER))
+        return int(self._sheet._write_string(row, col, cut_to_cell(value)))
 
     def write_rows(self, rows: Iterable[Iterable[Any]]) -> None:
-        """Append rows; values are ints, strs, naive datetimes in the target zone, or None."""
+        """Append rows: a value per column, ints, strs or None; a DATETIME column takes two, the
+        naive datetime in the target zone when Excel can hold it, else None and its text."""
         row = col = 0
         writers = self._cell_writers
         try:
