@@ -18,6 +18,8 @@ log = logging.getLogger("exporter.api")
 
 # Unfinished exports and a recovering service both take seconds, not minutes.
 RETRY_AFTER_S = 10
+# nginx's status for a request whose client closed the connection: only the access log sees it.
+CLIENT_CLOSED_REQUEST = 499
 
 
 def error_response(
@@ -53,6 +55,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 response.headers[name] = exc.headers[name]
         return response
     except Exception as exc:
+        if request.transport is None:
+            # The client closed its connection (an aborted body, a closed tab), and what failed
+            # failed for want of it: a read of its body raises ConnectionResetError, which is
+            # no sign of the database. Nothing to reset, and no answer can reach it.
+            log.info("client left during %s %s: %r", request.method, request.path, exc)
+            return web.Response(status=CLIENT_CLOSED_REQUEST)
         if (lost := lost_connection(exc)) is not None:
             log.warning("database unavailable on %s %s: %s", request.method, request.path, lost)
             # The server restarted or went away: every pooled connection is suspect, and each

@@ -1,0 +1,102 @@
+"""One client must not slow the others: aborted bodies, sign-in floods, slow clients, kept files."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+
+from exporter.api.app import create_app
+from exporter.tokens import issue_token
+from settings import Settings
+from tests.conftest import SECRET, account_id
+from tests.support import wait_until
+
+# The application's connections to the test's database, as PostgreSQL sees them.
+POOL_BACKENDS = """
+SELECT array_agg(pid ORDER BY pid) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+"""
+
+
+@dataclass(frozen=True)
+class Served:
+    """The API on a port of its own, and the aiohttp server behind it."""
+
+    host: str
+    port: int
+    server: web.Server
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@pytest.fixture
+async def served(settings: Settings) -> AsyncIterator[Served]:
+    """The API served the way `exporter serve` serves it.
+
+    aiohttp's TestServer cancels a handler whose client has gone; run_app, which serves
+    production, lets the handler run on and its reads of the body fail instead.
+    """
+    runner = web.AppRunner(create_app(settings))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    assert runner.server is not None
+    yield Served(host, port, runner.server)
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def admin_headers(db: asyncpg.Connection[Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issue_token(SECRET, await account_id(db, 'admin'))}"}
+
+
+async def _abort_body(served: Served, head: bytes, body: bytes) -> None:
+    """Send a request head and part of its body; close once the server is handling it."""
+    handled = served.server.requests_count
+    _, writer = await asyncio.open_connection(served.host, served.port)
+    writer.write(head + body)
+    await writer.drain()
+
+    async def handling() -> bool:
+        return served.server.requests_count > handled
+
+    await wait_until(handling, what="the server to take the request")
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_a_client_that_aborts_its_body_does_not_look_like_a_database_outage(
+    served: Served,
+    admin_headers: dict[str, str],
+    db: asyncpg.Connection[Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with aiohttp.ClientSession(served.url, headers=admin_headers) as session:
+        async with session.get("/api/export-tasks") as response:
+            assert response.status == 200
+        backends = await db.fetchval(POOL_BACKENDS)
+        caplog.set_level(logging.INFO)
+        head = (
+            b"POST /api/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n"
+        )
+
+        for _ in range(5):
+            await _abort_body(served, head, b'{"username":')
+        async with session.get("/api/export-tasks") as response:
+            assert response.status == 200
+
+    assert await db.fetchval(POOL_BACKENDS) == backends  # the pool kept its connections
+    loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert loud == []
