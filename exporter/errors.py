@@ -9,6 +9,7 @@ ExporterError
 ├── TaskNotFound              404
 ├── TaskNotReady              409  the task has no file to download (yet)
 ├── TaskStateConflict         409  the task's state does not allow the action
+├── KeptBytesExceeded         409  the account's finished files take all the bytes it may keep
 ├── FileGone                  410  the task's file no longer exists (expired)
 ├── IdempotencyConflict       422  an Idempotency-Key reused with another body
 ├── QuotaExceeded             429  too many unfinished exports for this account
@@ -91,6 +92,16 @@ class TaskStateConflict(ExporterError):
 
     status = 409
     code = "invalid_state"
+
+
+class KeptBytesExceeded(ExporterError):
+    """The account's finished exports keep as many bytes of files as it may.
+
+    409, not 429: waiting does not help (files are kept for days); deleting some does.
+    """
+
+    status = 409
+    code = "kept_bytes_exceeded"
 
 
 class IdempotencyConflict(ExporterError):

@@ -12,12 +12,14 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.api.app import create_app
 from exporter.tokens import issue_token
 from settings import Settings
 from tests.conftest import SECRET, account_id
-from tests.support import wait_until
+from tests.support import ApiUser, wait_until
+from tests.workers import running_worker
 
 # The application's connections to the test's database, as PostgreSQL sees them.
 POOL_BACKENDS = """
@@ -100,3 +102,32 @@ async def test_a_client_that_aborts_its_body_does_not_look_like_a_database_outag
     assert await db.fetchval(POOL_BACKENDS) == backends  # the pool kept its connections
     loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert loud == []
+
+
+async def test_a_create_is_refused_once_the_accounts_kept_files_reach_their_cap(
+    settings: Settings, db: asyncpg.Connection[Any]
+) -> None:
+    capped = settings.model_copy(update={"max_kept_bytes_per_user": 1})
+    async with (
+        TestClient(TestServer(create_app(capped))) as client,
+        running_worker(capped),
+    ):
+        admin = ApiUser(client, issue_token(SECRET, await account_id(db, "admin")))
+        kept = await admin.finished((await admin.create("role", "csv"))["id"])
+        assert kept["status"] == "completed"
+
+        refused_status, refused = await admin.post_task(
+            {"type": "account", "format": "csv", "params": {}}
+        )
+        await admin.client.delete(f"/api/export-tasks/{kept['id']}", headers=admin.headers)
+        accepted_status, _ = await admin.post_task(
+            {"type": "account", "format": "csv", "params": {}}
+        )
+
+    assert refused_status == 409
+    assert refused["error"]["code"] == "kept_bytes_exceeded"
+    assert refused["error"]["message"] == (
+        f"your finished exports keep {kept['file_size']} bytes of files; "
+        "the limit is 1 bytes: delete some to export again"
+    )
+    assert accepted_status == 202
