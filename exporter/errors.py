@@ -2,8 +2,9 @@
 
 ExporterError
 ├── InvalidRequest            400  the body is not what the endpoint takes
-│   └── InvalidParams         422  a field has a bad value (details name the field)
-│       └── HandlerNotFound   422  no handler is registered for the export type
+│   ├── InvalidParams         422  a field has a bad value (details name the field)
+│   │   └── HandlerNotFound   422  no handler is registered for the export type
+│   └── RequestTimeout        408  the body did not arrive in EXPORTER_BODY_TIMEOUT_S
 ├── Unauthorized              401
 ├── Forbidden                 403
 ├── TaskNotFound              404
@@ -57,6 +58,13 @@ class InvalidParams(InvalidRequest):
 
     status = 422
     code = "invalid_params"
+
+
+class RequestTimeout(InvalidRequest):
+    """The request body did not arrive in time."""
+
+    status = 408
+    code = "request_timeout"
 
 
 class Unauthorized(ExporterError):

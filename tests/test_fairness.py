@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
+import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,8 +45,8 @@ class Served:
         return f"http://{self.host}:{self.port}"
 
 
-@pytest.fixture
-async def served(settings: Settings) -> AsyncIterator[Served]:
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[Served]:
     """The API served the way `exporter serve` serves it.
 
     aiohttp's TestServer cancels a handler whose client has gone; run_app, which serves
@@ -54,8 +58,16 @@ async def served(settings: Settings) -> AsyncIterator[Served]:
     await site.start()
     host, port = runner.addresses[0][:2]
     assert runner.server is not None
-    yield Served(host, port, runner.server)
-    await runner.cleanup()
+    try:
+        yield Served(host, port, runner.server)
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def served(settings: Settings) -> AsyncIterator[Served]:
+    async with serving(settings) as api:
+        yield api
 
 
 @pytest.fixture
@@ -131,3 +143,59 @@ async def test_a_create_is_refused_once_the_accounts_kept_files_reach_their_cap(
         "the limit is 1 bytes: delete some to export again"
     )
     assert accepted_status == 202
+
+
+async def _trickle(writer: asyncio.StreamWriter, data: bytes, interval_s: float) -> None:
+    """Send ``data`` a byte at a time, as a slow (or malicious) client does."""
+    for byte in data:
+        writer.write(bytes([byte]))
+        await writer.drain()
+        await asyncio.sleep(interval_s)
+
+
+async def test_a_request_head_that_trickles_in_is_cut_off_after_the_header_timeout(
+    settings: Settings,
+) -> None:
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"X-Slow: " + b"a" * 200
+    async with serving(settings.model_copy(update={"header_timeout_s": 1.0})) as api:
+        reader, writer = await asyncio.open_connection(api.host, api.port)
+        started = time.monotonic()
+        trickling = asyncio.create_task(_trickle(writer, head, 0.05))
+        try:
+            async with asyncio.timeout(5):
+                assert await reader.read() == b""  # closed without an answer
+        finally:
+            trickling.cancel()
+            writer.close()
+        elapsed_s = time.monotonic() - started
+
+    assert 1.0 <= elapsed_s < 4.0  # the machine may be busy; without the timeouts, never
+
+
+async def test_a_body_that_trickles_in_gets_408_after_the_body_timeout(
+    settings: Settings,
+) -> None:
+    head = (
+        b"POST /api/session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 200\r\n\r\n"
+    )
+    async with serving(settings.model_copy(update={"body_timeout_s": 1.0})) as api:
+        reader, writer = await asyncio.open_connection(api.host, api.port)
+        writer.write(head)
+        started = time.monotonic()
+        trickling = asyncio.create_task(_trickle(writer, b"{" + b" " * 198 + b"}", 0.05))
+        try:
+            async with asyncio.timeout(5):
+                answer_head = await reader.readuntil(b"\r\n\r\n")
+                elapsed_s = time.monotonic() - started
+                length = re.search(rb"Content-Length: (\d+)", answer_head)
+                assert length is not None
+                body = json.loads(await reader.readexactly(int(length[1])))
+        finally:
+            trickling.cancel()
+            writer.close()
+
+    assert answer_head.startswith(b"HTTP/1.1 408 ")
+    assert body["error"]["code"] == "request_timeout"
+    assert body["error"]["message"] == "the request body did not arrive within 1 s"
+    assert 1.0 <= elapsed_s < 4.0  # the machine may be busy; without the timeouts, never

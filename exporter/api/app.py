@@ -21,7 +21,14 @@ from settings import Settings
 
 def create_app(settings: Settings) -> web.Application:
     """The API application; PostgreSQL and Redis are connected when it starts."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=settings.max_body_bytes,
+        # aiohttp's keep-alive timer runs from a connection's opening and from each answer, and
+        # data does not restart it: a request head still unfinished when it fires is closed
+        # with its connection, so it bounds slow headers as well as idle connections.
+        handler_args={"keepalive_timeout": settings.header_timeout_s},
+    )
     for module in (health, openapi, tasks, types, session, listings, task_stream, pages):
         app.add_routes(module.routes)
     app[session.SIGN_IN_THROTTLE] = session.SignInThrottle()
