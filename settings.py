@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     retention_days: float = Field(7.0, alias="EXPORTER_RETENTION_DAYS", ge=0)
     shutdown_grace_s: int = Field(30, alias="EXPORTER_SHUTDOWN_GRACE_S", ge=0, le=3600)
     max_active_per_user: int = Field(3, alias="EXPORTER_MAX_ACTIVE_PER_USER", ge=1)
+    sign_ins_per_username: int = Field(50, alias="EXPORTER_SIGN_INS_PER_USERNAME", ge=1)
+    sign_ins_per_address: int = Field(30, alias="EXPORTER_SIGN_INS_PER_ADDRESS", ge=1)
     # About eighteen full exports of a million accounts (56 MB each as xlsx).
     max_kept_bytes_per_user: int = Field(1024**3, alias="EXPORTER_MAX_KEPT_BYTES_PER_USER", ge=1)
     max_pending: int = Field(1000, alias="EXPORTER_MAX_PENDING", ge=1)

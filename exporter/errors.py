@@ -14,7 +14,7 @@ ExporterError
 ├── FileGone                  410  the task's file no longer exists (expired)
 ├── IdempotencyConflict       422  an Idempotency-Key reused with another body
 ├── QuotaExceeded             429  too many unfinished exports for this account
-├── TooManySignIns            429  too many wrong passwords for a username; wait
+├── TooManySignIns            429  too many failed sign-ins for a username or address; wait
 ├── ServiceUnavailable        503  a backing service is down
 │   └── QueueFull             503  too many exports waiting in all
 ├── ExportFailed              the worker could not produce the file (stored on the task)
@@ -39,6 +39,8 @@ class ExporterError(Exception):
 
     status = 500
     code = "internal_error"
+    # Seconds a 429 or 503 asks the client to wait, when the error knows (else the default).
+    retry_after_s: int | None = None
 
     def __init__(self, message: str, details: list[FieldProblem] | None = None) -> None:
         super().__init__(message)
@@ -127,10 +129,14 @@ class QuotaExceeded(ExporterError):
 
 
 class TooManySignIns(ExporterError):
-    """Too many wrong passwords for this username from this address; try again later."""
+    """Too many failed sign-ins for this username or from this address; try again later."""
 
     status = 429
     code = "too_many_sign_ins"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class FileGone(ExporterError):

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import re
+import statistics
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from exporter.tokens import issue_token
 from settings import Settings
 from tests.conftest import SECRET, account_id
 from tests.support import ApiUser, wait_until
+from tests.test_sessions import ADMIN
 from tests.workers import running_worker
 
 # The application's connections to the test's database, as PostgreSQL sees them.
@@ -199,3 +201,87 @@ async def test_a_body_that_trickles_in_gets_408_after_the_body_timeout(
     assert body["error"]["code"] == "request_timeout"
     assert body["error"]["message"] == "the request body did not arrive within 1 s"
     assert 1.0 <= elapsed_s < 4.0  # the machine may be busy; without the timeouts, never
+
+
+def _wrong(username: str) -> dict[str, str]:
+    return {"username": username, "password": "not-the-password"}
+
+
+async def test_sign_in_pauses_in_every_api_process_and_says_when_it_ends(
+    settings: Settings, client: TestClient[Any, Any]
+) -> None:
+    for _ in range(10):
+        response = await client.post("/api/session", json=_wrong("admin"))
+        assert response.status == 401
+
+    async with TestClient(TestServer(create_app(settings))) as another_process:
+        paused = await another_process.post("/api/session", json=ADMIN)
+        error = (await paused.json())["error"]
+
+    assert paused.status == 429
+    assert error["message"] == "too many wrong passwords; try again within 15 minutes"
+    assert 15 * 60 - 30 <= int(paused.headers["Retry-After"]) <= 15 * 60
+
+
+async def test_sign_in_attempts_from_one_address_are_limited_across_usernames(
+    settings: Settings,
+) -> None:
+    limited = settings.model_copy(update={"sign_ins_per_address": 3})
+    async with TestClient(TestServer(create_app(limited))) as client:
+        refused = [
+            (await client.post("/api/session", json=_wrong(f"made-up-{n}"))).status
+            for n in range(3)
+        ]
+        paused = await client.post("/api/session", json=_wrong("made-up-3"))
+        error = (await paused.json())["error"]
+        also_paused = await client.post("/api/session", json=ADMIN)
+
+    assert refused == [401, 401, 401]
+    assert paused.status == 429
+    assert error["message"] == (
+        "too many failed sign-ins from this address; try again within 15 minutes"
+    )
+    assert also_paused.status == 429
+
+
+async def test_a_flood_of_failed_sign_ins_does_not_stall_downloads(
+    client: TestClient[Any, Any], admin: ApiUser, worker: Any
+) -> None:
+    task = await admin.finished((await admin.create("role", "csv"))["id"])
+    server = client.server.handler
+    taken = server.requests_count
+
+    flood = [
+        asyncio.create_task(client.post("/api/session", json=_wrong(f"made-up-{n}")))
+        for n in range(60)
+    ]
+
+    async def all_taken() -> bool:
+        return server.requests_count >= taken + 60
+
+    await wait_until(all_taken, what="the server to take every sign-in")
+    started = time.monotonic()
+    status, content, _ = await admin.download(task["id"])
+    download_s = time.monotonic() - started
+    statuses = {response.status for response in await asyncio.gather(*flood)}
+
+    assert status == 200
+    assert len(content) == task["file_size"]
+    assert download_s < 2.0, f"the download took {download_s:.1f} s"
+    assert statuses == {401, 429}
+
+
+async def test_an_unknown_username_takes_as_long_to_refuse_as_a_wrong_password(
+    client: TestClient[Any, Any],
+) -> None:
+    async def refusal_s(credentials: dict[str, str]) -> float:
+        started = time.monotonic()
+        response = await client.post("/api/session", json=credentials)
+        assert response.status == 401
+        return time.monotonic() - started
+
+    known = [await refusal_s(_wrong("admin")) for _ in range(5)]
+    unknown = [await refusal_s(_wrong(f"nobody-{n}")) for n in range(5)]
+
+    # Without the stand-in hash an unknown username is refused a hundred times faster.
+    assert statistics.median(unknown) > statistics.median(known) / 2

@@ -31,7 +31,6 @@ def create_app(settings: Settings) -> web.Application:
     )
     for module in (health, openapi, tasks, types, session, listings, task_stream, pages):
         app.add_routes(module.routes)
-    app[session.SIGN_IN_THROTTLE] = session.SignInThrottle()
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url)
@@ -52,6 +51,7 @@ def create_app(settings: Settings) -> web.Application:
             await pool.close()
 
     app.cleanup_ctx.append(services)
+    app.cleanup_ctx.append(session.password_checker)
     app.cleanup_ctx.append(task_stream.task_change_feed)
     app.on_shutdown.append(task_stream.end_task_streams)
     return app

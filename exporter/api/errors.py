@@ -44,7 +44,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         details = [FieldError(field=d.field, message=d.message) for d in exc.details]
         response = error_response(exc.status, exc.code, exc.message, details)
         if exc.status in (429, 503):
-            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+            response.headers["Retry-After"] = str(exc.retry_after_s or RETRY_AFTER_S)
         return response
     except web.HTTPException as exc:
         if exc.status < 400:
