@@ -49,7 +49,8 @@ class SignInThrottle:
         self._redis = redis
         self._window_s = limits.window_s
         self._pair = _Counter(
-            f"{prefix}:pair:{address}:{name}",
+            # An address holds no space, so the first one ends it: no two pairs share a key.
+            f"{prefix}:pair:{address} {name}",
             limits.per_username_and_address,
             "too many wrong passwords",
         )
