@@ -285,3 +285,24 @@ async def test_an_unknown_username_takes_as_long_to_refuse_as_a_wrong_password(
 
     # Without the stand-in hash an unknown username is refused a hundred times faster.
     assert statistics.median(unknown) > statistics.median(known) / 2
+
+
+async def test_without_redis_sign_in_is_503_and_the_pool_keeps_its_connections(
+    settings: Settings, db: asyncpg.Connection[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    redis_down = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    async with TestClient(TestServer(create_app(redis_down))) as client:
+        await client.get("/readyz")  # the pool connects
+        backends = await db.fetchval(POOL_BACKENDS)
+        response = await client.post("/api/session", json=ADMIN)
+        error = (await response.json())["error"]
+        await client.get("/readyz")  # an expired pool would connect again here
+        after = await db.fetchval(POOL_BACKENDS)
+
+    assert backends
+    # Counting attempts is what keeps guessing slow: without the counts, no guesses at all.
+    assert response.status == 503
+    assert error["code"] == "service_unavailable"
+    assert error["message"].startswith("sign-in is unavailable: ")
+    assert after == backends
+    assert "database unavailable" not in caplog.text
