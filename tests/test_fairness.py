@@ -244,6 +244,24 @@ async def test_sign_in_attempts_from_one_address_are_limited_across_usernames(
     assert also_paused.status == 429
 
 
+async def test_refused_attempts_count_nowhere_so_a_paused_address_cannot_pause_a_username(
+    settings: Settings,
+) -> None:
+    limited = settings.model_copy(update={"sign_ins_per_address": 3, "sign_ins_per_username": 3})
+    async with TestClient(TestServer(create_app(limited))) as client:
+        for n in range(3):
+            await client.post("/api/session", json=_wrong(f"made-up-{n}"))
+        refused = [(await client.post("/api/session", json=ADMIN)).status for _ in range(5)]
+        # Another client address: Linux answers on all of 127.0.0.0/8.
+        elsewhere = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+        async with aiohttp.ClientSession(connector=elsewhere) as session:
+            async with session.post(client.make_url("/api/session"), json=ADMIN) as response:
+                signed_in = response.status
+
+    assert refused == [429] * 5
+    assert signed_in == 200
+
+
 async def test_a_flood_of_failed_sign_ins_does_not_stall_downloads(
     client: TestClient[Any, Any], admin: ApiUser, worker: Any
 ) -> None:

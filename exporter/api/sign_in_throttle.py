@@ -3,8 +3,9 @@
 Three counters, each over a fixed window that starts with its first attempt: one username from
 one address, one username from anywhere, one address for any username. An attempt is counted
 when it starts, so that many at once cannot all slip past the count while their passwords are
-checked, and handed back when it succeeds. Once a counter is over its limit, sign-in waits for
-that counter's window to end, and Retry-After says exactly when.
+checked, and handed back when it succeeds. Once a counter is at its limit, sign-in waits for
+that counter's window to end, and Retry-After says exactly when. A refused attempt counts
+nowhere: an address already paused cannot go on to pause a username for everyone.
 """
 
 from __future__ import annotations
@@ -16,6 +17,26 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from exporter.errors import ServiceUnavailable, TooManySignIns
+
+# KEYS: the counters; ARGV: the window in seconds, then each counter's limit. Returns, for each
+# counter at its limit, its position (1-based) and the milliseconds left of its window; nothing,
+# having counted the attempt in every counter, when none is. One script, so that it is atomic.
+COUNT_ATTEMPT = """
+local full = {}
+for i, key in ipairs(KEYS) do
+    if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i + 1]) then
+        table.insert(full, i)
+        table.insert(full, redis.call('PTTL', key))
+    end
+end
+if #full == 0 then
+    for _, key in ipairs(KEYS) do
+        redis.call('INCR', key)
+        redis.call('EXPIRE', key, ARGV[1], 'NX')
+    end
+end
+return full
+"""
 
 # Wrong passwords for one username from one address within the window before it pauses.
 MAX_PER_USERNAME_AND_ADDRESS = 10
@@ -66,24 +87,21 @@ class SignInThrottle:
         )
 
     async def start(self) -> None:
-        """Count this attempt; TooManySignIns with the wait if a counter is over its limit."""
+        """Count this attempt, or refuse it (TooManySignIns with the wait) if a counter is full."""
         counters = (self._pair, self._username, self._address)
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for counter in counters:
-                    pipe.incr(counter.key)
-                    pipe.expire(counter.key, self._window_s, nx=True)
-                    pipe.pttl(counter.key)
-                replies = await pipe.execute()
+            full = await self._redis.register_script(COUNT_ATTEMPT)(
+                keys=[counter.key for counter in counters],
+                args=[self._window_s, *(counter.limit for counter in counters)],
+            )
         except (RedisError, OSError) as exc:
             raise ServiceUnavailable(f"sign-in is unavailable: {exc}") from exc
-        over = [
-            (math.ceil(max(ttl_ms, 0) / 1000), counter)
-            for counter, count, ttl_ms in zip(counters, replies[0::3], replies[2::3], strict=True)
-            if count > counter.limit
-        ]
-        if over:
-            wait_s, counter = max(over, key=lambda pair: pair[0])
+        if full:
+            waits = [
+                (math.ceil(max(ttl_ms, 0) / 1000), counters[position - 1])
+                for position, ttl_ms in zip(full[0::2], full[1::2], strict=True)
+            ]
+            wait_s, counter = max(waits, key=lambda wait: wait[0])
             raise TooManySignIns(
                 f"{counter.refusal}; try again within {math.ceil(wait_s / 60)} minutes",
                 retry_after_s=max(wait_s, 1),
