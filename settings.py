@@ -44,12 +44,18 @@ class Settings(DatabaseSettings):
     worker_concurrency: int = Field(4, alias="EXPORTER_WORKER_CONCURRENCY", ge=1, le=256)
     queue_name: str = Field("exporter:queue", alias="EXPORTER_QUEUE_NAME", min_length=1)
     max_body_bytes: int = Field(64 * 1024, alias="EXPORTER_MAX_BODY_BYTES", ge=1024)
+    header_timeout_s: float = Field(15.0, alias="EXPORTER_HEADER_TIMEOUT_S", gt=0, le=3600)
+    body_timeout_s: float = Field(10.0, alias="EXPORTER_BODY_TIMEOUT_S", gt=0, le=3600)
     lease_s: float = Field(15.0, alias="EXPORTER_LEASE_S", ge=1.0, le=3600)
     sweep_interval_s: float = Field(5.0, alias="EXPORTER_SWEEP_INTERVAL_S", ge=0.1, le=3600)
     max_attempts: int = Field(3, alias="EXPORTER_MAX_ATTEMPTS", ge=1, le=100)
     retention_days: float = Field(7.0, alias="EXPORTER_RETENTION_DAYS", ge=0)
     shutdown_grace_s: int = Field(30, alias="EXPORTER_SHUTDOWN_GRACE_S", ge=0, le=3600)
     max_active_per_user: int = Field(3, alias="EXPORTER_MAX_ACTIVE_PER_USER", ge=1)
+    sign_ins_per_username: int = Field(50, alias="EXPORTER_SIGN_INS_PER_USERNAME", ge=1)
+    sign_ins_per_address: int = Field(30, alias="EXPORTER_SIGN_INS_PER_ADDRESS", ge=1)
+    # About eighteen full exports of a million accounts (56 MB each as xlsx).
+    max_kept_bytes_per_user: int = Field(1024**3, alias="EXPORTER_MAX_KEPT_BYTES_PER_USER", ge=1)
     max_pending: int = Field(1000, alias="EXPORTER_MAX_PENDING", ge=1)
     max_streams_per_user: int = Field(5, alias="EXPORTER_MAX_STREAMS_PER_USER", ge=1)
     # Each credential with streams open costs an account check every 5 s: 1,000 of them made

@@ -2,18 +2,20 @@
 
 ExporterError
 ├── InvalidRequest            400  the body is not what the endpoint takes
-│   └── InvalidParams         422  a field has a bad value (details name the field)
-│       └── HandlerNotFound   422  no handler is registered for the export type
+│   ├── InvalidParams         422  a field has a bad value (details name the field)
+│   │   └── HandlerNotFound   422  no handler is registered for the export type
+│   └── RequestTimeout        408  the body did not arrive in EXPORTER_BODY_TIMEOUT_S
 ├── Unauthorized              401
 ├── Forbidden                 403
 │   └── AccountInactive       403  the account is disabled or locked
 ├── TaskNotFound              404
 ├── TaskNotReady              409  the task has no file to download (yet)
 ├── TaskStateConflict         409  the task's state does not allow the action
+├── KeptBytesExceeded         409  the account's finished files take all the bytes it may keep
 ├── FileGone                  410  the task's file no longer exists (expired)
 ├── IdempotencyConflict       422  an Idempotency-Key reused with another body
 ├── QuotaExceeded             429  too many unfinished exports for this account
-├── TooManySignIns            429  too many wrong passwords for a username; wait
+├── TooManySignIns            429  too many failed sign-ins for a username or address; wait
 ├── TooManyStreams            429  the account has as many event streams open as it may
 ├── ServiceUnavailable        503  a backing service is down
 │   ├── QueueFull             503  too many exports waiting in all
@@ -40,6 +42,8 @@ class ExporterError(Exception):
 
     status = 500
     code = "internal_error"
+    # Seconds a 429 or 503 asks the client to wait, when the error knows (else the default).
+    retry_after_s: int | None = None
 
     def __init__(self, message: str, details: list[FieldProblem] | None = None) -> None:
         super().__init__(message)
@@ -59,6 +63,13 @@ class InvalidParams(InvalidRequest):
 
     status = 422
     code = "invalid_params"
+
+
+class RequestTimeout(InvalidRequest):
+    """The request body did not arrive in time."""
+
+    status = 408
+    code = "request_timeout"
 
 
 class Unauthorized(ExporterError):
@@ -102,6 +113,16 @@ class TaskStateConflict(ExporterError):
     code = "invalid_state"
 
 
+class KeptBytesExceeded(ExporterError):
+    """The account's finished exports keep as many bytes of files as it may.
+
+    409, not 429: waiting does not help (files are kept for days); deleting some does.
+    """
+
+    status = 409
+    code = "kept_bytes_exceeded"
+
+
 class IdempotencyConflict(ExporterError):
     """The Idempotency-Key was first used with a different request body."""
 
@@ -117,10 +138,14 @@ class QuotaExceeded(ExporterError):
 
 
 class TooManySignIns(ExporterError):
-    """Too many wrong passwords for this username from this address; try again later."""
+    """Too many failed sign-ins for this username or from this address; try again later."""
 
     status = 429
     code = "too_many_sign_ins"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class TooManyStreams(ExporterError):

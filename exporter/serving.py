@@ -22,7 +22,7 @@ from multiprocessing.process import BaseProcess
 
 from aiohttp import web
 
-from exporter.api.errors import JsonErrorRequestHandler
+from exporter.api.errors import HEADER_TIMEOUT_S, JsonErrorRequestHandler
 from exporter.encoders import die_with_parent
 from exporter.logs import configure_logging
 
@@ -125,7 +125,7 @@ async def listening(
                 manager,
                 loop=loop,
                 access_log_format=ACCESS_LOG_FORMAT,
-                keepalive_timeout=KEEPALIVE_TIMEOUT_S,
+                keepalive_timeout=app.get(HEADER_TIMEOUT_S, KEEPALIVE_TIMEOUT_S),
             ),
             host,
             port,

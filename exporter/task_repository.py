@@ -11,7 +11,13 @@ from typing import Any
 import asyncpg
 
 from exporter.db import Pool
-from exporter.errors import IdempotencyConflict, QueueFull, QuotaExceeded, TaskNotFound
+from exporter.errors import (
+    IdempotencyConflict,
+    KeptBytesExceeded,
+    QueueFull,
+    QuotaExceeded,
+    TaskNotFound,
+)
 from exporter.models import ExportFormat, ExportTask, TaskEvent, TaskStatus
 
 TASK_COLUMNS = """
@@ -20,10 +26,10 @@ TASK_COLUMNS = """
     cancel_requested, enqueue_count, status_note
 """
 
-# The checks and the insert of a create, in one round trip (migration 0004).
+# The checks and the insert of a create, in one round trip (migrations 0004 and 0008).
 CREATE_TASK = """
-SELECT created.outcome, created.active, (created.task).*
-FROM create_export_task($1, $2, $3, $4, $5, $6, $7, $8, $9) AS created
+SELECT created.outcome, created.active, created.kept, (created.task).*
+FROM create_export_task($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) AS created
 """
 
 SELECT_OWN_TASK = f"SELECT {TASK_COLUMNS} FROM export_tasks WHERE id = $1 AND created_by_id = $2"
@@ -127,6 +133,7 @@ class Quotas:
     """The limits a create is checked against."""
 
     max_active_per_user: int
+    max_kept_bytes_per_user: int
     queue_full: bool  # the queue holds EXPORTER_MAX_PENDING jobs or more
 
 
@@ -189,6 +196,7 @@ class TaskRepository:
             new.idempotency_key,
             new.request_hash,
             quotas.max_active_per_user,
+            quotas.max_kept_bytes_per_user,
             quotas.queue_full,
         )
         assert record is not None  # the function returns one row
@@ -199,6 +207,11 @@ class TaskRepository:
             raise QuotaExceeded(
                 f"you already have {record['active']} unfinished exports; "
                 f"the limit is {quotas.max_active_per_user}"
+            )
+        if outcome == "kept_bytes":
+            raise KeptBytesExceeded(
+                f"your finished exports keep {record['kept']} bytes of files; the limit is "
+                f"{quotas.max_kept_bytes_per_user} bytes: delete some to export again"
             )
         if outcome == "queue_full":
             raise QueueFull("too many exports are waiting; try again shortly")

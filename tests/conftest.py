@@ -109,19 +109,22 @@ async def empty_database_url(service_urls: Servers) -> AsyncIterator[str]:
     await run_on(service_urls.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-# Tasks whose count kept by the database (migration 0005) differs from what export_tasks holds.
+# Tasks whose count or file bytes kept by the database (migrations 0005, 0008) differ from what
+# export_tasks holds.
 COUNT_DRIFT = """
-SELECT owner_id, status, type, counted, kept
-FROM (SELECT created_by_id AS owner_id, status, type, count(*) AS counted
+SELECT owner_id, status, type, counted, kept, counted_bytes, kept_bytes
+FROM (SELECT created_by_id AS owner_id, status, type, count(*) AS counted,
+             coalesce(sum(file_size), 0) AS counted_bytes
       FROM export_tasks GROUP BY 1, 2, 3) AS actual
-FULL JOIN (SELECT owner_id, status, type, n AS kept FROM export_task_counts WHERE n <> 0) AS kept
+FULL JOIN (SELECT owner_id, status, type, n AS kept, file_bytes AS kept_bytes
+           FROM export_task_counts WHERE n <> 0 OR file_bytes <> 0) AS kept
     USING (owner_id, status, type)
-WHERE counted IS DISTINCT FROM kept
+WHERE (counted, counted_bytes) IS DISTINCT FROM (kept, kept_bytes)
 """
 
 
 async def _check_task_counts(url: str) -> None:
-    """After every test, whatever it did to tasks: the kept counts still match the tasks."""
+    """After every test, whatever it did to tasks: the kept counts and bytes match the tasks."""
     conn = await asyncpg.connect(url)
     try:
         drift = [dict(record) for record in await conn.fetch(COUNT_DRIFT)]

@@ -208,3 +208,44 @@ async def test_an_api_process_that_dies_takes_the_server_down(
     _, alive = psutil.wait_procs(others, timeout=10)
     assert alive == []
     assert time.monotonic() - started < 15
+
+
+async def test_exporter_serve_closes_a_request_head_that_trickles_in_past_the_header_timeout(
+    settings: Settings, tmp_path: Path
+) -> None:
+    port = _free_port()
+    env = {**os.environ, **settings_env(settings, port=port, header_timeout_s=1.0)}
+    process = start_exporter("serve", env, tmp_path / "serve.log")
+
+    async def healthy() -> bool:
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    return response.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    try:
+        await wait_until(healthy, timeout_s=60, what="the API")
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        started = time.monotonic()
+
+        async def trickle() -> None:
+            for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.05)
+
+        trickling = asyncio.create_task(trickle())
+        try:
+            async with asyncio.timeout(10):
+                assert await reader.read() == b""  # closed without an answer
+        finally:
+            trickling.cancel()
+            writer.close()
+        elapsed_s = time.monotonic() - started
+    finally:
+        process.kill()
+        process.wait()
+
+    assert 1.0 <= elapsed_s < 5.0  # the run_app default kept it for 75 s

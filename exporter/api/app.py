@@ -8,7 +8,7 @@ from aiohttp import web
 
 from exporter.account_repository import AccountRepository
 from exporter.api import health, listings, openapi, session, task_stream, tasks, types
-from exporter.api.errors import error_middleware
+from exporter.api.errors import HEADER_TIMEOUT_S, error_middleware
 from exporter.api.services import SERVICES, Services
 from exporter.db import create_pool
 from exporter.queue import TaskQueue, connect_lazily
@@ -21,10 +21,17 @@ from settings import Settings
 
 def create_app(settings: Settings) -> web.Application:
     """The API application; PostgreSQL and Redis are connected when it starts."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[error_middleware],
+        client_max_size=settings.max_body_bytes,
+        # aiohttp's keep-alive timer runs from a connection's opening and from each answer, and
+        # data does not restart it: a request head still unfinished when it fires is closed
+        # with its connection, so it bounds slow headers as well as idle connections.
+        handler_args={"keepalive_timeout": settings.header_timeout_s},
+    )
+    app[HEADER_TIMEOUT_S] = settings.header_timeout_s
     for module in (health, openapi, tasks, types, session, listings, task_stream, pages):
         app.add_routes(module.routes)
-    app[session.SIGN_IN_THROTTLE] = session.SignInThrottle()
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url)
@@ -45,6 +52,7 @@ def create_app(settings: Settings) -> web.Application:
             await pool.close()
 
     app.cleanup_ctx.append(services)
+    app.cleanup_ctx.append(session.password_checker)
     app.cleanup_ctx.append(task_stream.task_change_feed)
     app.on_shutdown.append(task_stream.end_task_streams)
     return app

@@ -20,6 +20,8 @@ log = logging.getLogger("exporter.api")
 
 # Unfinished exports and a recovering service both take seconds, not minutes.
 RETRY_AFTER_S = 10
+# nginx's status for a request whose client closed the connection: only the access log sees it.
+CLIENT_CLOSED_REQUEST = 499
 
 
 def error_response(
@@ -44,7 +46,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         details = [FieldError(field=d.field, message=d.message) for d in exc.details]
         response = error_response(exc.status, exc.code, exc.message, details)
         if exc.status in (429, 503):
-            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+            response.headers["Retry-After"] = str(exc.retry_after_s or RETRY_AFTER_S)
         return response
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -55,6 +57,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 response.headers[name] = exc.headers[name]
         return response
     except Exception as exc:
+        if request.transport is None:
+            # The client closed its connection (an aborted body, a closed tab), and what failed
+            # failed for want of it: a read of its body raises ConnectionResetError, which is
+            # no sign of the database. Nothing to reset, and no answer can reach it.
+            log.info("client left during %s %s: %r", request.method, request.path, exc)
+            return web.Response(status=CLIENT_CLOSED_REQUEST)
         if (lost := lost_connection(exc)) is not None:
             log.warning("database unavailable on %s %s: %s", request.method, request.path, lost)
             # The server restarted or went away: every pooled connection is suspect, and each
@@ -70,6 +78,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 # The parser's messages run over several lines and quote what the client sent; the first line
 # says what is wrong ("Invalid header value char"), cut to a length a client can show.
 PARSE_ERROR_MESSAGE_MAX = 200
+
+
+# How long a connection may take to send a request head (EXPORTER_HEADER_TIMEOUT_S), for the
+# connection handler that ``exporter.serving`` builds itself.
+HEADER_TIMEOUT_S = web.AppKey("header_timeout_s", float)
 
 
 class JsonErrorRequestHandler(web.RequestHandler):

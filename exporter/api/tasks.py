@@ -92,7 +92,11 @@ async def _submit(
     settings = services.settings
     creation = await services.tasks.create(
         NewTask(account.id, type_name, file_format, params, idempotency_key),
-        Quotas(settings.max_active_per_user, queue_full=await _queue_full(services)),
+        Quotas(
+            settings.max_active_per_user,
+            settings.max_kept_bytes_per_user,
+            queue_full=await _queue_full(services),
+        ),
     )
     task = creation.task
     if creation.created:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypeVar
 
 import pydantic_core
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from exporter.errors import FieldProblem, InvalidParams, InvalidRequest
+from exporter.api.services import services_of
+from exporter.errors import FieldProblem, InvalidParams, InvalidRequest, RequestTimeout
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -34,8 +36,14 @@ def validate(model: type[M], data: Any, *, prefix: str = "") -> M:
 
 
 async def read_json_body(request: web.Request, model: type[M]) -> M:
-    """The request body parsed as JSON into ``model`` (size is capped by the app)."""
-    raw = await request.read()
+    """The request body parsed as JSON into ``model`` (size and time are capped by the app)."""
+    timeout_s = services_of(request).settings.body_timeout_s
+    try:
+        # aiohttp bounds a body's size but not how long it takes to arrive.
+        async with asyncio.timeout(timeout_s):
+            raw = await request.read()
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
     try:
         # pydantic's parser, not the json module: it refuses nesting past 200 levels and
         # integers past Python's 4,300 digits with a ValueError, where json.loads raised
