@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -74,16 +76,44 @@ class Settings(BaseSettings):
         return value
 
 
+# Variables whose value is a secret: a settings error names them but never shows their value.
+SECRET_VARIABLES = frozenset(
+    str(field.alias) for field in Settings.model_fields.values() if field.annotation is SecretStr
+)
+
+
+def _shown(name: str, value: object) -> str:
+    """The value as a settings error may show it: never a secret, nor a URL's password."""
+    if name in SECRET_VARIABLES:
+        return "(hidden)"
+    if isinstance(value, str):
+        try:
+            parts = urlsplit(value)
+            password = parts.password
+        except ValueError:
+            return repr(value)
+        if password:
+            return repr(value.replace(f":{password}@", ":***@", 1))
+    return repr(value)
+
+
+def _problem(error: ErrorDetails) -> str:
+    name = ".".join(str(part) for part in error["loc"]) or "settings"
+    if error["type"] == "missing":
+        return f"{name} is required but not set"
+    if error["type"] == "too_short":
+        # pydantic's message ends with the length of what was given: a hint at a secret.
+        message = f"must be at least {error.get('ctx', {}).get('min_length')} characters"
+    else:
+        message = error["msg"].removeprefix("Value error, ")
+    return f"{name}={_shown(name, error.get('input'))}: {message}"
+
+
 def load_settings() -> Settings:
     """Read the settings from the environment, or raise SettingsError naming each bad variable."""
     try:
         return Settings()
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            name = ".".join(str(part) for part in error["loc"]) or "settings"
-            if error["type"] == "missing":
-                problems.append(f"{name} is required but not set")
-            else:
-                problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
+        # pydantic's own message repeats every input (the secret too): only ours leaves here.
+        problems = [_problem(error) for error in exc.errors()]
         raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
