@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class SettingsError(Exception):
@@ -51,6 +53,11 @@ class Settings(BaseSettings):
     handler_modules: str = Field(
         "", alias="EXPORTER_HANDLER_MODULES", description="extra modules that register handlers"
     )
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = Field(
+        (),
+        alias="EXPORTER_TRUSTED_PROXIES",
+        description="addresses or networks of reverse proxies whose X-Forwarded-* are believed",
+    )
 
     @field_validator("time_zone")
     @classmethod
@@ -60,6 +67,15 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        # 10.0.0.1/8 is refused (host bits set): whether one address or all of 10/8 was meant
+        # would be a guess.
+        return tuple(ip_network(part.strip()) for part in value.split(",") if part.strip())
 
     @field_validator("database_url")
     @classmethod

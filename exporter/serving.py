@@ -21,6 +21,7 @@ from multiprocessing.process import BaseProcess
 
 from aiohttp import web
 
+from exporter.api.proxies import ClientAccessLogger
 from exporter.encoders import die_with_parent
 from exporter.logs import configure_logging
 
@@ -33,10 +34,6 @@ it travels to the spawned children by pickling."""
 CHILD_CHECK_INTERVAL_S = 1.0
 CHILD_STOP_TIMEOUT_S = 10.0
 STOPPED_EXIT_CODES = (0, -signal.SIGTERM, -signal.SIGINT)
-# Client, request line, status, size, seconds taken, user agent. The log line has its own time
-# stamp, so the request's is not formatted a second time; the size is the Content-Length header,
-# since aiohttp's %b logged 0 for every JSON answer.
-ACCESS_LOG_FORMAT = '%a "%r" %s %{Content-Length}o %Tf "%{User-Agent}i"'
 
 
 def serve(make_app: AppFactory, host: str, port: int, processes: int = 1) -> None:
@@ -84,7 +81,7 @@ def _run(app: web.Application, host: str, port: int, *, reuse_port: bool) -> Non
         host=host,
         port=port,
         reuse_port=reuse_port,
-        access_log_format=ACCESS_LOG_FORMAT,
+        access_log_class=ClientAccessLogger,
         print=None,
     )
 

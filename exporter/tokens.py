@@ -7,6 +7,7 @@ value a page must echo in a header before the cookie may change anything.
 from __future__ import annotations
 
 import functools
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from typing import Any
 import jwt
 
 from exporter.errors import Unauthorized
+
+log = logging.getLogger("exporter.api")
 
 ALGORITHM = "HS256"
 # Tokens whose signature check is remembered, per process (a few hundred bytes each).
@@ -71,10 +74,13 @@ def _verified(secret: str, token: str) -> _VerifiedToken:
     except jwt.ExpiredSignatureError:
         raise Unauthorized("token expired") from None
     except jwt.InvalidTokenError as exc:
-        raise Unauthorized(f"invalid token: {exc}") from None
+        # PyJWT's text tells a prober which check failed; the caller learns only that it did.
+        log.debug("invalid token: %s", exc)
+        raise Unauthorized("invalid token") from None
     subject = claims["sub"]
     if not isinstance(subject, str) or not subject.isdigit():
-        raise Unauthorized("invalid token: sub must be an account id")
+        log.debug("invalid token: sub is not an account id")
+        raise Unauthorized("invalid token")
     csrf_token = claims.get("csrf")
     identity = TokenIdentity(int(subject), csrf_token if isinstance(csrf_token, str) else None)
     return _VerifiedToken(identity, float(claims["exp"]))
