@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from exporter.errors import DuplicateHandler, HandlerNotFound
 
 FORMULA_PREFIXES = ("=", "@", "+", "-", "\t", "\r", "\n")
+BLANK_PATTERN = r"^\s*$"
+NULL = {"type": "null"}
+# Keywords of a property's schema that describe it rather than constrain its value.
+NOTES = frozenset({"title", "description", "default", "examples"})
 
 
 class ColumnKind(StrEnum):
@@ -70,10 +74,27 @@ class RowQuery:
         return " WHERE " + " AND ".join(f"({condition})" for condition in self.conditions)
 
 
+def _blank_allowed(schema: dict[str, Any]) -> None:
+    # What _blank_means_unset lets through, told in the schema: null or a blank text for any
+    # filter that may be left out.
+    required = schema.get("required", [])
+    for name, property_schema in schema.get("properties", {}).items():
+        if name in required:
+            continue
+        members = property_schema.pop("anyOf", None) or [
+            {key: property_schema.pop(key) for key in list(property_schema) if key not in NOTES}
+        ]
+        if NULL not in members:
+            members.append(NULL)
+        property_schema["anyOf"] = [*members, {"type": "string", "pattern": BLANK_PATTERN}]
+
+
 class ExportParams(BaseModel):
     """Base of every handler's filter model: unknown fields are refused, values are frozen."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, json_schema_extra=_blank_allowed
+    )
 
     @model_validator(mode="before")
     @classmethod
