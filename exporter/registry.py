@@ -11,9 +11,9 @@ import pkgutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
 from exporter.errors import DuplicateHandler, HandlerNotFound
 
@@ -95,6 +95,16 @@ class ExportParams(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, str_strip_whitespace=True, json_schema_extra=_blank_allowed
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _true_is_not_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic would read true as 1: only a filter declared yes/no takes true or false.
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation is not bool and bool not in get_args(annotation):
+                raise ValueError("must not be true or false")
+        return value
 
     @model_validator(mode="before")
     @classmethod
