@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from exporter.api.auth import SESSION_COOKIE
 from exporter.api.listings import AccountPageOut, PageQuery, RolePageOut
 from exporter.api.schemas import (
     CreateTaskRequest,
@@ -166,7 +167,8 @@ _TASK_ID = {
     "required": True,
     "schema": {"type": "string", "format": "uuid"},
 }
-_SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
+# A bearer token, or the pages' session cookie (with X-CSRF-Token on a change).
+_SECURED: list[dict[str, list[str]]] = [{"bearer": []}, {"session": []}]
 
 
 def _task_paths(document: _Document) -> dict[str, Any]:
@@ -376,7 +378,8 @@ def build_openapi(handlers: HandlerRegistry) -> dict[str, Any]:
         "components": {
             "schemas": document.schemas,
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "session": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE},
             },
         },
     }
