@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class SettingsError(Exception):
@@ -72,6 +75,11 @@ class Settings(DatabaseSettings):
     handler_modules: str = Field(
         "", alias="EXPORTER_HANDLER_MODULES", description="extra modules that register handlers"
     )
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = Field(
+        (),
+        alias="EXPORTER_TRUSTED_PROXIES",
+        description="addresses or networks of reverse proxies whose X-Forwarded-* are believed",
+    )
 
     @field_validator("time_zone")
     @classmethod
@@ -82,12 +90,54 @@ class Settings(DatabaseSettings):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        # 10.0.0.1/8 is refused (host bits set): whether one address or all of 10/8 was meant
+        # would be a guess.
+        return tuple(ip_network(part.strip()) for part in value.split(",") if part.strip())
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
+
+
+# Variables whose value is a secret: a settings error names them but never shows their value.
+SECRET_VARIABLES = frozenset(
+    str(field.alias) for field in Settings.model_fields.values() if field.annotation is SecretStr
+)
+
+
+def _shown(name: str, value: object) -> str:
+    """The value as a settings error may show it: never a secret, nor a URL's password."""
+    if name in SECRET_VARIABLES:
+        return "(hidden)"
+    if isinstance(value, str):
+        try:
+            parts = urlsplit(value)
+            password = parts.password
+        except ValueError:
+            return repr(value)
+        if password:
+            return repr(value.replace(f":{password}@", ":***@", 1))
+    return repr(value)
+
+
+def _problem(error: ErrorDetails) -> str:
+    name = ".".join(str(part) for part in error["loc"]) or "settings"
+    if error["type"] == "missing":
+        return f"{name} is required but not set"
+    if error["type"] == "too_short":
+        # pydantic's message ends with the length of what was given: a hint at a secret.
+        message = f"must be at least {error.get('ctx', {}).get('min_length')} characters"
+    else:
+        message = error["msg"].removeprefix("Value error, ")
+    return f"{name}={_shown(name, error.get('input'))}: {message}"
 
 
 S = TypeVar("S", bound=DatabaseSettings)
@@ -101,11 +151,6 @@ def load_settings(kind: type[S], *, env_file: Path | None = None) -> S:
     try:
         return kind(_env_file=env_file)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            name = ".".join(str(part) for part in error["loc"]) or "settings"
-            if error["type"] == "missing":
-                problems.append(f"{name} is required but not set")
-            else:
-                problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
+        # pydantic's own message repeats every input (the secret too): only ours leaves here.
+        problems = [_problem(error) for error in exc.errors()]
         raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

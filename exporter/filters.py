@@ -11,8 +11,11 @@ from pydantic import BeforeValidator
 def _date_or_datetime(value: Any) -> Any:
     # "2026-01-31" is a day, "2026-01-31T00:00:00" an instant; pydantic's union cannot tell,
     # and would report one error per member of the union.
-    if not isinstance(value, str):
+    if isinstance(value, date):  # a datetime is a date too
         return value
+    if not isinstance(value, str):
+        # Not a number of seconds since 1970, which pydantic alone would take.
+        raise ValueError("must be an ISO 8601 date (2026-01-31) or date-time")
     text = value.strip()
     try:
         return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)

@@ -11,15 +11,19 @@ import pkgutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, get_args
 
-from pydantic import ConfigDict, model_validator
+from pydantic import ConfigDict, ValidationInfo, field_validator, model_validator
 
 from exporter.errors import DuplicateHandler, HandlerNotFound
 from exporter.input_model import InputModel
 from exporter.models import EXPORT_CREATE
 
 FORMULA_PREFIXES = ("=", "@", "+", "-", "\t", "\r", "\n")
+BLANK_PATTERN = r"^\s*$"
+NULL = {"type": "null"}
+# Keywords of a property's schema that describe it rather than constrain its value.
+NOTES = frozenset({"title", "description", "default", "examples"})
 
 
 class ColumnKind(StrEnum):
@@ -72,11 +76,38 @@ class RowQuery:
         return " WHERE " + " AND ".join(f"({condition})" for condition in self.conditions)
 
 
+def _blank_allowed(schema: dict[str, Any]) -> None:
+    # What _blank_means_unset lets through, told in the schema: null or a blank text for any
+    # filter that may be left out.
+    required = schema.get("required", [])
+    for name, property_schema in schema.get("properties", {}).items():
+        if name in required:
+            continue
+        members = property_schema.pop("anyOf", None) or [
+            {key: property_schema.pop(key) for key in list(property_schema) if key not in NOTES}
+        ]
+        if NULL not in members:
+            members.append(NULL)
+        property_schema["anyOf"] = [*members, {"type": "string", "pattern": BLANK_PATTERN}]
+
+
 class ExportParams(InputModel):
     """Base of every handler's filter model: unknown fields are refused, values are frozen, and
     every value can be bound in PostgreSQL (see :mod:`exporter.input_model`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, json_schema_extra=_blank_allowed
+    )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _true_is_not_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic would read true as 1: only a filter declared yes/no takes true or false.
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation is not bool and bool not in get_args(annotation):
+                raise ValueError("must not be true or false")
+        return value
 
     @model_validator(mode="before")
     @classmethod

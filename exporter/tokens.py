@@ -8,6 +8,7 @@ the cookie may change anything.
 from __future__ import annotations
 
 import functools
+import logging
 import secrets
 import time
 import uuid
@@ -18,6 +19,8 @@ import jwt
 
 from exporter.errors import Unauthorized
 from exporter.input_model import fits_bigint
+
+log = logging.getLogger("exporter.api")
 
 ALGORITHM = "HS256"
 # Tokens whose signature check is remembered, per process (a few hundred bytes each).
@@ -69,7 +72,7 @@ def identity_from_token(secret: str, token: str) -> TokenIdentity:
 def _verified(secret: str, token: str) -> TokenIdentity:
     # A JWT is ASCII; a header's other bytes arrive as surrogates, which PyJWT cannot encode.
     if not token.isascii():
-        raise Unauthorized("invalid token: not a JWT")
+        raise Unauthorized("invalid token")
     try:
         claims = jwt.decode(
             token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
@@ -77,10 +80,13 @@ def _verified(secret: str, token: str) -> TokenIdentity:
     except jwt.ExpiredSignatureError:
         raise Unauthorized("token expired") from None
     except jwt.InvalidTokenError as exc:
-        raise Unauthorized(f"invalid token: {exc}") from None
+        # PyJWT's text tells a prober which check failed; the caller learns only that it did.
+        log.debug("invalid token: %s", exc)
+        raise Unauthorized("invalid token") from None
     subject = claims["sub"]
     if not isinstance(subject, str) or not fits_bigint(subject):
-        raise Unauthorized("invalid token: sub must be an account id")
+        log.debug("invalid token: sub is not an account id")
+        raise Unauthorized("invalid token")
     csrf_token = claims.get("csrf")
     csrf = csrf_token if isinstance(csrf_token, str) else None
     return TokenIdentity(int(subject), csrf, float(claims["exp"]), _session_id(claims.get("sid")))
@@ -92,4 +98,5 @@ def _session_id(claim: object) -> uuid.UUID | None:
     try:
         return uuid.UUID(str(claim))
     except ValueError:
-        raise Unauthorized("invalid token: sid must be a session id") from None
+        log.debug("invalid token: sid is not a session id")
+        raise Unauthorized("invalid token") from None

@@ -26,6 +26,8 @@ def settings_env(settings: Settings, **overrides: Any) -> dict[str, str]:
             continue
         if hasattr(value, "get_secret_value"):
             value = value.get_secret_value()
+        if isinstance(value, tuple):  # lists are comma-separated in the environment
+            value = ",".join(str(item) for item in value)
         env[field.alias or name.upper()] = str(value)
     return env
 

@@ -81,6 +81,49 @@ def test_a_missing_secret_stops_start_up_naming_it(monkeypatch: pytest.MonkeyPat
         load_settings(Settings)
 
 
+LEAKY_SECRET = "short-and-secret"
+LEAKY_PASSWORD = "db-password-1"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["exporter", "serve"],
+        ["exporter", "worker"],
+        ["exporter", "migrate"],
+        ["exporter", "seed"],
+        ["exporter", "token", "admin"],
+        ["exporter", "dev"],  # what make run runs
+        ["arq", "run_worker.WorkerSettings"],
+    ],
+    ids=lambda command: " ".join(command),
+)
+def test_a_settings_error_never_shows_a_secret(tmp_path: Path, command: list[str]) -> None:
+    env = {
+        **os.environ,
+        "EXPORTER_SECRET": LEAKY_SECRET,
+        "DATABASE_URL": f"mysql://exporter:{LEAKY_PASSWORD}@127.0.0.1/exporter",
+    }
+    executable = str(Path(sys.executable).parent / command[0])
+    # In a scratch directory: `exporter dev` keeps its state under the working directory.
+    done = subprocess.run(
+        [executable, *command[1:]],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "EXPORTER_SECRET" in output
+    assert "DATABASE_URL" in output
+    assert LEAKY_SECRET not in output
+    assert LEAKY_PASSWORD not in output
+    assert "Traceback" not in output
+
+
 def test_the_worker_command_exits_with_the_settings_message(tmp_path: Path) -> None:
     process = exporter_command("worker", env={"EXPORTER_SECRET": SECRET, "EXPORTER_PORT": "x"})
     output, _ = process.communicate(timeout=60)

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from exporter.account_repository import AccountRepository
 from exporter.api import health, listings, openapi, session, task_stream, tasks, types
 from exporter.api.errors import HEADER_TIMEOUT_S, error_middleware
+from exporter.api.headers import private_headers
+from exporter.api.proxies import trusted_proxies_middleware
 from exporter.api.services import SERVICES, Services
 from exporter.db import create_pool
 from exporter.queue import TaskQueue, connect_lazily
@@ -21,8 +24,12 @@ from settings import Settings
 
 def create_app(settings: Settings) -> web.Application:
     """The API application; PostgreSQL and Redis are connected when it starts."""
+    middlewares: list[Middleware] = [error_middleware]
+    if settings.trusted_proxies:
+        # First, so that the error middleware and every handler see the forwarded client.
+        middlewares.insert(0, trusted_proxies_middleware(settings.trusted_proxies))
     app = web.Application(
-        middlewares=[error_middleware],
+        middlewares=middlewares,
         client_max_size=settings.max_body_bytes,
         # aiohttp's keep-alive timer runs from a connection's opening and from each answer, and
         # data does not restart it: a request head still unfinished when it fires is closed
@@ -32,6 +39,7 @@ def create_app(settings: Settings) -> web.Application:
     app[HEADER_TIMEOUT_S] = settings.header_timeout_s
     for module in (health, openapi, tasks, types, session, listings, task_stream, pages):
         app.add_routes(module.routes)
+    app.on_response_prepare.append(private_headers)
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url)

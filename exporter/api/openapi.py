@@ -1,63 +1,182 @@
-"""GET /api/openapi.json: an OpenAPI 3.1 document generated from the API's pydantic models."""
+"""GET /api/openapi.json: an OpenAPI 3.1 document generated from the API's pydantic models.
+
+Bodies, answers and query strings come from the models the handlers validate with, and the
+export types (the ``type`` values, each type's ``params``) from the registry, so the document
+lists what the server really takes and answers; a schemathesis run holds it to that.
+"""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from exporter.api.listings import AccountPageOut, RolePageOut
+from exporter.api.auth import SESSION_COOKIE
+from exporter.api.listings import AccountPageOut, PageQuery, RolePageOut
 from exporter.api.schemas import (
     CreateTaskRequest,
     ErrorOut,
     ExportTypesOut,
     HealthOut,
+    ListTasksQuery,
     TaskOut,
     TaskPageOut,
 )
 from exporter.api.services import services_of
 from exporter.api.session import LoginRequest, SessionOut
-from exporter.models import TaskStatus
+from exporter.api.tasks import CONTENT_TYPES, IDEMPOTENCY_KEY_MAX
 from exporter.registry import HandlerRegistry
 
 routes = web.RouteTableDef()
 
 REF = "#/components/schemas/{model}"
+JSON = "application/json"
+# Every authenticated operation: no or a bad token (401); an account that may not (403).
+AUTH_ERRORS = (401, 403)
+# Statuses whose answers say when to come back.
+RETRY_LATER = frozenset({429, 503})
+# The list endpoints of the pages and their export type.
+LISTS: dict[str, tuple[str, type[BaseModel], str]] = {
+    "/api/accounts": ("account", AccountPageOut, "Accounts, filtered like the account export"),
+    "/api/roles": ("role", RolePageOut, "Roles, filtered like the role export"),
+}
 
 
-def _ref(model: type[BaseModel]) -> dict[str, str]:
-    return {"$ref": REF.format(model=model.__name__)}
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
 
 
-def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref(model)}}}
+def _header(description: str) -> dict[str, Any]:
+    return {"description": description, "schema": {"type": "string"}}
+
+
+def _json(model: type[BaseModel], description: str, **headers: str) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "description": description,
+        "content": {JSON: {"schema": _ref(model.__name__)}},
+    }
+    if headers:
+        answer["headers"] = {
+            name.replace("_", "-"): _header(text) for name, text in headers.items()
+        }
+    return answer
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(status): _json(ErrorOut, "error") for status in statuses}
+    answers = {}
+    for status in statuses:
+        if status in RETRY_LATER:
+            answers[str(status)] = _json(ErrorOut, "error", Retry_After="seconds to wait")
+        else:
+            answers[str(status)] = _json(ErrorOut, "error")
+    return answers
 
 
+class _Document:
+    """The document under construction: its schemas are collected as the paths name them."""
+
+    def __init__(self, handlers: HandlerRegistry) -> None:
+        self.handlers = handlers
+        self.type_names = [handler.name for handler in handlers]
+        models: list[type[BaseModel]] = [
+            CreateTaskRequest,
+            TaskOut,
+            TaskPageOut,
+            ExportTypesOut,
+            ErrorOut,
+            HealthOut,
+            AccountPageOut,
+            RolePageOut,
+            LoginRequest,
+            SessionOut,
+        ]
+        models.extend(handler.params_model for handler in handlers)
+        _, schemas = models_json_schema(
+            [(model, "validation") for model in models], ref_template=REF
+        )
+        self.schemas: dict[str, Any] = schemas.get("$defs", {})
+
+    def _model_schema(self, model: type[BaseModel]) -> dict[str, Any]:
+        schema = model.model_json_schema(ref_template=REF)
+        self.schemas.update(schema.pop("$defs", {}))
+        return schema
+
+    def query(self, *models: type[BaseModel], **schemas: dict[str, Any]) -> list[dict[str, Any]]:
+        """Each field of the models as a query parameter (``schemas`` replace a field's)."""
+        parameters = []
+        for model in models:
+            schema = self._model_schema(model)
+            for name, field in schema["properties"].items():
+                parameters.append(
+                    {
+                        "name": name,
+                        "in": "query",
+                        "required": name in schema.get("required", []),
+                        "schema": schemas.get(name, _without_null(field)),
+                    }
+                )
+        return parameters
+
+    def type_enum(self) -> dict[str, Any]:
+        return {"type": "string", "enum": self.type_names}
+
+    def create_body(self) -> dict[str, Any]:
+        """CreateTaskRequest, once per export type: that ``type`` with that type's ``params``."""
+        request = self._model_schema(CreateTaskRequest)
+        variants = []
+        for handler in self.handlers:
+            variant = copy.deepcopy(request)
+            variant["title"] = f"{request['title']} ({handler.name})"
+            properties = variant["properties"]
+            properties["type"] = {"const": handler.name, "description": handler.title}
+            properties["params"] = {**_ref(handler.params_model.__name__), "default": {}}
+            variants.append(variant)
+        return {"oneOf": variants}
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A field's schema for a query string, which can leave a value out but not send null."""
+    members = [m for m in schema.get("anyOf", []) if m != {"type": "null"}]
+    rest = {k: v for k, v in schema.items() if k not in ("anyOf", "title") and v is not None}
+    if len(members) == 1:
+        return {**members[0], **rest}
+    return {"anyOf": members, **rest} if members else rest
+
+
+# One event of the task stream (Open API 3.1: the schema of an event stream is its events').
+SSE_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "event": {"type": "string", "description": "ready, task or deleted"},
+        "data": {
+            "type": "string",
+            "description": "JSON: the task as GET /api/export-tasks/{task_id} shows it (task), "
+            "its id (deleted)",
+        },
+        "retry": {"type": "integer", "minimum": 0},
+        "id": {"type": "string"},
+    },
+}
 _TASK_ID = {
     "name": "task_id",
     "in": "path",
     "required": True,
     "schema": {"type": "string", "format": "uuid"},
 }
-_SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
+# A bearer token, or the pages' session cookie (with X-CSRF-Token on a change).
+_SECURED: list[dict[str, list[str]]] = [{"bearer": []}, {"session": []}]
 
 
-def _paths() -> dict[str, Any]:
-    list_params = [
-        {"name": name, "in": "query", "required": False, "schema": schema}
-        for name, schema in (
-            ("status", {"type": "string", "enum": [s.value for s in TaskStatus]}),
-            ("type", {"type": "string"}),
-            ("page", {"type": "integer", "minimum": 1, "default": 1}),
-            ("page_size", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}),
-        )
-    ]
+def _task_paths(document: _Document) -> dict[str, Any]:
+    task = _json(TaskOut, "the task", Location="the task's URL")
+    content = {
+        media_type.partition(";")[0]: {"schema": {"type": "string", "format": "binary"}}
+        for media_type in CONTENT_TYPES.values()
+    }
     return {
         "/api/export-tasks": {
             "post": {
@@ -65,41 +184,66 @@ def _paths() -> dict[str, Any]:
                 "security": _SECURED,
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref(CreateTaskRequest)}},
+                    "content": {JSON: {"schema": document.create_body()}},
                 },
                 "parameters": [
                     {
                         "name": "Idempotency-Key",
                         "in": "header",
                         "required": False,
-                        "schema": {"type": "string", "maxLength": 200},
+                        "schema": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": IDEMPOTENCY_KEY_MAX,
+                            "pattern": "^[ -~]+$",
+                        },
                     }
                 ],
                 "responses": {
-                    "202": _json(TaskOut, "the task, pending"),
-                    "200": _json(TaskOut, "the unfinished (or idempotent) task it repeats"),
-                    **_errors(400, 401, 403, 413, 422, 429, 503),
+                    "202": _json(TaskOut, "the task, pending", Location="the task's URL"),
+                    "200": _json(
+                        TaskOut,
+                        "the unfinished (or idempotent) task it repeats",
+                        Location="the task's URL",
+                    ),
+                    **_errors(400, *AUTH_ERRORS, 413, 422, 429, 503),
                 },
             },
             "get": {
                 "summary": "The caller's tasks, newest first",
                 "security": _SECURED,
-                "parameters": list_params,
-                "responses": {"200": _json(TaskPageOut, "a page of tasks"), **_errors(401, 422)},
+                "parameters": document.query(ListTasksQuery, type=document.type_enum()),
+                "responses": {
+                    "200": _json(TaskPageOut, "a page of tasks"),
+                    **_errors(*AUTH_ERRORS, 422),
+                },
             },
+        },
+        "/api/export-tasks/stream": {
+            "get": {
+                "summary": "Server-sent events: the caller's tasks as they change",
+                "security": _SECURED,
+                "responses": {
+                    "200": {
+                        "description": "an event stream",
+                        "content": {"text/event-stream": {"schema": SSE_EVENT}},
+                    },
+                    **_errors(*AUTH_ERRORS, 429),
+                },
+            }
         },
         "/api/export-tasks/{task_id}": {
             "get": {
                 "summary": "One of the caller's tasks, with its history",
                 "security": _SECURED,
                 "parameters": [_TASK_ID],
-                "responses": {"200": _json(TaskOut, "the task"), **_errors(401, 404)},
+                "responses": {"200": task, **_errors(*AUTH_ERRORS, 404)},
             },
             "delete": {
                 "summary": "Remove the task and its file (a running export is stopped)",
                 "security": _SECURED,
                 "parameters": [_TASK_ID],
-                "responses": {"204": {"description": "deleted"}, **_errors(401, 403, 404)},
+                "responses": {"204": {"description": "deleted"}, **_errors(*AUTH_ERRORS, 404)},
             },
         },
         "/api/export-tasks/{task_id}/cancel": {
@@ -107,7 +251,7 @@ def _paths() -> dict[str, Any]:
                 "summary": "Cancel a pending task at once, or stop a running one",
                 "security": _SECURED,
                 "parameters": [_TASK_ID],
-                "responses": {"200": _json(TaskOut, "the task"), **_errors(401, 403, 404, 409)},
+                "responses": {"200": task, **_errors(*AUTH_ERRORS, 404, 409)},
             }
         },
         "/api/export-tasks/{task_id}/retry": {
@@ -116,18 +260,11 @@ def _paths() -> dict[str, Any]:
                 "security": _SECURED,
                 "parameters": [_TASK_ID],
                 "responses": {
-                    "202": _json(TaskOut, "the new task"),
-                    **_errors(401, 403, 404, 409, 429, 503),
-                },
-            }
-        },
-        "/api/export-tasks/stream": {
-            "get": {
-                "summary": "Server-sent events: the caller's tasks as they change",
-                "security": _SECURED,
-                "responses": {
-                    "200": {"description": "an event stream", "content": {"text/event-stream": {}}},
-                    **_errors(401),
+                    "202": _json(TaskOut, "the new task", Location="the task's URL"),
+                    "200": _json(
+                        TaskOut, "an identical unfinished task", Location="the task's URL"
+                    ),
+                    **_errors(*AUTH_ERRORS, 404, 409, 429, 503),
                 },
             }
         },
@@ -139,34 +276,43 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": {
                         "description": "the file, as an attachment",
-                        "content": {"application/octet-stream": {}},
+                        "headers": {
+                            "Content-Disposition": _header("attachment; filename=…; filename*=…")
+                        },
+                        "content": content,
                     },
-                    **_errors(401, 404, 409, 410),
+                    **_errors(*AUTH_ERRORS, 404, 409, 410),
                 },
             }
         },
+    }
+
+
+def _list_paths(document: _Document) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for path, (type_name, page_model, summary) in LISTS.items():
+        handler = document.handlers.get(type_name)
+        paths[path] = {
+            "get": {
+                "summary": f"{summary}, paged",
+                "security": _SECURED,
+                "parameters": document.query(PageQuery, handler.params_model),
+                "responses": {
+                    "200": _json(page_model, "a page of the list"),
+                    **_errors(*AUTH_ERRORS, 422),
+                },
+            }
+        }
+    return paths
+
+
+def _other_paths() -> dict[str, Any]:
+    return {
         "/api/export-types": {
             "get": {
                 "summary": "Registered export types",
                 "security": _SECURED,
-                "responses": {"200": _json(ExportTypesOut, "the types"), **_errors(401)},
-            }
-        },
-        "/api/accounts": {
-            "get": {
-                "summary": "Accounts, filtered like the account export (keyword, status, …), paged",
-                "security": _SECURED,
-                "responses": {
-                    "200": _json(AccountPageOut, "a page of accounts"),
-                    **_errors(401, 422),
-                },
-            }
-        },
-        "/api/roles": {
-            "get": {
-                "summary": "Roles, filtered like the role export, paged",
-                "security": _SECURED,
-                "responses": {"200": _json(RolePageOut, "a page of roles"), **_errors(401, 422)},
+                "responses": {"200": _json(ExportTypesOut, "the types"), **_errors(*AUTH_ERRORS)},
             }
         },
         "/api/session": {
@@ -174,11 +320,33 @@ def _paths() -> dict[str, Any]:
                 "summary": "Sign in: sets the session cookie (and a CSRF token for cookie writes)",
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": _ref(LoginRequest)}},
+                    "content": {JSON: {"schema": _ref(LoginRequest.__name__)}},
                 },
-                "responses": {"200": _json(SessionOut, "signed in"), **_errors(400, 401, 422, 429)},
+                "responses": {
+                    "200": _json(SessionOut, "signed in", Set_Cookie="the session cookie"),
+                    # 403: the account is not active; 415: not sent as JSON.
+                    **_errors(400, 401, 403, 413, 415, 422, 429),
+                },
             },
-            "delete": {"summary": "Sign out", "responses": {"204": {"description": "signed out"}}},
+            "delete": {
+                "summary": "Sign out",
+                "security": _SECURED,
+                "responses": {
+                    "204": {"description": "signed out"},
+                    **_errors(*AUTH_ERRORS),
+                },
+            },
+        },
+        "/api/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {
+                    "200": {
+                        "description": "OpenAPI 3.1",
+                        "content": {JSON: {"schema": {"type": "object"}}},
+                    }
+                },
+            }
         },
         "/healthz": {
             "get": {"summary": "The process is up", "responses": {"200": _json(HealthOut, "up")}}
@@ -197,20 +365,8 @@ def _paths() -> dict[str, Any]:
 
 def build_openapi(handlers: HandlerRegistry) -> dict[str, Any]:
     """The whole document; each export type's params model is listed under its own schema."""
-    models: list[type[BaseModel]] = [
-        CreateTaskRequest,
-        TaskOut,
-        TaskPageOut,
-        ExportTypesOut,
-        ErrorOut,
-        HealthOut,
-        AccountPageOut,
-        RolePageOut,
-        LoginRequest,
-        SessionOut,
-    ]
-    models.extend(handler.params_model for handler in handlers)
-    _, schemas = models_json_schema([(model, "validation") for model in models], ref_template=REF)
+    document = _Document(handlers)
+    paths = {**_task_paths(document), **_list_paths(document), **_other_paths()}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -218,11 +374,12 @@ def build_openapi(handlers: HandlerRegistry) -> dict[str, Any]:
             "version": "0.1.0",
             "description": "Asynchronous data exports",
         },
-        "paths": _paths(),
+        "paths": paths,
         "components": {
-            "schemas": schemas.get("$defs", {}),
+            "schemas": document.schemas,
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "session": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE},
             },
         },
     }

@@ -19,7 +19,6 @@ from exporter.errors import (
     FileGone,
     HandlerNotFound,
     InvalidParams,
-    TaskNotFound,
     TaskNotReady,
     TaskStateConflict,
     Unauthorized,
@@ -32,6 +31,11 @@ log = logging.getLogger("exporter.api")
 routes = web.RouteTableDef()
 
 IDEMPOTENCY_KEY_MAX = 200
+# A task id in a route is a UUID, so that /api/export-tasks/stream is never taken for a task.
+TASK_PATH = (
+    "/api/export-tasks/"
+    "{task_id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}"
+)
 # Not left to the mimetypes table of the host, which may not know xlsx.
 CONTENT_TYPES = {
     ExportFormat.XLSX: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -49,26 +53,37 @@ async def _task_json(
 
 
 def _task_id(request: web.Request) -> uuid.UUID:
-    try:
-        return uuid.UUID(request.match_info["task_id"])
-    except ValueError:
-        raise TaskNotFound("export task not found") from None
+    # The route's pattern lets only UUIDs through.
+    return uuid.UUID(request.match_info["task_id"])
 
 
 def _idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
-    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not key.isprintable():
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not (key.isascii() and key.isprintable()):
         raise InvalidParams(
             "invalid Idempotency-Key header",
             [
                 FieldProblem(
-                    "Idempotency-Key", f"must be 1 to {IDEMPOTENCY_KEY_MAX} printable characters"
+                    "Idempotency-Key",
+                    f"must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters",
                 )
             ],
         )
     return key
+
+
+def _check_known_type(services: Services, type_name: str) -> None:
+    if type_name not in services.handlers:
+        raise HandlerNotFound(
+            f"unknown export type {type_name!r}",
+            [
+                FieldProblem(
+                    "type", f"must be one of: {', '.join(h.name for h in services.handlers)}"
+                )
+            ],
+        )
 
 
 async def _queue_full(services: Services) -> bool:
@@ -116,15 +131,7 @@ async def create_task(request: web.Request) -> web.Response:
     account = await current_account(request)
     body = await read_json_body(request, CreateTaskRequest)
     services = services_of(request)
-    if body.type not in services.handlers:
-        raise HandlerNotFound(
-            f"unknown export type {body.type!r}",
-            [
-                FieldProblem(
-                    "type", f"must be one of: {', '.join(h.name for h in services.handlers)}"
-                )
-            ],
-        )
+    _check_known_type(services, body.type)
     handler = services.handlers.get(body.type)
     require_permissions(account, *handler.export_permissions)
     params = validate(handler.params_model, body.params, prefix="params")
@@ -144,7 +151,10 @@ async def list_tasks(request: web.Request) -> web.Response:
     # cost per request.
     account = await current_account(request)
     query = validate(ListTasksQuery, dict(request.query))
-    body = await services_of(request).tasks.page_json(
+    services = services_of(request)
+    if query.type is not None:
+        _check_known_type(services, query.type)
+    body = await services.tasks.page_json(
         account.id,
         status=query.status,
         type_name=query.type,
@@ -156,7 +166,7 @@ async def list_tasks(request: web.Request) -> web.Response:
     return web.Response(text=body, content_type="application/json")
 
 
-@routes.get("/api/export-tasks/{task_id}")
+@routes.get(TASK_PATH)
 async def show_task(request: web.Request) -> web.Response:
     account = await current_account(request)
     services = services_of(request)
@@ -164,7 +174,7 @@ async def show_task(request: web.Request) -> web.Response:
     return await _task_json(services, task, with_history=True)
 
 
-@routes.post("/api/export-tasks/{task_id}/cancel")
+@routes.post(TASK_PATH + "/cancel")
 async def cancel_task(request: web.Request) -> web.Response:
     account = await current_account(request)
     services = services_of(request)
@@ -177,7 +187,7 @@ async def cancel_task(request: web.Request) -> web.Response:
     return await _task_json(services, task)
 
 
-@routes.post("/api/export-tasks/{task_id}/retry")
+@routes.post(TASK_PATH + "/retry")
 async def retry_task(request: web.Request) -> web.Response:
     account = await current_account(request)
     services = services_of(request)
@@ -191,7 +201,7 @@ async def retry_task(request: web.Request) -> web.Response:
     return await _submit(services, account, task.type, task.format, task.params, None)
 
 
-@routes.delete("/api/export-tasks/{task_id}")
+@routes.delete(TASK_PATH)
 async def delete_task(request: web.Request) -> web.Response:
     """Remove the task and its file; a running export's worker notices and stops."""
     account = await current_account(request)
@@ -213,7 +223,7 @@ def content_disposition(task: ExportTask, file_name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(file_name, safe='')}"
 
 
-@routes.get("/api/export-tasks/{task_id}/download")
+@routes.get(TASK_PATH + "/download")
 async def download_task_file(request: web.Request) -> web.FileResponse:
     account = await current_account(request)
     services = services_of(request)
