@@ -10,6 +10,7 @@ then sees one failure instead of a server quietly running short.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import multiprocessing
@@ -21,6 +22,8 @@ from multiprocessing.process import BaseProcess
 
 from aiohttp import web
 
+from exporter.api.errors import HEADER_TIMEOUT_S, JsonErrorRequestHandler
+from exporter.api.proxies import ClientAccessLogger
 from exporter.encoders import die_with_parent
 from exporter.logs import configure_logging
 
@@ -79,10 +82,58 @@ def _run(
     app: web.Application, host: str, port: int, *, reuse_port: bool, announce: bool = False
 ) -> None:
     app.on_startup.append(_freeze_startup_objects)
+    # As in aiohttp's run_app: SIGINT and SIGTERM raise GracefulExit out of the loop, and
+    # asyncio.run then cancels the serving task, whose cleanup closes the application.
+    with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
+        asyncio.run(_serve_until_stopped(app, host, port, reuse_port, announce))
 
 
-# run_app's, which served before this module built the connection handler itself.
-KEEPALIVE_TIMEOUT_S = 75.0
+async def _serve_until_stopped(
+    app: web.Application, host: str, port: int, reuse: bool, announce: bool
+) -> None:
+    async with listening(app, host, port, reuse_port=reuse, handle_signals=True):
+        if announce:  # one process of a group says it for all
+            log.info("listening on http://%s:%d", host, port)
+        await asyncio.Future()
+
+
+@contextlib.asynccontextmanager
+async def listening(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    handle_signals: bool = False,
+) -> AsyncIterator[int]:
+    """``app`` served on host and port (0: a free one) until the block ends; yields the port.
+
+    The listening socket is made here rather than by aiohttp's run_app or TCPSite, which build
+    aiohttp's own connection handler: this one answers unparsable requests in JSON.
+    """
+    runner = web.AppRunner(app, handle_signals=handle_signals)
+    await runner.setup()
+    try:
+        manager = runner.server
+        assert manager is not None, "the runner is set up"
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: JsonErrorRequestHandler(
+                manager,
+                loop=loop,
+                access_log_class=ClientAccessLogger,
+                keepalive_timeout=app.get(HEADER_TIMEOUT_S, KEEPALIVE_TIMEOUT_S),
+            ),
+            host,
+            port,
+            reuse_port=reuse_port,
+        )
+        try:
+            yield server.sockets[0].getsockname()[1]
+        finally:
+            server.close()
+    finally:
+        await runner.cleanup()
 
 
 async def _freeze_startup_objects(_: web.Application) -> None:

@@ -206,7 +206,9 @@ def _task_paths(document: _Document) -> dict[str, Any]:
                         "the unfinished (or idempotent) task it repeats",
                         Location="the task's URL",
                     ),
-                    **_errors(400, *AUTH_ERRORS, 413, 422, 429, 503),
+                    # 408: the body did not arrive in time; 409: the account's kept files are
+                    # at EXPORTER_MAX_KEPT_BYTES_PER_USER.
+                    **_errors(400, *AUTH_ERRORS, 408, 409, 413, 422, 429, 503),
                 },
             },
             "get": {
@@ -228,7 +230,8 @@ def _task_paths(document: _Document) -> dict[str, Any]:
                         "description": "an event stream",
                         "content": {"text/event-stream": {"schema": SSE_EVENT}},
                     },
-                    **_errors(*AUTH_ERRORS, 429),
+                    # 429: the account's streams are at their cap; 503: the process's are.
+                    **_errors(*AUTH_ERRORS, 429, 503),
                 },
             }
         },
@@ -324,8 +327,9 @@ def _other_paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "200": _json(SessionOut, "signed in", Set_Cookie="the session cookie"),
-                    # 403: the account is not active; 415: not sent as JSON.
-                    **_errors(400, 401, 403, 413, 415, 422, 429),
+                    # 403: the account is not active; 408: the body did not arrive in time;
+                    # 415: not sent as JSON; 503: Redis, which keeps the sign-in counts, is down.
+                    **_errors(400, 401, 403, 408, 413, 415, 422, 429, 503),
                 },
             },
             "delete": {
@@ -367,6 +371,9 @@ def build_openapi(handlers: HandlerRegistry) -> dict[str, Any]:
     """The whole document; each export type's params model is listed under its own schema."""
     document = _Document(handlers)
     paths = {**_task_paths(document), **_list_paths(document), **_other_paths()}
+    for operation in (op for path in paths.values() for op in path.values()):
+        # A request the HTTP parser cannot read gets this before any route is known.
+        operation["responses"].setdefault("400", _json(ErrorOut, "unreadable request"))
     return {
         "openapi": "3.1.0",
         "info": {
