@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -23,10 +24,14 @@ RETRY_AFTER_S = 10
 
 
 def error_response(
-    status: int, code: str, message: str, details: list[FieldError] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: list[FieldError] | None = None,
+    params: dict[str, Any] | None = None,
 ) -> web.Response:
-    body = ErrorOut(error=ErrorDetail(code=code, message=message, details=details or []))
-    return json_model(body, status=status)
+    error = ErrorDetail(code=code, message=message, params=params or {}, details=details or [])
+    return json_model(ErrorOut(error=error), status=status)
 
 
 def _code_for(status: int) -> str:
@@ -41,8 +46,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ExporterError as exc:
-        details = [FieldError(field=d.field, message=d.message) for d in exc.details]
-        response = error_response(exc.status, exc.code, exc.message, details)
+        details = [
+            FieldError(field=d.field, message=d.message, code=d.code, params=d.params)
+            for d in exc.details
+        ]
+        params = exc.params
+        if exc.status in (429, 503):
+            params = {**params, "retry_after": RETRY_AFTER_S}
+        response = error_response(exc.status, exc.code, exc.message, details, params)
         if exc.status in (429, 503):
             response.headers["Retry-After"] = str(RETRY_AFTER_S)
         return response
@@ -60,7 +71,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             # The server restarted or went away: every pooled connection is suspect, and each
             # is replaced on its next borrow instead of failing one more request.
             await services_of(request).pool.expire_connections()
-            response = error_response(503, "service_unavailable", "the database is unavailable")
+            response = error_response(
+                503,
+                "service_unavailable",
+                "the database is unavailable",
+                params={"retry_after": RETRY_AFTER_S},
+            )
             response.headers["Retry-After"] = str(RETRY_AFTER_S)
             return response
         log.exception("unhandled error on %s %s", request.method, request.path)

@@ -47,7 +47,10 @@ class SignInThrottle:
     def check(self, key: tuple[str, str]) -> None:
         if len(self._recent(key, time.monotonic())) >= MAX_FAILED_SIGN_INS:
             minutes = FAILED_SIGN_IN_WINDOW_S // 60
-            raise TooManySignIns(f"too many wrong passwords; try again within {minutes} minutes")
+            raise TooManySignIns(
+                f"too many wrong passwords; try again within {minutes} minutes",
+                params={"minutes": minutes},
+            )
 
     def failed(self, key: tuple[str, str]) -> None:
         now = time.monotonic()
@@ -104,11 +107,13 @@ async def sign_in(request: web.Request) -> web.Response:
         log.info("sign-in refused for username %r from %s", body.username, request.remote)
         raise Unauthorized(
             "wrong username or password",
-            [FieldProblem("password", "does not match the username")],
+            [FieldProblem("password", "does not match the username", "wrong_password")],
         )
     throttle.succeeded(attempt)
     if account.status != "active":
-        raise Forbidden(f"account is {account.status} and cannot sign in")
+        raise Forbidden(
+            f"account is {account.status} and cannot sign in", params={"status": account.status}
+        )
     settings = services.settings
     token, csrf_token = issue_session_token(
         settings.secret.get_secret_value(), account.id, ttl_s=SESSION_TTL_S
