@@ -42,6 +42,9 @@ async def test_a_reversed_date_range_is_one_message_by_its_field_in_each_languag
         "Correct the marked filters first"
     )
     await screenshot(page, "accounts-reversed-range-en")
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await expect(english).to_be_visible()
+    await screenshot(page, "accounts-reversed-range-narrow")
 
     await page.get_by_role("textbox", name="Created to", exact=True).fill("2024-03-01")
     await page.get_by_role("button", name="Search").click()
