@@ -21,34 +21,51 @@ ExporterError
 │   ├── QueueFull             503  too many exports waiting in all
 │   └── StreamsFull           503  this API process has as many event streams open as it may
 ├── ExportFailed              the worker could not produce the file (stored on the task)
+│   ├── TooManyRows           more rows than EXPORTER_MAX_ROWS
+│   ├── FileTooLarge          a workbook past the zip format's 4 GiB
+│   └── CellRefused           the xlsx writer refused a value
 └── DuplicateHandler          a second handler registered under a taken name (import time)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class FieldProblem:
-    """One bad field of a request: its dotted path and what is wrong with it."""
+    """One bad field of a request: its dotted path, what is wrong in English, and the same as a
+    stable code with the values its message names (what a page translates)."""
 
     field: str
     message: str
+    code: str = "invalid"
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class ExporterError(Exception):
-    """Base of every error the exporter raises on purpose."""
+    """Base of every error the exporter raises on purpose.
+
+    ``code`` is stable and ``params`` holds the values the English ``message`` names, so that a
+    page can say the same in its reader's language.
+    """
 
     status = 500
     code = "internal_error"
     # Seconds a 429 or 503 asks the client to wait, when the error knows (else the default).
     retry_after_s: int | None = None
 
-    def __init__(self, message: str, details: list[FieldProblem] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        details: list[FieldProblem] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or []
+        self.params = params or {}
 
 
 class InvalidRequest(ExporterError):
@@ -144,7 +161,7 @@ class TooManySignIns(ExporterError):
     code = "too_many_sign_ins"
 
     def __init__(self, message: str, *, retry_after_s: int) -> None:
-        super().__init__(message)
+        super().__init__(message, params={"minutes": -(-retry_after_s // 60)})
         self.retry_after_s = retry_after_s
 
 
@@ -189,9 +206,27 @@ class HandlerNotFound(InvalidParams):
 
 
 class ExportFailed(ExporterError):
-    """The worker could not produce the file; the message is stored on the task."""
+    """The worker could not produce the file; code, params and message are stored on the task."""
 
     code = "export_failed"
+
+
+class TooManyRows(ExportFailed):
+    """The filters match more rows than one export may hold (params: rows, limit)."""
+
+    code = "too_many_rows"
+
+
+class FileTooLarge(ExportFailed):
+    """The workbook would pass the 4 GiB a zip without its 64-bit extension can hold."""
+
+    code = "file_too_large"
+
+
+class CellRefused(ExportFailed):
+    """The xlsx writer refused a value (params: sheet, row, column)."""
+
+    code = "cell_refused"
 
 
 class DuplicateHandler(ExporterError):

@@ -13,7 +13,7 @@ import aiofiles
 
 from exporter.db import Connection
 from exporter.encoders import EncoderPool
-from exporter.errors import ExportFailed
+from exporter.errors import TooManyRows
 from exporter.models import ExportFormat
 from exporter.parallel_csv import copy_rows, copy_rows_in_parts
 from exporter.parallel_xlsx import write_xlsx_in_parts
@@ -74,9 +74,10 @@ async def export_to_file(conn: Connection, request: ExportRequest, progress: Pro
         await conn.execute(SESSION_SETTINGS, request.time_zone)
         total = int(await conn.fetchval(sql.count, *sql.count_args))
         if total > request.max_rows:
-            raise ExportFailed(
+            raise TooManyRows(
                 f"the export has {total:,} rows, more than the limit of {request.max_rows:,} "
-                "(EXPORTER_MAX_ROWS); narrow the filters"
+                "(EXPORTER_MAX_ROWS); narrow the filters",
+                params={"rows": total, "limit": request.max_rows},
             )
         progress.total = total
         if request.file_format is ExportFormat.CSV:

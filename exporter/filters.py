@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import BaseModel, BeforeValidator, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 
 def _date_or_datetime(value: Any) -> Any:
@@ -20,7 +21,11 @@ def _date_or_datetime(value: Any) -> Any:
     try:
         return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError("must be an ISO 8601 date (2026-01-31) or date-time") from None
+        raise PydanticCustomError(
+            "date_format",
+            "must be an ISO 8601 date ({example}) or date-time",
+            {"example": "2026-01-31"},
+        ) from None
 
 
 DateOrDateTime = Annotated[datetime | date, BeforeValidator(_date_or_datetime)]
@@ -53,3 +58,20 @@ def out_of_order(start: datetime | date | None, end: datetime | date | None) -> 
         if (start.tzinfo is None) != (end.tzinfo is None):
             return False
     return start > end
+
+
+def check_range_order(params: BaseModel, start_field: str, end_field: str) -> None:
+    """For a model validator: refuse a range whose start lies after its end, on the start field.
+
+    A model validator's own error has no field; this one names ``start_field``, with the code
+    ``date_range_reversed`` and ``end_field`` in its params, so a page can put it by the input.
+    """
+    start = getattr(params, start_field)
+    if out_of_order(start, getattr(params, end_field)):
+        problem = PydanticCustomError(
+            "date_range_reversed", "must not be after {end_field}", {"end_field": end_field}
+        )
+        raise ValidationError.from_exception_data(
+            type(params).__name__,
+            [InitErrorDetails(type=problem, loc=(start_field,), input=start)],
+        )

@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, field_validator
+from pydantic_core import PydanticCustomError
 
 BIGINT_MIN = -(2**63)
 BIGINT_MAX = 2**63 - 1
@@ -27,17 +28,25 @@ LATEST_DATE = date(9999, 12, 30)
 MAX_UTC_OFFSET = timedelta(hours=15, minutes=59, seconds=59)
 
 
-def unbindable(value: Any) -> str | None:
+def unbindable(value: Any) -> PydanticCustomError | None:
     """Why PostgreSQL could not take ``value`` (or anything inside it), or None if it can."""
     if isinstance(value, str):
         return _text_problem(value)
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        in_range = BIGINT_MIN <= value <= BIGINT_MAX
-        return None if in_range else f"must be between {BIGINT_MIN} and {BIGINT_MAX}"
+        if BIGINT_MIN <= value <= BIGINT_MAX:
+            return None
+        # As text: a page's JavaScript cannot hold these numbers exactly.
+        return PydanticCustomError(
+            "number_out_of_range",
+            "must be between {min} and {max}",
+            {"min": str(BIGINT_MIN), "max": str(BIGINT_MAX)},
+        )
     if isinstance(value, float):
-        return None if math.isfinite(value) else "must be a finite number"
+        if math.isfinite(value):
+            return None
+        return PydanticCustomError("number_not_finite", "must be a finite number")
     if isinstance(value, date):
         return _date_problem(value)
     if isinstance(value, Mapping):
@@ -47,29 +56,37 @@ def unbindable(value: Any) -> str | None:
     return None
 
 
-def _first_problem(values: Any) -> str | None:
+def _first_problem(values: Any) -> PydanticCustomError | None:
     return next(filter(None, map(unbindable, values)), None)
 
 
-def _date_problem(value: date) -> str | None:
+def _date_problem(value: date) -> PydanticCustomError | None:
     day = value
     if isinstance(value, datetime):
         day = value.date()
         if abs(value.utcoffset() or timedelta()) > MAX_UTC_OFFSET:
-            return "must have a UTC offset between -15:59:59 and +15:59:59"
+            return PydanticCustomError(
+                "utc_offset_out_of_range",
+                "must have a UTC offset between {min} and {max}",
+                {"min": "-15:59:59", "max": "+15:59:59"},
+            )
     if not EARLIEST_DATE <= day <= LATEST_DATE:
-        return f"must be between {EARLIEST_DATE} and {LATEST_DATE}"
+        return PydanticCustomError(
+            "date_out_of_range",
+            "must be between {min} and {max}",
+            {"min": EARLIEST_DATE.isoformat(), "max": LATEST_DATE.isoformat()},
+        )
     return None
 
 
-def _text_problem(text: str) -> str | None:
+def _text_problem(text: str) -> PydanticCustomError | None:
     if "\x00" in text:
-        return "must not contain NUL characters"
+        return PydanticCustomError("text_has_nul", "must not contain NUL characters")
     if not text.isascii():
         try:
             text.encode()
         except UnicodeEncodeError:
-            return "must be valid Unicode text"
+            return PydanticCustomError("text_not_unicode", "must be valid Unicode text")
     return None
 
 
@@ -93,5 +110,5 @@ class InputModel(BaseModel):
     @classmethod
     def _bindable(cls, value: Any) -> Any:
         if (problem := unbindable(value)) is not None:
-            raise ValueError(problem)
+            raise problem
         return value

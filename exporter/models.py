@@ -43,6 +43,8 @@ class ExportTask:
     rows_done: int
     rows_total: int | None
     error: str | None
+    error_code: str | None
+    error_params: dict[str, Any] | None
     created_by_id: int
     created_at: datetime
     started_at: datetime | None
@@ -51,6 +53,15 @@ class ExportTask:
     cancel_requested: bool
     enqueue_count: int
     status_note: str | None
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """Why a task failed: a stable code and its values for pages, English for API clients."""
+
+    code: str
+    message: str
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,11 @@ SET status = CASE WHEN cancel_requested THEN 'cancelled'
                  THEN format('the worker running this export stopped (no heartbeat for its '
                              'lease) on each of %s attempts; giving up', attempts)
                  ELSE error END,
+    error_code = CASE WHEN NOT cancel_requested AND attempts >= $1 THEN 'worker_lost'
+                      ELSE error_code END,
+    error_params = CASE WHEN NOT cancel_requested AND attempts >= $1
+                        THEN jsonb_build_object('attempts', attempts)
+                        ELSE error_params END,
     status_note = CASE WHEN cancel_requested THEN 'cancelled; its worker had stopped'
                        WHEN attempts >= $1 THEN NULL
                        ELSE format('worker %s stopped renewing its lease; queued again',

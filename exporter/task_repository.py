@@ -18,12 +18,12 @@ from exporter.errors import (
     QuotaExceeded,
     TaskNotFound,
 )
-from exporter.models import ExportFormat, ExportTask, TaskEvent, TaskStatus
+from exporter.models import ExportFormat, ExportTask, TaskEvent, TaskFailure, TaskStatus
 
 TASK_COLUMNS = """
     id, type, status, format, params, file_name, file_path, file_size, row_count, rows_done,
-    rows_total, error, created_by_id, created_at, started_at, finished_at, attempts,
-    cancel_requested, enqueue_count, status_note
+    rows_total, error, error_code, error_params, created_by_id, created_at, started_at,
+    finished_at, attempts, cancel_requested, enqueue_count, status_note
 """
 
 # The checks and the insert of a create, in one round trip (migrations 0004 and 0008).
@@ -62,7 +62,7 @@ CLAIM_TASK = f"""
 UPDATE export_tasks
 SET status = 'running', worker_id = $2, lease_expires_at = now() + make_interval(secs => $3),
     started_at = now(), attempts = attempts + 1, rows_done = 0, rows_total = NULL,
-    error = NULL, status_note = NULL
+    error = NULL, error_code = NULL, error_params = NULL, status_note = NULL
 WHERE id = $1 AND status = 'pending' AND NOT cancel_requested
 RETURNING {TASK_COLUMNS}
 """
@@ -81,14 +81,16 @@ RETURNING cancel_requested
 COMPLETE_TASK = f"""
 UPDATE export_tasks
 SET status = 'completed', finished_at = now(), file_name = $3, file_path = $4, file_size = $5,
-    row_count = $6, rows_done = $6, rows_total = $6, error = NULL, lease_expires_at = NULL
+    row_count = $6, rows_done = $6, rows_total = $6, error = NULL, error_code = NULL,
+    error_params = NULL, lease_expires_at = NULL
 WHERE id = $1 AND worker_id = $2 AND status = 'running' AND NOT cancel_requested
 RETURNING {TASK_COLUMNS}
 """
 
 FAIL_TASK = f"""
 UPDATE export_tasks
-SET status = 'failed', finished_at = now(), error = $3, lease_expires_at = NULL
+SET status = 'failed', finished_at = now(), error = $3, error_code = $4, error_params = $5,
+    lease_expires_at = NULL
 WHERE id = $1 AND worker_id = $2 AND status = 'running'
 RETURNING {TASK_COLUMNS}
 """
@@ -159,6 +161,8 @@ def task_from_record(record: asyncpg.Record) -> ExportTask:
         rows_done=record["rows_done"],
         rows_total=record["rows_total"],
         error=record["error"],
+        error_code=record["error_code"],
+        error_params=record["error_params"],
         created_by_id=record["created_by_id"],
         created_at=record["created_at"],
         started_at=record["started_at"],
@@ -206,12 +210,14 @@ class TaskRepository:
         if outcome == "quota":
             raise QuotaExceeded(
                 f"you already have {record['active']} unfinished exports; "
-                f"the limit is {quotas.max_active_per_user}"
+                f"the limit is {quotas.max_active_per_user}",
+                params={"active": record["active"], "limit": quotas.max_active_per_user},
             )
         if outcome == "kept_bytes":
             raise KeptBytesExceeded(
                 f"your finished exports keep {record['kept']} bytes of files; the limit is "
-                f"{quotas.max_kept_bytes_per_user} bytes: delete some to export again"
+                f"{quotas.max_kept_bytes_per_user} bytes: delete some to export again",
+                params={"kept": record["kept"], "limit": quotas.max_kept_bytes_per_user},
             )
         if outcome == "queue_full":
             raise QueueFull("too many exports are waiting; try again shortly")
@@ -295,8 +301,14 @@ class TaskRepository:
             )
         )
 
-    async def fail(self, task_id: uuid.UUID, worker_id: str, error: str) -> ExportTask | None:
-        return _one(await self._pool.fetchrow(FAIL_TASK, task_id, worker_id, error))
+    async def fail(
+        self, task_id: uuid.UUID, worker_id: str, failure: TaskFailure
+    ) -> ExportTask | None:
+        return _one(
+            await self._pool.fetchrow(
+                FAIL_TASK, task_id, worker_id, failure.message, failure.code, failure.params
+            )
+        )
 
     async def mark_cancelled(self, task_id: uuid.UUID, worker_id: str) -> ExportTask | None:
         return _one(await self._pool.fetchrow(MARK_CANCELLED, task_id, worker_id))

@@ -25,7 +25,7 @@ import asyncpg
 from exporter.db import DATABASE_ERRORS, Pool, lost_connection, unencodable_argument
 from exporter.errors import ExporterError
 from exporter.export_file import ExportRequest, ParallelEncoding, Progress, export_to_file
-from exporter.models import ExportTask
+from exporter.models import ExportTask, TaskFailure
 from exporter.registry import ExportHandler, HandlerRegistry
 from exporter.storage import FileStorage
 from exporter.task_repository import TaskRepository
@@ -67,26 +67,29 @@ def transient_cause(exc: BaseException) -> BaseException | None:
     return lost_connection(exc, BrokenProcessPool)
 
 
-def describe_failure(exc: BaseException, timeout_s: int) -> str:
-    """A message for the task's error field that a user can act on."""
+def describe_failure(exc: BaseException, timeout_s: int) -> TaskFailure:
+    """Why the task failed, as its error fields keep it: something a user can act on."""
     if isinstance(lost := transient_cause(exc), BrokenProcessPool):
-        return "an encoding process stopped unexpectedly"
+        return TaskFailure("encoder_stopped", "an encoding process stopped unexpectedly")
     if lost is not None:
-        return f"lost the database connection: {lost}"
+        return TaskFailure("database_unavailable", f"lost the database connection: {lost}")
     if isinstance(exc, TimeoutError):
-        return f"timed out after {timeout_s} s"
+        return TaskFailure("timed_out", f"timed out after {timeout_s} s", {"seconds": timeout_s})
     if isinstance(exc, ExporterError):
-        return exc.message
+        return TaskFailure(exc.code, exc.message, exc.params)
     if (unencodable := unencodable_argument(exc)) is not None:
         # A filter value that passed validation but not the column's type (an int4 column
         # compared with a value within bigint): the user's to change, not the database's fault.
-        return f"a filter value does not fit the data it is compared with: {unencodable}"
+        return TaskFailure(
+            "filter_value_out_of_range",
+            f"a filter value does not fit the data it is compared with: {unencodable}",
+        )
     if isinstance(exc, asyncpg.PostgresError):
-        return f"database error: {exc}"
+        return TaskFailure("database_error", f"database error: {exc}", {"sqlstate": exc.sqlstate})
     if isinstance(exc, OSError):
         where = f" ({exc.filename})" if exc.filename else ""
-        return f"storage error: {exc.strerror or exc}{where}"
-    return f"export failed: {type(exc).__name__}: {exc}"
+        return TaskFailure("storage_error", f"storage error: {exc.strerror or exc}{where}")
+    return TaskFailure("export_failed", f"export failed: {type(exc).__name__}: {exc}")
 
 
 async def _stop_task(task: asyncio.Task[object]) -> None:
@@ -240,7 +243,7 @@ class TaskRunner:
         return Outcome.LOST
 
     async def _failed(self, task: ExportTask, exc: Exception, elapsed_s: float) -> Outcome:
-        message = describe_failure(exc, self._timeout_s(task))
+        failure = describe_failure(exc, self._timeout_s(task))
         cause = transient_cause(exc)
         if cause is not None and not isinstance(cause, BrokenProcessPool):
             # The server went away: the pool's other connections are suspect as well.
@@ -251,7 +254,7 @@ class TaskRunner:
             task.id,
             "will retry" if retry else "failed",
             elapsed_s,
-            message,
+            failure.message,
             exc_info=not isinstance(exc, ExporterError | TimeoutError | OSError),
         )
         try:
@@ -260,10 +263,10 @@ class TaskRunner:
                     task.id,
                     self._config.worker_id,
                     counts_as_attempt=True,
-                    note=f"{message}; queued again",
+                    note=f"{failure.message}; queued again",
                 )
                 return Outcome.RETRYING
-            await self._tasks.fail(task.id, self._config.worker_id, message)
+            await self._tasks.fail(task.id, self._config.worker_id, failure)
         except DATABASE_ERRORS as record_error:
             # The database is gone too; the lease runs out and the sweeper takes over.
             log.error("task %s: could not record the failure: %s", task.id, record_error)

@@ -9,8 +9,8 @@ from pydantic import Field, model_validator
 from exporter import Column, ColumnKind, ExportParams, RowQuery, export_handler
 from exporter.filters import (
     DateOrDateTime,
+    check_range_order,
     contains_pattern,
-    out_of_order,
     range_end,
     range_start,
 )
@@ -29,8 +29,7 @@ class AccountParams(ExportParams):
 
     @model_validator(mode="after")
     def _range_in_order(self) -> AccountParams:
-        if out_of_order(self.created_from, self.created_to):
-            raise ValueError("created_from must not be after created_to")
+        check_range_order(self, "created_from", "created_to")
         return self
 
 

@@ -23,6 +23,9 @@ from exporter.tokens import issue_session_token
 from settings import Settings
 from tests.conftest import SECRET, account_id
 from tests.support import ApiUser
+from tests.workers import drain_queue
+
+BIGINT_MAX = 2**63 - 1
 
 
 def error_fields(body: dict[str, Any]) -> list[str]:
@@ -54,7 +57,7 @@ async def test_unknown_format_is_rejected_naming_the_format_field(admin: ApiUser
         ({"created_from": "yesterday"}, "params.created_from"),
         ({"colour": "red"}, "params.colour"),
         ({"keyword": "x" * 201}, "params.keyword"),
-        ({"created_from": "2024-02-01", "created_to": "2024-01-01"}, "params"),
+        ({"created_from": "2024-02-01", "created_to": "2024-01-01"}, "params.created_from"),
     ],
 )
 async def test_bad_params_are_rejected_at_post_naming_the_field(
@@ -158,11 +161,106 @@ async def test_a_bad_date_says_what_a_date_looks_like(admin: ApiUser) -> None:
         {
             "field": "params.created_to",
             "message": "must be an ISO 8601 date (2026-01-31) or date-time",
+            "code": "date_format",
+            "params": {"example": "2026-01-31"},
         }
     ]
 
 
-BIGINT_MAX = 2**63 - 1
+async def test_a_reversed_date_range_in_a_list_query_is_one_error_on_its_start_field(
+    admin: ApiUser,
+) -> None:
+    status, body = await admin.get("/api/accounts?created_from=2024-02-01&created_to=2024-01-01")
+
+    assert status == 422
+    assert body["error"]["code"] == "invalid_params"
+    assert body["error"]["details"] == [
+        {
+            "field": "created_from",
+            "message": "must not be after created_to",
+            "code": "date_range_reversed",
+            "params": {"end_field": "created_to"},
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("params", "code", "code_params"),
+    [
+        ({"keyword": "x" * 201}, "string_too_long", {"max_length": 200}),
+        ({"role_id": 0}, "greater_than_equal", {"ge": 1}),
+        ({"status": "deleted"}, "literal_error", {"expected": "'active', 'disabled' or 'locked'"}),
+        ({"colour": "red"}, "extra_forbidden", {}),
+        ({"keyword": "a\x00b"}, "text_has_nul", {}),
+        (
+            {"role_id": BIGINT_MAX + 1},
+            "number_out_of_range",
+            {"min": str(-BIGINT_MAX - 1), "max": str(BIGINT_MAX)},
+        ),
+        (
+            {"created_to": "9999-12-31"},
+            "date_out_of_range",
+            {"min": "0001-01-02", "max": "9999-12-30"},
+        ),
+        (
+            {"created_from": "2024-02-01", "created_to": "2024-01-01"},
+            "date_range_reversed",
+            {"end_field": "created_to"},
+        ),
+    ],
+)
+async def test_each_bad_param_has_a_stable_code_and_the_values_its_message_names(
+    admin: ApiUser, params: dict[str, Any], code: str, code_params: dict[str, Any]
+) -> None:
+    status, body = await admin.post_task({"type": "account", "format": "csv", "params": params})
+
+    assert status == 422
+    [detail] = body["error"]["details"]
+    assert (detail["code"], detail["params"]) == (code, code_params)
+
+
+async def test_an_unknown_type_lists_the_known_ones_in_its_params(admin: ApiUser) -> None:
+    _, body = await admin.post_task({"type": "invoices", "format": "xlsx", "params": {}})
+
+    [detail] = body["error"]["details"]
+    assert detail["code"] == "unknown_type"
+    assert "account" in detail["params"]["expected"].split(", ")
+
+
+async def test_a_quota_error_carries_its_limit_and_when_to_retry(
+    admin: ApiUser, settings: Settings
+) -> None:
+    for number in range(settings.max_active_per_user):
+        await admin.create("account", "csv", keyword=str(number))
+
+    status, body = await admin.post_task({"type": "role", "format": "csv", "params": {}})
+
+    assert status == 429
+    assert body["error"]["code"] == "quota_exceeded"
+    assert body["error"]["params"] == {
+        "active": settings.max_active_per_user,
+        "limit": settings.max_active_per_user,
+        "retry_after": 10,
+    }
+
+
+async def test_a_task_failed_for_too_many_rows_keeps_the_code_and_numbers_in_both_answers(
+    admin: ApiUser, settings: Settings
+) -> None:
+    task = await admin.create("account", "csv")
+    await drain_queue(settings.model_copy(update={"max_rows": 100}))
+
+    own = await admin.task(task["id"])
+    _, page = await admin.get("/api/export-tasks")
+
+    assert own["status"] == "failed"
+    assert (own["error_code"], own["error_params"]) == (
+        "too_many_rows",
+        {"rows": 300, "limit": 100},
+    )
+    assert "EXPORTER_MAX_ROWS" in own["error"]
+    [listed] = page["items"]
+    assert (listed["error_code"], listed["error_params"]) == ("too_many_rows", own["error_params"])
 
 
 def _signed(sub: str) -> str:
@@ -300,6 +398,7 @@ async def test_a_value_too_large_for_the_column_it_filters_fails_with_a_plain_me
     assert task["error"] == (
         "a filter value does not fit the data it is compared with: value out of int32 range"
     )
+    assert (task["error_code"], task["error_params"]) == ("filter_value_out_of_range", {})
 
 
 async def raw_exchange(port: int, request: bytes) -> tuple[int, str, bytes]:

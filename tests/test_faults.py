@@ -144,6 +144,7 @@ async def test_a_task_that_kills_its_worker_every_time_fails_after_the_attempt_l
         "the worker running this export stopped (no heartbeat for its lease)"
         " on each of 3 attempts; giving up"
     )
+    assert (failed["error_code"], failed["error_params"]) == ("worker_lost", {"attempts": 3})
     assert sum(p.returncode == -signal.SIGKILL for p in workers) == 3
     assert other_done["status"] == "completed"
 
@@ -329,6 +330,7 @@ async def test_a_full_disk_fails_the_task_clearly_leaves_nothing_and_the_next_ta
 
     assert failed["status"] == "failed"
     assert failed["error"].startswith("storage error: No space left on device")
+    assert failed["error_code"] == "storage_error"
     assert following["status"] == "completed"
     assert files_in(tiny_storage) == [f"{following['id']}.csv"]
     status, content, _ = await admin.download(following["id"])
@@ -352,6 +354,7 @@ async def test_a_deadline_shorter_than_the_export_fails_it_and_retry_runs_again(
 
     assert timed_out["status"] == "failed"
     assert timed_out["error"] == "timed out after 1 s"
+    assert (timed_out["error_code"], timed_out["error_params"]) == ("timed_out", {"seconds": 1})
     assert response.status == 202
     assert done["status"] == "completed"
     assert done["row_count"] == 3_000

@@ -87,7 +87,7 @@ async def test_pages_past_the_end_are_empty_with_the_total(admin: ApiUser) -> No
         ("nickname=x", "nickname"),
         ("status=deleted", "status"),
         ("created_from=yesterday", "created_from"),
-        ("created_from=2024-02-01&created_to=2024-01-01", "body"),
+        ("created_from=2024-02-01&created_to=2024-01-01", "created_from"),
         ("page=0", "page"),
         ("page_size=101", "page_size"),
     ],

@@ -39,7 +39,16 @@ def assert_forbidden(status: int, body: Any, *missing: str) -> None:
     assert status == 403, body
     error = body["error"]
     assert error["code"] == "forbidden"
-    assert error["details"] == [{"field": "permission", "message": name} for name in missing]
+    assert error["details"] == [
+        {
+            "field": "permission",
+            "message": name,
+            "code": "missing_permission",
+            "params": {"permission": name},
+        }
+        for name in missing
+    ]
+    assert error["params"] == {"permission": ", ".join(missing)}
     assert all(name in error["message"] for name in missing)
 
 

@@ -73,7 +73,7 @@ def _check_csrf(request: web.Request, identity: TokenIdentity) -> None:
     if not expected or not hmac.compare_digest(sent, expected):
         raise Forbidden(
             f"a request signed in by cookie must send the session's {CSRF_HEADER} header",
-            [FieldProblem(CSRF_HEADER, "missing or does not match the session")],
+            [FieldProblem(CSRF_HEADER, "missing or does not match the session", "csrf_mismatch")],
         )
 
 
@@ -111,7 +111,13 @@ def require_permissions(account: Account, *permissions: str) -> None:
     if missing:
         raise Forbidden(
             f"the account's role does not grant {', '.join(missing)}",
-            [FieldProblem("permission", permission) for permission in missing],
+            [
+                FieldProblem(
+                    "permission", permission, "missing_permission", {"permission": permission}
+                )
+                for permission in missing
+            ],
+            params={"permission": ", ".join(missing)},
         )
 
 

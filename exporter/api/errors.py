@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -25,10 +26,14 @@ CLIENT_CLOSED_REQUEST = 499
 
 
 def error_response(
-    status: int, code: str, message: str, details: list[FieldError] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: list[FieldError] | None = None,
+    params: dict[str, Any] | None = None,
 ) -> web.Response:
-    body = ErrorOut(error=ErrorDetail(code=code, message=message, details=details or []))
-    return json_model(body, status=status)
+    error = ErrorDetail(code=code, message=message, params=params or {}, details=details or [])
+    return json_model(ErrorOut(error=error), status=status)
 
 
 def _code_for(status: int) -> str:
@@ -38,16 +43,26 @@ def _code_for(status: int) -> str:
         return "http_error"
 
 
+def _exporter_error_response(exc: ExporterError) -> web.Response:
+    details = [
+        FieldError(field=d.field, message=d.message, code=d.code, params=d.params)
+        for d in exc.details
+    ]
+    if exc.status not in (429, 503):
+        return error_response(exc.status, exc.code, exc.message, details, exc.params)
+    retry_after_s = exc.retry_after_s or RETRY_AFTER_S
+    params = {**exc.params, "retry_after": retry_after_s}
+    response = error_response(exc.status, exc.code, exc.message, details, params)
+    response.headers["Retry-After"] = str(retry_after_s)
+    return response
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ExporterError as exc:
-        details = [FieldError(field=d.field, message=d.message) for d in exc.details]
-        response = error_response(exc.status, exc.code, exc.message, details)
-        if exc.status in (429, 503):
-            response.headers["Retry-After"] = str(exc.retry_after_s or RETRY_AFTER_S)
-        return response
+        return _exporter_error_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -68,7 +83,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             # The server restarted or went away: every pooled connection is suspect, and each
             # is replaced on its next borrow instead of failing one more request.
             await services_of(request).pool.expire_connections()
-            response = error_response(503, "service_unavailable", "the database is unavailable")
+            response = error_response(
+                503,
+                "service_unavailable",
+                "the database is unavailable",
+                params={"retry_after": RETRY_AFTER_S},
+            )
             response.headers["Retry-After"] = str(RETRY_AFTER_S)
             return response
         log.exception("unhandled error on %s %s", request.method, request.path)

@@ -59,7 +59,13 @@ class TaskOut(BaseModel):
     row_count: int | None
     rows_done: int
     rows_total: int | None
-    error: str | None
+    error: str | None = Field(description="why the export failed, in English")
+    error_code: str | None = Field(
+        description="why the export failed, as a stable code (too_many_rows, timed_out, …)"
+    )
+    error_params: dict[str, Any] | None = Field(
+        description="the values the failure names, by name (too_many_rows: rows, limit)"
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -88,6 +94,8 @@ class TaskOut(BaseModel):
             rows_done=task.rows_done,
             rows_total=task.rows_total,
             error=task.error,
+            error_code=task.error_code,
+            error_params=task.error_params,
             created_at=task.created_at,
             started_at=task.started_at,
             finished_at=task.finished_at,
@@ -133,13 +141,20 @@ class ExportTypesOut(BaseModel):
 
 
 class FieldError(BaseModel):
-    field: str
-    message: str
+    field: str = Field(description="the dotted path of the field: params.created_from, page")
+    message: str = Field(description="what is wrong, in English")
+    code: str = Field(description="what is wrong, as a stable code (string_too_long, …)")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="the values the message names (max_length, …)"
+    )
 
 
 class ErrorDetail(BaseModel):
-    code: str
-    message: str
+    code: str = Field(description="a stable code: quota_exceeded, invalid_params, …")
+    message: str = Field(description="what went wrong, in English")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="the values the message names (limit, retry_after, …)"
+    )
     details: list[FieldError] = Field(default_factory=list)
 
 

@@ -87,11 +87,13 @@ async def sign_in(request: web.Request) -> web.Response:
         log.info("sign-in refused for username %r from %s", body.username, request.remote)
         raise Unauthorized(
             "wrong username or password",
-            [FieldProblem("password", "does not match the username")],
+            [FieldProblem("password", "does not match the username", "wrong_password")],
         )
     await throttle.succeeded()
     if account.status != "active":
-        raise AccountInactive(f"account is {account.status} and cannot sign in")
+        raise AccountInactive(
+            f"account is {account.status} and cannot sign in", params={"status": account.status}
+        )
     session_id = await services.accounts.start_session(
         account.id, password_hash, ttl_s=SESSION_TTL_S
     )

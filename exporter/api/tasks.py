@@ -68,6 +68,8 @@ def _idempotency_key(request: web.Request) -> str | None:
                 FieldProblem(
                     "Idempotency-Key",
                     f"must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters",
+                    "invalid_header",
+                    {"max_length": IDEMPOTENCY_KEY_MAX},
                 )
             ],
         )
@@ -76,13 +78,10 @@ def _idempotency_key(request: web.Request) -> str | None:
 
 def _check_known_type(services: Services, type_name: str) -> None:
     if type_name not in services.handlers:
+        known = ", ".join(handler.name for handler in services.handlers)
         raise HandlerNotFound(
             f"unknown export type {type_name!r}",
-            [
-                FieldProblem(
-                    "type", f"must be one of: {', '.join(h.name for h in services.handlers)}"
-                )
-            ],
+            [FieldProblem("type", f"must be one of: {known}", "unknown_type", {"expected": known})],
         )
 
 
@@ -182,7 +181,10 @@ async def cancel_task(request: web.Request) -> web.Response:
     task = await services.tasks.request_cancel(task_id, account.id)
     if task is None:
         current = await services.tasks.get_own(task_id, account.id)
-        raise TaskStateConflict(f"the export is already {current.status.value}; nothing to cancel")
+        raise TaskStateConflict(
+            f"the export is already {current.status.value}; nothing to cancel",
+            params={"status": current.status.value},
+        )
     log.info("task %s: cancel requested by account %d (was %s)", task.id, account.id, task.status)
     return await _task_json(services, task)
 
@@ -194,7 +196,8 @@ async def retry_task(request: web.Request) -> web.Response:
     task = await services.tasks.get_own(_task_id(request), account.id)
     if task.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
         raise TaskStateConflict(
-            f"the export is {task.status.value}; only a failed or cancelled one can be retried"
+            f"the export is {task.status.value}; only a failed or cancelled one can be retried",
+            params={"status": task.status.value},
         )
     # A retry is a new export: the account must still be allowed to create it.
     require_permissions(account, *services.handlers.get(task.type).export_permissions)
@@ -231,7 +234,10 @@ async def download_task_file(request: web.Request) -> web.FileResponse:
     if task.status is TaskStatus.EXPIRED:
         raise FileGone("the export's file has expired and was removed; retry to export again")
     if task.status is not TaskStatus.COMPLETED or not task.file_path or not task.file_name:
-        raise TaskNotReady(f"the export is {task.status.value}; only a completed export has a file")
+        raise TaskNotReady(
+            f"the export is {task.status.value}; only a completed export has a file",
+            params={"status": task.status.value},
+        )
     path = services.storage.resolve(task.file_path)
     if path is None:
         raise FileGone("the export's file is no longer available")

@@ -16,12 +16,20 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def field_problems(exc: ValidationError, prefix: str = "") -> list[FieldProblem]:
+    """Each error of ``exc`` on its field, with pydantic's stable type as its code and its
+    context (max_length, ge, …) as its params."""
     problems = []
     for error in exc.errors(include_url=False):
         path = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
         # pydantic prefixes messages of custom validators with "Value error, ".
         message = error["msg"].removeprefix("Value error, ")
-        problems.append(FieldProblem(path or prefix or "body", message))
+        params = {
+            # A ValueError's context is the exception itself, already in the message.
+            name: value if isinstance(value, str | int | float | bool) else str(value)
+            for name, value in error.get("ctx", {}).items()
+            if not isinstance(value, BaseException)
+        }
+        problems.append(FieldProblem(path or prefix or "body", message, error["type"], params))
     return problems
 
 
@@ -51,7 +59,8 @@ async def read_json_body(request: web.Request, model: type[M]) -> M:
         data = pydantic_core.from_json(raw, allow_inf_nan=False) if raw else None
     except ValueError as exc:
         raise InvalidRequest(
-            f"request body is not valid JSON: {exc}", [FieldProblem("body", str(exc))]
+            f"request body is not valid JSON: {exc}",
+            [FieldProblem("body", str(exc), "json_invalid")],
         ) from None
     if not isinstance(data, dict):
         raise InvalidRequest("request body must be a JSON object")

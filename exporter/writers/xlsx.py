@@ -11,7 +11,7 @@ import xlsxwriter
 from xlsxwriter.format import Format
 from xlsxwriter.worksheet import Worksheet
 
-from exporter.errors import ExportFailed
+from exporter.errors import CellRefused, ExportFailed
 from exporter.registry import Column, ColumnKind
 
 MAX_SHEET_DATA_ROWS = 1_048_575  # Excel's 1,048,576 rows less the header
@@ -149,8 +149,9 @@ class XlsxExportWriter:
                 self.rows_written += 1
         except (ExportFailed, TypeError, ValueError) as exc:
             label = self._columns[col].label
-            raise ExportFailed(
-                f"cannot write sheet {self._sheets} row {row + 1}, column {label!r}: {exc}"
+            raise CellRefused(
+                f"cannot write sheet {self._sheets} row {row + 1}, column {label!r}: {exc}",
+                params={"sheet": self._sheets, "row": row + 1, "column": label},
             ) from exc
 
     def add_sheet(self) -> None:

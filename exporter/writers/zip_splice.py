@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from exporter.errors import ExportFailed
+from exporter.errors import FileTooLarge
 
 COPY_CHUNK_BYTES = 1 << 20
 DEFLATE_LEVEL = 6  # zipfile's (and so xlsxwriter's) default
@@ -123,7 +123,7 @@ class _ZipWriter:
             size += piece.size
             compressed += piece.compressed_size
         if max(size, compressed, self._offset) > ZIP32_LIMIT:
-            raise ExportFailed("the workbook is larger than 4 GiB; narrow the filters")
+            raise FileTooLarge("the workbook is larger than 4 GiB; narrow the filters")
         encoded = name.encode()
         fields = (20, 0, zipfile.ZIP_DEFLATED, self._time, self._date, crc, compressed, size)
         header = struct.pack("<IHHHHHIIIHH", 0x04034B50, *fields, len(encoded), 0) + encoded

@@ -13,21 +13,60 @@ window.Exporter = (() => {
     return text.replace(/\{(\w+)\}/g, (whole, name) => (name in values ? values[name] : whole));
   }
 
+  // An API error: its body's error ({code, message, params, details}) and, as the message,
+  // what describeError makes of it.
   class ApiError extends Error {
-    constructor(status, code, message) {
-      super(message);
+    constructor(status, error) {
+      super(describeError(error).text);
       this.status = status;
-      this.code = code;
+      this.code = error.code;
+      this.error = error;
     }
   }
 
-  function errorMessage(body, status) {
-    const error = body && body.error;
-    if (!error) {
-      return `HTTP ${status}`;
+  // A field's name as the reader knows it: the form's label (labels: name -> label), else the
+  // catalog's, else the name. A create body's fields ("params.created_from") are the filters'.
+  function fieldLabel(field, labels) {
+    const name = field.replace(/^params\./, "");
+    const key = `param.${name}`;
+    return labels[name] || (key in messages ? t(key) : name);
+  }
+
+  function readableParams(params, labels) {
+    const values = {};
+    for (const [name, value] of Object.entries(params || {})) {
+      if (name.endsWith("_field")) {
+        values[name] = fieldLabel(String(value), labels);
+      } else {
+        values[name] = typeof value === "number" ? formatNumber(value) : value;
+      }
     }
-    const fields = (error.details || []).map((d) => `${d.field}: ${d.message}`);
-    return fields.length ? `${error.message} (${fields.join("; ")})` : error.message;
+    return values;
+  }
+
+  // An API error, or a failed task's ({code: error_code, params: error_params, message:
+  // error}), in the page's language, from its stable code and params; the English message only
+  // for a code this page does not know. A bad request says each field once, under its label:
+  // `fields` maps each field name to its message, for a form to show by its input.
+  function describeError(error, labels = {}) {
+    const fields = new Map();
+    if (["invalid_params", "invalid_request"].includes(error.code)) {
+      for (const detail of error.details || []) {
+        const name = detail.field.replace(/^params\./, "");
+        if (!fields.has(name)) {
+          const key = `error.field.${detail.code}`;
+          const values = readableParams(detail.params, labels);
+          values.label = fieldLabel(name, labels);
+          fields.set(name, t(key in messages ? key : "error.field.invalid", values));
+        }
+      }
+    }
+    if (fields.size) {
+      return { text: [...fields.values()].join(t("error.separator")), fields };
+    }
+    const key = `error.${error.code}`;
+    const text = key in messages ? t(key, readableParams(error.params, labels)) : error.message;
+    return { text: text || t("error.unknown"), fields };
   }
 
   function signInAgain() {
@@ -55,7 +94,7 @@ window.Exporter = (() => {
         credentials: "same-origin",
       });
     } catch (networkError) {
-      throw new ApiError(0, "network", t("error.network"));
+      throw new ApiError(0, { code: "network" });
     }
     if (response.status === 204) {
       return null;
@@ -67,7 +106,9 @@ window.Exporter = (() => {
       signInAgain();
     }
     if (!response.ok) {
-      throw new ApiError(response.status, code, errorMessage(data, response.status));
+      const error = data && data.error;
+      const unexplained = { code: "http_error", params: { status: String(response.status) } };
+      throw new ApiError(response.status, error || unexplained);
     }
     return data;
   }
@@ -182,7 +223,7 @@ window.Exporter = (() => {
   document.addEventListener("DOMContentLoaded", setUpTopBar);
 
   return {
-    t, api, ApiError, language, formatDateTime, formatNumber, formatBytes, timeZone,
-    element, stateRow, failedRow, showPage, toast,
+    t, api, ApiError, describeError, language, formatDateTime, formatNumber, formatBytes,
+    timeZone, element, stateRow, failedRow, showPage, toast,
   };
 })();

@@ -41,6 +41,49 @@ document.addEventListener("DOMContentLoaded", async () => {
     return parts.length ? parts.join(X.t("filters.separator")) : X.t("export.all_rows");
   }
 
+  // Each filter's name as its label reads on the form, for messages about it.
+  function formLabels() {
+    const labels = {};
+    for (const input of form.elements) {
+      const label = input.name && input.closest("label");
+      if (label) {
+        labels[input.name] = label.firstChild.textContent.trim();
+      }
+    }
+    return labels;
+  }
+
+  function clearFieldErrors() {
+    for (const message of form.querySelectorAll(".field-error")) {
+      message.remove();
+    }
+    for (const input of form.querySelectorAll("[aria-invalid]")) {
+      input.removeAttribute("aria-invalid");
+      input.removeAttribute("aria-describedby");
+    }
+  }
+
+  // A problem with the filters is said once, by the input it is about; false when it is not
+  // about the form's inputs (the caller says it in its own place).
+  function showFieldErrors(problem) {
+    clearFieldErrors();
+    const { fields } = X.describeError(problem.error || {}, formLabels());
+    if (!fields.size || ![...fields.keys()].every((name) => form.elements[name])) {
+      return false;
+    }
+    for (const [name, text] of fields) {
+      const input = form.elements[name];
+      const message = X.element("span", text, "field-error");
+      message.id = `field-error-${name}`;
+      // Inside the label, which would make it part of the input's name: it is the description.
+      message.setAttribute("aria-hidden", "true");
+      input.setAttribute("aria-invalid", "true");
+      input.setAttribute("aria-describedby", message.id);
+      input.after(message);
+    }
+    return true;
+  }
+
   function cellText(column, item) {
     const value = item[column.field];
     switch (column.kind) {
@@ -86,8 +129,13 @@ document.addEventListener("DOMContentLoaded", async () => {
     const query = new URLSearchParams({ ...applied, page, page_size: PAGE_SIZE });
     try {
       render(await X.api("GET", `${table.dataset.source}?${query}`));
+      clearFieldErrors();
     } catch (problem) {
-      X.failedRow(tbody, columns.length, problem, load);
+      if (showFieldErrors(problem)) {
+        X.stateRow(tbody, columns.length, X.t("list.fix_filters"), "error");
+      } else {
+        X.failedRow(tbody, columns.length, problem, load);
+      }
     } finally {
       table.removeAttribute("aria-busy");
     }
@@ -150,7 +198,8 @@ document.addEventListener("DOMContentLoaded", async () => {
       showNotice(X.t("export.created", { filters: describeFilters(filters) }), "success", link);
       link.focus();
     } catch (problem) {
-      showNotice(X.t("export.failed", { message: problem.message }), "error");
+      const message = showFieldErrors(problem) ? X.t("list.fix_filters") : problem.message;
+      showNotice(X.t("export.failed", { message }), "error");
     } finally {
       exportButton.disabled = false;
     }

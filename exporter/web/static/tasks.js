@@ -46,6 +46,16 @@ document.addEventListener("DOMContentLoaded", () => {
     return parts.length ? parts.join(X.t("filters.separator")) : X.t("export.all_rows");
   }
 
+  // Why the task failed, in the page's language (the English error of a task failed before
+  // failures had codes).
+  function failureText(task) {
+    if (!task.error) {
+      return "";
+    }
+    const failure = { code: task.error_code, params: task.error_params, message: task.error };
+    return X.describeError(failure).text;
+  }
+
   function progressCell(task) {
     const cell = X.element("div", undefined, "progress");
     if (task.status === "pending") {
@@ -118,7 +128,7 @@ document.addEventListener("DOMContentLoaded", () => {
       finished: X.formatDateTime(task.finished_at),
       size: X.formatBytes(task.file_size),
       rows: X.formatNumber(task.row_count),
-      error: task.error || "",
+      error: failureText(task),
       actions: actionsCell(task),
     };
     for (const column of columns) {
