@@ -196,6 +196,7 @@ async def test_a_refused_load_clears_the_pager_and_offers_retry_only_after_a_net
     await expect(info).to_be_empty()
     await expect(page.locator("#page-prev")).to_be_disabled()
     await expect(page.locator("#page-next")).to_be_disabled()
+    await screenshot(page, f"accounts-refused-{language}", full_page=False)
 
     await page.route("**/api/accounts?*", lambda route: route.abort())
     await filters.get_by_role("button", name=re.compile("^(重置|Reset)$")).click()
@@ -356,3 +357,18 @@ async def test_on_a_phone_the_status_badge_keeps_its_own_width(
     cell_box = await status.bounding_box()
     assert badge_box is not None and cell_box is not None
     assert badge_box["width"] < cell_box["width"] / 3  # not a second progress bar
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_a_list_page_shows_times_year_first_on_a_wide_screen_and_a_phone(
+    language: str, open_page: OpenPage
+) -> None:
+    page = await open_tasks(
+        open_page, language, start="/accounts", viewport={"width": 1280, "height": 800}
+    )
+    created = page.locator("#list-table tbody tr").first.locator("td.kind-datetime").first
+    await expect(created).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$"))
+    await screenshot(page, f"accounts-wide-{language}")
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await expect(page.locator("#list-table thead")).to_be_hidden()
+    await screenshot(page, f"accounts-phone-{language}", full_page=False)
