@@ -36,6 +36,7 @@ TEXT = {
         "创建日期从：2023-01-01 00:00:00；创建日期至：2023-06-30",  # noqa: RUF001
         "finishing": "400,000 行已全部写入，正在生成文件…",  # noqa: RUF001
         "no_rows": "没有符合条件的行",
+        "finishing_no_rows": "没有符合条件的行，正在生成文件…",  # noqa: RUF001
         "stopped_at": r"^停在 [1-9][\d,]* / 8,000 行$",
         "list_failed": "加载失败：",  # noqa: RUF001
         "retry": "重试",
@@ -51,6 +52,7 @@ TEXT = {
         "Created from: 2023-01-01 00:00:00; Created to: 2023-06-30",
         "finishing": "All 400,000 rows written; finishing the file…",
         "no_rows": "No matching rows",
+        "finishing_no_rows": "No matching rows; finishing the file…",
         "stopped_at": r"^Stopped at [1-9][\d,]* / 8,000 rows$",
         "list_failed": "Could not load: ",
         "retry": "Retry",
@@ -89,12 +91,12 @@ ALTER TABLE export_tasks ENABLE TRIGGER export_tasks_notify_insert_delete;
 """
 
 
-# A task another worker is finishing: its last heartbeat said every row is written.
+# A task another worker is finishing: its last heartbeat said all $2 rows are written.
 FINISHING_TASK = """
 INSERT INTO export_tasks (id, type, format, params, created_by_id, status, worker_id, started_at,
                           attempts, lease_expires_at, rows_done, rows_total)
-VALUES (gen_random_uuid(), 'test_slow', 'xlsx', '{}', $1, 'running', 'elsewhere', now(), 1,
-        now() + interval '1 hour', 400000, 400000)
+VALUES (gen_random_uuid(), 'test_slow', 'xlsx', jsonb_build_object('rows', $2::int), $1,
+        'running', 'elsewhere', now(), 1, now() + interval '1 hour', $2, $2)
 RETURNING id
 """
 
@@ -267,7 +269,9 @@ async def test_progress_shows_finishing_the_file_no_rows_and_how_far_a_cancelled
     db: asyncpg.Connection[Any],
 ) -> None:
     text = TEXT[language]
-    finishing = {"id": str(await db.fetchval(FINISHING_TASK, await account_id(db, "admin")))}
+    owner = await account_id(db, "admin")
+    finishing = {"id": str(await db.fetchval(FINISHING_TASK, owner, 400_000))}
+    finishing_empty = {"id": str(await db.fetchval(FINISHING_TASK, owner, 0))}
     empty = await admin.finished(
         (await admin.create("account", "csv", keyword="no account has this"))["id"]
     )
@@ -289,6 +293,8 @@ async def test_progress_shows_finishing_the_file_no_rows_and_how_far_a_cancelled
     row = task_row(page, finishing)
     await expect(row.locator(".progress-text")).to_have_text(text["finishing"])
     await expect(row.locator("progress")).to_have_js_property("position", -1)  # indeterminate
+    row = task_row(page, finishing_empty)
+    await expect(row.locator(".progress-text")).to_have_text(text["finishing_no_rows"])
     row = task_row(page, empty)
     await expect(row.locator(".progress-text")).to_have_text(text["no_rows"])
     await expect(row.locator("progress")).to_have_js_property("position", 0)

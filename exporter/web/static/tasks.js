@@ -97,7 +97,7 @@ document.addEventListener("DOMContentLoaded", () => {
     const done = X.formatNumber(task.rows_done);
     const total = X.formatNumber(task.rows_total);
     if (task.status === "running" && task.rows_done >= task.rows_total) {
-      return X.t("tasks.finishing", { total });
+      return X.t(task.rows_total === 0 ? "tasks.finishing_no_rows" : "tasks.finishing", { total });
     }
     if (task.rows_total === 0) {
       return X.t("tasks.no_rows");
