@@ -13,7 +13,7 @@ from aiohttp import web
 from exporter.api.auth import BrowserSession, browser_session
 from exporter.api.services import services_of
 from exporter.models import Account
-from exporter.registry import HandlerRegistry
+from exporter.registry import ExportHandler, HandlerRegistry
 from exporter.web.i18n import LANGUAGE_COOKIE, LANGUAGES, catalog, language_of
 from exporter.web.list_pages import ACCOUNTS, LIST_PAGES, ROLES, TASK_COLUMNS, ListPage
 
@@ -132,6 +132,25 @@ async def _list_page(request: web.Request, list_page: ListPage) -> web.Response:
     )
 
 
+def _shown_params(handler: ExportHandler[Any]) -> list[dict[str, Any]]:
+    """How the tasks page shows a task's filters: the params schema's (the form's) order, which
+    are times, and the message keys of the choices the type's list page offers."""
+    choices = {
+        control.name: dict(control.options)
+        for page in LIST_PAGES
+        if page.export_type == handler.name
+        for control in page.filters
+    }
+    shown = []
+    for name, schema in handler.params_model.model_json_schema()["properties"].items():
+        variants = schema.get("anyOf", [schema])
+        is_time = any(variant.get("format") in ("date", "date-time") for variant in variants)
+        shown.append(
+            {"name": name, "kind": "time" if is_time else "text", "options": choices.get(name, {})}
+        )
+    return shown
+
+
 @routes.get("/")
 async def home(request: web.Request) -> web.Response:
     raise web.HTTPFound(HOME)
@@ -175,5 +194,6 @@ async def tasks_page(request: web.Request) -> web.Response:
         page="tasks",
         columns=TASK_COLUMNS,
         type_titles={handler.name: handler.title for handler in handlers},
+        type_params={handler.name: _shown_params(handler) for handler in handlers},
         access=access,
     )

@@ -83,10 +83,10 @@ async def open_page(browser: Browser, client: TestClient[Any, Any]) -> AsyncIter
     assert errors == [], "uncaught errors in the pages' scripts"
 
 
-async def screenshot(page: Page, name: str) -> Path:
+async def screenshot(page: Page, name: str, *, full_page: bool = True) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
-    await page.screenshot(path=path, full_page=True)
+    await page.screenshot(path=path, full_page=full_page)
     return path
 
 

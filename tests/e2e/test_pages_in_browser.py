@@ -125,7 +125,7 @@ async def test_running_failed_and_finished_exports_side_by_side_then_cancel_retr
     ids = [await row.get_attribute("data-task-id") for row in await rows.all()]
     assert ids == [slow["id"], failed["id"], finished["id"], accounts["id"]]  # newest first
     accounts_row = page.locator(f'tr[data-task-id="{accounts["id"]}"]')
-    await expect(accounts_row.locator(".col-filters")).to_have_text("状态：正常；关键字：张")  # noqa: RUF001
+    await expect(accounts_row.locator(".col-filters")).to_have_text("关键字：张；状态：正常")  # noqa: RUF001
     await expect(accounts_row.locator(".badge")).to_have_text("已完成")
     failed_row = page.locator(f'tr[data-task-id="{failed["id"]}"]')
     await expect(failed_row.locator(".badge")).to_have_text("失败")
@@ -208,8 +208,7 @@ async def test_in_english_in_new_york_on_a_phone_then_signing_out(
     await expect(row.locator(".badge")).to_have_text("Completed")
     created_at = await db.fetchval("SELECT created_at FROM export_tasks")
     in_new_york = created_at.astimezone(ZoneInfo("America/New_York"))
-    await expect(row.locator(".col-created")).to_have_text(f"{in_new_york:%m/%d/%Y, %H:%M:%S}")
-    await expect(page.locator("#time-zone")).to_have_text("Times in America/New_York")
+    await expect(row.locator(".col-created")).to_have_text(f"{in_new_york:%Y-%m-%d %H:%M:%S}")
     await expect(row.locator(".col-filters")).to_have_text("Keyword: 管理员")
     await expect(row.locator(".col-progress")).to_have_text("2 / 2 rows")
 

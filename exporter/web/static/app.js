@@ -82,7 +82,7 @@ window.Exporter = (() => {
       headers["Content-Type"] = "application/json";
     }
     const csrf = document.querySelector('meta[name="csrf-token"]');
-    if (method !== "GET" && csrf) {
+    if (!["GET", "HEAD"].includes(method) && csrf) {
       headers["X-CSRF-Token"] = csrf.content;
     }
     let response;
@@ -113,14 +113,21 @@ window.Exporter = (() => {
     return data;
   }
 
-  const dateTime = new Intl.DateTimeFormat(language, {
+  // Times read YYYY-MM-DD HH:mm:ss in every language; only the parts come from Intl, in the
+  // browser's time zone.
+  const dateTimeParts = new Intl.DateTimeFormat("en-US", {
     year: "numeric", month: "2-digit", day: "2-digit",
     hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
   });
   const number = new Intl.NumberFormat(language);
 
   function formatDateTime(iso) {
-    return iso ? dateTime.format(new Date(iso)) : "";
+    if (!iso) {
+      return "";
+    }
+    const part = Object.fromEntries(
+      dateTimeParts.formatToParts(new Date(iso)).map(({ type, value }) => [type, value]));
+    return `${part.year}-${part.month}-${part.day} ${part.hour}:${part.minute}:${part.second}`;
   }
 
   function formatNumber(value) {
@@ -142,8 +149,15 @@ window.Exporter = (() => {
     return `${value.toFixed(digits)} ${units[unit]}`;
   }
 
+  // The browser's zone as a person names it: "中国标准时间（UTC+08:00）", not "Asia/Shanghai".
   function timeZone() {
-    return Intl.DateTimeFormat().resolvedOptions().timeZone;
+    const now = new Date();
+    const zonePart = (style) => new Intl.DateTimeFormat(language, { timeZoneName: style })
+      .formatToParts(now).find((part) => part.type === "timeZoneName").value;
+    const offset = zonePart("longOffset").replace("GMT", "UTC");
+    return t("time_zone.name", {
+      name: zonePart("long"), offset: offset === "UTC" ? "UTC+00:00" : offset,
+    });
   }
 
   // An element with text only: user data never becomes markup.
@@ -171,11 +185,23 @@ window.Exporter = (() => {
     tbody.replaceChildren(row);
   }
 
+  // Trying again helps only when the network or the server failed; a refused request (4xx)
+  // would be refused again. The pager's count was for the list that is no longer shown.
   function failedRow(tbody, columns, problem, retry) {
-    const button = element("button", t("list.retry"));
-    button.type = "button";
-    button.addEventListener("click", retry);
+    clearPager();
+    let button;
+    if (problem.status === 0 || problem.status >= 500) {
+      button = element("button", t("list.retry"));
+      button.type = "button";
+      button.addEventListener("click", retry);
+    }
     stateRow(tbody, columns, t("list.failed", { message: problem.message }), "error", button);
+  }
+
+  function clearPager() {
+    document.getElementById("page-info").textContent = "";
+    document.getElementById("page-prev").disabled = true;
+    document.getElementById("page-next").disabled = true;
   }
 
   function showPage(page, pageSize, total, onMove) {

@@ -10,6 +10,8 @@ document.addEventListener("DOMContentLoaded", () => {
   // What the account's role allows: retry only what it may still export, names of roles only
   // if it may read them.
   const access = JSON.parse(document.getElementById("access").textContent);
+  // Each type's filters in its form's order: [{name, kind, options: {value: message key}}].
+  const paramsOfType = JSON.parse(document.getElementById("type-params").textContent);
   const table = document.getElementById("tasks-table");
   const tbody = table.tBodies[0];
   const columns = [...table.tHead.rows[0].cells].map((th) => ({
@@ -22,8 +24,11 @@ document.addEventListener("DOMContentLoaded", () => {
   let loading = false;
   let loadAgain = false;
   let pollTimer = null;
+  // Tasks whose download found no file: their row says so while the page is open (a completed
+  // task never gets another file; a retry is a new task).
+  const filesGone = new Set();
 
-  document.getElementById("time-zone").textContent = X.t("tasks.time_zone", { zone: X.timeZone() });
+  document.getElementById("tasks-intro").textContent = X.t("tasks.intro", { zone: X.timeZone() });
 
   function typeTitle(type) {
     const key = `type.${type}`;
@@ -31,19 +36,76 @@ document.addEventListener("DOMContentLoaded", () => {
     return text === key ? titles[type] || type : text;
   }
 
+  // A date stays a date; an instant with its offset is shown in the page's zone; one without
+  // an offset is in the export's zone and is shown as written.
+  function formatParamTime(value) {
+    const text = String(value);
+    if (/T.*(Z|[+-]\d\d:?\d\d)$/.test(text)) {
+      return X.formatDateTime(text);
+    }
+    return text.replace("T", " ");
+  }
+
+  function paramValue(param, value) {
+    if (param.name === "role_id" && roleNames) {
+      return roleNames.get(value) || `#${value}`;
+    }
+    if (param.kind === "time") {
+      return formatParamTime(value);
+    }
+    return param.options[value] ? X.t(param.options[value]) : value;
+  }
+
+  // The filters in the order of the type's form (jsonb keeps keys in its own order), formatted.
   function describeParams(task) {
-    const parts = Object.entries(task.params).map(([name, value]) => {
-      let shown = value;
-      if (task.type === "account" && name === "status") {
-        shown = X.t(`account_status.${value}`);
-      } else if (name === "role_id" && roleNames) {
-        shown = roleNames.get(value) || `#${value}`;
-      }
-      const key = `param.${name}`;
+    const known = paramsOfType[task.type] || [];
+    const names = new Set(known.map((param) => param.name));
+    const params = [
+      ...known.filter((param) => param.name in task.params),
+      ...Object.keys(task.params).filter((name) => !names.has(name))
+        .map((name) => ({ name, kind: "text", options: {} })),
+    ];
+    if (!params.length) {
+      return X.t("export.all_rows");
+    }
+    const cell = X.element("span");
+    params.forEach((param, index) => {
+      const key = `param.${param.name}`;
       const label = X.t(key);
-      return X.t("filters.pair", { label: label === key ? name : label, value: shown });
+      const value = X.element("span", paramValue(param, task.params[param.name]));
+      if (param.kind === "time") {
+        value.className = "nowrap";
+      }
+      // A pair wraps as a whole (a line never ends inside "状态：正常"); its separator stays on
+      // its line.
+      const pair = X.element("span", undefined, "filter-pair");
+      const [before, after] = X.t("filters.pair", {
+        label: label === key ? param.name : label, value: "\u0000",
+      }).split("\u0000");
+      pair.append(before, value, after);
+      if (index < params.length - 1) {
+        pair.append(X.t("filters.separator"));
+      }
+      cell.append(pair);
     });
-    return parts.length ? parts.join(X.t("filters.separator")) : X.t("export.all_rows");
+    return cell;
+  }
+
+  // What the bar and its line say: counting, rows written, the file being finished once every
+  // row is written, no rows at all, or how far a failed or cancelled export got.
+  function progressText(task) {
+    const done = X.formatNumber(task.rows_done);
+    const total = X.formatNumber(task.rows_total);
+    if (task.status === "running" && task.rows_done >= task.rows_total) {
+      return X.t(task.rows_total === 0 ? "tasks.finishing_no_rows" : "tasks.finishing", { total });
+    }
+    if (task.rows_total === 0) {
+      return X.t("tasks.no_rows");
+    }
+    if (task.status === "running" || task.status === "completed") {
+      return X.t("tasks.progress", { done, total });
+    }
+    return X.t("tasks.stopped_at", { done, total });
   }
 
   // Why the task failed, in the page's language (the English error of a task failed before
@@ -62,21 +124,24 @@ document.addEventListener("DOMContentLoaded", () => {
       cell.append(X.element("span", X.t("tasks.queued"), "muted"));
       return cell;
     }
-    if (!["running", "completed"].includes(task.status)) {
-      return cell;
+    const counted = task.rows_total !== null;
+    const stopped = ["failed", "cancelled"].includes(task.status);
+    if (task.status !== "running" && !(counted && (task.status === "completed" || stopped))) {
+      return "";  // nothing was counted: a phone's card leaves the line out
     }
     const bar = document.createElement("progress");
     bar.setAttribute("aria-label", X.t("tasks.col.progress"));
-    if (task.rows_total === null) {
+    if (!counted) {
       cell.append(bar, X.element("span", X.t("tasks.counting"), "muted"));
       return cell;
     }
-    bar.max = Math.max(task.rows_total, 1);
-    bar.value = task.rows_total === 0 ? 1 : task.rows_done;
-    const text = X.t("tasks.progress", {
-      done: X.formatNumber(task.rows_done), total: X.formatNumber(task.rows_total),
-    });
-    cell.append(bar, X.element("span", text, "progress-text"));
+    // While the file is finished there is nothing to measure: the bar keeps moving.
+    if (!(task.status === "running" && task.rows_done >= task.rows_total)) {
+      bar.max = Math.max(task.rows_total, 1);
+      bar.value = task.rows_done;
+    }
+    cell.classList.toggle("stopped", stopped);
+    cell.append(bar, X.element("span", progressText(task), "progress-text"));
     return cell;
   }
 
@@ -90,10 +155,14 @@ document.addEventListener("DOMContentLoaded", () => {
 
   function actionsCell(task) {
     const cell = X.element("div", undefined, "actions");
-    if (task.status === "completed" && task.download_url) {
+    if (task.status === "completed" && task.download_url && !filesGone.has(task.id)) {
       const link = X.element("a", X.t("tasks.download"), "button primary action-download");
       link.href = task.download_url;
       link.dataset.action = "download";
+      link.addEventListener("click", (event) => {
+        event.preventDefault();
+        download(task, link);
+      });
       cell.append(link);
     }
     if (["pending", "running"].includes(task.status)) {
@@ -110,22 +179,37 @@ document.addEventListener("DOMContentLoaded", () => {
     return cell;
   }
 
+  // When the table is pressed for room the time goes under the date, never mid-date.
+  function timeCell(iso) {
+    const text = X.formatDateTime(iso);
+    if (!text) {
+      return "";
+    }
+    const [day, time] = text.split(" ");
+    const cell = X.element("span");
+    cell.append(X.element("span", day, "nowrap"), " ", X.element("span", time, "nowrap"));
+    return cell;
+  }
+
   function renderRow(task) {
     const row = X.element("tr");
     row.dataset.taskId = task.id;
     row.dataset.status = task.status;
     const cancelling = task.status === "running" && task.cancel_requested;
-    const status = cancelling
-      ? X.element("span", X.t("tasks.cancelling"), "badge status-cancelled")
-      : X.element("span", X.t(`task_status.${task.status}`), `badge status-${task.status}`);
+    let status = X.element("span", X.t(`task_status.${task.status}`), `badge status-${task.status}`);
+    if (cancelling) {
+      status = X.element("span", X.t("tasks.cancelling"), "badge status-cancelled");
+    } else if (task.status === "completed" && filesGone.has(task.id)) {
+      status = X.element("span", X.t("tasks.file_gone"), "badge status-expired");
+    }
     const contents = {
       type: typeTitle(task.type),
       format: task.format,
       filters: describeParams(task),
       status,
       progress: progressCell(task),
-      created: X.formatDateTime(task.created_at),
-      finished: X.formatDateTime(task.finished_at),
+      created: timeCell(task.created_at),
+      finished: timeCell(task.finished_at),
       size: X.formatBytes(task.file_size),
       rows: X.formatNumber(task.row_count),
       error: failureText(task),
@@ -252,6 +336,47 @@ document.addEventListener("DOMContentLoaded", () => {
     } catch (problem) {
       button.disabled = false;
       X.toast(X.t("tasks.action_failed", { message: problem.message }));
+    }
+  }
+
+  // The file is checked (HEAD) before the browser is sent to it, so a file that is gone leaves
+  // the user on this page with a message, not on the API's JSON error. The file itself then goes
+  // straight from the server to disk, never through this script's memory, and keeps the name
+  // the server gives it.
+  async function download(task, link) {
+    try {
+      await X.api("HEAD", link.href);
+    } catch (problem) {
+      downloadFailed(task, problem);
+      return;
+    }
+    window.location.assign(link.href);
+  }
+
+  async function downloadFailed(task, problem) {
+    if (problem.status === 410) {
+      X.toast(X.t("tasks.download_gone"));
+      filesGone.add(task.id);
+    } else if (problem.status === 409) {
+      X.toast(X.t("tasks.download_not_ready"));
+    } else if (problem.status === 404) {
+      X.toast(X.t("tasks.download_not_found"));
+      load();
+      return;
+    } else {
+      X.toast(X.t("tasks.action_failed", { message: problem.message }));
+      return;
+    }
+    // The task as it is now: expired, retried, …; a file merely lost keeps its mark.
+    try {
+      const current = await X.api("GET", `/api/export-tasks/${task.id}`);
+      if (rows.has(current.id)) {
+        replaceRow(current);
+      }
+    } catch (refresh) {
+      if (rows.has(task.id)) {
+        replaceRow(task);
+      }
     }
   }
 
