@@ -34,7 +34,7 @@ BENCH_TOKEN_TTL_S = 24 * 3600
 _ROWS_VARIABLE = re.compile(r":rows\b")
 _STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
 
-# Users are existing active accounts whose role may export accounts (README, Permissions), so
+# Users are existing active accounts whose role may export accounts (docs/api.md, Permissions), so
 # the seeded data set stays exactly what it is.
 SELECT_ACTIVE_ACCOUNTS = """
 SELECT a.id FROM accounts a JOIN roles r ON r.id = a.role_id

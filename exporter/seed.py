@@ -8,7 +8,7 @@ import asyncpg
 
 from exporter.passwords import hash_password
 
-# Each role and its permissions (see the README's "Permissions"): an admin that may do
+# Each role and its permissions (see "Permissions" in docs/api.md): an admin that may do
 # everything, and roles with partial rights to sign in as (DEMO_ACCOUNTS).
 ADMIN_ROLE = "超级管理员"
 ROLES = (
