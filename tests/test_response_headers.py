@@ -93,6 +93,7 @@ async def test_a_bad_token_is_told_invalid_token_and_only_the_log_says_why(
     assert (await response.json())["error"] == {
         "code": "unauthorized",
         "message": "invalid token",
+        "params": {},
         "details": [],
     }
     assert any(

@@ -38,7 +38,7 @@ TEXT = {
         "no_rows": "没有符合条件的行",
         "finishing_no_rows": "没有符合条件的行，正在生成文件…",  # noqa: RUF001
         "stopped_at": r"^停在 [1-9][\d,]* / 8,000 行$",
-        "list_failed": "加载失败：",  # noqa: RUF001
+        "fix_filters": "请先修改标出的筛选条件",
         "retry": "重试",
     },
     "en": {
@@ -54,7 +54,7 @@ TEXT = {
         "no_rows": "No matching rows",
         "finishing_no_rows": "No matching rows; finishing the file…",
         "stopped_at": r"^Stopped at [1-9][\d,]* / 8,000 rows$",
-        "list_failed": "Could not load: ",
+        "fix_filters": "Correct the marked filters first",
         "retry": "Retry",
     },
 }
@@ -193,7 +193,7 @@ async def test_a_refused_load_clears_the_pager_and_offers_retry_only_after_a_net
     await filters.locator('[name="created_from"]').fill("2023-06-30")
     await filters.locator('[name="created_to"]').fill("2023-01-01")
     await filters.locator('[name="created_to"]').press("Enter")
-    await expect(state).to_contain_text(text["list_failed"])
+    await expect(state).to_contain_text(text["fix_filters"])
     await expect(state.get_by_role("button")).to_have_count(0)  # it would be refused again
     await expect(info).to_be_empty()
     await expect(page.locator("#page-prev")).to_be_disabled()

@@ -250,6 +250,6 @@ window.Exporter = (() => {
 
   return {
     t, api, ApiError, describeError, language, formatDateTime, formatNumber, formatBytes,
-    timeZone, element, stateRow, failedRow, showPage, toast,
+    timeZone, element, stateRow, failedRow, clearPager, showPage, toast,
   };
 })();

@@ -132,6 +132,7 @@ document.addEventListener("DOMContentLoaded", async () => {
       clearFieldErrors();
     } catch (problem) {
       if (showFieldErrors(problem)) {
+        X.clearPager();
         X.stateRow(tbody, columns.length, X.t("list.fix_filters"), "error");
       } else {
         X.failedRow(tbody, columns.length, problem, load);
