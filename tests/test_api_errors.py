@@ -401,8 +401,8 @@ async def test_a_value_too_large_for_the_column_it_filters_fails_with_a_plain_me
     assert (task["error_code"], task["error_params"]) == ("filter_value_out_of_range", {})
 
 
-async def raw_exchange(port: int, request: bytes) -> tuple[int, str, bytes]:
-    """Send ``request`` as it is to 127.0.0.1; the answer's status, Content-Type and body."""
+async def raw_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` as it is to 127.0.0.1; the answer's status, headers and body."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(request)
@@ -412,7 +412,7 @@ async def raw_exchange(port: int, request: bytes) -> tuple[int, str, bytes]:
         writer.close()
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     headers = dict(line.split(": ", 1) for line in header_lines)
-    return int(status_line.split()[1]), headers.get("Content-Type", ""), body
+    return int(status_line.split()[1]), headers, body
 
 
 def _session_cookie(account: int = 1) -> tuple[str, str]:
@@ -434,7 +434,7 @@ async def test_a_credential_header_that_is_not_utf8_is_a_4xx_json_error(
     cookie, _ = _session_cookie(await account_id(db, "admin"))
     head = headers.replace(b"%s", cookie.encode())
 
-    answer, content_type, body = await raw_exchange(
+    answer, answer_headers, body = await raw_exchange(
         client.port,
         b"POST /api/export-tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         + head
@@ -442,7 +442,7 @@ async def test_a_credential_header_that_is_not_utf8_is_a_4xx_json_error(
     )
 
     assert answer == status, body
-    assert content_type.startswith("application/json")
+    assert answer_headers["Content-Type"].startswith("application/json")
     assert json.loads(body)["error"]["code"] in ("unauthorized", "forbidden")
 
 
@@ -468,10 +468,11 @@ async def test_an_unparsable_request_is_a_400_json_error_logged_without_a_traceb
     served_port: int, caplog: pytest.LogCaptureFixture, request_bytes: bytes, problem: str
 ) -> None:
     with caplog.at_level(logging.INFO):
-        status, content_type, body = await raw_exchange(served_port, request_bytes)
+        status, headers, body = await raw_exchange(served_port, request_bytes)
 
     assert status == 400
-    assert content_type.startswith("application/json")
+    assert headers["Content-Type"].startswith("application/json")
+    assert "aiohttp" not in headers.get("Server", "")
     error = json.loads(body)["error"]
     assert error["code"] == "bad_request"
     assert problem in error["message"]
@@ -482,9 +483,10 @@ async def test_an_unparsable_request_is_a_400_json_error_logged_without_a_traceb
 
 
 async def test_the_served_api_still_answers_a_well_formed_request(served_port: int) -> None:
-    status, content_type, body = await raw_exchange(
+    status, headers, body = await raw_exchange(
         served_port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
 
     assert status == 200, body
-    assert content_type.startswith("application/json")
+    assert headers["Content-Type"].startswith("application/json")
+    assert "Server" not in headers

@@ -7,7 +7,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
@@ -128,4 +128,8 @@ class JsonErrorRequestHandler(web.RequestHandler):
         response = error_response(status, _code_for(status), f"unreadable request: {problem}")
         # What follows on the connection cannot be told apart from the bad request.
         response.force_close()
+        # No application hook sees this answer, so the headers.private_headers hook cannot drop
+        # the header; aiohttp only fills it in when it is missing, so a neutral value hides the
+        # server's software and version here.
+        response.headers[hdrs.SERVER] = "exporter"
         return response
