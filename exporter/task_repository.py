@@ -57,6 +57,14 @@ DELETE_OWN_TASK = """
 DELETE FROM export_tasks WHERE id = $1 AND created_by_id = $2 RETURNING file_path
 """
 
+# A completed task whose file is no longer in storage (removed by hand, a lost disk) is expired,
+# as the retention janitor expires one whose time is up: the page and the API then say so.
+EXPIRE_LOST_FILE = """
+UPDATE export_tasks
+SET status = 'expired', file_path = NULL, status_note = 'the file was no longer in storage'
+WHERE id = $1 AND status = 'completed'
+"""
+
 # Only a pending task can be claimed, so a duplicate delivery of its job finds nothing to do.
 CLAIM_TASK = f"""
 UPDATE export_tasks
@@ -265,6 +273,10 @@ class TaskRepository:
             raise TaskNotFound("export task not found")
         path: str | None = record["file_path"]
         return path
+
+    async def expire_lost_file(self, task_id: uuid.UUID) -> None:
+        """Mark a completed task expired because its file is gone from storage."""
+        await self._pool.execute(EXPIRE_LOST_FILE, task_id)
 
     async def claim(self, task_id: uuid.UUID, worker_id: str, lease_s: float) -> ExportTask | None:
         """Move a pending task to running for this worker; None if it is not pending."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import unquote
 
 import asyncpg
 import pytest
 
+from settings import Settings
 from tests.expected import (
     ACCOUNT_HEADER,
     ACCOUNT_TEXT_COLUMNS,
@@ -243,3 +245,23 @@ async def test_long_text_is_cut_with_a_marker_in_xlsx_and_kept_whole_in_csv(
     assert xlsx_cell.endswith("…[已截断]")
     assert xlsx_cell.startswith("长" * 32_000)
     assert csv_cell == long_text
+
+
+async def test_a_download_whose_file_is_gone_marks_the_task_expired_and_it_can_be_retried(
+    admin: ApiUser, settings: Settings
+) -> None:
+    task = await admin.finished((await admin.create("role", "csv"))["id"])
+    (stored,) = [path for path in settings.storage_dir.rglob("*.csv")]
+    stored.unlink()
+
+    status, body, _ = await admin.download(task["id"])
+    after = await admin.task(task["id"])
+    retry = await admin.client.post(f"/api/export-tasks/{task['id']}/retry", headers=admin.headers)
+    retried = await retry.json()
+
+    assert status == 410
+    assert json.loads(body)["error"]["code"] == "file_gone"
+    assert after["status"] == "expired"
+    assert after["history"][-1]["detail"] == "the file was no longer in storage"
+    assert retry.status == 202
+    assert (await admin.finished(retried["id"]))["status"] == "completed"

@@ -259,7 +259,7 @@ def _task_paths(document: _Document) -> dict[str, Any]:
         },
         "/api/export-tasks/{task_id}/retry": {
             "post": {
-                "summary": "A new task with the request of a failed or cancelled one",
+                "summary": "A new task with the request of a failed, cancelled or expired one",
                 "security": _SECURED,
                 "parameters": [_TASK_ID],
                 "responses": {

@@ -125,6 +125,10 @@ async def _submit(
     return await _task_json(services, task, status=202 if creation.created else 200)
 
 
+# An expired task's file is gone for good: exporting it again is what its owner can do.
+RETRYABLE = (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED)
+
+
 @routes.post("/api/export-tasks")
 async def create_task(request: web.Request) -> web.Response:
     account = await current_account(request)
@@ -194,9 +198,10 @@ async def retry_task(request: web.Request) -> web.Response:
     account = await current_account(request)
     services = services_of(request)
     task = await services.tasks.get_own(_task_id(request), account.id)
-    if task.status not in (TaskStatus.FAILED, TaskStatus.CANCELLED):
+    if task.status not in RETRYABLE:
         raise TaskStateConflict(
-            f"the export is {task.status.value}; only a failed or cancelled one can be retried",
+            f"the export is {task.status.value}; only a failed, cancelled or expired one can be "
+            "retried",
             params={"status": task.status.value},
         )
     # A retry is a new export: the account must still be allowed to create it.
@@ -240,7 +245,11 @@ async def download_task_file(request: web.Request) -> web.FileResponse:
         )
     path = services.storage.resolve(task.file_path)
     if path is None:
-        raise FileGone("the export's file is no longer available")
+        await services.tasks.expire_lost_file(task.id)
+        log.warning(
+            "task %s: its file %s is gone from storage; marked expired", task.id, task.file_path
+        )
+        raise FileGone("the export's file is no longer available; retry to export again")
     return web.FileResponse(
         path,
         headers={

@@ -24,9 +24,6 @@ document.addEventListener("DOMContentLoaded", () => {
   let loading = false;
   let loadAgain = false;
   let pollTimer = null;
-  // Tasks whose download found no file: their row says so while the page is open (a completed
-  // task never gets another file; a retry is a new task).
-  const filesGone = new Set();
 
   document.getElementById("tasks-intro").textContent = X.t("tasks.intro", { zone: X.timeZone() });
 
@@ -155,7 +152,7 @@ document.addEventListener("DOMContentLoaded", () => {
 
   function actionsCell(task) {
     const cell = X.element("div", undefined, "actions");
-    if (task.status === "completed" && task.download_url && !filesGone.has(task.id)) {
+    if (task.status === "completed" && task.download_url) {
       const link = X.element("a", X.t("tasks.download"), "button primary action-download");
       link.href = task.download_url;
       link.dataset.action = "download";
@@ -170,7 +167,7 @@ document.addEventListener("DOMContentLoaded", () => {
         cell.append(actionButton(task, "cancel"));
       }
     } else {
-      if (["failed", "cancelled"].includes(task.status)
+      if (["failed", "cancelled", "expired"].includes(task.status)
           && access.exportable_types.includes(task.type)) {
         cell.append(actionButton(task, "retry"));
       }
@@ -199,8 +196,6 @@ document.addEventListener("DOMContentLoaded", () => {
     let status = X.element("span", X.t(`task_status.${task.status}`), `badge status-${task.status}`);
     if (cancelling) {
       status = X.element("span", X.t("tasks.cancelling"), "badge status-cancelled");
-    } else if (task.status === "completed" && filesGone.has(task.id)) {
-      status = X.element("span", X.t("tasks.file_gone"), "badge status-expired");
     }
     const contents = {
       type: typeTitle(task.type),
@@ -356,7 +351,6 @@ document.addEventListener("DOMContentLoaded", () => {
   async function downloadFailed(task, problem) {
     if (problem.status === 410) {
       X.toast(X.t("tasks.download_gone"));
-      filesGone.add(task.id);
     } else if (problem.status === 409) {
       X.toast(X.t("tasks.download_not_ready"));
     } else if (problem.status === 404) {
@@ -367,7 +361,7 @@ document.addEventListener("DOMContentLoaded", () => {
       X.toast(X.t("tasks.action_failed", { message: problem.message }));
       return;
     }
-    // The task as it is now: expired, retried, …; a file merely lost keeps its mark.
+    // The task as it is now: a lost file made it expired (the server marks it), or it changed.
     try {
       const current = await X.api("GET", `/api/export-tasks/${task.id}`);
       if (rows.has(current.id)) {
