@@ -103,3 +103,28 @@ async def test_the_home_page_is_the_tasks_page(client: TestClient[Any, Any]) -> 
     response = await client.get("/", allow_redirects=False)
 
     assert (response.status, response.headers["Location"]) == (302, "/tasks")
+
+
+@pytest.mark.parametrize(
+    ("language", "heading"), [("zh-CN", "没有这个页面"), ("en", "There is no such page")]
+)
+async def test_an_address_that_leads_nowhere_is_a_page_in_the_readers_language(
+    client: TestClient[Any, Any], language: str, heading: str
+) -> None:
+    page = await client.get("/no-such-page", cookies={"lang": language})
+    api = await client.get("/api/no-such-thing")
+
+    assert page.status == 404
+    assert page.content_type == "text/html"
+    assert heading in await page.text()
+    assert api.status == 404
+    assert (await api.json())["error"]["code"] == "not_found"
+
+
+async def test_a_page_address_typed_with_a_trailing_slash_leads_to_the_page(
+    client: TestClient[Any, Any],
+) -> None:
+    response = await client.get("/login/", allow_redirects=False)
+
+    assert response.status in (301, 308)
+    assert response.headers["Location"] == "/login"

@@ -24,7 +24,12 @@ from settings import Settings
 
 def create_app(settings: Settings) -> web.Application:
     """The API application; PostgreSQL and Redis are connected when it starts."""
-    middlewares: list[Middleware] = [error_middleware]
+    middlewares: list[Middleware] = [
+        # /accounts/ is /accounts: a redirect, not a 404, for an address typed with a slash.
+        web.normalize_path_middleware(append_slash=False, remove_slash=True),
+        error_middleware,
+        pages.page_not_found,
+    ]
     if settings.trusted_proxies:
         # First, so that the error middleware and every handler see the forwarded client.
         middlewares.insert(0, trusted_proxies_middleware(settings.trusted_proxies))

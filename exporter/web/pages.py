@@ -9,6 +9,7 @@ from urllib.parse import quote, urlsplit
 
 import jinja2
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from exporter.api.auth import BrowserSession, browser_session
 from exporter.api.services import services_of
@@ -89,6 +90,22 @@ def _render(
         charset="utf-8",
         headers=SECURITY_HEADERS,
     )
+
+
+# Paths of the JSON API and the static files keep their JSON 404: no person reads those.
+NOT_PAGES = ("/api/", "/static/")
+
+
+@web.middleware
+async def page_not_found(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A page address that leads nowhere gets a page in the reader's language, not raw JSON."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        if request.method != "GET" or request.path.startswith(NOT_PAGES):
+            raise
+        session = await browser_session(request)
+        return _render(request, "not_found.html", session, status=404, page="not_found")
 
 
 def _local_path(target: str) -> str:
