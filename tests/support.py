@@ -32,6 +32,14 @@ async def wait_until(
         await asyncio.sleep(0.05)
 
 
+async def trickle(writer: asyncio.StreamWriter, data: bytes, interval_s: float) -> None:
+    """Send ``data`` a byte at a time, as a slow (or malicious) client does."""
+    for byte in data:
+        writer.write(bytes([byte]))
+        await writer.drain()
+        await asyncio.sleep(interval_s)
+
+
 class ApiUser:
     """One account talking to the API over real HTTP."""
 

@@ -23,7 +23,7 @@ from exporter.api.app import create_app
 from exporter.tokens import issue_token
 from settings import Settings
 from tests.conftest import SECRET, account_id
-from tests.support import ApiUser, wait_until
+from tests.support import ApiUser, trickle, wait_until
 from tests.test_sessions import ADMIN
 from tests.workers import running_worker
 
@@ -147,14 +147,6 @@ async def test_a_create_is_refused_once_the_accounts_kept_files_reach_their_cap(
     assert accepted_status == 202
 
 
-async def _trickle(writer: asyncio.StreamWriter, data: bytes, interval_s: float) -> None:
-    """Send ``data`` a byte at a time, as a slow (or malicious) client does."""
-    for byte in data:
-        writer.write(bytes([byte]))
-        await writer.drain()
-        await asyncio.sleep(interval_s)
-
-
 async def test_a_request_head_that_trickles_in_is_cut_off_after_the_header_timeout(
     settings: Settings,
 ) -> None:
@@ -162,7 +154,7 @@ async def test_a_request_head_that_trickles_in_is_cut_off_after_the_header_timeo
     async with serving(settings.model_copy(update={"header_timeout_s": 1.0})) as api:
         reader, writer = await asyncio.open_connection(api.host, api.port)
         started = time.monotonic()
-        trickling = asyncio.create_task(_trickle(writer, head, 0.05))
+        trickling = asyncio.create_task(trickle(writer, head, 0.05))
         try:
             async with asyncio.timeout(5):
                 assert await reader.read() == b""  # closed without an answer
@@ -185,7 +177,7 @@ async def test_a_body_that_trickles_in_gets_408_after_the_body_timeout(
         reader, writer = await asyncio.open_connection(api.host, api.port)
         writer.write(head)
         started = time.monotonic()
-        trickling = asyncio.create_task(_trickle(writer, b"{" + b" " * 198 + b"}", 0.05))
+        trickling = asyncio.create_task(trickle(writer, b"{" + b" " * 198 + b"}", 0.05))
         try:
             async with asyncio.timeout(5):
                 answer_head = await reader.readuntil(b"\r\n\r\n")

@@ -19,7 +19,7 @@ import pytest
 
 from settings import Settings
 from tests.processes import settings_env, start_exporter
-from tests.support import wait_until
+from tests.support import trickle, wait_until
 
 PROCESSES = 3
 
@@ -62,8 +62,8 @@ async def _all_listening(members: list[psutil.Process], port: int) -> bool:
     )
 
 
-async def _serving(port: int, pid: int) -> bool:
-    if len(_api_children(pid)) != PROCESSES - 1:
+async def _serving(port: int, pid: int, processes: int = PROCESSES) -> bool:
+    if len(_api_children(pid)) != processes - 1:
         return False
     try:
         async with aiohttp.ClientSession() as session:
@@ -217,26 +217,12 @@ async def test_exporter_serve_closes_a_request_head_that_trickles_in_past_the_he
     env = {**os.environ, **settings_env(settings, port=port, header_timeout_s=1.0)}
     process = start_exporter("serve", env, tmp_path / "serve.log")
 
-    async def healthy() -> bool:
-        try:
-            async with aiohttp.ClientSession() as session:
-                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
-                    return response.status == 200
-        except aiohttp.ClientError:
-            return False
-
     try:
-        await wait_until(healthy, timeout_s=60, what="the API")
+        await wait_until(lambda: _serving(port, process.pid, 1), timeout_s=60, what="the API")
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         started = time.monotonic()
-
-        async def trickle() -> None:
-            for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200:
-                writer.write(bytes([byte]))
-                await writer.drain()
-                await asyncio.sleep(0.05)
-
-        trickling = asyncio.create_task(trickle())
+        head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200
+        trickling = asyncio.create_task(trickle(writer, head, 0.05))
         try:
             async with asyncio.timeout(10):
                 assert await reader.read() == b""  # closed without an answer
