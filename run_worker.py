@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from exporter.logs import configure_logging
-from exporter.worker import worker_options
+from exporter.ops.logs import configure_logging
+from exporter.ops.worker import worker_options
 from settings import Settings, SettingsError, load_settings
 
 try:

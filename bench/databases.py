@@ -16,8 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from exporter.migrate import migrate
-from exporter.tokens import issue_token
+from exporter.auth.tokens import issue_token
+from exporter.ops.migrate import migrate
 
 log = logging.getLogger("bench")
 

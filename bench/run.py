@@ -43,7 +43,7 @@ from bench.stack import (
     running_stack,
     running_trivial_app,
 )
-from exporter.logs import configure_logging
+from exporter.ops.logs import configure_logging
 
 log = logging.getLogger("bench")
 

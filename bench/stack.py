@@ -42,7 +42,7 @@ STOP_TIMEOUT_S = 20.0
 POLL_INTERVAL_S = 0.1
 
 # The project's CLI in this interpreter (there is no `python -m exporter`).
-EXPORTER_COMMAND = [sys.executable, "-c", "from exporter.cli import main; main()"]
+EXPORTER_COMMAND = [sys.executable, "-c", "from exporter.ops.cli import main; main()"]
 
 
 class StackFailed(Exception):

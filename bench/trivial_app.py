@@ -10,8 +10,8 @@ import argparse
 
 from aiohttp import web
 
-from exporter.logs import configure_logging
-from exporter.serving import serve
+from exporter.ops.logs import configure_logging
+from exporter.ops.serving import serve
 
 PING_PATH = "/ping"
 

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from exporter import Column, ColumnKind, ExportParams, RowQuery, export_handler
-from exporter.filters import (
+from exporter.exports.filters import (
     DateOrDateTime,
     check_range_order,
     contains_pattern,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from exporter import Column, ColumnKind, ExportParams, RowQuery, export_handler
-from exporter.filters import contains_pattern
+from exporter.exports.filters import contains_pattern
 
 
 class RoleParams(ExportParams):

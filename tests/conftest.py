@@ -18,12 +18,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from arq.connections import ArqRedis, create_pool
 from arq.worker import Worker
 
-from exporter.api.app import create_app
-from exporter.migrate import migrate
-from exporter.passwords import hash_password
-from exporter.queue import redis_settings
-from exporter.seed import seed
-from exporter.tokens import issue_token
+from exporter.auth.passwords import hash_password
+from exporter.auth.tokens import issue_token
+from exporter.ops.app import create_app
+from exporter.ops.migrate import migrate
+from exporter.ops.seed import seed
+from exporter.tasks.queue import redis_settings
 from settings import Settings
 from tests import failing_handlers  # noqa: F401  (registers the test-only export types)
 from tests.processes import WorkerProcesses
@@ -61,7 +61,7 @@ def service_urls() -> Iterator[Servers]:
     if database and redis:
         yield Servers(database, redis)
         return
-    from exporter.devstack import backing_services  # starts embedded servers only if needed
+    from exporter.ops.devstack import backing_services  # starts embedded servers only if needed
 
     with backing_services(ROOT / "var" / "test", force_embedded=False) as urls:
         yield Servers(urls.database_url, urls.redis_url)

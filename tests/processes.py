@@ -36,7 +36,7 @@ def start_exporter(command: str, env: dict[str, str], log: Path) -> subprocess.P
     """``exporter COMMAND`` in this interpreter, its output in ``log``."""
     with log.open("wb") as output:
         return subprocess.Popen(
-            [sys.executable, "-c", "from exporter.cli import main; main()", command],
+            [sys.executable, "-c", "from exporter.ops.cli import main; main()", command],
             cwd=ROOT,
             env=env,
             stdout=output,
@@ -50,7 +50,7 @@ def exporter_command(
     """``exporter ARGS`` in this interpreter with ``env`` added and the ``unset`` names removed."""
     inherited = {name: value for name, value in os.environ.items() if name not in unset}
     return subprocess.Popen(
-        [sys.executable, "-c", "from exporter.cli import main; main()", *args],
+        [sys.executable, "-c", "from exporter.ops.cli import main; main()", *args],
         cwd=cwd,
         env={**inherited, **env},
         stdout=subprocess.PIPE,

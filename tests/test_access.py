@@ -13,10 +13,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from exporter import tokens
+from exporter.auth import tokens
+from exporter.auth.passwords import hash_password
+from exporter.auth.tokens import identity_from_token, issue_token
 from exporter.errors import Unauthorized
-from exporter.passwords import hash_password
-from exporter.tokens import identity_from_token, issue_token
 from tests.conftest import SECRET, account_id
 from tests.support import ApiUser
 from tests.test_sessions import sign_in

@@ -17,9 +17,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from arq.worker import Worker
 
-from exporter.api.app import create_app
-from exporter.serving import listening
-from exporter.tokens import issue_session_token
+from exporter.auth.tokens import issue_session_token
+from exporter.ops.app import create_app
+from exporter.ops.serving import listening
 from settings import Settings
 from tests.conftest import SECRET, account_id
 from tests.support import ApiUser

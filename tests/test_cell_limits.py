@@ -12,9 +12,9 @@ import asyncpg
 import openpyxl
 import pytest
 
-from exporter.registry import Column, ColumnKind, RowQuery
-from exporter.sql_select import SESSION_SETTINGS, build_export_sql
-from exporter.writers.xlsx import (
+from exporter.exports.registry import Column, ColumnKind, RowQuery
+from exporter.exports.sql import SESSION_SETTINGS, build_export_sql
+from exporter.exports.writers.xlsx import (
     MAX_CELL_UTF16_UNITS,
     TRUNCATION_MARKER,
     XlsxExportWriter,

@@ -11,13 +11,13 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient, TestServer
 
-from exporter.api.app import create_app
+from exporter.auth.tokens import issue_token
 from exporter.db import create_pool
-from exporter.migrate import migrate
-from exporter.retention import Retention
-from exporter.seed import seed
-from exporter.storage import FileStorage, deployment_id
-from exporter.tokens import issue_token
+from exporter.ops.app import create_app
+from exporter.ops.migrate import migrate
+from exporter.ops.seed import seed
+from exporter.storage.local import FileStorage, deployment_id
+from exporter.tasks.retention import Retention
 from settings import Settings
 from tests.conftest import SECRET
 from tests.support import ApiUser

@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 from arq.connections import ArqRedis
 
-from exporter.queue import TaskQueue
+from exporter.tasks.queue import TaskQueue
 from settings import Settings
 from tests.support import ApiUser, files_in
 

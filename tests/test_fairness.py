@@ -19,8 +19,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from exporter.api.app import create_app
-from exporter.tokens import issue_token
+from exporter.auth.tokens import issue_token
+from exporter.ops.app import create_app
 from settings import Settings
 from tests.conftest import SECRET, account_id
 from tests.support import ApiUser, trickle, wait_until

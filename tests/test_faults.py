@@ -23,10 +23,10 @@ import pytest
 import redis.asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
-from exporter.api.app import create_app
-from exporter.migrate import migrate
-from exporter.seed import seed
-from exporter.tokens import issue_token
+from exporter.auth.tokens import issue_token
+from exporter.ops.app import create_app
+from exporter.ops.migrate import migrate
+from exporter.ops.seed import seed
 from settings import Settings
 from tests.conftest import SECRET, account_id, with_database
 from tests.processes import WorkerProcesses
@@ -363,7 +363,7 @@ async def test_a_deadline_shorter_than_the_export_fails_it_and_retry_runs_again(
 @pytest.fixture
 def own_servers(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     """An embedded PostgreSQL and Redis of this test's own, which it may restart."""
-    from exporter.devstack import backing_services
+    from exporter.ops.devstack import backing_services
 
     state = tmp_path / "servers"
     with backing_services(state, force_embedded=True) as urls:

@@ -15,8 +15,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from arq.worker import Worker
 
-from exporter.api.app import create_app
-from exporter.tokens import issue_token
+from exporter.auth.tokens import issue_token
+from exporter.ops.app import create_app
 from settings import Settings
 from tests.conftest import SECRET, add_account
 from tests.support import ApiUser, files_in, statuses, wait_until

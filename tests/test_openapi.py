@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from arq.worker import Worker
 
-from exporter.registry import registry
+from exporter.exports.registry import registry
 from tests.support import ApiUser
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"

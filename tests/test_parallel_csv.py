@@ -8,8 +8,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from exporter.parallel_csv import SKIP_COST, plan_copy_ranges
-from exporter.seed import seed
+from exporter.exports.parallel_csv import SKIP_COST, plan_copy_ranges
+from exporter.ops.seed import seed
 from settings import Settings
 from tests.expected import ACCOUNT_HEADER, ACCOUNT_TEXT_COLUMNS, account_rows, as_csv
 from tests.support import ApiUser, csv_rows, files_in

@@ -16,11 +16,16 @@ import asyncpg
 import pytest
 from arq.worker import Worker
 
-from exporter.parallel_xlsx import Range, plan_ranges
-from exporter.registry import Column, ColumnKind
-from exporter.seed import seed
-from exporter.writers.xlsx import XlsxExportWriter
-from exporter.writers.zip_splice import SheetRows, assemble_workbook, crc32_combine, deflate_file
+from exporter.exports.parallel_xlsx import Range, plan_ranges
+from exporter.exports.registry import Column, ColumnKind
+from exporter.exports.writers.xlsx import XlsxExportWriter
+from exporter.exports.writers.zip_splice import (
+    SheetRows,
+    assemble_workbook,
+    crc32_combine,
+    deflate_file,
+)
+from exporter.ops.seed import seed
 from settings import Settings
 from tests.expected import ACCOUNT_HEADER, account_rows
 from tests.support import ApiUser, files_in, wait_until, xlsx_rows

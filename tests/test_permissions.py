@@ -9,8 +9,8 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from exporter.registry import Column, ExportParams, RowQuery, export_handler, registry
-from exporter.tokens import issue_token
+from exporter.auth.tokens import issue_token
+from exporter.exports.registry import Column, ExportParams, RowQuery, export_handler, registry
 from exporter.web.i18n import catalog
 from tests.conftest import SECRET, add_account, set_permissions
 from tests.support import ApiUser

@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 
 from exporter.db import Pool, create_pool
-from exporter.parallel_xlsx import read_rows_done, save_rows_done
-from exporter.task_repository import TaskRepository
+from exporter.exports.parallel_xlsx import read_rows_done, save_rows_done
+from exporter.tasks.repository import TaskRepository
 from settings import Settings
 from tests.support import TERMINAL, ApiUser
 from tests.workers import running_worker

@@ -14,8 +14,8 @@ import jwt
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from exporter.api.app import create_app
 from exporter.api.proxies import ClientAccessLogger
+from exporter.ops.app import create_app
 from settings import Settings
 from tests.conftest import SECRET
 from tests.support import ApiUser, wait_until

@@ -18,10 +18,10 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from exporter.account_repository import AccountRepository
+from exporter.auth.account_repository import AccountRepository
+from exporter.auth.passwords import hash_password
+from exporter.auth.tokens import issue_token
 from exporter.db import create_pool
-from exporter.passwords import hash_password
-from exporter.tokens import issue_token
 from settings import Settings
 from tests.conftest import SECRET, account_id
 from tests.processes import settings_env, start_exporter

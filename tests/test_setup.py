@@ -14,8 +14,7 @@ import asyncpg
 import pytest
 
 from exporter.errors import DuplicateHandler
-from exporter.migrate import bundled_migrations
-from exporter.registry import (
+from exporter.exports.registry import (
     Column,
     ColumnKind,
     ExportParams,
@@ -24,6 +23,7 @@ from exporter.registry import (
     load_handlers,
     registry,
 )
+from exporter.ops.migrate import bundled_migrations
 from settings import Settings, SettingsError, load_settings
 from tests.conftest import SECRET
 from tests.processes import exporter_command, settings_env

@@ -14,9 +14,9 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from exporter.api.app import create_app
-from exporter.task_changes import Gap, StreamEvent, StreamLimits, TaskChange, TaskChangeFeed
-from exporter.tokens import identity_from_token, issue_token
+from exporter.auth.tokens import identity_from_token, issue_token
+from exporter.ops.app import create_app
+from exporter.tasks.changes import Gap, StreamEvent, StreamLimits, TaskChange, TaskChangeFeed
 from settings import Settings
 from tests.conftest import SECRET, account_id
 from tests.support import ApiUser, wait_until

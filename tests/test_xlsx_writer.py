@@ -9,8 +9,8 @@ import openpyxl
 import pytest
 
 from exporter.errors import ExportFailed
-from exporter.registry import Column, ColumnKind
-from exporter.writers.xlsx import XlsxExportWriter
+from exporter.exports.registry import Column, ColumnKind
+from exporter.exports.writers.xlsx import XlsxExportWriter
 from tests.support import xlsx_rows
 
 COLUMNS = [

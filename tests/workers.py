@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from arq.worker import Worker
 
-from exporter.worker import worker_options
+from exporter.ops.worker import worker_options
 from settings import Settings
 
 

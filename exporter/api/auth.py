@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from exporter.api.services import services_of
+from exporter.auth.accounts import Account
+from exporter.auth.tokens import TokenIdentity, identity_from_token
 from exporter.errors import AccountInactive, FieldProblem, Forbidden, Unauthorized
-from exporter.models import Account
-from exporter.tokens import TokenIdentity, identity_from_token
 
 SESSION_COOKIE = "exporter_session"
 CSRF_HEADER = "X-CSRF-Token"

@@ -28,7 +28,7 @@ from exporter.api.schemas import (
 from exporter.api.services import services_of
 from exporter.api.session import LoginRequest, SessionOut
 from exporter.api.tasks import CONTENT_TYPES, IDEMPOTENCY_KEY_MAX
-from exporter.registry import HandlerRegistry
+from exporter.exports.registry import HandlerRegistry
 
 routes = web.RouteTableDef()
 

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from exporter.input_model import InputModel
-from exporter.models import ExportFormat, ExportTask, TaskEvent, TaskStatus
+from exporter.tasks.models import ExportFormat, ExportTask, TaskEvent, TaskStatus
 
 
 class CreateTaskRequest(BaseModel):

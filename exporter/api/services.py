@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from exporter.account_repository import AccountRepository
+from exporter.auth.account_repository import AccountRepository
 from exporter.db import Pool
-from exporter.queue import TaskQueue
-from exporter.registry import HandlerRegistry
-from exporter.storage import FileStorage
-from exporter.task_repository import TaskRepository
+from exporter.exports.registry import HandlerRegistry
+from exporter.storage.local import FileStorage
+from exporter.tasks.queue import TaskQueue
+from exporter.tasks.repository import TaskRepository
 from settings import Settings
 
 

@@ -14,10 +14,10 @@ from exporter.api.responses import json_model
 from exporter.api.services import services_of
 from exporter.api.sign_in_throttle import SignInLimits, SignInThrottle
 from exporter.api.validation import read_json_body
+from exporter.auth.passwords import PasswordChecker
+from exporter.auth.tokens import issue_session_token
 from exporter.errors import AccountInactive, FieldProblem, Unauthorized
 from exporter.input_model import InputModel
-from exporter.passwords import PasswordChecker
-from exporter.tokens import issue_session_token
 
 log = logging.getLogger("exporter.api")
 

@@ -25,7 +25,7 @@ from exporter.api.auth import SESSION_COOKIE, caller_identity, current_account
 from exporter.api.schemas import TaskOut
 from exporter.api.services import SERVICES
 from exporter.errors import ExporterError, TaskNotFound
-from exporter.task_changes import (
+from exporter.tasks.changes import (
     ChangeQueue,
     Gap,
     StreamEvent,
@@ -33,7 +33,7 @@ from exporter.task_changes import (
     TaskChange,
     TaskChangeFeed,
 )
-from exporter.task_repository import TaskRepository
+from exporter.tasks.repository import TaskRepository
 
 log = logging.getLogger("exporter.api")
 

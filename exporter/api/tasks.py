@@ -14,6 +14,7 @@ from exporter.api.responses import json_model
 from exporter.api.schemas import CreateTaskRequest, ListTasksQuery, TaskOut
 from exporter.api.services import Services, services_of
 from exporter.api.validation import read_json_body, validate
+from exporter.auth.accounts import Account
 from exporter.errors import (
     FieldProblem,
     FileGone,
@@ -23,8 +24,8 @@ from exporter.errors import (
     TaskStateConflict,
     Unauthorized,
 )
-from exporter.models import Account, ExportFormat, ExportTask, TaskStatus
-from exporter.task_repository import NewTask, Quotas
+from exporter.tasks.models import ExportFormat, ExportTask, TaskStatus
+from exporter.tasks.repository import NewTask, Quotas
 
 log = logging.getLogger("exporter.api")
 

@@ -8,8 +8,9 @@ from exporter.api.auth import current_account
 from exporter.api.responses import json_model
 from exporter.api.schemas import ColumnOut, ExportTypeOut, ExportTypesOut
 from exporter.api.services import services_of
-from exporter.models import Account, ExportFormat
-from exporter.registry import HandlerRegistry
+from exporter.auth.accounts import Account
+from exporter.exports.registry import HandlerRegistry
+from exporter.tasks.models import ExportFormat
 
 routes = web.RouteTableDef()
 

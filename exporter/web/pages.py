@@ -13,8 +13,8 @@ from aiohttp.typedefs import Handler
 
 from exporter.api.auth import BrowserSession, browser_session
 from exporter.api.services import services_of
-from exporter.models import Account
-from exporter.registry import ExportHandler, HandlerRegistry
+from exporter.auth.accounts import Account
+from exporter.exports.registry import ExportHandler, HandlerRegistry
 from exporter.web.i18n import LANGUAGE_COOKIE, LANGUAGES, catalog, language_of
 from exporter.web.list_pages import ACCOUNTS, LIST_PAGES, ROLES, TASK_COLUMNS, ListPage
 

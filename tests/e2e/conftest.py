@@ -18,7 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from exporter.tokens import issue_token
+from exporter.auth.tokens import issue_token
 from tests.conftest import ROOT, SECRET, add_account
 from tests.support import ApiUser
 

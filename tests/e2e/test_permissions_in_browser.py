@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from playwright.async_api import expect
 
-from exporter.tokens import issue_token
+from exporter.auth.tokens import issue_token
 from tests.conftest import SECRET, add_account, set_permissions
 from tests.e2e.conftest import OpenPage, screenshot, sign_in
 from tests.support import ApiUser

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from exporter.passwords import hash_password
+from exporter.auth.passwords import hash_password
 
 # Each role and its permissions (see "Permissions" in docs/api.md): an admin that may do
 # everything, and roles with partial rights to sign in as (DEMO_ACCOUNTS).

@@ -14,7 +14,7 @@ import asyncpg
 
 from exporter.db import Connection
 from exporter.errors import ExportFailed
-from exporter.sql_select import SESSION_SETTINGS
+from exporter.exports.sql import SESSION_SETTINGS
 
 _SNAPSHOT_ID = re.compile(r"^[0-9A-F]+(-[0-9A-F]+)+$")
 

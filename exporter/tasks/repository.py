@@ -18,7 +18,7 @@ from exporter.errors import (
     QuotaExceeded,
     TaskNotFound,
 )
-from exporter.models import ExportFormat, ExportTask, TaskEvent, TaskFailure, TaskStatus
+from exporter.tasks.models import ExportFormat, ExportTask, TaskEvent, TaskFailure, TaskStatus
 
 TASK_COLUMNS = """
     id, type, status, format, params, file_name, file_path, file_size, row_count, rows_done,

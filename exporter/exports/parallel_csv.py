@@ -18,9 +18,9 @@ from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from exporter.db import Connection
 from exporter.errors import ExportFailed
-from exporter.parallel_xlsx import Range
-from exporter.snapshots import connection_in_snapshot, export_snapshot
-from exporter.sql_select import ExportSql
+from exporter.exports.parallel_xlsx import Range
+from exporter.exports.snapshots import connection_in_snapshot, export_snapshot
+from exporter.exports.sql import ExportSql
 
 log = logging.getLogger("exporter.worker")
 

@@ -31,9 +31,9 @@ from urllib.parse import urlsplit
 import asyncpg
 import redis
 
-from exporter.migrate import migrate
-from exporter.seed import DEMO_ACCOUNTS, SeedResult, seed
-from exporter.tokens import issue_token
+from exporter.auth.tokens import issue_token
+from exporter.ops.migrate import migrate
+from exporter.ops.seed import DEMO_ACCOUNTS, SeedResult, seed
 from settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("exporter.devstack")
@@ -64,7 +64,7 @@ CHILD_STOP_TIMEOUT_S = 10.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 # The app's own CLI in this interpreter; there is no `python -m exporter`.
-EXPORTER_COMMAND = [sys.executable, "-c", "from exporter.cli import main; main()"]
+EXPORTER_COMMAND = [sys.executable, "-c", "from exporter.ops.cli import main; main()"]
 
 
 class DevStackError(Exception):

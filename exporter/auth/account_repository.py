@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from exporter.auth.accounts import Account
 from exporter.db import Pool
-from exporter.models import Account
 
 # An account's permissions are its role's; without a role it has none.
 SELECT_ACCOUNTS = """

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exporter.db import Pool
-from exporter.storage import WORK_DIR_PREFIX, FileStorage
+from exporter.storage.local import WORK_DIR_PREFIX, FileStorage
 
 log = logging.getLogger("exporter.retention")
 

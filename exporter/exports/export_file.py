@@ -12,15 +12,15 @@ from typing import Any
 import aiofiles
 
 from exporter.db import Connection
-from exporter.encoders import EncoderPool
 from exporter.errors import TooManyRows
-from exporter.models import ExportFormat
-from exporter.parallel_csv import copy_rows, copy_rows_in_parts
-from exporter.parallel_xlsx import write_xlsx_in_parts
-from exporter.registry import ExportHandler
-from exporter.sql_select import SESSION_SETTINGS, ExportSql, build_export_sql
-from exporter.writers.csv import csv_preamble
-from exporter.writers.xlsx import XlsxExportWriter
+from exporter.exports.encoders import EncoderPool
+from exporter.exports.parallel_csv import copy_rows, copy_rows_in_parts
+from exporter.exports.parallel_xlsx import write_xlsx_in_parts
+from exporter.exports.registry import ExportHandler
+from exporter.exports.sql import SESSION_SETTINGS, ExportSql, build_export_sql
+from exporter.exports.writers.csv import csv_preamble
+from exporter.exports.writers.xlsx import XlsxExportWriter
+from exporter.tasks.models import ExportFormat
 
 FETCH_BATCH_ROWS = 5_000
 

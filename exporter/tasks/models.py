@@ -72,22 +72,3 @@ class TaskEvent:
     at: datetime
     attempt: int
     detail: str | None
-
-
-# A role holding this grants every permission.
-EVERY_PERMISSION = "*"
-EXPORT_CREATE = "export:create"
-
-
-@dataclass(frozen=True)
-class Account:
-    """The identity behind a request, with the permissions of its role (none without a role)."""
-
-    id: int
-    username: str
-    status: str
-    permissions: frozenset[str] = field(default_factory=frozenset)
-
-    def may(self, *permissions: str) -> bool:
-        """Whether the account's role grants every one of ``permissions``."""
-        return EVERY_PERMISSION in self.permissions or self.permissions.issuperset(permissions)

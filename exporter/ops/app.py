@@ -7,17 +7,17 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from exporter.account_repository import AccountRepository
 from exporter.api import health, listings, openapi, session, task_stream, tasks, types
 from exporter.api.errors import HEADER_TIMEOUT_S, error_middleware
 from exporter.api.headers import private_headers
 from exporter.api.proxies import trusted_proxies_middleware
 from exporter.api.services import SERVICES, Services
+from exporter.auth.account_repository import AccountRepository
 from exporter.db import create_pool
-from exporter.queue import TaskQueue, connect_lazily
-from exporter.registry import load_handlers
-from exporter.storage import FileStorage, deployment_id
-from exporter.task_repository import TaskRepository
+from exporter.exports.registry import load_handlers
+from exporter.storage.local import FileStorage, deployment_id
+from exporter.tasks.queue import TaskQueue, connect_lazily
+from exporter.tasks.repository import TaskRepository
 from exporter.web import pages
 from settings import Settings
 

@@ -17,8 +17,9 @@ from pydantic import ConfigDict, ValidationInfo, field_validator, model_validato
 
 from exporter.errors import DuplicateHandler, HandlerNotFound
 from exporter.input_model import InputModel
-from exporter.models import EXPORT_CREATE
 
+# What creating any export takes, beside the permission of its type.
+EXPORT_CREATE = "export:create"
 FORMULA_PREFIXES = ("=", "@", "+", "-", "\t", "\r", "\n")
 BLANK_PATTERN = r"^\s*$"
 NULL = {"type": "null"}

@@ -19,10 +19,10 @@ from typing import Any
 
 from exporter.db import Connection
 from exporter.errors import ExportFailed
-from exporter.registry import Column
-from exporter.snapshots import connection_in_snapshot, export_snapshot
-from exporter.writers.xlsx import MAX_SHEET_DATA_ROWS, XlsxExportWriter
-from exporter.writers.zip_splice import Deflated, SheetRows, assemble_workbook, deflate_file
+from exporter.exports.registry import Column
+from exporter.exports.snapshots import connection_in_snapshot, export_snapshot
+from exporter.exports.writers.xlsx import MAX_SHEET_DATA_ROWS, XlsxExportWriter
+from exporter.exports.writers.zip_splice import Deflated, SheetRows, assemble_workbook, deflate_file
 
 FETCH_BATCH_ROWS = 5_000
 PROGRESS_POLL_S = 0.5

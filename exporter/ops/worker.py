@@ -15,16 +15,16 @@ from arq.connections import ArqRedis
 from arq.worker import func
 
 from exporter.db import Pool, create_pool
-from exporter.encoders import EncoderPool
-from exporter.export_file import ParallelEncoding
-from exporter.loop_lag import record_loop_lag
-from exporter.queue import EXPORT_JOB, TaskQueue, redis_settings
-from exporter.registry import load_handlers
-from exporter.retention import Retention
-from exporter.storage import FileStorage, deployment_id
-from exporter.sweeper import Sweeper
-from exporter.task_repository import TaskRepository
-from exporter.task_runner import RunnerConfig, TaskRunner
+from exporter.exports.encoders import EncoderPool
+from exporter.exports.export_file import ParallelEncoding
+from exporter.exports.registry import load_handlers
+from exporter.ops.loop_lag import record_loop_lag
+from exporter.storage.local import FileStorage, deployment_id
+from exporter.tasks.queue import EXPORT_JOB, TaskQueue, redis_settings
+from exporter.tasks.repository import TaskRepository
+from exporter.tasks.retention import Retention
+from exporter.tasks.runner import RunnerConfig, TaskRunner
+from exporter.tasks.sweeper import Sweeper
 from settings import Settings
 
 log = logging.getLogger("exporter.worker")

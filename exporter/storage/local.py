@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 from exporter.db import Pool
-from exporter.models import ExportFormat
+from exporter.tasks.models import ExportFormat
 
 WORK_DIR_PREFIX = ".work-"
 

@@ -24,11 +24,11 @@ import asyncpg
 
 from exporter.db import DATABASE_ERRORS, Pool, lost_connection, unencodable_argument
 from exporter.errors import ExporterError
-from exporter.export_file import ExportRequest, ParallelEncoding, Progress, export_to_file
-from exporter.models import ExportTask, TaskFailure
-from exporter.registry import ExportHandler, HandlerRegistry
-from exporter.storage import FileStorage
-from exporter.task_repository import TaskRepository
+from exporter.exports.export_file import ExportRequest, ParallelEncoding, Progress, export_to_file
+from exporter.exports.registry import ExportHandler, HandlerRegistry
+from exporter.storage.local import FileStorage
+from exporter.tasks.models import ExportTask, TaskFailure
+from exporter.tasks.repository import TaskRepository
 
 log = logging.getLogger("exporter.worker")
 

@@ -11,16 +11,16 @@ from pathlib import Path
 
 from arq.worker import run_worker
 
-from exporter.account_repository import AccountRepository
-from exporter.api.app import create_app
+from exporter.auth.account_repository import AccountRepository
+from exporter.auth.tokens import issue_token
 from exporter.db import DATABASE_ERRORS, create_pool
-from exporter.devstack import DEV_STACK_ENV
-from exporter.logs import configure_logging
-from exporter.migrate import migrate
-from exporter.seed import seed
-from exporter.serving import serve
-from exporter.tokens import issue_token
-from exporter.worker import worker_options
+from exporter.ops.app import create_app
+from exporter.ops.devstack import DEV_STACK_ENV
+from exporter.ops.logs import configure_logging
+from exporter.ops.migrate import migrate
+from exporter.ops.seed import seed
+from exporter.ops.serving import serve
+from exporter.ops.worker import worker_options
 from settings import DatabaseSettings, S, Settings, SettingsError, load_settings
 
 MAX_TOKEN_HOURS = 10 * 365 * 24
@@ -93,7 +93,7 @@ def _hours(text: str) -> float:
 
 
 def _dev(args: argparse.Namespace) -> None:
-    from exporter.devstack import run_dev_stack  # only `make run` needs the embedded servers
+    from exporter.ops.devstack import run_dev_stack  # only `make run` needs the embedded servers
 
     run_dev_stack(embedded=args.embedded, accounts=args.accounts)
 

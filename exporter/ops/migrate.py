@@ -9,7 +9,7 @@ from importlib import resources
 
 import asyncpg
 
-log = logging.getLogger("exporter.migrations")
+log = logging.getLogger("exporter.ops.migrations")
 
 # Any fixed 64-bit number works; it only has to be the same in every process that migrates.
 MIGRATION_LOCK_ID = 0x6578706F72746572  # "exporter"
@@ -35,7 +35,7 @@ class Migration:
 def bundled_migrations() -> list[Migration]:
     """The migrations shipped in ``exporter/migrations``, in version order."""
     found = []
-    for entry in resources.files("exporter.migrations").iterdir():
+    for entry in resources.files("exporter.ops.migrations").iterdir():
         match = _FILE_NAME.match(entry.name)
         if match:
             found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))

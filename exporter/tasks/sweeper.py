@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from arq.jobs import JobStatus
 
 from exporter.db import Pool
-from exporter.queue import TaskQueue
+from exporter.tasks.queue import TaskQueue
 
 log = logging.getLogger("exporter.sweeper")
 

@@ -1,0 +1,1 @@
+"""Accounts, their permissions, passwords and tokens."""

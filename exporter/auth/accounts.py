@@ -1,0 +1,22 @@
+"""The identity behind a request and what its role permits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# A role holding this grants every permission.
+EVERY_PERMISSION = "*"
+
+
+@dataclass(frozen=True)
+class Account:
+    """The identity behind a request, with the permissions of its role (none without a role)."""
+
+    id: int
+    username: str
+    status: str
+    permissions: frozenset[str] = field(default_factory=frozenset)
+
+    def may(self, *permissions: str) -> bool:
+        """Whether the account's role grants every one of ``permissions``."""
+        return EVERY_PERMISSION in self.permissions or self.permissions.issuperset(permissions)

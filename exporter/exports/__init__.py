@@ -1,0 +1,1 @@
+"""The export kind: handler registry, SQL shaping, snapshots, formats, parallel encoding."""

@@ -1,0 +1,1 @@
+"""Running the service: app and worker assembly, serving, migrations, seed, dev stack, logs."""
