@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.ceiling_process import DATE_TEXT, CeilingJob, CeilingResult
-from exporter.exports.registry import ColumnKind, ExportHandler, load_handlers
+from exporter.exports.columns import ColumnKind
+from exporter.exports.registry import ExportHandler, load_handlers
 from exporter.exports.sql import build_export_sql
 
 EXPORT_TYPE = "account"

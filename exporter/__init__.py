@@ -1,7 +1,9 @@
 """Asynchronous data export for admin back offices. What a handler author needs is here."""
 
 from exporter.errors import ExporterError, InvalidParams
-from exporter.exports.registry import Column, ColumnKind, ExportParams, RowQuery, export_handler
+from exporter.exports.columns import Column, ColumnKind
+from exporter.exports.registry import ExportParams, export_handler
+from exporter.exports.row_query import RowQuery
 
 __all__ = [
     "Column",

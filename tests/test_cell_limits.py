@@ -12,7 +12,8 @@ import asyncpg
 import openpyxl
 import pytest
 
-from exporter.exports.registry import Column, ColumnKind, RowQuery
+from exporter.exports.columns import Column, ColumnKind
+from exporter.exports.row_query import RowQuery
 from exporter.exports.sql import SESSION_SETTINGS, build_export_sql
 from exporter.exports.writers.xlsx import (
     MAX_CELL_UTF16_UNITS,

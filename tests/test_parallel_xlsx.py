@@ -16,8 +16,8 @@ import asyncpg
 import pytest
 from arq.worker import Worker
 
+from exporter.exports.columns import Column, ColumnKind
 from exporter.exports.parallel_xlsx import Range, plan_ranges
-from exporter.exports.registry import Column, ColumnKind
 from exporter.exports.writers.xlsx import XlsxExportWriter
 from exporter.exports.writers.zip_splice import (
     SheetRows,

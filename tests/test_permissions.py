@@ -10,7 +10,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from exporter.auth.tokens import issue_token
-from exporter.exports.registry import Column, ExportParams, RowQuery, export_handler, registry
+from exporter.exports.columns import Column
+from exporter.exports.registry import ExportParams, export_handler, registry
+from exporter.exports.row_query import RowQuery
 from exporter.web.i18n import catalog
 from tests.conftest import SECRET, add_account, set_permissions
 from tests.support import ApiUser

@@ -9,7 +9,7 @@ import openpyxl
 import pytest
 
 from exporter.errors import ExportFailed
-from exporter.exports.registry import Column, ColumnKind
+from exporter.exports.columns import Column, ColumnKind
 from exporter.exports.writers.xlsx import XlsxExportWriter
 from tests.support import xlsx_rows
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from exporter.db import Connection
 from exporter.errors import ExportFailed
-from exporter.exports.registry import Column
+from exporter.exports.columns import Column
 from exporter.exports.snapshots import connection_in_snapshot, export_snapshot
 from exporter.exports.writers.xlsx import MAX_SHEET_DATA_ROWS, XlsxExportWriter
 from exporter.exports.writers.zip_splice import Deflated, SheetRows, assemble_workbook, deflate_file

@@ -9,13 +9,14 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, get_args
 
 from pydantic import ConfigDict, ValidationInfo, field_validator, model_validator
 
 from exporter.errors import DuplicateHandler, HandlerNotFound
+from exporter.exports.columns import Column
+from exporter.exports.row_query import RowQuery
 from exporter.input_model import InputModel
 
 # What creating any export takes, beside the permission of its type.
@@ -25,56 +26,6 @@ BLANK_PATTERN = r"^\s*$"
 NULL = {"type": "null"}
 # Keywords of a property's schema that describe it rather than constrain its value.
 NOTES = frozenset({"title", "description", "default", "examples"})
-
-
-class ColumnKind(StrEnum):
-    """How a column's values are written: text cells, numbers, dates, or labels of stored codes."""
-
-    TEXT = "text"
-    INTEGER = "integer"
-    DATETIME = "datetime"
-    ENUM = "enum"
-
-
-@dataclass(frozen=True)
-class Column:
-    """One exported column: its header, the SQL expression giving its value, and its kind.
-
-    ``sql`` is written by the handler author, never built from user input. For ENUM columns,
-    ``labels`` maps each stored code to the label shown in the file.
-    """
-
-    label: str
-    sql: str
-    kind: ColumnKind = ColumnKind.TEXT
-    labels: Mapping[str, str] = field(default_factory=dict)
-
-
-class RowQuery:
-    """The FROM, WHERE and ORDER BY of an export, with its values bound as ``$n`` parameters.
-
-    Conditions use ``{}`` where a value goes: ``query.where("a.status = {}", params.status)``.
-    Only the placeholders are formatted; values always travel as bound parameters.
-    """
-
-    def __init__(self, source: str, *, order_by: str) -> None:
-        self.source = source
-        self.order_by = order_by
-        self.conditions: list[str] = []
-        self.args: list[Any] = []
-
-    def where(self, condition: str, *values: Any) -> RowQuery:
-        first = len(self.args) + 1
-        placeholders = [f"${first + offset}" for offset in range(len(values))]
-        self.conditions.append(condition.format(*placeholders))
-        self.args.extend(values)
-        return self
-
-    @property
-    def where_sql(self) -> str:
-        if not self.conditions:
-            return ""
-        return " WHERE " + " AND ".join(f"({condition})" for condition in self.conditions)
 
 
 def _blank_allowed(schema: dict[str, Any]) -> None:

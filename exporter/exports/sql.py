@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.exports.registry import Column, ColumnKind, RowQuery
+from exporter.exports.columns import Column, ColumnKind
+from exporter.exports.row_query import RowQuery
 
 # Excel evaluates a cell that starts with = @ tab CR LF, or with + or - unless a plain number
 # follows ("+8613800138000", "-5"). Every such character is below 'A' (65) and outside

@@ -10,7 +10,7 @@ import csv
 import io
 from collections.abc import Sequence
 
-from exporter.exports.registry import Column
+from exporter.exports.columns import Column
 
 UTF8_BOM = b"\xef\xbb\xbf"
 

@@ -12,7 +12,7 @@ from xlsxwriter.format import Format
 from xlsxwriter.worksheet import Worksheet
 
 from exporter.errors import CellRefused, ExportFailed
-from exporter.exports.registry import Column, ColumnKind
+from exporter.exports.columns import Column, ColumnKind
 
 MAX_SHEET_DATA_ROWS = 1_048_575  # Excel's 1,048,576 rows less the header
 # Excel counts a cell's text in UTF-16 units: a character above U+FFFF (an emoji) takes two.
