@@ -28,12 +28,17 @@ lint: $(STAMP) ## ruff (format and rules)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
+.PHONY: arch
+arch: $(STAMP) ## the import graph of exporter/'s packages, and the layering contracts it keeps
+	$(BIN)/python tools/import_graph.py
+	$(BIN)/lint-imports
+
 .PHONY: mypy
 mypy: $(STAMP) ## mypy --strict on exporter/, handlers/ and bench/
 	$(BIN)/mypy
 
 .PHONY: test
-test: lint mypy ## lint, type-check and run every test against real PostgreSQL and Redis
+test: lint mypy arch ## lint, type-check and run every test against real PostgreSQL and Redis
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 .PHONY: migrate

@@ -44,9 +44,9 @@ ORDER BY a.id LIMIT $1
 """
 
 # Finished tasks, one a minute back in time, so "newest first" has a real order to sort.
-VACUUM_TASKS = "VACUUM ANALYZE export_tasks, export_task_counts, export_task_events"
+VACUUM_TASKS = "VACUUM ANALYZE tasks, task_counts, task_events"
 INSERT_FINISHED_TASKS = """
-INSERT INTO export_tasks (id, type, status, format, params, file_name, file_size, row_count,
+INSERT INTO tasks (id, type, status, format, params, file_name, file_size, row_count,
                           rows_done, rows_total, created_by_id, created_at, started_at,
                           finished_at, attempts)
 SELECT gen_random_uuid(), 'account', 'completed', 'xlsx', '{}', '账号列表.xlsx', 1024, 10, 10, 10,
@@ -120,14 +120,12 @@ class BenchDatabase:
         The space is reclaimed at once: left to autovacuum, the clean-up of the POST load's
         thousands of tasks would run during the next measurement and be charged to it.
         """
-        deleted = await self._task_ids(
-            "DELETE FROM export_tasks WHERE status = 'pending' RETURNING id"
-        )
+        deleted = await self._task_ids("DELETE FROM tasks WHERE status = 'pending' RETURNING id")
         await _run_admin(self.url, VACUUM_TASKS)
         return deleted
 
     async def task_ids(self) -> set[str]:
-        return await self._task_ids("SELECT id FROM export_tasks")
+        return await self._task_ids("SELECT id FROM tasks")
 
     async def _task_ids(self, statement: str) -> set[str]:
         conn = await asyncpg.connect(self.url)

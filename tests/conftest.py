@@ -110,14 +110,14 @@ async def empty_database_url(service_urls: Servers) -> AsyncIterator[str]:
 
 
 # Tasks whose count or file bytes kept by the database (migrations 0005, 0008) differ from what
-# export_tasks holds.
+# tasks holds.
 COUNT_DRIFT = """
 SELECT owner_id, status, type, counted, kept, counted_bytes, kept_bytes
 FROM (SELECT created_by_id AS owner_id, status, type, count(*) AS counted,
              coalesce(sum(file_size), 0) AS counted_bytes
-      FROM export_tasks GROUP BY 1, 2, 3) AS actual
+      FROM tasks GROUP BY 1, 2, 3) AS actual
 FULL JOIN (SELECT owner_id, status, type, n AS kept, file_bytes AS kept_bytes
-           FROM export_task_counts WHERE n <> 0 OR file_bytes <> 0) AS kept
+           FROM task_counts WHERE n <> 0 OR file_bytes <> 0) AS kept
     USING (owner_id, status, type)
 WHERE (counted, counted_bytes) IS DISTINCT FROM (kept, kept_bytes)
 """
@@ -130,7 +130,7 @@ async def _check_task_counts(url: str) -> None:
         drift = [dict(record) for record in await conn.fetch(COUNT_DRIFT)]
     finally:
         await conn.close()
-    assert drift == [], f"export_task_counts drifted from export_tasks: {drift}"
+    assert drift == [], f"task_counts drifted from tasks: {drift}"
 
 
 @pytest.fixture

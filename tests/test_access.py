@@ -128,7 +128,7 @@ async def test_an_account_no_longer_active_is_refused_by_every_endpoint_with_its
         assert response.status == 403, (method, path)
         error = (await response.json())["error"]
         assert (error["code"], error["message"]) == ("account_inactive", f"account is {state}")
-    assert await db.fetchval("SELECT count(*) FROM export_tasks") == 1
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 1
 
 
 PUBLIC = {("POST", "/api/session"), ("GET", "/api/openapi.json")}

@@ -84,12 +84,12 @@ async def test_a_file_kept_before_deployments_had_directories_still_downloads_an
     async with running_worker(settings):
         task = await admin.finished((await admin.create("role", "csv"))["id"])
     stored = Path(
-        await db.fetchval("SELECT file_path FROM export_tasks WHERE id = $1", uuid.UUID(task["id"]))
+        await db.fetchval("SELECT file_path FROM tasks WHERE id = $1", uuid.UUID(task["id"]))
     )
     legacy = settings.storage_dir.resolve() / stored.name
     stored.rename(legacy)
     await db.execute(
-        "UPDATE export_tasks SET file_path = $2 WHERE id = $1", uuid.UUID(task["id"]), str(legacy)
+        "UPDATE tasks SET file_path = $2 WHERE id = $1", uuid.UUID(task["id"]), str(legacy)
     )
     _age_everything(settings.storage_dir)
 

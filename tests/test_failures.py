@@ -61,7 +61,7 @@ async def test_a_duplicate_delivery_of_a_job_runs_the_task_once(
 
     assert finished["status"] == "completed"
     assert finished["attempts"] == 1
-    assert await db.fetchval("SELECT attempts FROM export_tasks WHERE id = $1", finished["id"]) == 1
+    assert await db.fetchval("SELECT attempts FROM tasks WHERE id = $1", finished["id"]) == 1
 
 
 async def test_a_job_for_a_task_that_no_longer_exists_is_a_no_op(

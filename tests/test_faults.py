@@ -38,7 +38,7 @@ pytestmark = pytest.mark.slow
 
 async def task_row(db: asyncpg.Connection[Any], task_id: str) -> asyncpg.Record:
     record = await db.fetchrow(
-        "SELECT status, worker_id, rows_done, attempts FROM export_tasks WHERE id = $1",
+        "SELECT status, worker_id, rows_done, attempts FROM tasks WHERE id = $1",
         uuid.UUID(task_id),
     )
     assert record is not None
@@ -235,11 +235,11 @@ async def twenty_two_tasks_across_a_redis_fault(
     tasks = [await user.create("test_slow", "csv", rows=400 + n) for n in range(22)]
 
     async def two_running() -> bool:
-        count = await db.fetchval("SELECT count(*) FROM export_tasks WHERE status = 'running'")
+        count = await db.fetchval("SELECT count(*) FROM tasks WHERE status = 'running'")
         return bool(count == 2)
 
     await wait_until(two_running, timeout_s=30, what="two running tasks")
-    assert await db.fetchval("SELECT count(*) FROM export_tasks WHERE status = 'pending'") == 20
+    assert await db.fetchval("SELECT count(*) FROM tasks WHERE status = 'pending'") == 20
     await fault()
     return [await user.finished(task["id"], timeout_s=120) for task in tasks]
 

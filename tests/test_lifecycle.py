@@ -145,7 +145,7 @@ async def test_deleting_a_running_task_stops_its_export_and_leaves_nothing(
         return files_in(settings.storage_dir) == []
 
     await wait_until(storage_empty, timeout_s=3, what="the running export's files to go")
-    assert await db.fetchval("SELECT count(*) FROM export_tasks") == 0
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 0
     assert (
         await db.fetchval(
             "SELECT count(*) FROM pg_stat_activity"
@@ -230,14 +230,14 @@ async def test_twenty_parallel_posts_from_one_user_get_exactly_the_quota(
     assert rejected["error"]["code"] == "quota_exceeded"
     assert (
         await db.fetchval(
-            "SELECT count(*) FROM export_tasks WHERE created_by_id = $1",
+            "SELECT count(*) FROM tasks WHERE created_by_id = $1",
             await db.fetchval("SELECT id FROM accounts WHERE username = 'admin'"),
         )
         == 3
     )
     await drain_queue(settings)
-    assert await db.fetchval("SELECT count(*) FROM export_tasks WHERE status <> 'completed'") == 0
-    assert await db.fetchval("SELECT count(*) FROM export_tasks") == 23
+    assert await db.fetchval("SELECT count(*) FROM tasks WHERE status <> 'completed'") == 0
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 23
 
 
 async def test_quota_answer_carries_retry_after(
@@ -335,7 +335,7 @@ async def test_the_janitor_removes_orphans_but_never_a_live_tasks_files(
     storage.mkdir(parents=True)
     live = await admin.create("role", "csv")
     await db.execute(
-        "UPDATE export_tasks SET status = 'running', worker_id = 'elsewhere',"
+        "UPDATE tasks SET status = 'running', worker_id = 'elsewhere',"
         " lease_expires_at = now() + interval '1 hour' WHERE id = $1",
         uuid.UUID(live["id"]),
     )

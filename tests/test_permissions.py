@@ -77,7 +77,7 @@ async def test_a_role_with_only_role_rights_may_list_roles_but_not_see_or_export
     assert_forbidden(
         *await user.post_task({"type": "role", "format": "csv", "params": {}}), "export:create"
     )
-    assert await db.fetchval("SELECT count(*) FROM export_tasks") == 0
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 0
 
 
 async def test_account_read_without_export_create_may_list_accounts_but_not_export_them(
@@ -97,7 +97,7 @@ async def test_account_read_without_export_create_may_list_accounts_but_not_expo
     status, types = await user.get("/api/export-types")
     assert status == 200
     assert [item["name"] for item in types["items"]] == ["account"]
-    assert await db.fetchval("SELECT count(*) FROM export_tasks") == 0
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 0
 
 
 async def test_every_permission_lets_an_account_list_and_export_every_type(
@@ -129,7 +129,7 @@ async def test_an_account_without_a_role_may_do_nothing_but_see_its_own_tasks(
     assert await user.get("/api/export-types") == (200, {"items": []})
     status, tasks = await user.get("/api/export-tasks")
     assert (status, tasks["items"], tasks["total"]) == (200, [], 0)
-    assert await db.fetchval("SELECT count(*) FROM export_tasks") == 0
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 0
 
 
 async def test_a_handler_declares_the_permission_its_type_needs(user_with: NewUser) -> None:
@@ -202,7 +202,7 @@ async def test_a_retry_is_a_new_export_and_needs_the_permissions_to_create_it(
     await set_permissions(db, "retrier", "ops:read")
     refused = await client.post(retry, headers=user.headers)
     assert_forbidden(refused.status, await refused.json(), "export:create")
-    assert await db.fetchval("SELECT count(*) FROM export_tasks") == 1
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 1
 
     await set_permissions(db, "retrier", "ops:read", "export:create")
     accepted = await client.post(retry, headers=user.headers)

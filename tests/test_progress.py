@@ -56,7 +56,7 @@ async def pool(database_url: str) -> AsyncIterator[Pool]:
 
 
 async def rows_done(db: asyncpg.Connection[Any], task_id: uuid.UUID) -> int:
-    return int(await db.fetchval("SELECT rows_done FROM export_tasks WHERE id = $1", task_id))
+    return int(await db.fetchval("SELECT rows_done FROM tasks WHERE id = $1", task_id))
 
 
 async def test_the_database_keeps_the_highest_progress_of_the_running_attempt(

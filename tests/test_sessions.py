@@ -163,11 +163,11 @@ async def test_a_cookie_request_that_changes_something_needs_the_csrf_header(
         assert error["code"] == "forbidden"
         assert [d["field"] for d in error["details"]] == ["X-CSRF-Token"]
     assert right.status == 202
-    assert await db.fetchval("SELECT count(*) FROM export_tasks") == 1
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 1
     task_id = (await right.json())["id"]
     no_header_delete = await client.delete(f"/api/export-tasks/{task_id}")
     assert no_header_delete.status == 403
-    assert await db.fetchval("SELECT count(*) FROM export_tasks") == 1
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 1
 
 
 async def test_a_bearer_token_in_the_cookie_is_no_session(
@@ -272,7 +272,7 @@ async def test_signing_out_ends_the_session_so_its_old_cookie_is_refused(
     assert (await listed.json())["error"]["message"] == "the session has ended; sign in again"
     assert page.status == 302
     assert URL(page.headers["Location"]).path == "/login"
-    assert await db.fetchval("SELECT count(*) FROM export_tasks") == 0
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 0
     assert await db.fetchval("SELECT count(*) FROM sessions") == 0
 
 

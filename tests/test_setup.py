@@ -14,15 +14,9 @@ import asyncpg
 import pytest
 
 from exporter.errors import DuplicateHandler
-from exporter.exports.registry import (
-    Column,
-    ColumnKind,
-    ExportParams,
-    RowQuery,
-    export_handler,
-    load_handlers,
-    registry,
-)
+from exporter.exports.columns import Column, ColumnKind
+from exporter.exports.registry import ExportParams, export_handler, load_handlers, registry
+from exporter.exports.row_query import RowQuery
 from exporter.ops.migrate import bundled_migrations
 from settings import Settings, SettingsError, load_settings
 from tests.conftest import SECRET
@@ -49,9 +43,7 @@ async def test_two_processes_migrating_at_once_both_succeed(empty_database_url: 
     finally:
         await conn.close()
     assert [r["version"] for r in versions] == [m.version for m in bundled_migrations()]
-    assert {"accounts", "roles", "export_tasks", "export_task_events"} <= {
-        r["tablename"] for r in tables
-    }
+    assert {"accounts", "roles", "tasks", "task_events"} <= {r["tablename"] for r in tables}
 
 
 @pytest.mark.parametrize(

@@ -34,12 +34,12 @@ async def test_each_listed_task_equals_the_tasks_own_answer_in_every_state(
             "account", "csv", keyword=f'张三 "{number}" \\ </script>', status="active"
         )
         if changes:
-            await db.execute(f"UPDATE export_tasks SET {changes} WHERE id = $1", task["id"])
+            await db.execute(f"UPDATE tasks SET {changes} WHERE id = $1", task["id"])
         ids[state] = task["id"]
     # Past 2^53, which a JSON number in JavaScript cannot hold; only now, since a file this large
     # is over the kept-bytes cap and would refuse the creates above.
     await db.execute(
-        "UPDATE export_tasks SET file_size = 9007199254740993 WHERE id = $1", ids["completed"]
+        "UPDATE tasks SET file_size = 9007199254740993 WHERE id = $1", ids["completed"]
     )
 
     status, page = await admin.get("/api/export-tasks")
@@ -64,9 +64,7 @@ async def test_a_status_filter_lists_only_that_status_and_counts_it(
     for number in range(5):
         tasks.append(await admin.create("account", "csv", keyword=str(number)))
         if number in (1, 2, 3):
-            await db.execute(
-                "UPDATE export_tasks SET status = 'failed' WHERE id = $1", tasks[-1]["id"]
-            )
+            await db.execute("UPDATE tasks SET status = 'failed' WHERE id = $1", tasks[-1]["id"])
 
     _, failed = await admin.get("/api/export-tasks?status=failed&page_size=2")
     _, failed_rest = await admin.get("/api/export-tasks?status=failed&page_size=2&page=2")

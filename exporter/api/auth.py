@@ -105,22 +105,6 @@ async def current_account(request: web.Request) -> Account:
     return await _checked_account(request, caller_identity(request))
 
 
-def require_permissions(account: Account, *permissions: str) -> None:
-    """Forbidden, naming each missing permission, unless the account's role grants them all."""
-    missing = [permission for permission in permissions if not account.may(permission)]
-    if missing:
-        raise Forbidden(
-            f"the account's role does not grant {', '.join(missing)}",
-            [
-                FieldProblem(
-                    "permission", permission, "missing_permission", {"permission": permission}
-                )
-                for permission in missing
-            ],
-            params={"permission": ", ".join(missing)},
-        )
-
-
 async def browser_session(request: web.Request) -> BrowserSession | None:
     """The session of a page request; None, as if signed out, when ``current_account`` would
     refuse its cookie (missing, expired, foreign, ended, or an account no longer active)."""

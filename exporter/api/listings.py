@@ -12,11 +12,12 @@ from typing import Any, Generic, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from exporter.api.auth import current_account, require_permissions
+from exporter.api.auth import current_account
 from exporter.api.responses import json_model
 from exporter.api.services import services_of
-from exporter.api.validation import validate
+from exporter.auth.accounts import require_permissions
 from exporter.input_model import InputModel
+from exporter.validation import validate
 
 routes = web.RouteTableDef()
 

@@ -17,7 +17,6 @@ from pydantic.json_schema import models_json_schema
 from exporter.api.auth import SESSION_COOKIE
 from exporter.api.listings import AccountPageOut, PageQuery, RolePageOut
 from exporter.api.schemas import (
-    CreateTaskRequest,
     ErrorOut,
     ExportTypesOut,
     HealthOut,
@@ -28,6 +27,7 @@ from exporter.api.schemas import (
 from exporter.api.services import services_of
 from exporter.api.session import LoginRequest, SessionOut
 from exporter.api.tasks import CONTENT_TYPES, IDEMPOTENCY_KEY_MAX
+from exporter.exports.kind import CreateTaskRequest
 from exporter.exports.registry import HandlerRegistry
 
 routes = web.RouteTableDef()

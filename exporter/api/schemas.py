@@ -9,21 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from exporter.input_model import InputModel
-from exporter.tasks.models import ExportFormat, ExportTask, TaskEvent, TaskStatus
-
-
-class CreateTaskRequest(BaseModel):
-    """Body of POST /api/export-tasks.
-
-    Not an InputModel: ``params`` are checked by the type's own model, which names the field
-    inside them, and an unknown ``type`` is refused by name.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    type: str = Field(min_length=1, max_length=64, description="a registered export type")
-    format: ExportFormat = ExportFormat.XLSX
-    params: dict[str, Any] = Field(default_factory=dict, description="filters of the type")
+from exporter.tasks.models import ExportFormat, Task, TaskEvent, TaskStatus
 
 
 class ListTasksQuery(InputModel):
@@ -78,31 +64,13 @@ class TaskOut(BaseModel):
     )
 
     @classmethod
-    def of(cls, task: ExportTask, history: list[TaskEvent] | None = None) -> TaskOut:
-        download = (
-            f"/api/export-tasks/{task.id}/download" if task.status is TaskStatus.COMPLETED else None
-        )
+    def of(cls, task: Task, base_url: str, history: list[TaskEvent] | None = None) -> TaskOut:
+        """The task as its owner sees it; its own address is ``base_url`` + its id."""
+        shown = {name: getattr(task, name) for name in cls.model_fields if hasattr(task, name)}
+        completed = task.status is TaskStatus.COMPLETED
         return cls(
-            id=task.id,
-            type=task.type,
-            format=task.format,
-            status=task.status,
-            params=task.params,
-            file_name=task.file_name,
-            file_size=task.file_size,
-            row_count=task.row_count,
-            rows_done=task.rows_done,
-            rows_total=task.rows_total,
-            error=task.error,
-            error_code=task.error_code,
-            error_params=task.error_params,
-            created_at=task.created_at,
-            started_at=task.started_at,
-            finished_at=task.finished_at,
-            attempts=task.attempts,
-            cancel_requested=task.cancel_requested,
-            status_note=task.status_note,
-            download_url=download,
+            **shown,
+            download_url=f"{base_url}{task.id}/download" if completed else None,
             history=None
             if history is None
             else [

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from exporter.auth.account_repository import AccountRepository
 from exporter.db import Pool
+from exporter.exports.kind import ExportKind
 from exporter.exports.registry import HandlerRegistry
 from exporter.storage.local import FileStorage
 from exporter.tasks.queue import TaskQueue
@@ -24,6 +25,7 @@ class Services:
     queue: TaskQueue
     storage: FileStorage
     handlers: HandlerRegistry
+    exports: ExportKind
 
 
 SERVICES = web.AppKey("services", Services)

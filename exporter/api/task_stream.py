@@ -24,6 +24,7 @@ from aiohttp_sse import EventSourceResponse, sse_response
 from exporter.api.auth import SESSION_COOKIE, caller_identity, current_account
 from exporter.api.schemas import TaskOut
 from exporter.api.services import SERVICES
+from exporter.api.tasks import TASKS_PATH
 from exporter.errors import ExporterError, TaskNotFound
 from exporter.tasks.changes import (
     ChangeQueue,
@@ -33,6 +34,7 @@ from exporter.tasks.changes import (
     TaskChange,
     TaskChangeFeed,
 )
+from exporter.tasks.kinds import TaskKind
 from exporter.tasks.repository import TaskRepository
 
 log = logging.getLogger("exporter.api")
@@ -56,7 +58,7 @@ async def task_change_feed(app: web.Application) -> AsyncIterator[None]:
     settings = services.settings
 
     async def render(change: TaskChange) -> StreamEvent | None:
-        return await _event_of(services.tasks, change)
+        return await _event_of(services.tasks, services.exports, change)
 
     limits = StreamLimits(per_owner=settings.max_streams_per_user, total=settings.max_streams)
     feed = TaskChangeFeed(settings.database_url, render, limits)
@@ -73,14 +75,18 @@ async def end_task_streams(app: web.Application) -> None:
     app[TASK_CHANGES].end_streams()
 
 
-async def _event_of(tasks: TaskRepository, change: TaskChange) -> StreamEvent | None:
+async def _event_of(
+    tasks: TaskRepository, kind: TaskKind, change: TaskChange
+) -> StreamEvent | None:
+    if change.kind != kind.name:
+        return None  # another kind's task: its own stream tells of it
     if change.deleted:
         return StreamEvent("deleted", json.dumps({"id": str(change.task_id)}))
     try:
-        task = await tasks.get_own(change.task_id, change.owner_id)
+        task = await tasks.get_own(change.task_id, change.owner_id, kind)
     except TaskNotFound:
         return None  # deleted since; its own event follows
-    return StreamEvent("task", TaskOut.of(task).model_dump_json())
+    return StreamEvent("task", TaskOut.of(task, TASKS_PATH + "/").model_dump_json())
 
 
 async def _forward(changes: ChangeQueue, stream: EventSourceResponse) -> None:

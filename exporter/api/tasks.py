@@ -1,4 +1,8 @@
-"""Export task endpoints: create, list, show, download, cancel, retry, delete."""
+"""Export task endpoints: create, list, show, download, cancel, retry, delete.
+
+The lifecycle behind them is the same for every kind of task; these routes serve the ``export``
+kind, which checks what a request asks for.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +13,24 @@ from urllib.parse import quote
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from exporter.api.auth import current_account, require_permissions
+from exporter.api.auth import current_account
 from exporter.api.responses import json_model
-from exporter.api.schemas import CreateTaskRequest, ListTasksQuery, TaskOut
+from exporter.api.schemas import ListTasksQuery, TaskOut
 from exporter.api.services import Services, services_of
-from exporter.api.validation import read_json_body, validate
+from exporter.api.validation import read_json_object
 from exporter.auth.accounts import Account
 from exporter.errors import (
     FieldProblem,
     FileGone,
-    HandlerNotFound,
     InvalidParams,
     TaskNotReady,
     TaskStateConflict,
     Unauthorized,
 )
-from exporter.tasks.models import ExportFormat, ExportTask, TaskStatus
+from exporter.tasks.kinds import TaskSpec
+from exporter.tasks.models import ExportFormat, Task, TaskStatus
 from exporter.tasks.repository import NewTask, Quotas
+from exporter.validation import validate
 
 log = logging.getLogger("exporter.api")
 
@@ -33,8 +38,9 @@ routes = web.RouteTableDef()
 
 IDEMPOTENCY_KEY_MAX = 200
 # A task id in a route is a UUID, so that /api/export-tasks/stream is never taken for a task.
+TASKS_PATH = "/api/export-tasks"
 TASK_PATH = (
-    "/api/export-tasks/"
+    TASKS_PATH + "/"
     "{task_id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}"
 )
 # Not left to the mimetypes table of the host, which may not know xlsx.
@@ -45,11 +51,11 @@ CONTENT_TYPES = {
 
 
 async def _task_json(
-    services: Services, task: ExportTask, status: int = 200, *, with_history: bool = False
+    services: Services, task: Task, status: int = 200, *, with_history: bool = False
 ) -> web.Response:
     history = await services.tasks.history(task.id) if with_history else None
-    response = json_model(TaskOut.of(task, history), status=status)
-    response.headers["Location"] = f"/api/export-tasks/{task.id}"
+    response = json_model(TaskOut.of(task, TASKS_PATH + "/", history), status=status)
+    response.headers["Location"] = f"{TASKS_PATH}/{task.id}"
     return response
 
 
@@ -77,15 +83,6 @@ def _idempotency_key(request: web.Request) -> str | None:
     return key
 
 
-def _check_known_type(services: Services, type_name: str) -> None:
-    if type_name not in services.handlers:
-        known = ", ".join(handler.name for handler in services.handlers)
-        raise HandlerNotFound(
-            f"unknown export type {type_name!r}",
-            [FieldProblem("type", f"must be one of: {known}", "unknown_type", {"expected": known})],
-        )
-
-
 async def _queue_full(services: Services) -> bool:
     try:
         return await services.queue.waiting() >= services.settings.max_pending
@@ -96,17 +93,13 @@ async def _queue_full(services: Services) -> bool:
 
 
 async def _submit(
-    services: Services,
-    account: Account,
-    type_name: str,
-    file_format: ExportFormat,
-    params: dict[str, object],
-    idempotency_key: str | None,
+    services: Services, account: Account, spec: TaskSpec, idempotency_key: str | None
 ) -> web.Response:
     """Create (or find) the task, enqueue it if new; 202 when created, 200 when found."""
     settings = services.settings
     creation = await services.tasks.create(
-        NewTask(account.id, type_name, file_format, params, idempotency_key),
+        NewTask(account.id, spec, idempotency_key),
+        services.exports,
         Quotas(
             settings.max_active_per_user,
             settings.max_kept_bytes_per_user,
@@ -121,7 +114,12 @@ async def _submit(
             # The task is safe in PostgreSQL; the sweeper enqueues it once Redis is back.
             log.warning("task %s: queue unavailable, left for the sweeper: %s", task.id, exc)
         log.info(
-            "task %s: created %s/%s by account %d", task.id, task.type, task.format, account.id
+            "task %s: created %s %s/%s by account %d",
+            task.id,
+            task.kind,
+            task.type,
+            task.format,
+            account.id,
         )
     return await _task_json(services, task, status=202 if creation.created else 200)
 
@@ -130,26 +128,16 @@ async def _submit(
 RETRYABLE = (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED)
 
 
-@routes.post("/api/export-tasks")
+@routes.post(TASKS_PATH)
 async def create_task(request: web.Request) -> web.Response:
     account = await current_account(request)
-    body = await read_json_body(request, CreateTaskRequest)
+    body = await read_json_object(request)
     services = services_of(request)
-    _check_known_type(services, body.type)
-    handler = services.handlers.get(body.type)
-    require_permissions(account, *handler.export_permissions)
-    params = validate(handler.params_model, body.params, prefix="params")
-    return await _submit(
-        services,
-        account,
-        body.type,
-        body.format,
-        params.model_dump(mode="json", exclude_none=True),
-        _idempotency_key(request),
-    )
+    spec = services.exports.validate(account, body)
+    return await _submit(services, account, spec, _idempotency_key(request))
 
 
-@routes.get("/api/export-tasks")
+@routes.get(TASKS_PATH)
 async def list_tasks(request: web.Request) -> web.Response:
     # PostgreSQL writes the JSON: the list is the endpoint a page polls, and this halves its
     # cost per request.
@@ -157,9 +145,12 @@ async def list_tasks(request: web.Request) -> web.Response:
     query = validate(ListTasksQuery, dict(request.query))
     services = services_of(request)
     if query.type is not None:
-        _check_known_type(services, query.type)
+        services.exports.handler(query.type)
     body = await services.tasks.page_json(
         account.id,
+        services.exports,
+        base_url=TASKS_PATH + "/",
+        fields=tuple(TaskOut.model_fields),
         status=query.status,
         type_name=query.type,
         page=query.page,
@@ -174,7 +165,7 @@ async def list_tasks(request: web.Request) -> web.Response:
 async def show_task(request: web.Request) -> web.Response:
     account = await current_account(request)
     services = services_of(request)
-    task = await services.tasks.get_own(_task_id(request), account.id)
+    task = await services.tasks.get_own(_task_id(request), account.id, services.exports)
     return await _task_json(services, task, with_history=True)
 
 
@@ -183,9 +174,9 @@ async def cancel_task(request: web.Request) -> web.Response:
     account = await current_account(request)
     services = services_of(request)
     task_id = _task_id(request)
-    task = await services.tasks.request_cancel(task_id, account.id)
+    task = await services.tasks.request_cancel(task_id, account.id, services.exports)
     if task is None:
-        current = await services.tasks.get_own(task_id, account.id)
+        current = await services.tasks.get_own(task_id, account.id, services.exports)
         raise TaskStateConflict(
             f"the export is already {current.status.value}; nothing to cancel",
             params={"status": current.status.value},
@@ -198,7 +189,7 @@ async def cancel_task(request: web.Request) -> web.Response:
 async def retry_task(request: web.Request) -> web.Response:
     account = await current_account(request)
     services = services_of(request)
-    task = await services.tasks.get_own(_task_id(request), account.id)
+    task = await services.tasks.get_own(_task_id(request), account.id, services.exports)
     if task.status not in RETRYABLE:
         raise TaskStateConflict(
             f"the export is {task.status.value}; only a failed, cancelled or expired one can be "
@@ -206,8 +197,8 @@ async def retry_task(request: web.Request) -> web.Response:
             params={"status": task.status.value},
         )
     # A retry is a new export: the account must still be allowed to create it.
-    require_permissions(account, *services.handlers.get(task.type).export_permissions)
-    return await _submit(services, account, task.type, task.format, task.params, None)
+    spec = services.exports.check(account, task.type, task.format, task.params)
+    return await _submit(services, account, spec, None)
 
 
 @routes.delete(TASK_PATH)
@@ -216,7 +207,7 @@ async def delete_task(request: web.Request) -> web.Response:
     account = await current_account(request)
     services = services_of(request)
     task_id = _task_id(request)
-    file_path = await services.tasks.delete_own(task_id, account.id)
+    file_path = await services.tasks.delete_own(task_id, account.id, services.exports)
     if file_path:
         stored = services.storage.resolve(file_path)
         if stored is not None:
@@ -225,7 +216,7 @@ async def delete_task(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def content_disposition(task: ExportTask, file_name: str) -> str:
+def content_disposition(task: Task, file_name: str) -> str:
     """``attachment``: an ASCII ``filename`` for old clients, the real name in ``filename*``."""
     ascii_part = file_name.encode("ascii", "ignore").decode().replace('"', "").replace("\\", "")
     fallback = ascii_part if ascii_part == file_name else f"{task.type}{ascii_part}"
@@ -236,7 +227,7 @@ def content_disposition(task: ExportTask, file_name: str) -> str:
 async def download_task_file(request: web.Request) -> web.FileResponse:
     account = await current_account(request)
     services = services_of(request)
-    task = await services.tasks.get_own(_task_id(request), account.id)
+    task = await services.tasks.get_own(_task_id(request), account.id, services.exports)
     if task.status is TaskStatus.EXPIRED:
         raise FileGone("the export's file has expired and was removed; retry to export again")
     if task.status is not TaskStatus.COMPLETED or not task.file_path or not task.file_name:
@@ -254,7 +245,7 @@ async def download_task_file(request: web.Request) -> web.FileResponse:
     return web.FileResponse(
         path,
         headers={
-            "Content-Type": CONTENT_TYPES[task.format],
+            "Content-Type": CONTENT_TYPES[ExportFormat(task.format)],
             "Content-Disposition": content_disposition(task, task.file_name),
             "Cache-Control": "private, no-store",
         },

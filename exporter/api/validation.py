@@ -1,4 +1,4 @@
-"""Turning request input into models, and pydantic's complaints into errors that name fields."""
+"""Reading a request's JSON body into a model."""
 
 from __future__ import annotations
 
@@ -7,44 +7,22 @@ from typing import Any, TypeVar
 
 import pydantic_core
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from exporter.api.services import services_of
-from exporter.errors import FieldProblem, InvalidParams, InvalidRequest, RequestTimeout
+from exporter.errors import FieldProblem, InvalidRequest, RequestTimeout
+from exporter.validation import validate
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def field_problems(exc: ValidationError, prefix: str = "") -> list[FieldProblem]:
-    """Each error of ``exc`` on its field, with pydantic's stable type as its code and its
-    context (max_length, ge, …) as its params."""
-    problems = []
-    for error in exc.errors(include_url=False):
-        path = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
-        # pydantic prefixes messages of custom validators with "Value error, ".
-        message = error["msg"].removeprefix("Value error, ")
-        params = {
-            # A ValueError's context is the exception itself, already in the message.
-            name: value if isinstance(value, str | int | float | bool) else str(value)
-            for name, value in error.get("ctx", {}).items()
-            if not isinstance(value, BaseException)
-        }
-        problems.append(FieldProblem(path or prefix or "body", message, error["type"], params))
-    return problems
-
-
-def validate(model: type[M], data: Any, *, prefix: str = "") -> M:
-    """``model`` from ``data``, or InvalidParams listing every bad field."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = field_problems(exc, prefix)
-        summary = "; ".join(f"{problem.field}: {problem.message}" for problem in problems)
-        raise InvalidParams(f"invalid request: {summary}", problems) from None
-
-
 async def read_json_body(request: web.Request, model: type[M]) -> M:
     """The request body parsed as JSON into ``model`` (size and time are capped by the app)."""
+    return validate(model, await read_json_object(request))
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The request body, which must be a JSON object (size and time are capped by the app)."""
     timeout_s = services_of(request).settings.body_timeout_s
     try:
         # aiohttp bounds a body's size but not how long it takes to arrive.
@@ -64,4 +42,4 @@ async def read_json_body(request: web.Request, model: type[M]) -> M:
         ) from None
     if not isinstance(data, dict):
         raise InvalidRequest("request body must be a JSON object")
-    return validate(model, data)
+    return data

@@ -20,6 +20,7 @@ from exporter.exports.registry import ExportHandler
 from exporter.exports.sql import SESSION_SETTINGS, ExportSql, build_export_sql
 from exporter.exports.writers.csv import csv_preamble
 from exporter.exports.writers.xlsx import XlsxExportWriter
+from exporter.tasks.kinds import Progress
 from exporter.tasks.models import ExportFormat
 
 FETCH_BATCH_ROWS = 5_000
@@ -46,18 +47,6 @@ class ExportRequest:
     time_zone: str
     max_rows: int
     parallel: ParallelEncoding | None = None
-
-
-class Progress:
-    """Rows done out of the total, kept in memory; the task's heartbeat saves it."""
-
-    def __init__(self) -> None:
-        self.total: int | None = None
-        self.done = 0
-
-    def advance(self, rows: int) -> None:
-        # Line breaks inside quoted csv values overcount; the total is exact.
-        self.done = min(self.done + rows, self.total or 0)
 
 
 async def export_to_file(conn: Connection, request: ExportRequest, progress: Progress) -> int:

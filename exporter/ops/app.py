@@ -14,6 +14,7 @@ from exporter.api.proxies import trusted_proxies_middleware
 from exporter.api.services import SERVICES, Services
 from exporter.auth.account_repository import AccountRepository
 from exporter.db import create_pool
+from exporter.exports.kind import ExportKind, ExportSettings
 from exporter.exports.registry import load_handlers
 from exporter.storage.local import FileStorage, deployment_id
 from exporter.tasks.queue import TaskQueue, connect_lazily
@@ -49,6 +50,7 @@ def create_app(settings: Settings) -> web.Application:
     async def services(app: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url)
         redis = connect_lazily(settings.redis_url)
+        handlers = load_handlers(settings.handler_modules)
         app[SERVICES] = Services(
             settings=settings,
             pool=pool,
@@ -56,7 +58,10 @@ def create_app(settings: Settings) -> web.Application:
             accounts=AccountRepository(pool),
             queue=TaskQueue(redis, settings.queue_name),
             storage=FileStorage(settings.storage_dir, await deployment_id(pool)),
-            handlers=load_handlers(settings.handler_modules),
+            handlers=handlers,
+            exports=ExportKind(
+                handlers, pool, ExportSettings(settings.time_zone, settings.max_rows)
+            ),
         )
         try:
             yield

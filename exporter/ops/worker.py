@@ -17,10 +17,12 @@ from arq.worker import func
 from exporter.db import Pool, create_pool
 from exporter.exports.encoders import EncoderPool
 from exporter.exports.export_file import ParallelEncoding
+from exporter.exports.kind import ExportKind, ExportSettings
 from exporter.exports.registry import load_handlers
 from exporter.ops.loop_lag import record_loop_lag
 from exporter.storage.local import FileStorage, deployment_id
-from exporter.tasks.queue import EXPORT_JOB, TaskQueue, redis_settings
+from exporter.tasks.kinds import TaskKinds
+from exporter.tasks.queue import TASK_JOB, TaskQueue, redis_settings
 from exporter.tasks.repository import TaskRepository
 from exporter.tasks.retention import Retention
 from exporter.tasks.runner import RunnerConfig, TaskRunner
@@ -80,10 +82,10 @@ async def startup(ctx: dict[str, Any]) -> None:
         worker_id=worker_id,
         lease_s=settings.lease_s,
         max_attempts=settings.max_attempts,
-        max_rows=settings.max_rows,
         default_timeout_s=settings.job_timeout_s,
-        time_zone=settings.time_zone,
-        parallel=parallel,
+    )
+    exports = ExportKind(
+        handlers, pool, ExportSettings(settings.time_zone, settings.max_rows, parallel)
     )
     queue = TaskQueue(ctx["redis"], settings.queue_name)
     sweeper = Sweeper(pool, queue, lease_s=settings.lease_s, max_attempts=settings.max_attempts)
@@ -91,7 +93,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx.update(
         encoders=encoders,
         pool=pool,
-        runner=TaskRunner(TaskRepository(pool), pool, storage, handlers, config),
+        runner=TaskRunner(TaskRepository(pool), pool, storage, TaskKinds(exports), config),
         maintenance=asyncio.create_task(maintain(sweeper, retention, settings.sweep_interval_s)),
     )
     if settings.loop_lag_log is not None:
@@ -114,8 +116,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         await pool.close()
 
 
-async def run_export_task(ctx: WorkerContext, task_id: str) -> str:
-    """The arq job: run one export task to a terminal state (or back to pending)."""
+async def run_task(ctx: WorkerContext, task_id: str) -> str:
+    """The arq job: run one task, of any kind, to a terminal state (or back to pending)."""
     return (await ctx["runner"].run(uuid.UUID(task_id))).value
 
 
@@ -126,7 +128,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         + [h.timeout_s for h in load_handlers(settings.handler_modules) if h.timeout_s]
     )
     return {
-        "functions": [func(run_export_task, name=EXPORT_JOB)],  # type: ignore[arg-type]
+        "functions": [func(run_task, name=TASK_JOB)],  # type: ignore[arg-type]
         "on_startup": startup,
         "on_shutdown": shutdown,
         "redis_settings": redis_settings(settings.redis_url),

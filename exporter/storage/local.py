@@ -14,7 +14,6 @@ import uuid
 from pathlib import Path
 
 from exporter.db import Pool
-from exporter.tasks.models import ExportFormat
 
 WORK_DIR_PREFIX = ".work-"
 
@@ -55,8 +54,8 @@ class FileStorage:
         for path in self.root.glob(f"{WORK_DIR_PREFIX}{task_id}-*"):
             self.discard(path)
 
-    def final_path(self, task_id: uuid.UUID, file_format: ExportFormat) -> Path:
-        return self.root / f"{task_id}.{file_format.value}"
+    def final_path(self, task_id: uuid.UUID, suffix: str) -> Path:
+        return self.root / f"{task_id}.{suffix}"
 
     @staticmethod
     def publish(temp: Path, final: Path) -> int:

@@ -1,4 +1,4 @@
-"""Changes to export tasks as PostgreSQL announces them, handed to the open streams of their owners.
+"""Changes to tasks of every kind as PostgreSQL announces them, handed to their owners' streams.
 
 One LISTEN connection per API process serves every stream. A change carries only the task id and
 its owner's id; a stream subscribes for one owner and never receives another owner's changes.
@@ -24,7 +24,7 @@ from exporter.errors import StreamsFull, TooManyStreams
 
 log = logging.getLogger("exporter.api")
 
-CHANNEL = "export_task_changes"
+CHANNEL = "task_changes"
 
 # Events one stream may have waiting. A page re-reads its whole list (one page, 20 tasks) when it
 # is told it fell behind, which is cheaper than catching up on more events than that; three
@@ -40,6 +40,7 @@ PENDING_CHANGES = 10_000
 class TaskChange:
     task_id: uuid.UUID
     owner_id: int
+    kind: str
     deleted: bool
 
 
@@ -168,7 +169,10 @@ class TaskChangeFeed:
         try:
             message = json.loads(str(payload))
             change = TaskChange(
-                uuid.UUID(message["id"]), int(message["owner"]), deleted=message["op"] == "delete"
+                uuid.UUID(message["id"]),
+                int(message["owner"]),
+                str(message["kind"]),
+                deleted=message["op"] == "delete",
             )
         except (ValueError, KeyError, TypeError):
             log.warning("task change feed: ignoring malformed payload %r", payload)

@@ -1,16 +1,19 @@
-"""The task as stored in PostgreSQL, and the enums whose values are the stored strings."""
+"""A task as stored in PostgreSQL, whatever its kind, and the enums whose values are the stored
+strings. :class:`Task` is the one spelling of a task row: its columns are read from it."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import asyncpg
+
 
 class TaskStatus(StrEnum):
-    """Lifecycle of an export task; values are what the database stores and the API returns."""
+    """Lifecycle of a task; values are what the database stores and the API returns."""
 
     PENDING = "pending"
     RUNNING = "running"
@@ -28,13 +31,15 @@ class ExportFormat(StrEnum):
 
 
 @dataclass(frozen=True)
-class ExportTask:
-    """One row of export_tasks."""
+class Task:
+    """One row of the tasks table. ``kind`` names the work (``export``); ``type`` and
+    ``format`` mean what that kind says they mean."""
 
     id: uuid.UUID
+    kind: str
     type: str
     status: TaskStatus
-    format: ExportFormat
+    format: str
     params: dict[str, Any]
     file_name: str | None
     file_path: str | None
@@ -72,3 +77,13 @@ class TaskEvent:
     at: datetime
     attempt: int
     detail: str | None
+
+
+_TASK_FIELDS = tuple(field.name for field in fields(Task))
+TASK_COLUMNS = ", ".join(_TASK_FIELDS)
+
+
+def task_from_record(record: asyncpg.Record) -> Task:
+    """The task a row holds (its other columns, worker bookkeeping, are left out)."""
+    values = {name: record[name] for name in _TASK_FIELDS}
+    return Task(**{**values, "status": TaskStatus(values["status"])})

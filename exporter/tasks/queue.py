@@ -1,4 +1,4 @@
-"""Delivery of export jobs through arq; the job carries only the task id.
+"""Delivery of task jobs through arq, whatever the kind; the job carries only the task id.
 
 PostgreSQL decides what runs: a delivery that finds its task no longer pending does nothing,
 so a job may be delivered twice, and the sweeper may enqueue a task again whenever its job is lost.
@@ -11,7 +11,7 @@ import uuid
 from arq.connections import ArqRedis, RedisSettings
 from arq.jobs import Job, JobStatus
 
-EXPORT_JOB = "run_export_task"
+TASK_JOB = "run_task"
 # Bounded so that a request never hangs on a Redis that is down.
 REDIS_TIMEOUT_S = 2.0
 
@@ -33,11 +33,11 @@ def connect_lazily(redis_url: str) -> ArqRedis:
 
 def job_id_for(task_id: uuid.UUID, enqueue_count: int) -> str:
     """A fresh arq job id per delivery: arq refuses to reuse an id while its result is kept."""
-    return f"export:{task_id}:{enqueue_count}"
+    return f"task:{task_id}:{enqueue_count}"
 
 
 class TaskQueue:
-    """Enqueues export jobs on one arq queue and says whether a delivery is still alive."""
+    """Enqueues task jobs on one arq queue and says whether a delivery is still alive."""
 
     def __init__(self, redis: ArqRedis, queue_name: str) -> None:
         self.redis = redis
@@ -45,7 +45,7 @@ class TaskQueue:
 
     async def enqueue(self, task_id: uuid.UUID, enqueue_count: int) -> None:
         await self.redis.enqueue_job(
-            EXPORT_JOB,
+            TASK_JOB,
             str(task_id),
             _job_id=job_id_for(task_id, enqueue_count),
             _queue_name=self.queue_name,

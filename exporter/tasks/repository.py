@@ -1,12 +1,12 @@
-"""Export tasks in PostgreSQL, the source of truth; every status change is a conditional update."""
+"""Tasks in PostgreSQL, the source of truth; every status change is a conditional update."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
@@ -18,56 +18,61 @@ from exporter.errors import (
     QuotaExceeded,
     TaskNotFound,
 )
-from exporter.tasks.models import ExportFormat, ExportTask, TaskEvent, TaskFailure, TaskStatus
+from exporter.tasks.kinds import TaskKind, TaskSpec
+from exporter.tasks.models import (
+    TASK_COLUMNS,
+    Task,
+    TaskEvent,
+    TaskFailure,
+    TaskStatus,
+    task_from_record,
+)
 
-TASK_COLUMNS = """
-    id, type, status, format, params, file_name, file_path, file_size, row_count, rows_done,
-    rows_total, error, error_code, error_params, created_by_id, created_at, started_at,
-    finished_at, attempts, cancel_requested, enqueue_count, status_note
-"""
-
-# The checks and the insert of a create, in one round trip (migrations 0004 and 0008).
+# The checks and the insert of a create, in one round trip (migration 0013).
 CREATE_TASK = """
 SELECT created.outcome, created.active, created.kept, (created.task).*
-FROM create_export_task($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) AS created
+FROM create_task($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) AS created
 """
 
-SELECT_OWN_TASK = f"SELECT {TASK_COLUMNS} FROM export_tasks WHERE id = $1 AND created_by_id = $2"
+SELECT_OWN_TASK = (
+    f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1 AND created_by_id = $2 AND kind = $3"
+)
 
 SELECT_EVENTS = """
-SELECT status, at, attempt, detail FROM export_task_events WHERE task_id = $1 ORDER BY id
+SELECT status, at, attempt, detail FROM task_events WHERE task_id = $1 ORDER BY id
 """
 
-# GET /api/export-tasks's body, as JSON text (migration 0006); NULL for an unknown owner.
-TASK_PAGE_JSON = "SELECT export_task_page($1, $2, $3, $4, $5)::text"
+# A page of one kind's tasks as the API lists them, in JSON text (migration 0013); NULL for an
+# unknown owner.
+TASK_PAGE_JSON = "SELECT task_page($1, $2, $3, $4, $5, $6, $7, $8)::text"
 
 # A pending task is cancelled at once; a running one is flagged and its worker stops it.
 REQUEST_CANCEL = f"""
-UPDATE export_tasks
+UPDATE tasks
 SET cancel_requested = true,
     status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END,
     finished_at = CASE WHEN status = 'pending' THEN now() ELSE finished_at END,
     status_note = CASE WHEN status = 'pending' THEN 'cancelled before it started'
                        ELSE status_note END
-WHERE id = $1 AND created_by_id = $2 AND status IN ('pending', 'running')
+WHERE id = $1 AND created_by_id = $2 AND kind = $3 AND status IN ('pending', 'running')
 RETURNING {TASK_COLUMNS}
 """
 
 DELETE_OWN_TASK = """
-DELETE FROM export_tasks WHERE id = $1 AND created_by_id = $2 RETURNING file_path
+DELETE FROM tasks WHERE id = $1 AND created_by_id = $2 AND kind = $3 RETURNING file_path
 """
 
 # A completed task whose file is no longer in storage (removed by hand, a lost disk) is expired,
 # as the retention janitor expires one whose time is up: the page and the API then say so.
 EXPIRE_LOST_FILE = """
-UPDATE export_tasks
+UPDATE tasks
 SET status = 'expired', file_path = NULL, status_note = 'the file was no longer in storage'
 WHERE id = $1 AND status = 'completed'
 """
 
 # Only a pending task can be claimed, so a duplicate delivery of its job finds nothing to do.
 CLAIM_TASK = f"""
-UPDATE export_tasks
+UPDATE tasks
 SET status = 'running', worker_id = $2, lease_expires_at = now() + make_interval(secs => $3),
     started_at = now(), attempts = attempts + 1, rows_done = 0, rows_total = NULL,
     error = NULL, error_code = NULL, error_params = NULL, status_note = NULL
@@ -79,7 +84,7 @@ RETURNING {TASK_COLUMNS}
 # No row back means the task is no longer this attempt's (swept, deleted or finished). Progress
 # only grows within an attempt, whatever order the reports arrive in.
 RENEW_LEASE = """
-UPDATE export_tasks
+UPDATE tasks
 SET lease_expires_at = now() + make_interval(secs => $3),
     rows_done = GREATEST(rows_done, $4), rows_total = $5
 WHERE id = $1 AND worker_id = $2 AND attempts = $6 AND status = 'running'
@@ -87,7 +92,7 @@ RETURNING cancel_requested
 """
 
 COMPLETE_TASK = f"""
-UPDATE export_tasks
+UPDATE tasks
 SET status = 'completed', finished_at = now(), file_name = $3, file_path = $4, file_size = $5,
     row_count = $6, rows_done = $6, rows_total = $6, error = NULL, error_code = NULL,
     error_params = NULL, lease_expires_at = NULL
@@ -96,7 +101,7 @@ RETURNING {TASK_COLUMNS}
 """
 
 FAIL_TASK = f"""
-UPDATE export_tasks
+UPDATE tasks
 SET status = 'failed', finished_at = now(), error = $3, error_code = $4, error_params = $5,
     lease_expires_at = NULL
 WHERE id = $1 AND worker_id = $2 AND status = 'running'
@@ -104,7 +109,7 @@ RETURNING {TASK_COLUMNS}
 """
 
 MARK_CANCELLED = f"""
-UPDATE export_tasks
+UPDATE tasks
 SET status = 'cancelled', finished_at = now(), lease_expires_at = NULL,
     status_note = 'cancelled while running'
 WHERE id = $1 AND worker_id = $2 AND status = 'running'
@@ -114,7 +119,7 @@ RETURNING {TASK_COLUMNS}
 # Back to pending for another delivery; $3 says whether this attempt counts against the limit
 # (a crash-like loss does, a graceful shutdown does not).
 RELEASE_TASK = f"""
-UPDATE export_tasks
+UPDATE tasks
 SET status = 'pending', worker_id = NULL, lease_expires_at = NULL, rows_done = 0,
     attempts = attempts - CASE WHEN $3 THEN 0 ELSE 1 END, status_note = $4, enqueued_at = NULL
 WHERE id = $1 AND worker_id = $2 AND status = 'running'
@@ -124,17 +129,17 @@ RETURNING {TASK_COLUMNS}
 
 @dataclass(frozen=True)
 class NewTask:
-    """What a user asks to export."""
+    """What a user asks for, as its kind checked it."""
 
     owner_id: int
-    type_name: str
-    file_format: ExportFormat
-    params: dict[str, Any]
+    spec: TaskSpec
     idempotency_key: str | None = None
 
     @property
     def request_hash(self) -> str:
-        body = json.dumps([self.type_name, self.file_format.value, self.params], sort_keys=True)
+        # Without the kind: the hashes of exports made before kinds stay valid.
+        spec = self.spec
+        body = json.dumps([spec.type, spec.format, spec.params], sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -151,48 +156,21 @@ class Quotas:
 class Creation:
     """The task a create request stands for, and whether this request made it."""
 
-    task: ExportTask
+    task: Task
     created: bool
 
 
-def task_from_record(record: asyncpg.Record) -> ExportTask:
-    return ExportTask(
-        id=record["id"],
-        type=record["type"],
-        status=TaskStatus(record["status"]),
-        format=ExportFormat(record["format"]),
-        params=record["params"],
-        file_name=record["file_name"],
-        file_path=record["file_path"],
-        file_size=record["file_size"],
-        row_count=record["row_count"],
-        rows_done=record["rows_done"],
-        rows_total=record["rows_total"],
-        error=record["error"],
-        error_code=record["error_code"],
-        error_params=record["error_params"],
-        created_by_id=record["created_by_id"],
-        created_at=record["created_at"],
-        started_at=record["started_at"],
-        finished_at=record["finished_at"],
-        attempts=record["attempts"],
-        cancel_requested=record["cancel_requested"],
-        enqueue_count=record["enqueue_count"],
-        status_note=record["status_note"],
-    )
-
-
-def _one(record: asyncpg.Record | None) -> ExportTask | None:
+def _one(record: asyncpg.Record | None) -> Task | None:
     return None if record is None else task_from_record(record)
 
 
 class TaskRepository:
-    """Reads and writes export_tasks through a pool."""
+    """Reads and writes tasks through a pool; what a user reads or changes is of one kind."""
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
 
-    async def create(self, new: NewTask, quotas: Quotas) -> Creation:
+    async def create(self, new: NewTask, kind: TaskKind, quotas: Quotas) -> Creation:
         """Create the task, or return the one this request already stands for.
 
         The same idempotency key returns the task first created with it; an unfinished task
@@ -201,10 +179,11 @@ class TaskRepository:
         record = await self._pool.fetchrow(
             CREATE_TASK,
             uuid.uuid4(),
+            kind.name,
             new.owner_id,
-            new.type_name,
-            new.file_format.value,
-            new.params,
+            new.spec.type,
+            new.spec.format,
+            new.spec.params,
             new.idempotency_key,
             new.request_hash,
             quotas.max_active_per_user,
@@ -217,25 +196,26 @@ class TaskRepository:
             raise IdempotencyConflict("this Idempotency-Key was used with a different request body")
         if outcome == "quota":
             raise QuotaExceeded(
-                f"you already have {record['active']} unfinished exports; "
+                f"you already have {record['active']} unfinished {kind.noun}s; "
                 f"the limit is {quotas.max_active_per_user}",
                 params={"active": record["active"], "limit": quotas.max_active_per_user},
             )
         if outcome == "kept_bytes":
             raise KeptBytesExceeded(
-                f"your finished exports keep {record['kept']} bytes of files; the limit is "
-                f"{quotas.max_kept_bytes_per_user} bytes: delete some to export again",
+                f"your finished {kind.noun}s keep {record['kept']} bytes of files; the limit is "
+                f"{quotas.max_kept_bytes_per_user} bytes: delete some to {kind.noun} again",
                 params={"kept": record["kept"], "limit": quotas.max_kept_bytes_per_user},
             )
         if outcome == "queue_full":
-            raise QueueFull("too many exports are waiting; try again shortly")
+            raise QueueFull(f"too many {kind.noun}s are waiting; try again shortly")
         return Creation(task_from_record(record), created=outcome == "created")
 
-    async def get_own(self, task_id: uuid.UUID, owner_id: int) -> ExportTask:
-        """The task if it belongs to ``owner_id``; otherwise TaskNotFound, as for a missing id."""
-        task = _one(await self._pool.fetchrow(SELECT_OWN_TASK, task_id, owner_id))
+    async def get_own(self, task_id: uuid.UUID, owner_id: int, kind: TaskKind) -> Task:
+        """The task of ``kind`` if it belongs to ``owner_id``; otherwise TaskNotFound, as for a
+        missing id."""
+        task = _one(await self._pool.fetchrow(SELECT_OWN_TASK, task_id, owner_id, kind.name))
         if task is None:
-            raise TaskNotFound("export task not found")
+            raise TaskNotFound(f"{kind.noun} task not found")
         return task
 
     async def history(self, task_id: uuid.UUID) -> list[TaskEvent]:
@@ -247,30 +227,44 @@ class TaskRepository:
     async def page_json(
         self,
         owner_id: int,
+        kind: TaskKind,
         *,
+        base_url: str,
+        fields: Sequence[str],
         status: TaskStatus | None,
         type_name: str | None,
         page: int,
         page_size: int,
     ) -> str | None:
-        """A page of the owner's tasks, newest first, as the API's TaskPageOut in JSON.
+        """A page of the owner's tasks of ``kind``, newest first, as the API's TaskPageOut in
+        JSON: each task with ``fields``, in that order; its address is under ``base_url``.
 
         None when ``owner_id`` is no account (deleted since the caller was checked).
         """
         body: str | None = await self._pool.fetchval(
-            TASK_PAGE_JSON, owner_id, status and status.value, type_name, page, page_size
+            TASK_PAGE_JSON,
+            kind.name,
+            base_url,
+            list(fields),
+            owner_id,
+            status and status.value,
+            type_name,
+            page,
+            page_size,
         )
         return body
 
-    async def request_cancel(self, task_id: uuid.UUID, owner_id: int) -> ExportTask | None:
+    async def request_cancel(
+        self, task_id: uuid.UUID, owner_id: int, kind: TaskKind
+    ) -> Task | None:
         """Cancel a pending task or flag a running one; None if it is neither."""
-        return _one(await self._pool.fetchrow(REQUEST_CANCEL, task_id, owner_id))
+        return _one(await self._pool.fetchrow(REQUEST_CANCEL, task_id, owner_id, kind.name))
 
-    async def delete_own(self, task_id: uuid.UUID, owner_id: int) -> str | None:
+    async def delete_own(self, task_id: uuid.UUID, owner_id: int, kind: TaskKind) -> str | None:
         """Delete the task; returns its file path (None if it had none). TaskNotFound if absent."""
-        record = await self._pool.fetchrow(DELETE_OWN_TASK, task_id, owner_id)
+        record = await self._pool.fetchrow(DELETE_OWN_TASK, task_id, owner_id, kind.name)
         if record is None:
-            raise TaskNotFound("export task not found")
+            raise TaskNotFound(f"{kind.noun} task not found")
         path: str | None = record["file_path"]
         return path
 
@@ -278,7 +272,7 @@ class TaskRepository:
         """Mark a completed task expired because its file is gone from storage."""
         await self._pool.execute(EXPIRE_LOST_FILE, task_id)
 
-    async def claim(self, task_id: uuid.UUID, worker_id: str, lease_s: float) -> ExportTask | None:
+    async def claim(self, task_id: uuid.UUID, worker_id: str, lease_s: float) -> Task | None:
         """Move a pending task to running for this worker; None if it is not pending."""
         return _one(await self._pool.fetchrow(CLAIM_TASK, task_id, worker_id, lease_s))
 
@@ -302,32 +296,30 @@ class TaskRepository:
         task_id: uuid.UUID,
         worker_id: str,
         *,
-        file_name: str,
-        file_path: str,
-        file_size: int,
+        file_name: str | None,
+        file_path: str | None,
+        file_size: int | None,
         rows: int,
-    ) -> ExportTask | None:
+    ) -> Task | None:
         return _one(
             await self._pool.fetchrow(
                 COMPLETE_TASK, task_id, worker_id, file_name, file_path, file_size, rows
             )
         )
 
-    async def fail(
-        self, task_id: uuid.UUID, worker_id: str, failure: TaskFailure
-    ) -> ExportTask | None:
+    async def fail(self, task_id: uuid.UUID, worker_id: str, failure: TaskFailure) -> Task | None:
         return _one(
             await self._pool.fetchrow(
                 FAIL_TASK, task_id, worker_id, failure.message, failure.code, failure.params
             )
         )
 
-    async def mark_cancelled(self, task_id: uuid.UUID, worker_id: str) -> ExportTask | None:
+    async def mark_cancelled(self, task_id: uuid.UUID, worker_id: str) -> Task | None:
         return _one(await self._pool.fetchrow(MARK_CANCELLED, task_id, worker_id))
 
     async def release(
         self, task_id: uuid.UUID, worker_id: str, *, counts_as_attempt: bool, note: str
-    ) -> ExportTask | None:
+    ) -> Task | None:
         """Put a running task back to pending so that another delivery can claim it."""
         return _one(
             await self._pool.fetchrow(RELEASE_TASK, task_id, worker_id, counts_as_attempt, note)

@@ -18,13 +18,13 @@ ORPHAN_MIN_AGE_S = 60.0
 
 # Locked while the files are listed, so two sweeping workers never expire the same task twice.
 EXPIRED_PATHS = """
-SELECT id, file_path FROM export_tasks
+SELECT id, file_path FROM tasks
 WHERE status = 'completed' AND finished_at < now() - make_interval(secs => $1 * 86400)
 FOR UPDATE SKIP LOCKED
 """
 
 MARK_EXPIRED = """
-UPDATE export_tasks
+UPDATE tasks
 SET status = 'expired', file_path = NULL,
     status_note = format('file removed after the retention period (%s days)', $2::float8)
 WHERE id = ANY($1::uuid[]) AND status = 'completed'
@@ -32,7 +32,7 @@ WHERE id = ANY($1::uuid[]) AND status = 'completed'
 
 OWNERS = """
 SELECT id, status, status = 'running' AND lease_expires_at > now() AS live
-FROM export_tasks WHERE id = ANY($1::uuid[])
+FROM tasks WHERE id = ANY($1::uuid[])
 """
 
 

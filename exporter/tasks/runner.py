@@ -1,8 +1,8 @@
-"""Run one export task to its end: claim, heartbeat, deadline, cancel, and the final status.
+"""Run one task of any kind to its end: claim, heartbeat, deadline, cancel, and the final status.
 
-While the export runs, a heartbeat renews the task's lease about twice a second, saves its
-progress, and stops the export when the user cancels or when the task is no longer this
-worker's (the sweeper gave it to another after a lost lease, or the user deleted it).
+While the kind does its work, a heartbeat renews the task's lease about twice a second, saves its
+progress, and stops the work when the user cancels or when the task is no longer this worker's
+(the sweeper gave it to another after a lost lease, or the user deleted it).
 """
 
 from __future__ import annotations
@@ -14,20 +14,15 @@ import time
 import uuid
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
 
-import asyncpg
-
-from exporter.db import DATABASE_ERRORS, Pool, lost_connection, unencodable_argument
+from exporter.db import DATABASE_ERRORS, Pool
 from exporter.errors import ExporterError
-from exporter.exports.export_file import ExportRequest, ParallelEncoding, Progress, export_to_file
-from exporter.exports.registry import ExportHandler, HandlerRegistry
 from exporter.storage.local import FileStorage
-from exporter.tasks.models import ExportTask, TaskFailure
+from exporter.tasks.failures import describe_failure, transient_cause
+from exporter.tasks.kinds import Attempt, Progress, TaskKind, TaskKinds, TaskResult
+from exporter.tasks.models import Task
 from exporter.tasks.repository import TaskRepository
 
 log = logging.getLogger("exporter.worker")
@@ -56,40 +51,7 @@ class RunnerConfig:
     worker_id: str
     lease_s: float
     max_attempts: int
-    max_rows: int
     default_timeout_s: int
-    time_zone: str
-    parallel: ParallelEncoding | None
-
-
-def transient_cause(exc: BaseException) -> BaseException | None:
-    """What makes a failure worth another attempt: a lost database connection or encoder."""
-    return lost_connection(exc, BrokenProcessPool)
-
-
-def describe_failure(exc: BaseException, timeout_s: int) -> TaskFailure:
-    """Why the task failed, as its error fields keep it: something a user can act on."""
-    if isinstance(lost := transient_cause(exc), BrokenProcessPool):
-        return TaskFailure("encoder_stopped", "an encoding process stopped unexpectedly")
-    if lost is not None:
-        return TaskFailure("database_unavailable", f"lost the database connection: {lost}")
-    if isinstance(exc, TimeoutError):
-        return TaskFailure("timed_out", f"timed out after {timeout_s} s", {"seconds": timeout_s})
-    if isinstance(exc, ExporterError):
-        return TaskFailure(exc.code, exc.message, exc.params)
-    if (unencodable := unencodable_argument(exc)) is not None:
-        # A filter value that passed validation but not the column's type (an int4 column
-        # compared with a value within bigint): the user's to change, not the database's fault.
-        return TaskFailure(
-            "filter_value_out_of_range",
-            f"a filter value does not fit the data it is compared with: {unencodable}",
-        )
-    if isinstance(exc, asyncpg.PostgresError):
-        return TaskFailure("database_error", f"database error: {exc}", {"sqlstate": exc.sqlstate})
-    if isinstance(exc, OSError):
-        where = f" ({exc.filename})" if exc.filename else ""
-        return TaskFailure("storage_error", f"storage error: {exc.strerror or exc}{where}")
-    return TaskFailure("export_failed", f"export failed: {type(exc).__name__}: {exc}")
 
 
 async def _stop_task(task: asyncio.Task[object]) -> None:
@@ -99,20 +61,20 @@ async def _stop_task(task: asyncio.Task[object]) -> None:
 
 
 class TaskRunner:
-    """Runs export tasks for one worker process."""
+    """Runs tasks of every registered kind for one worker process."""
 
     def __init__(
         self,
         tasks: TaskRepository,
         pool: Pool,
         storage: FileStorage,
-        handlers: HandlerRegistry,
+        kinds: TaskKinds,
         config: RunnerConfig,
     ) -> None:
         self._tasks = tasks
         self._pool = pool
         self._storage = storage
-        self._handlers = handlers
+        self._kinds = kinds
         self._config = config
 
     async def run(self, task_id: uuid.UUID) -> Outcome:
@@ -123,64 +85,51 @@ class TaskRunner:
             log.info("task %s: not pending, nothing to do", task_id)
             return Outcome.SKIPPED
         log.info(
-            "task %s: running %s as %s, attempt %d", task.id, task.type, task.format, task.attempts
+            "task %s: running %s %s as %s, attempt %d",
+            task.id,
+            task.kind,
+            task.type,
+            task.format,
+            task.attempts,
         )
         started = time.monotonic()
         progress = Progress()
         work_dir: list[Path] = []
-        export = asyncio.create_task(self._produce(task, progress, work_dir))
+        work = asyncio.create_task(self._produce(task, progress, work_dir))
         heartbeat = asyncio.create_task(self._heartbeat(task, progress))
         try:
-            await asyncio.wait({export, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({work, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
-            await self._hand_back(task, export, heartbeat, work_dir)
+            await self._hand_back(task, work, heartbeat, work_dir)
             raise
         if heartbeat.done():
-            await _stop_task(export)
+            await _stop_task(work)
             await self._discard(work_dir)
             return await self._stopped(task, heartbeat.result())
         await _stop_task(heartbeat)
         try:
-            path, rows = export.result()
+            result = work.result()
         except Exception as exc:
             await self._discard(work_dir)
             return await self._failed(task, exc, time.monotonic() - started)
-        return await self._publish(task, path, rows, work_dir, time.monotonic() - started)
+        return await self._publish(task, result, work_dir, time.monotonic() - started)
 
-    def _handler(self, task: ExportTask) -> ExportHandler[Any]:
-        return self._handlers.get(task.type)
+    def _kind(self, task: Task) -> TaskKind:
+        return self._kinds.get(task.kind)
 
-    def _timeout_s(self, task: ExportTask) -> int:
-        handler_timeout = (
-            self._handlers.get(task.type).timeout_s if task.type in self._handlers else None
-        )
-        return handler_timeout or self._config.default_timeout_s
+    def _timeout_s(self, task: Task) -> int:
+        return self._kind(task).timeout_s(task) or self._config.default_timeout_s
 
-    async def _produce(
-        self, task: ExportTask, progress: Progress, work_dir: list[Path]
-    ) -> tuple[Path, int]:
-        """The finished file and its row count (``work_dir`` names the attempt's directory at
-        once, so that it is removed even when the export is stopped midway)."""
-        handler = self._handler(task)
+    async def _produce(self, task: Task, progress: Progress, work_dir: list[Path]) -> TaskResult:
+        """What the kind made of the task (``work_dir`` names the attempt's directory at once,
+        so that it is removed even when the work is stopped midway)."""
         async with asyncio.timeout(self._timeout_s(task)):
             # Claiming the task made it ours: what an earlier, dead attempt left is garbage.
             self._storage.discard_attempts(task.id)
             work_dir.append(self._storage.make_work_dir(task.id))
-            path = work_dir[0] / f"export.{task.format.value}"
-            request = ExportRequest(
-                handler,
-                task.params,
-                task.format,
-                path,
-                self._config.time_zone,
-                self._config.max_rows,
-                self._config.parallel,
-            )
-            async with self._pool.acquire() as conn:
-                rows = await export_to_file(conn, request, progress)
-        return path, rows
+            return await self._kind(task).run(Attempt(task, work_dir[0], progress))
 
-    async def _heartbeat(self, task: ExportTask, progress: Progress) -> _Stop:
+    async def _heartbeat(self, task: Task, progress: Progress) -> _Stop:
         config = self._config
         renewed = time.monotonic()
         while True:
@@ -208,33 +157,33 @@ class TaskRunner:
 
     async def _discard(self, work_dir: list[Path]) -> None:
         # In a thread: freeing a work directory of several hundred megabytes takes the kernel
-        # a noticeable moment, which the event loop (heartbeats, other exports) must not wait.
+        # a noticeable moment, which the event loop (heartbeats, other tasks) must not wait.
         for path in work_dir:
             await asyncio.to_thread(self._storage.discard, path)
 
     async def _hand_back(
         self,
-        task: ExportTask,
-        export: asyncio.Task[tuple[Path, int]],
+        task: Task,
+        work: asyncio.Task[TaskResult],
         heartbeat: asyncio.Task[_Stop],
         work_dir: list[Path],
     ) -> None:
         """The worker is shutting down: stop, clean up, and let another delivery run the task."""
         await _stop_task(heartbeat)
-        await _stop_task(export)
+        await _stop_task(work)
         await self._discard(work_dir)
         released = await asyncio.shield(
             self._tasks.release(
                 task.id,
                 self._config.worker_id,
                 counts_as_attempt=False,
-                note="the worker shut down during the export; queued again",
+                note=f"the worker shut down during the {self._kind(task).noun}; queued again",
             )
         )
         if released:
             log.warning("task %s: worker shutting down, handed back to pending", task.id)
 
-    async def _stopped(self, task: ExportTask, reason: _Stop) -> Outcome:
+    async def _stopped(self, task: Task, reason: _Stop) -> Outcome:
         if reason is _Stop.CANCEL:
             await self._tasks.mark_cancelled(task.id, self._config.worker_id)
             log.info("task %s: cancelled while running; partial file removed", task.id)
@@ -242,8 +191,8 @@ class TaskRunner:
         log.warning("task %s: no longer this worker's; stopped and cleaned up", task.id)
         return Outcome.LOST
 
-    async def _failed(self, task: ExportTask, exc: Exception, elapsed_s: float) -> Outcome:
-        failure = describe_failure(exc, self._timeout_s(task))
+    async def _failed(self, task: Task, exc: Exception, elapsed_s: float) -> Outcome:
+        failure = describe_failure(exc, self._kind(task), self._timeout_s(task))
         cause = transient_cause(exc)
         if cause is not None and not isinstance(cause, BrokenProcessPool):
             # The server went away: the pool's other connections are suspect as well.
@@ -273,47 +222,38 @@ class TaskRunner:
         return Outcome.FAILED
 
     async def _publish(
-        self,
-        task: ExportTask,
-        path: Path,
-        rows: int,
-        work_dir: list[Path],
-        elapsed_s: float,
+        self, task: Task, result: TaskResult, work_dir: list[Path], elapsed_s: float
     ) -> Outcome:
-        final = self._storage.final_path(task.id, task.format)
-        try:
-            size = self._storage.publish(path, final)
-        except OSError as exc:
-            await self._discard(work_dir)
-            return await self._failed(task, exc, elapsed_s)
+        final: Path | None = None
+        size: int | None = None
+        if result.file is not None:
+            final = self._storage.final_path(task.id, result.file.suffix.lstrip("."))
+            try:
+                size = self._storage.publish(result.file, final)
+            except OSError as exc:
+                await self._discard(work_dir)
+                return await self._failed(task, exc, elapsed_s)
         await self._discard(work_dir)
-        name = self._file_name(task)
         done = await self._tasks.complete(
             task.id,
             self._config.worker_id,
-            file_name=name,
-            file_path=str(final),
+            file_name=result.file_name,
+            file_path=None if final is None else str(final),
             file_size=size,
-            rows=rows,
+            rows=result.rows,
         )
         if done is None:
             # Cancelled, deleted or taken over while the file was finished: keep no orphan.
-            await self._discard([final])
+            if final is not None:
+                await self._discard([final])
             cancelled = await self._tasks.mark_cancelled(task.id, self._config.worker_id)
             log.warning("task %s: finished but no longer this worker's to complete", task.id)
             return Outcome.CANCELLED if cancelled else Outcome.LOST
         log.info(
-            "task %s: completed, %d rows, %d bytes in %.1f s",
+            "task %s: completed, %d rows, %s bytes in %.1f s",
             task.id,
-            rows,
+            result.rows,
             size,
             elapsed_s,
         )
         return Outcome.COMPLETED
-
-    def _file_name(self, task: ExportTask) -> str:
-        now = datetime.now(ZoneInfo(self._config.time_zone))
-        # The task id's first characters keep two exports of one second apart (curl -OJ refuses
-        # to overwrite, and a browser would add "(1)").
-        stamp = f"{now:%Y%m%d_%H%M%S}_{task.id.hex[:6]}"
-        return f"{self._handler(task).title}_{stamp}.{task.format.value}"

@@ -21,13 +21,13 @@ ENQUEUE_GRACE_S = 2.0
 SWEEP_BATCH = 500
 
 EXPIRE_LEASES = """
-UPDATE export_tasks
+UPDATE tasks
 SET status = CASE WHEN cancel_requested THEN 'cancelled'
                   WHEN attempts >= $1 THEN 'failed'
                   ELSE 'pending' END,
     error = CASE WHEN NOT cancel_requested AND attempts >= $1
-                 THEN format('the worker running this export stopped (no heartbeat for its '
-                             'lease) on each of %s attempts; giving up', attempts)
+                 THEN format('the worker running this %s stopped (no heartbeat for its '
+                             'lease) on each of %s attempts; giving up', kind, attempts)
                  ELSE error END,
     error_code = CASE WHEN NOT cancel_requested AND attempts >= $1 THEN 'worker_lost'
                       ELSE error_code END,
@@ -48,7 +48,7 @@ RETURNING id, status, attempts
 PENDING_TO_CHECK = """
 SELECT id, enqueue_count, enqueued_at IS NULL AS unqueued,
        enqueued_at < now() - make_interval(secs => $1) AS delivery_overdue
-FROM export_tasks
+FROM tasks
 WHERE status = 'pending' AND NOT cancel_requested
   AND (enqueued_at IS NULL OR enqueued_at < now() - make_interval(secs => $2))
 ORDER BY created_at
@@ -56,7 +56,7 @@ LIMIT $3
 """
 
 NEXT_DELIVERY = """
-UPDATE export_tasks SET enqueue_count = enqueue_count + 1, enqueued_at = now()
+UPDATE tasks SET enqueue_count = enqueue_count + 1, enqueued_at = now()
 WHERE id = $1 AND status = 'pending' AND enqueue_count = $2
 RETURNING enqueue_count
 """

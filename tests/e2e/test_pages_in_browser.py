@@ -61,7 +61,7 @@ async def test_an_account_export_goes_pending_running_completed_live_and_downloa
         "已创建导出任务：关键字：User；状态：正常；创建日期从：2023-06-01。"  # noqa: RUF001
     )
     await screenshot(page, "accounts")
-    task = await db.fetchrow("SELECT id, type, format, params::text FROM export_tasks")
+    task = await db.fetchrow("SELECT id, type, format, params::text FROM tasks")
     assert (task["type"], task["format"]) == ("account", "xlsx")
     assert json.loads(task["params"]) == {
         "keyword": "User",
@@ -145,9 +145,7 @@ async def test_running_failed_and_finished_exports_side_by_side_then_cancel_retr
 
     await slow_row.get_by_role("button", name="取消").click()
     await expect(slow_row.locator(".badge")).to_have_text("已取消")
-    assert await db.fetchval("SELECT status FROM export_tasks WHERE id = $1", slow["id"]) == (
-        "cancelled"
-    )
+    assert await db.fetchval("SELECT status FROM tasks WHERE id = $1", slow["id"]) == ("cancelled")
 
     await failed_row.get_by_role("button", name="重试").click()
     await expect(page.locator("#toast")).to_have_text("已重新开始导出")
@@ -161,7 +159,7 @@ async def test_running_failed_and_finished_exports_side_by_side_then_cancel_retr
     page.once("dialog", accept)
     await finished_row.get_by_role("button", name="删除").click()
     await expect(rows).to_have_count(4)
-    assert await db.fetchval("SELECT count(*) FROM export_tasks WHERE id = $1", finished["id"]) == 0
+    assert await db.fetchval("SELECT count(*) FROM tasks WHERE id = $1", finished["id"]) == 0
 
 
 async def test_a_second_user_sees_none_of_the_first_users_tasks_not_even_live(
@@ -206,7 +204,7 @@ async def test_in_english_in_new_york_on_a_phone_then_signing_out(
     await notice.get_by_role("link").click()
     row = page.locator("#tasks-table tbody tr[data-task-id]")
     await expect(row.locator(".badge")).to_have_text("Completed")
-    created_at = await db.fetchval("SELECT created_at FROM export_tasks")
+    created_at = await db.fetchval("SELECT created_at FROM tasks")
     in_new_york = created_at.astimezone(ZoneInfo("America/New_York"))
     await expect(row.locator(".col-created")).to_have_text(f"{in_new_york:%Y-%m-%d %H:%M:%S}")
     await expect(row.locator(".col-filters")).to_have_text("Keyword: 管理员")
@@ -251,4 +249,4 @@ async def test_a_page_open_when_its_account_is_disabled_goes_to_sign_in_at_its_n
     await page.locator("#password").fill("admin-password")
     await page.keyboard.press("Enter")
     await expect(page.locator("#login-error")).to_have_text(catalog("zh-CN")["login.forbidden"])
-    assert await db.fetchval("SELECT count(*) FROM export_tasks") == 0
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 0

@@ -83,17 +83,17 @@ BROKEN_WORDS_JS = r"""
 # Changes the open page is not told about (as if it had missed them): the announcing triggers
 # are off while they are made.
 SILENTLY = """
-ALTER TABLE export_tasks DISABLE TRIGGER export_tasks_notify_update;
-ALTER TABLE export_tasks DISABLE TRIGGER export_tasks_notify_insert_delete;
+ALTER TABLE tasks DISABLE TRIGGER export_tasks_notify_update;
+ALTER TABLE tasks DISABLE TRIGGER export_tasks_notify_insert_delete;
 {change};
-ALTER TABLE export_tasks ENABLE TRIGGER export_tasks_notify_update;
-ALTER TABLE export_tasks ENABLE TRIGGER export_tasks_notify_insert_delete;
+ALTER TABLE tasks ENABLE TRIGGER export_tasks_notify_update;
+ALTER TABLE tasks ENABLE TRIGGER export_tasks_notify_insert_delete;
 """
 
 
 # A task another worker is finishing: its last heartbeat said all $2 rows are written.
 FINISHING_TASK = """
-INSERT INTO export_tasks (id, type, format, params, created_by_id, status, worker_id, started_at,
+INSERT INTO tasks (id, type, format, params, created_by_id, status, worker_id, started_at,
                           attempts, lease_expires_at, rows_done, rows_total)
 VALUES (gen_random_uuid(), 'test_slow', 'xlsx', jsonb_build_object('rows', $2::int), $1,
         'running', 'elsewhere', now(), 1, now() + interval '1 hour', $2, $2)
@@ -146,16 +146,12 @@ async def test_a_failed_download_stays_on_the_page_with_a_message_and_updates_th
             task_row(page, task).get_by_role("link", name=text["download"])
         ).to_be_visible()
 
-    file_path = await db.fetchval("SELECT file_path FROM export_tasks WHERE id = $1", gone["id"])
+    file_path = await db.fetchval("SELECT file_path FROM tasks WHERE id = $1", gone["id"])
     next(settings.storage_dir.rglob(Path(file_path).name)).unlink()
     await db.execute(
-        SILENTLY.format(
-            change=f"UPDATE export_tasks SET status = 'failed' WHERE id = '{changed['id']}'"
-        )
+        SILENTLY.format(change=f"UPDATE tasks SET status = 'failed' WHERE id = '{changed['id']}'")
     )
-    await db.execute(
-        SILENTLY.format(change=f"DELETE FROM export_tasks WHERE id = '{deleted['id']}'")
-    )
+    await db.execute(SILENTLY.format(change=f"DELETE FROM tasks WHERE id = '{deleted['id']}'"))
     await page.evaluate("window.stillTheSamePage = true")
 
     row = task_row(page, gone)
@@ -232,7 +228,7 @@ async def test_filters_read_in_the_forms_order_and_times_as_dates_in_a_readable_
     await expect(row.locator(".col-filters")).to_have_text(
         TEXT[language]["filters"].format(role=role_name)
     )
-    created_at = await db.fetchval("SELECT created_at FROM export_tasks")
+    created_at = await db.fetchval("SELECT created_at FROM tasks")
     await expect(row.locator(".col-created")).to_have_text(
         f"{created_at.astimezone(ZoneInfo('Asia/Shanghai')):%Y-%m-%d %H:%M:%S}"
     )

@@ -1,0 +1,97 @@
+"""The seam between the lifecycle and the work: a kind of task says how to run one attempt.
+
+The lifecycle (create, claim, lease, heartbeat, deadline, cancel, sweep, retention, history,
+quotas, the event stream) is the same for every kind; a kind (``export`` today) brings what a
+task of it does. It registers with :class:`TaskKinds`, which the API and the worker receive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from exporter.auth.accounts import Account
+from exporter.tasks.models import Task, TaskFailure
+
+
+class Progress:
+    """Rows done out of the total, kept in memory; the task's heartbeat saves it."""
+
+    def __init__(self) -> None:
+        self.total: int | None = None
+        self.done = 0
+
+    def advance(self, rows: int) -> None:
+        # Line breaks inside quoted csv values overcount; the total is exact.
+        self.done = min(self.done + rows, self.total or 0)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A checked request: what the new task will hold."""
+
+    type: str
+    format: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt at a task: the task as claimed, a scratch directory of its own, its progress."""
+
+    task: Task
+    work_dir: Path
+    progress: Progress
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What a finished attempt hands to the lifecycle: rows handled and, if any, a file to
+    publish under ``file_name`` (the name its owner downloads it as)."""
+
+    rows: int
+    file: Path | None = None
+    file_name: str | None = None
+
+
+class TaskKind(Protocol):
+    """A kind of work. ``name`` is stored in each task's ``kind``; ``noun`` names one task of
+    it in messages ("the export is already running")."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def noun(self) -> str: ...
+
+    def validate(self, account: Account, request: Mapping[str, Any]) -> TaskSpec:
+        """The task ``account`` asks for with ``request`` (the fields of its create request),
+        checked: InvalidParams naming a bad field, Forbidden for a missing permission."""
+
+    def timeout_s(self, task: Task) -> int | None:
+        """This task's deadline, or None for the deployment's default."""
+
+    async def run(self, attempt: Attempt) -> TaskResult:
+        """Do the work; cancelled when the task is cancelled, lost or past its deadline."""
+
+    def describe_failure(self, exc: BaseException) -> TaskFailure | None:
+        """Why the attempt failed, when the kind knows better than the lifecycle; else None."""
+
+
+class TaskKinds:
+    """The kinds a deployment runs, by name; registering a taken name raises."""
+
+    def __init__(self, *kinds: TaskKind) -> None:
+        self._kinds: dict[str, TaskKind] = {}
+        for kind in kinds:
+            if kind.name in self._kinds:
+                raise ValueError(f"a task kind named {kind.name!r} is already registered")
+            self._kinds[kind.name] = kind
+
+    def get(self, name: str) -> TaskKind:
+        return self._kinds[name]
+
+    def __iter__(self) -> Iterator[TaskKind]:
+        return iter(self._kinds.values())
