@@ -16,7 +16,9 @@ from exporter.db import create_pool
 from exporter.ops.app import create_app
 from exporter.ops.migrate import migrate
 from exporter.ops.seed import seed
-from exporter.storage.local import FileStorage, deployment_id
+from exporter.storage.deployment import deployment_id
+from exporter.storage.local import LocalStorage
+from exporter.storage.scratch import ScratchSpace
 from exporter.tasks.retention import Retention
 from settings import Settings
 from tests.conftest import SECRET
@@ -36,8 +38,10 @@ async def _sweep(settings: Settings) -> int:
     """One janitor round of the deployment whose database ``settings`` names: orphans removed."""
     pool = await create_pool(settings.database_url, max_size=1)
     try:
-        storage = FileStorage(settings.storage_dir, await deployment_id(pool))
-        result = await Retention(pool, storage, retention_days=7).run()
+        deployment = await deployment_id(pool)
+        storage = LocalStorage(settings.storage_dir, deployment)
+        scratch = ScratchSpace(settings.scratch_dir, deployment)
+        result = await Retention(pool, storage, scratch, retention_days=7).run()
     finally:
         await pool.close()
     return result.orphans_removed
@@ -83,13 +87,14 @@ async def test_a_file_kept_before_deployments_had_directories_still_downloads_an
 ) -> None:
     async with running_worker(settings):
         task = await admin.finished((await admin.create("role", "csv"))["id"])
-    stored = Path(
-        await db.fetchval("SELECT file_path FROM export_tasks WHERE id = $1", uuid.UUID(task["id"]))
+    key = await db.fetchval(
+        "SELECT file_key FROM export_tasks WHERE id = $1", uuid.UUID(task["id"])
     )
-    legacy = settings.storage_dir.resolve() / stored.name
+    stored = settings.storage_dir / key
+    legacy = settings.storage_dir / stored.name
     stored.rename(legacy)
     await db.execute(
-        "UPDATE export_tasks SET file_path = $2 WHERE id = $1", uuid.UUID(task["id"]), str(legacy)
+        "UPDATE export_tasks SET file_key = $2 WHERE id = $1", uuid.UUID(task["id"]), legacy.name
     )
     _age_everything(settings.storage_dir)
 

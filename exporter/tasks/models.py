@@ -37,7 +37,7 @@ class ExportTask:
     format: ExportFormat
     params: dict[str, Any]
     file_name: str | None
-    file_path: str | None
+    file_key: str | None
     file_size: int | None
     row_count: int | None
     rows_done: int

@@ -21,7 +21,7 @@ from exporter.errors import (
 from exporter.tasks.models import ExportFormat, ExportTask, TaskEvent, TaskFailure, TaskStatus
 
 TASK_COLUMNS = """
-    id, type, status, format, params, file_name, file_path, file_size, row_count, rows_done,
+    id, type, status, format, params, file_name, file_key, file_size, row_count, rows_done,
     rows_total, error, error_code, error_params, created_by_id, created_at, started_at,
     finished_at, attempts, cancel_requested, enqueue_count, status_note
 """
@@ -54,14 +54,14 @@ RETURNING {TASK_COLUMNS}
 """
 
 DELETE_OWN_TASK = """
-DELETE FROM export_tasks WHERE id = $1 AND created_by_id = $2 RETURNING file_path
+DELETE FROM export_tasks WHERE id = $1 AND created_by_id = $2 RETURNING file_key
 """
 
 # A completed task whose file is no longer in storage (removed by hand, a lost disk) is expired,
 # as the retention janitor expires one whose time is up: the page and the API then say so.
 EXPIRE_LOST_FILE = """
 UPDATE export_tasks
-SET status = 'expired', file_path = NULL, status_note = 'the file was no longer in storage'
+SET status = 'expired', file_key = NULL, status_note = 'the file was no longer in storage'
 WHERE id = $1 AND status = 'completed'
 """
 
@@ -88,7 +88,7 @@ RETURNING cancel_requested
 
 COMPLETE_TASK = f"""
 UPDATE export_tasks
-SET status = 'completed', finished_at = now(), file_name = $3, file_path = $4, file_size = $5,
+SET status = 'completed', finished_at = now(), file_name = $3, file_key = $4, file_size = $5,
     row_count = $6, rows_done = $6, rows_total = $6, error = NULL, error_code = NULL,
     error_params = NULL, lease_expires_at = NULL
 WHERE id = $1 AND worker_id = $2 AND status = 'running' AND NOT cancel_requested
@@ -163,7 +163,7 @@ def task_from_record(record: asyncpg.Record) -> ExportTask:
         format=ExportFormat(record["format"]),
         params=record["params"],
         file_name=record["file_name"],
-        file_path=record["file_path"],
+        file_key=record["file_key"],
         file_size=record["file_size"],
         row_count=record["row_count"],
         rows_done=record["rows_done"],
@@ -267,12 +267,12 @@ class TaskRepository:
         return _one(await self._pool.fetchrow(REQUEST_CANCEL, task_id, owner_id))
 
     async def delete_own(self, task_id: uuid.UUID, owner_id: int) -> str | None:
-        """Delete the task; returns its file path (None if it had none). TaskNotFound if absent."""
+        """Delete the task; returns its file's key (None if it had none). TaskNotFound if absent."""
         record = await self._pool.fetchrow(DELETE_OWN_TASK, task_id, owner_id)
         if record is None:
             raise TaskNotFound("export task not found")
-        path: str | None = record["file_path"]
-        return path
+        key: str | None = record["file_key"]
+        return key
 
     async def expire_lost_file(self, task_id: uuid.UUID) -> None:
         """Mark a completed task expired because its file is gone from storage."""
@@ -303,13 +303,13 @@ class TaskRepository:
         worker_id: str,
         *,
         file_name: str,
-        file_path: str,
+        file_key: str,
         file_size: int,
         rows: int,
     ) -> ExportTask | None:
         return _one(
             await self._pool.fetchrow(
-                COMPLETE_TASK, task_id, worker_id, file_name, file_path, file_size, rows
+                COMPLETE_TASK, task_id, worker_id, file_name, file_key, file_size, rows
             )
         )
 

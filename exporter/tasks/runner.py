@@ -26,7 +26,8 @@ from exporter.db import DATABASE_ERRORS, Pool, lost_connection, unencodable_argu
 from exporter.errors import ExporterError
 from exporter.exports.export_file import ExportRequest, ParallelEncoding, Progress, export_to_file
 from exporter.exports.registry import ExportHandler, HandlerRegistry
-from exporter.storage.local import FileStorage
+from exporter.storage.base import Storage
+from exporter.storage.scratch import ScratchSpace
 from exporter.tasks.models import ExportTask, TaskFailure
 from exporter.tasks.repository import TaskRepository
 
@@ -105,13 +106,15 @@ class TaskRunner:
         self,
         tasks: TaskRepository,
         pool: Pool,
-        storage: FileStorage,
+        storage: Storage,
+        scratch: ScratchSpace,
         handlers: HandlerRegistry,
         config: RunnerConfig,
     ) -> None:
         self._tasks = tasks
         self._pool = pool
         self._storage = storage
+        self._scratch = scratch
         self._handlers = handlers
         self._config = config
 
@@ -164,8 +167,8 @@ class TaskRunner:
         handler = self._handler(task)
         async with asyncio.timeout(self._timeout_s(task)):
             # Claiming the task made it ours: what an earlier, dead attempt left is garbage.
-            self._storage.discard_attempts(task.id)
-            work_dir.append(self._storage.make_work_dir(task.id))
+            await self._scratch.discard_attempts(task.id)
+            work_dir.append(self._scratch.make_work_dir(task.id))
             path = work_dir[0] / f"export.{task.format.value}"
             request = ExportRequest(
                 handler,
@@ -207,10 +210,8 @@ class TaskRunner:
             renewed = time.monotonic()
 
     async def _discard(self, work_dir: list[Path]) -> None:
-        # In a thread: freeing a work directory of several hundred megabytes takes the kernel
-        # a noticeable moment, which the event loop (heartbeats, other exports) must not wait.
         for path in work_dir:
-            await asyncio.to_thread(self._storage.discard, path)
+            await self._scratch.discard(path)
 
     async def _hand_back(
         self,
@@ -280,9 +281,8 @@ class TaskRunner:
         work_dir: list[Path],
         elapsed_s: float,
     ) -> Outcome:
-        final = self._storage.final_path(task.id, task.format)
         try:
-            size = self._storage.publish(path, final)
+            stored = await self._storage.publish(path, f"{task.id}.{task.format.value}")
         except OSError as exc:
             await self._discard(work_dir)
             return await self._failed(task, exc, elapsed_s)
@@ -292,13 +292,13 @@ class TaskRunner:
             task.id,
             self._config.worker_id,
             file_name=name,
-            file_path=str(final),
-            file_size=size,
+            file_key=stored.key,
+            file_size=stored.size,
             rows=rows,
         )
         if done is None:
             # Cancelled, deleted or taken over while the file was finished: keep no orphan.
-            await self._discard([final])
+            await self._storage.delete(stored.key)
             cancelled = await self._tasks.mark_cancelled(task.id, self._config.worker_id)
             log.warning("task %s: finished but no longer this worker's to complete", task.id)
             return Outcome.CANCELLED if cancelled else Outcome.LOST
@@ -306,7 +306,7 @@ class TaskRunner:
             "task %s: completed, %d rows, %d bytes in %.1f s",
             task.id,
             rows,
-            size,
+            stored.size,
             elapsed_s,
         )
         return Outcome.COMPLETED

@@ -4,7 +4,6 @@ downloads that fail, loads that fail, filters, progress, dates, the time zone an
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -146,8 +145,8 @@ async def test_a_failed_download_stays_on_the_page_with_a_message_and_updates_th
             task_row(page, task).get_by_role("link", name=text["download"])
         ).to_be_visible()
 
-    file_path = await db.fetchval("SELECT file_path FROM export_tasks WHERE id = $1", gone["id"])
-    next(settings.storage_dir.rglob(Path(file_path).name)).unlink()
+    file_key = await db.fetchval("SELECT file_key FROM export_tasks WHERE id = $1", gone["id"])
+    (settings.storage_dir / file_key).unlink()
     await db.execute(
         SILENTLY.format(
             change=f"UPDATE export_tasks SET status = 'failed' WHERE id = '{changed['id']}'"
