@@ -39,6 +39,9 @@ class Settings(DatabaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
     secret: SecretStr = Field(alias="EXPORTER_SECRET", min_length=32)
     storage_dir: Path = Field(Path("var/exports"), alias="EXPORTER_STORAGE_DIR")
+    work_dir: Path | None = Field(
+        None, alias="EXPORTER_WORK_DIR", description="where exports are written before publishing"
+    )
     host: str = Field("127.0.0.1", alias="EXPORTER_HOST")
     port: int = Field(8080, alias="EXPORTER_PORT", ge=1, le=65535)
     time_zone: str = Field("Asia/Shanghai", alias="EXPORTER_TIME_ZONE")
@@ -80,6 +83,12 @@ class Settings(DatabaseSettings):
         alias="EXPORTER_TRUSTED_PROXIES",
         description="addresses or networks of reverse proxies whose X-Forwarded-* are believed",
     )
+
+    @property
+    def scratch_dir(self) -> Path:
+        """The work directories' root: ``EXPORTER_WORK_DIR``, else ``.work`` in the storage dir."""
+        # On the storage directory's disk by default, so that publishing a file is a rename.
+        return self.work_dir or self.storage_dir / ".work"
 
     @field_validator("time_zone")
     @classmethod

@@ -112,13 +112,16 @@ def csv_rows(content: bytes) -> list[list[str]]:
 
 
 def files_in(storage_dir: Path) -> list[str]:
-    """What the deployments sharing ``storage_dir`` keep there: files and work directories."""
+    """What the deployments sharing ``storage_dir`` keep there: their files, and the work
+    directories in its ``.work`` (where they are unless EXPORTER_WORK_DIR says otherwise)."""
     if not storage_dir.exists():
         return []
+    work = storage_dir / ".work"
+    deployments = [*storage_dir.iterdir(), *(work.iterdir() if work.is_dir() else ())]
     return sorted(
         path.name
-        for deployment in storage_dir.iterdir()
-        if deployment.is_dir()
+        for deployment in deployments
+        if deployment.is_dir() and deployment != work
         for path in deployment.iterdir()
     )
 

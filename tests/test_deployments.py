@@ -12,16 +12,13 @@ import asyncpg
 from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.auth.tokens import issue_token
-from exporter.db import create_pool
 from exporter.ops.app import create_app
 from exporter.ops.migrate import migrate
 from exporter.ops.seed import seed
-from exporter.storage.local import FileStorage, deployment_id
-from exporter.tasks.retention import Retention
 from settings import Settings
 from tests.conftest import SECRET
 from tests.support import ApiUser
-from tests.workers import running_worker
+from tests.workers import janitor_round, running_worker
 
 HOUR_AGO = time.time() - 3600
 
@@ -30,17 +27,6 @@ def _age_everything(storage_dir: Path) -> None:
     """Older than the janitor's minimum age, so it judges every entry."""
     for path in storage_dir.rglob("*"):
         os.utime(path, (HOUR_AGO, HOUR_AGO))
-
-
-async def _sweep(settings: Settings) -> int:
-    """One janitor round of the deployment whose database ``settings`` names: orphans removed."""
-    pool = await create_pool(settings.database_url, max_size=1)
-    try:
-        storage = FileStorage(settings.storage_dir, await deployment_id(pool))
-        result = await Retention(pool, storage, retention_days=7).run()
-    finally:
-        await pool.close()
-    return result.orphans_removed
 
 
 async def _exports(user: ApiUser) -> list[dict[str, Any]]:
@@ -68,7 +54,7 @@ async def test_two_stacks_on_one_storage_directory_both_keep_every_file(
         ours, theirs = await _exports(admin), await _exports(other_admin)
         _age_everything(settings.storage_dir)
 
-        removed = [await _sweep(settings), await _sweep(other)]
+        removed = [(await janitor_round(stack)).orphans_removed for stack in (settings, other)]
 
         for user, tasks in ((admin, ours), (other_admin, theirs)):
             for task in tasks:
@@ -83,22 +69,40 @@ async def test_a_file_kept_before_deployments_had_directories_still_downloads_an
 ) -> None:
     async with running_worker(settings):
         task = await admin.finished((await admin.create("role", "csv"))["id"])
-    stored = Path(
-        await db.fetchval("SELECT file_path FROM tasks WHERE id = $1", uuid.UUID(task["id"]))
-    )
-    legacy = settings.storage_dir.resolve() / stored.name
+    key = await db.fetchval("SELECT file_key FROM tasks WHERE id = $1", uuid.UUID(task["id"]))
+    stored = settings.storage_dir / key
+    legacy = settings.storage_dir / stored.name
     stored.rename(legacy)
     await db.execute(
-        "UPDATE tasks SET file_path = $2 WHERE id = $1", uuid.UUID(task["id"]), str(legacy)
+        "UPDATE tasks SET file_key = $2 WHERE id = $1", uuid.UUID(task["id"]), legacy.name
     )
     _age_everything(settings.storage_dir)
 
-    removed = await _sweep(settings)
+    removed = (await janitor_round(settings)).orphans_removed
     status, content, _ = await admin.download(task["id"])
 
     assert removed == 0
     assert legacy.exists()
     assert (status, len(content)) == (200, task["file_size"])
+
+
+async def test_a_janitor_never_touches_another_deployments_files_nor_work_directories(
+    settings: Settings,
+) -> None:
+    another = str(uuid.uuid4())
+    theirs = [
+        settings.storage_dir / another / f"{uuid.uuid4()}.csv",
+        settings.scratch_dir / another / f"{uuid.uuid4()}-aaaa" / "export.csv",
+    ]
+    for path in theirs:
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"theirs")
+    _age_everything(settings.storage_dir)
+
+    removed = (await janitor_round(settings)).orphans_removed
+
+    assert removed == 0
+    assert all(path.exists() for path in theirs)
 
 
 async def _admin_id(database_url: str) -> int:

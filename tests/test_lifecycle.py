@@ -331,8 +331,10 @@ async def test_files_past_retention_expire_and_download_says_gone(
 async def test_the_janitor_removes_orphans_but_never_a_live_tasks_files(
     settings: Settings, admin: ApiUser, db: asyncpg.Connection[Any]
 ) -> None:
-    storage = settings.storage_dir / str(await db.fetchval("SELECT id FROM deployment"))
+    deployment = str(await db.fetchval("SELECT id FROM deployment"))
+    storage, work = settings.storage_dir / deployment, settings.scratch_dir / deployment
     storage.mkdir(parents=True)
+    work.mkdir(parents=True)
     live = await admin.create("role", "csv")
     await db.execute(
         "UPDATE tasks SET status = 'running', worker_id = 'elsewhere',"
@@ -341,8 +343,8 @@ async def test_the_janitor_removes_orphans_but_never_a_live_tasks_files(
     )
     old = time.time() - 3600
     entries = {
-        "live": storage / f".work-{live['id']}-aaaa",
-        "dead": storage / f".work-{uuid.uuid4()}-bbbb",
+        "live": work / f"{live['id']}-aaaa",
+        "dead": work / f"{uuid.uuid4()}-bbbb",
         "orphan_file": storage / f"{uuid.uuid4()}.xlsx",
         "fresh_orphan": storage / f"{uuid.uuid4()}.csv",
     }

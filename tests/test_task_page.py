@@ -15,7 +15,7 @@ STATES = {
     "running": "status = 'running', started_at = now(), attempts = 1, rows_done = 1500,"
     " rows_total = 4000, worker_id = 'w-1', cancel_requested = true",
     "completed": "status = 'completed', started_at = now(), finished_at = now(), attempts = 2,"
-    " file_name = '账号 \"列表\"\\.xlsx', file_path = 'a/b.xlsx', file_size = 1,"
+    " file_name = '账号 \"列表\"\\.xlsx', file_key = 'a/b.xlsx', file_size = 1,"
     " row_count = 0, rows_done = 0, rows_total = 0",
     "failed": "status = 'failed', started_at = now(), finished_at = now(), attempts = 3,"
     " error = E'line one\\n\\ttab \"quoted\" \\\\ back'",

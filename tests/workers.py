@@ -9,7 +9,12 @@ from contextlib import asynccontextmanager
 
 from arq.worker import Worker
 
+from exporter.db import create_pool
 from exporter.ops.worker import worker_options
+from exporter.storage.deployment import deployment_id
+from exporter.storage.local import LocalStorage
+from exporter.storage.scratch import ScratchSpace
+from exporter.tasks.retention import Retention, RetentionResult
 from settings import Settings
 
 
@@ -30,6 +35,18 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         await arq_worker.close()
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+async def janitor_round(settings: Settings) -> RetentionResult:
+    """One round of the janitor of the deployment whose database ``settings`` names."""
+    pool = await create_pool(settings.database_url, max_size=1)
+    try:
+        deployment = await deployment_id(pool)
+        storage = LocalStorage(settings.storage_dir, deployment)
+        scratch = ScratchSpace(settings.scratch_dir, deployment)
+        return await Retention(pool, storage, scratch, retention_days=7).run()
+    finally:
+        await pool.close()
 
 
 async def drain_queue(settings: Settings) -> None:

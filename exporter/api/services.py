@@ -10,7 +10,7 @@ from exporter.auth.account_repository import AccountRepository
 from exporter.db import Pool
 from exporter.exports.kind import ExportKind
 from exporter.exports.registry import HandlerRegistry
-from exporter.storage.local import FileStorage
+from exporter.storage.base import Storage
 from exporter.tasks.queue import TaskQueue
 from exporter.tasks.repository import TaskRepository
 from settings import Settings
@@ -23,7 +23,7 @@ class Services:
     tasks: TaskRepository
     accounts: AccountRepository
     queue: TaskQueue
-    storage: FileStorage
+    storage: Storage
     handlers: HandlerRegistry
     exports: ExportKind
 

@@ -207,11 +207,9 @@ async def delete_task(request: web.Request) -> web.Response:
     account = await current_account(request)
     services = services_of(request)
     task_id = _task_id(request)
-    file_path = await services.tasks.delete_own(task_id, account.id, services.exports)
-    if file_path:
-        stored = services.storage.resolve(file_path)
-        if stored is not None:
-            services.storage.discard(stored)
+    file_key = await services.tasks.delete_own(task_id, account.id, services.exports)
+    if file_key:
+        await services.storage.delete(file_key)
     log.info("task %s: deleted by account %d", task_id, account.id)
     return web.Response(status=204)
 
@@ -224,29 +222,27 @@ def content_disposition(task: Task, file_name: str) -> str:
 
 
 @routes.get(TASK_PATH + "/download")
-async def download_task_file(request: web.Request) -> web.FileResponse:
+async def download_task_file(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
     services = services_of(request)
     task = await services.tasks.get_own(_task_id(request), account.id, services.exports)
     if task.status is TaskStatus.EXPIRED:
         raise FileGone("the export's file has expired and was removed; retry to export again")
-    if task.status is not TaskStatus.COMPLETED or not task.file_path or not task.file_name:
+    if task.status is not TaskStatus.COMPLETED or not task.file_key or not task.file_name:
         raise TaskNotReady(
             f"the export is {task.status.value}; only a completed export has a file",
             params={"status": task.status.value},
         )
-    path = services.storage.resolve(task.file_path)
-    if path is None:
+    response = await services.storage.download(
+        task.file_key,
+        content_type=CONTENT_TYPES[ExportFormat(task.format)],
+        content_disposition=content_disposition(task, task.file_name),
+    )
+    if response is None:
         await services.tasks.expire_lost_file(task.id)
         log.warning(
-            "task %s: its file %s is gone from storage; marked expired", task.id, task.file_path
+            "task %s: its file %s is gone from storage; marked expired", task.id, task.file_key
         )
         raise FileGone("the export's file is no longer available; retry to export again")
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": CONTENT_TYPES[ExportFormat(task.format)],
-            "Content-Disposition": content_disposition(task, task.file_name),
-            "Cache-Control": "private, no-store",
-        },
-    )
+    response.headers["Cache-Control"] = "private, no-store"
+    return response

@@ -16,7 +16,8 @@ from exporter.auth.account_repository import AccountRepository
 from exporter.db import create_pool
 from exporter.exports.kind import ExportKind, ExportSettings
 from exporter.exports.registry import load_handlers
-from exporter.storage.local import FileStorage, deployment_id
+from exporter.storage.deployment import deployment_id
+from exporter.storage.local import LocalStorage
 from exporter.tasks.queue import TaskQueue, connect_lazily
 from exporter.tasks.repository import TaskRepository
 from exporter.web import pages
@@ -57,7 +58,7 @@ def create_app(settings: Settings) -> web.Application:
             tasks=TaskRepository(pool),
             accounts=AccountRepository(pool),
             queue=TaskQueue(redis, settings.queue_name),
-            storage=FileStorage(settings.storage_dir, await deployment_id(pool)),
+            storage=LocalStorage(settings.storage_dir, await deployment_id(pool)),
             handlers=handlers,
             exports=ExportKind(
                 handlers, pool, ExportSettings(settings.time_zone, settings.max_rows)

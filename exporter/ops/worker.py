@@ -20,7 +20,9 @@ from exporter.exports.export_file import ParallelEncoding
 from exporter.exports.kind import ExportKind, ExportSettings
 from exporter.exports.registry import load_handlers
 from exporter.ops.loop_lag import record_loop_lag
-from exporter.storage.local import FileStorage, deployment_id
+from exporter.storage.deployment import deployment_id
+from exporter.storage.local import LocalStorage
+from exporter.storage.scratch import ScratchSpace
 from exporter.tasks.kinds import TaskKinds
 from exporter.tasks.queue import TASK_JOB, TaskQueue, redis_settings
 from exporter.tasks.repository import TaskRepository
@@ -68,8 +70,9 @@ async def maintain(sweeper: Sweeper, retention: Retention, interval_s: float) ->
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     pool = await create_pool(settings.database_url, max_size=settings.worker_concurrency * 2 + 2)
-    storage = FileStorage(settings.storage_dir, await deployment_id(pool))
-    storage.ensure_root()
+    deployment = await deployment_id(pool)
+    storage = LocalStorage(settings.storage_dir, deployment)
+    scratch = ScratchSpace(settings.scratch_dir, deployment)
     handlers = load_handlers(settings.handler_modules)
     worker_id = new_worker_id()
     encoders = EncoderPool(settings.encode_processes) if settings.encode_processes else None
@@ -89,16 +92,22 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     queue = TaskQueue(ctx["redis"], settings.queue_name)
     sweeper = Sweeper(pool, queue, lease_s=settings.lease_s, max_attempts=settings.max_attempts)
-    retention = Retention(pool, storage, retention_days=settings.retention_days)
+    retention = Retention(pool, storage, scratch, retention_days=settings.retention_days)
     ctx.update(
         encoders=encoders,
         pool=pool,
-        runner=TaskRunner(TaskRepository(pool), pool, storage, TaskKinds(exports), config),
+        runner=TaskRunner(TaskRepository(pool), pool, storage, scratch, TaskKinds(exports), config),
         maintenance=asyncio.create_task(maintain(sweeper, retention, settings.sweep_interval_s)),
     )
     if settings.loop_lag_log is not None:
         ctx["loop_lag_probe"] = asyncio.create_task(record_loop_lag(settings.loop_lag_log))
-    log.info("worker %s ready: queue=%s storage=%s", worker_id, settings.queue_name, storage.root)
+    log.info(
+        "worker %s ready: queue=%s storage=%s work=%s",
+        worker_id,
+        settings.queue_name,
+        settings.storage_dir,
+        scratch.root,
+    )
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:

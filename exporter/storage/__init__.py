@@ -1,1 +1,1 @@
-"""Where finished files live."""
+"""Where finished files are kept (``base.Storage``), and where exports are written first."""

@@ -1,81 +1,108 @@
-"""Where export files live: built in a private work directory, then moved into place whole.
+"""Finished files in a local directory, one per task, in the deployment's own directory.
 
-Each deployment (one database) keeps its files in ``<storage dir>/<deployment id>/``, so that
-stacks sharing a storage directory never see each other's files. Files of tasks finished before
-that layout stay where they are, readable, and are never taken for orphans.
+Each deployment (one database) keeps its files in ``<storage dir>/<deployment id>/``, under the
+key ``<deployment id>/<name>``, so that stacks sharing a storage directory never see each
+other's files. Files of tasks finished before that layout lie directly in the storage directory
+(key ``<name>``): they stay readable, and are never listed, so never taken for orphans.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import os
 import secrets
 import shutil
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
-from exporter.db import Pool
+from aiohttp import web
 
-WORK_DIR_PREFIX = ".work-"
-
-
-SELECT_DEPLOYMENT = "SELECT id FROM deployment"
+from exporter.storage.base import StoredFile, StoredObject
 
 
-async def deployment_id(pool: Pool) -> uuid.UUID:
-    """The identity of the deployment whose database ``pool`` reaches (migration 0009)."""
-    value = await pool.fetchval(SELECT_DEPLOYMENT)
-    if not isinstance(value, uuid.UUID):
-        raise RuntimeError("the deployment table is empty; run `exporter migrate`")
-    return value
+def _copy_into_place(source: Path, final: Path) -> None:
+    # Copied beside the final name first, then renamed: a reader never sees half a file.
+    partial = final.with_name(f"{final.name}.partial-{secrets.token_hex(4)}")
+    try:
+        shutil.copyfile(source, partial)
+        os.replace(partial, final)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    source.unlink()
 
 
-class FileStorage:
-    """Files of finished exports, one per task, in the deployment's own directory."""
+def _move_into_place(source: Path, final: Path) -> int:
+    """Move a complete file into place atomically; returns its size in bytes."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    size = source.stat().st_size
+    try:
+        os.replace(source, final)
+    except OSError as exc:
+        # A work directory on another disk (EXPORTER_WORK_DIR) cannot be renamed across.
+        if exc.errno != errno.EXDEV:
+            raise
+        _copy_into_place(source, final)
+    return size
+
+
+def _files_in(directory: Path, prefix: str) -> list[StoredObject]:
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return []
+    found = []
+    for entry in entries:
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            stat = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:  # removed meanwhile (a delete, another janitor)
+            continue
+        modified_at = datetime.fromtimestamp(stat.st_mtime, UTC)
+        found.append(StoredObject(f"{prefix}/{entry.name}", stat.st_size, modified_at))
+    return found
+
+
+class LocalStorage:
+    """The ``Storage`` of a local directory (one disk, or a shared mount)."""
 
     def __init__(self, storage_dir: Path, deployment: uuid.UUID) -> None:
         self._shared_dir = storage_dir.resolve()
-        self.root = self._shared_dir / str(deployment)
+        self._prefix = str(deployment)
+        self._root = self._shared_dir / self._prefix
 
-    def ensure_root(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    def make_work_dir(self, task_id: uuid.UUID) -> Path:
-        """A fresh directory for one attempt: its file and any scratch files of the writer.
-
-        Keeping scratch files here (not in /tmp) means one rmtree removes every trace of a
-        failed attempt, and they count against the same disk as the export.
-        """
-        path = self.root / f"{WORK_DIR_PREFIX}{task_id}-{secrets.token_hex(4)}"
-        path.mkdir(parents=True)
-        return path
-
-    def discard_attempts(self, task_id: uuid.UUID) -> None:
-        """Remove the work directories of earlier attempts at a task (their workers are gone)."""
-        for path in self.root.glob(f"{WORK_DIR_PREFIX}{task_id}-*"):
-            self.discard(path)
-
-    def final_path(self, task_id: uuid.UUID, suffix: str) -> Path:
-        return self.root / f"{task_id}.{suffix}"
-
-    @staticmethod
-    def publish(temp: Path, final: Path) -> int:
-        """Move a complete file into place atomically; returns its size in bytes."""
-        size = temp.stat().st_size
-        os.replace(temp, final)
-        return size
-
-    @staticmethod
-    def discard(path: Path) -> None:
-        """Remove a file or a work directory, whatever is left of it."""
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-
-    def resolve(self, stored_path: str) -> Path | None:
-        """The file of a finished task, if it still exists inside this storage."""
-        path = Path(stored_path).resolve()
+    def _path(self, key: str) -> Path | None:
+        """Where a key's file lies, if the key names one of this storage's places at all."""
+        path = (self._shared_dir / key).resolve()
         # The shared directory itself held every file before deployments had their own.
-        if path.parent not in (self.root, self._shared_dir) or not path.is_file():
+        if path.parent not in (self._root, self._shared_dir):
             return None
         return path
+
+    async def publish(self, source: Path, name: str) -> StoredFile:
+        # In a thread: a copy across disks takes as long as the file is large.
+        size = await asyncio.to_thread(_move_into_place, source, self._root / name)
+        return StoredFile(f"{self._prefix}/{name}", size)
+
+    async def download(
+        self, key: str, *, content_type: str, content_disposition: str
+    ) -> web.StreamResponse | None:
+        path = self._path(key)
+        if path is None or not path.is_file():
+            return None
+        return web.FileResponse(
+            path,
+            headers={"Content-Type": content_type, "Content-Disposition": content_disposition},
+        )
+
+    async def delete(self, key: str) -> None:
+        path = self._path(key)
+        if path is not None:
+            # In a thread: freeing a file of several hundred megabytes takes the kernel a moment.
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+
+    async def owned(self) -> list[StoredObject]:
+        return await asyncio.to_thread(_files_in, self._root, self._prefix)

@@ -42,7 +42,7 @@ class Task:
     format: str
     params: dict[str, Any]
     file_name: str | None
-    file_path: str | None
+    file_key: str | None
     file_size: int | None
     row_count: int | None
     rows_done: int

@@ -59,14 +59,14 @@ RETURNING {TASK_COLUMNS}
 """
 
 DELETE_OWN_TASK = """
-DELETE FROM tasks WHERE id = $1 AND created_by_id = $2 AND kind = $3 RETURNING file_path
+DELETE FROM tasks WHERE id = $1 AND created_by_id = $2 AND kind = $3 RETURNING file_key
 """
 
 # A completed task whose file is no longer in storage (removed by hand, a lost disk) is expired,
 # as the retention janitor expires one whose time is up: the page and the API then say so.
 EXPIRE_LOST_FILE = """
 UPDATE tasks
-SET status = 'expired', file_path = NULL, status_note = 'the file was no longer in storage'
+SET status = 'expired', file_key = NULL, status_note = 'the file was no longer in storage'
 WHERE id = $1 AND status = 'completed'
 """
 
@@ -93,7 +93,7 @@ RETURNING cancel_requested
 
 COMPLETE_TASK = f"""
 UPDATE tasks
-SET status = 'completed', finished_at = now(), file_name = $3, file_path = $4, file_size = $5,
+SET status = 'completed', finished_at = now(), file_name = $3, file_key = $4, file_size = $5,
     row_count = $6, rows_done = $6, rows_total = $6, error = NULL, error_code = NULL,
     error_params = NULL, lease_expires_at = NULL
 WHERE id = $1 AND worker_id = $2 AND status = 'running' AND NOT cancel_requested
@@ -261,11 +261,11 @@ class TaskRepository:
         return _one(await self._pool.fetchrow(REQUEST_CANCEL, task_id, owner_id, kind.name))
 
     async def delete_own(self, task_id: uuid.UUID, owner_id: int, kind: TaskKind) -> str | None:
-        """Delete the task; returns its file path (None if it had none). TaskNotFound if absent."""
+        """Delete the task; returns its file key (None if it had none). TaskNotFound if absent."""
         record = await self._pool.fetchrow(DELETE_OWN_TASK, task_id, owner_id, kind.name)
         if record is None:
             raise TaskNotFound(f"{kind.noun} task not found")
-        path: str | None = record["file_path"]
+        path: str | None = record["file_key"]
         return path
 
     async def expire_lost_file(self, task_id: uuid.UUID) -> None:
@@ -297,13 +297,13 @@ class TaskRepository:
         worker_id: str,
         *,
         file_name: str | None,
-        file_path: str | None,
+        file_key: str | None,
         file_size: int | None,
         rows: int,
     ) -> Task | None:
         return _one(
             await self._pool.fetchrow(
-                COMPLETE_TASK, task_id, worker_id, file_name, file_path, file_size, rows
+                COMPLETE_TASK, task_id, worker_id, file_name, file_key, file_size, rows
             )
         )
 

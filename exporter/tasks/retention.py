@@ -1,15 +1,22 @@
-"""Expiry of old files and removal of files that no task owns; run periodically by workers."""
+"""Expiry of old files and removal of files that no task owns; run periodically by workers.
+
+The janitor sees files only through the storage and the work directories of its own
+deployment: a published file's name starts with its task's id (``<task id>.<format>``), and so
+does a work directory's.
+"""
 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
 
 from exporter.db import Pool
-from exporter.storage.local import WORK_DIR_PREFIX, FileStorage
+from exporter.storage.base import Storage, StoredObject
+from exporter.storage.scratch import ScratchSpace, WorkDir
 
 log = logging.getLogger("exporter.retention")
 
@@ -17,21 +24,21 @@ log = logging.getLogger("exporter.retention")
 ORPHAN_MIN_AGE_S = 60.0
 
 # Locked while the files are listed, so two sweeping workers never expire the same task twice.
-EXPIRED_PATHS = """
-SELECT id, file_path FROM tasks
+EXPIRED_KEYS = """
+SELECT id, file_key FROM tasks
 WHERE status = 'completed' AND finished_at < now() - make_interval(secs => $1 * 86400)
 FOR UPDATE SKIP LOCKED
 """
 
 MARK_EXPIRED = """
 UPDATE tasks
-SET status = 'expired', file_path = NULL,
+SET status = 'expired', file_key = NULL,
     status_note = format('file removed after the retention period (%s days)', $2::float8)
 WHERE id = ANY($1::uuid[]) AND status = 'completed'
 """
 
 OWNERS = """
-SELECT id, status, status = 'running' AND lease_expires_at > now() AS live
+SELECT id, status, file_key, status = 'running' AND lease_expires_at > now() AS live
 FROM tasks WHERE id = ANY($1::uuid[])
 """
 
@@ -42,22 +49,33 @@ class RetentionResult:
     orphans_removed: int
 
 
-def _task_id_of(entry: Path) -> uuid.UUID | None:
-    """The task a storage entry belongs to, from its name (``<id>.<ext>``, ``.work-<id>-…``)."""
-    name = entry.name
-    text = name[len(WORK_DIR_PREFIX) : len(WORK_DIR_PREFIX) + 36] if entry.is_dir() else name[:36]
+def _task_id_of(key: str) -> uuid.UUID | None:
+    """The task a published file belongs to, from its name."""
+    name = key.rsplit("/", 1)[-1]
     try:
-        return uuid.UUID(text)
+        return uuid.UUID(name[:36])
     except ValueError:
         return None
+
+
+def _owns(owner: asyncpg.Record | None, stored: StoredObject) -> bool:
+    # A running task's worker may have published its file and not yet recorded it.
+    return owner is not None and (owner["status"] == "running" or owner["file_key"] == stored.key)
+
+
+def _works_in(owner: asyncpg.Record | None) -> bool:
+    return owner is not None and bool(owner["live"])
 
 
 class Retention:
     """Deletes files past their retention, and leftovers of crashed or deleted tasks."""
 
-    def __init__(self, pool: Pool, storage: FileStorage, *, retention_days: float) -> None:
+    def __init__(
+        self, pool: Pool, storage: Storage, scratch: ScratchSpace, *, retention_days: float
+    ) -> None:
         self._pool = pool
         self._storage = storage
+        self._scratch = scratch
         self._retention_days = retention_days
 
     async def run(self) -> RetentionResult:
@@ -65,37 +83,41 @@ class Retention:
 
     async def _expire_files(self) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
-            records = await conn.fetch(EXPIRED_PATHS, self._retention_days)
+            records = await conn.fetch(EXPIRED_KEYS, self._retention_days)
             if not records:
                 return 0
             await conn.execute(MARK_EXPIRED, [r["id"] for r in records], self._retention_days)
         for record in records:
-            if record["file_path"]:
-                self._storage.discard(Path(record["file_path"]))
+            if record["file_key"]:
+                await self._storage.delete(record["file_key"])
             log.info("task %s: file expired and removed", record["id"])
         return len(records)
 
     async def _remove_orphans(self) -> int:
-        if not self._storage.root.is_dir():
-            return 0
-        cutoff = time.time() - ORPHAN_MIN_AGE_S
-        entries = {
-            entry: task_id
-            for entry in self._storage.root.iterdir()
-            if (task_id := _task_id_of(entry)) is not None and entry.stat().st_mtime < cutoff
+        cutoff = datetime.now(UTC) - timedelta(seconds=ORPHAN_MIN_AGE_S)
+        files = {
+            stored: task_id
+            for stored in await self._storage.owned()
+            if stored.modified_at < cutoff and (task_id := _task_id_of(stored.key)) is not None
         }
-        if not entries:
+        work_dirs = [found for found in self._scratch.work_dirs() if found.modified_at < cutoff]
+        if not files and not work_dirs:
             return 0
-        owners = {r["id"]: r for r in await self._pool.fetch(OWNERS, list(set(entries.values())))}
-        removed = 0
-        for entry, task_id in entries.items():
-            owner = owners.get(task_id)
-            if entry.is_dir():
-                keep = owner is not None and owner["live"]
-            else:
-                keep = owner is not None and owner["status"] in ("completed", "running")
-            if not keep:
-                self._storage.discard(entry)
-                log.info("removed orphaned %s", entry.name)
-                removed += 1
-        return removed
+        task_ids = {*files.values(), *(found.task_id for found in work_dirs)}
+        owners = {r["id"]: r for r in await self._pool.fetch(OWNERS, list(task_ids))}
+        orphans = [
+            stored for stored, task_id in files.items() if not _owns(owners.get(task_id), stored)
+        ]
+        for stored in orphans:
+            await self._storage.delete(stored.key)
+            log.info("removed orphaned %s", stored.key)
+        return len(orphans) + await self._remove_work_dirs(work_dirs, owners)
+
+    async def _remove_work_dirs(
+        self, work_dirs: list[WorkDir], owners: dict[uuid.UUID, asyncpg.Record]
+    ) -> int:
+        left = [found for found in work_dirs if not _works_in(owners.get(found.task_id))]
+        for found in left:
+            await self._scratch.discard(found.path)
+            log.info("removed the left-over work directory %s", found.path.name)
+        return len(left)

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from exporter.db import DATABASE_ERRORS, Pool
 from exporter.errors import ExporterError
-from exporter.storage.local import FileStorage
+from exporter.storage.base import Storage, StoredFile
+from exporter.storage.scratch import ScratchSpace
 from exporter.tasks.failures import describe_failure, transient_cause
 from exporter.tasks.kinds import Attempt, Progress, TaskKind, TaskKinds, TaskResult
 from exporter.tasks.models import Task
@@ -67,13 +68,15 @@ class TaskRunner:
         self,
         tasks: TaskRepository,
         pool: Pool,
-        storage: FileStorage,
+        storage: Storage,
+        scratch: ScratchSpace,
         kinds: TaskKinds,
         config: RunnerConfig,
     ) -> None:
         self._tasks = tasks
         self._pool = pool
         self._storage = storage
+        self._scratch = scratch
         self._kinds = kinds
         self._config = config
 
@@ -125,8 +128,8 @@ class TaskRunner:
         so that it is removed even when the work is stopped midway)."""
         async with asyncio.timeout(self._timeout_s(task)):
             # Claiming the task made it ours: what an earlier, dead attempt left is garbage.
-            self._storage.discard_attempts(task.id)
-            work_dir.append(self._storage.make_work_dir(task.id))
+            await self._scratch.discard_attempts(task.id)
+            work_dir.append(self._scratch.make_work_dir(task.id))
             return await self._kind(task).run(Attempt(task, work_dir[0], progress))
 
     async def _heartbeat(self, task: Task, progress: Progress) -> _Stop:
@@ -159,7 +162,7 @@ class TaskRunner:
         # In a thread: freeing a work directory of several hundred megabytes takes the kernel
         # a noticeable moment, which the event loop (heartbeats, other tasks) must not wait.
         for path in work_dir:
-            await asyncio.to_thread(self._storage.discard, path)
+            await self._scratch.discard(path)
 
     async def _hand_back(
         self,
@@ -224,12 +227,10 @@ class TaskRunner:
     async def _publish(
         self, task: Task, result: TaskResult, work_dir: list[Path], elapsed_s: float
     ) -> Outcome:
-        final: Path | None = None
-        size: int | None = None
+        stored: StoredFile | None = None
         if result.file is not None:
-            final = self._storage.final_path(task.id, result.file.suffix.lstrip("."))
             try:
-                size = self._storage.publish(result.file, final)
+                stored = await self._storage.publish(result.file, f"{task.id}{result.file.suffix}")
             except OSError as exc:
                 await self._discard(work_dir)
                 return await self._failed(task, exc, elapsed_s)
@@ -238,14 +239,14 @@ class TaskRunner:
             task.id,
             self._config.worker_id,
             file_name=result.file_name,
-            file_path=None if final is None else str(final),
-            file_size=size,
+            file_key=None if stored is None else stored.key,
+            file_size=None if stored is None else stored.size,
             rows=result.rows,
         )
         if done is None:
             # Cancelled, deleted or taken over while the file was finished: keep no orphan.
-            if final is not None:
-                await self._discard([final])
+            if stored is not None:
+                await self._storage.delete(stored.key)
             cancelled = await self._tasks.mark_cancelled(task.id, self._config.worker_id)
             log.warning("task %s: finished but no longer this worker's to complete", task.id)
             return Outcome.CANCELLED if cancelled else Outcome.LOST
@@ -253,7 +254,7 @@ class TaskRunner:
             "task %s: completed, %d rows, %s bytes in %.1f s",
             task.id,
             result.rows,
-            size,
+            None if stored is None else stored.size,
             elapsed_s,
         )
         return Outcome.COMPLETED

@@ -4,7 +4,6 @@ downloads that fail, loads that fail, filters, progress, dates, the time zone an
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -83,11 +82,11 @@ BROKEN_WORDS_JS = r"""
 # Changes the open page is not told about (as if it had missed them): the announcing triggers
 # are off while they are made.
 SILENTLY = """
-ALTER TABLE tasks DISABLE TRIGGER export_tasks_notify_update;
-ALTER TABLE tasks DISABLE TRIGGER export_tasks_notify_insert_delete;
+ALTER TABLE tasks DISABLE TRIGGER tasks_notify_update;
+ALTER TABLE tasks DISABLE TRIGGER tasks_notify_insert_delete;
 {change};
-ALTER TABLE tasks ENABLE TRIGGER export_tasks_notify_update;
-ALTER TABLE tasks ENABLE TRIGGER export_tasks_notify_insert_delete;
+ALTER TABLE tasks ENABLE TRIGGER tasks_notify_update;
+ALTER TABLE tasks ENABLE TRIGGER tasks_notify_insert_delete;
 """
 
 
@@ -146,8 +145,8 @@ async def test_a_failed_download_stays_on_the_page_with_a_message_and_updates_th
             task_row(page, task).get_by_role("link", name=text["download"])
         ).to_be_visible()
 
-    file_path = await db.fetchval("SELECT file_path FROM tasks WHERE id = $1", gone["id"])
-    next(settings.storage_dir.rglob(Path(file_path).name)).unlink()
+    file_key = await db.fetchval("SELECT file_key FROM tasks WHERE id = $1", gone["id"])
+    (settings.storage_dir / file_key).unlink()
     await db.execute(
         SILENTLY.format(change=f"UPDATE tasks SET status = 'failed' WHERE id = '{changed['id']}'")
     )

@@ -1,0 +1,56 @@
+"""The storage seam: where finished files are kept, under keys that task rows store.
+
+A key is a relative name such as ``<deployment id>/<task id>.xlsx``, never a path, so a row stays
+valid wherever the storage lives (another directory, an object store). Each storage serves one
+deployment: it publishes and lists only under that deployment's own prefix, so deployments
+sharing a directory or a bucket never touch each other's files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from aiohttp import web
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A published file: the key a task row keeps, and its size in bytes."""
+
+    key: str
+    size: int
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One file a deployment keeps, as the janitor sees it."""
+
+    key: str
+    size: int
+    modified_at: datetime
+
+
+class Storage(Protocol):
+    """Finished files of one deployment."""
+
+    async def publish(self, source: Path, name: str) -> StoredFile:
+        """Keep the complete file ``source`` as ``name``, whole or not at all; ``source`` is
+        consumed. OSError when it cannot be stored."""
+        ...
+
+    async def download(
+        self, key: str, *, content_type: str, content_disposition: str
+    ) -> web.StreamResponse | None:
+        """The response that serves the file (HTTP ``Range`` included); None if it is gone."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove the file, if it is still there."""
+        ...
+
+    async def owned(self) -> list[StoredObject]:
+        """Every file this deployment published: never another's, nor a legacy file."""
+        ...
