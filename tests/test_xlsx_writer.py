@@ -10,7 +10,7 @@ import pytest
 
 from exporter.errors import ExportFailed
 from exporter.exports.columns import Column, ColumnKind
-from exporter.exports.writers.xlsx import XlsxExportWriter
+from exporter.exports.formats.xlsx_workbook import XlsxExportWriter
 from tests.support import xlsx_rows
 
 COLUMNS = [

@@ -4,12 +4,34 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetPydanticSchema
+from pydantic_core import core_schema
 
+from exporter.exports.formats import DEFAULT_FORMAT, FORMATS
 from exporter.input_model import InputModel
 from exporter.tasks.models import ExportFormat, ExportTask, TaskEvent, TaskStatus
+
+
+def _registered_formats() -> type[StrEnum]:
+    # The names are the registry's, so mypy cannot see the members.
+    names = StrEnum("ExportFormat", [(name, name) for name in FORMATS])  # type: ignore[misc]
+    names.__doc__ = "File formats a task can produce; the value is also the file extension."
+    return names
+
+
+def _format_name_schema(_source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+    # Checked and documented as an enum of the registered names, so that an unknown one gets
+    # pydantic's "enum" error and the OpenAPI document lists them; kept as the plain name.
+    return core_schema.no_info_after_validator_function(
+        str, handler(_FORMAT_NAMES), serialization=core_schema.to_string_ser_schema()
+    )
+
+
+_FORMAT_NAMES = _registered_formats()
+FormatName = Annotated[ExportFormat, GetPydanticSchema(_format_name_schema)]
 
 
 class CreateTaskRequest(BaseModel):
@@ -22,7 +44,7 @@ class CreateTaskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: str = Field(min_length=1, max_length=64, description="a registered export type")
-    format: ExportFormat = ExportFormat.XLSX
+    format: FormatName = DEFAULT_FORMAT
     params: dict[str, Any] = Field(default_factory=dict, description="filters of the type")
 
 
@@ -51,7 +73,7 @@ class TaskOut(BaseModel):
 
     id: uuid.UUID
     type: str
-    format: ExportFormat
+    format: FormatName
     status: TaskStatus
     params: dict[str, Any]
     file_name: str | None
@@ -131,7 +153,7 @@ class ExportTypeOut(BaseModel):
 
     name: str
     title: str
-    formats: list[ExportFormat]
+    formats: list[FormatName]
     columns: list[ColumnOut]
     params_schema: dict[str, Any]
 

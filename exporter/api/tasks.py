@@ -24,6 +24,7 @@ from exporter.errors import (
     TaskStateConflict,
     Unauthorized,
 )
+from exporter.exports.formats import FORMATS
 from exporter.tasks.models import ExportFormat, ExportTask, TaskStatus
 from exporter.tasks.repository import NewTask, Quotas
 
@@ -37,11 +38,6 @@ TASK_PATH = (
     "/api/export-tasks/"
     "{task_id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}"
 )
-# Not left to the mimetypes table of the host, which may not know xlsx.
-CONTENT_TYPES = {
-    ExportFormat.XLSX: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    ExportFormat.CSV: "text/csv; charset=utf-8",
-}
 
 
 async def _task_json(
@@ -254,7 +250,7 @@ async def download_task_file(request: web.Request) -> web.FileResponse:
     return web.FileResponse(
         path,
         headers={
-            "Content-Type": CONTENT_TYPES[task.format],
+            "Content-Type": FORMATS[task.format].content_type,
             "Content-Disposition": content_disposition(task, task.file_name),
             "Cache-Control": "private, no-store",
         },

@@ -56,7 +56,7 @@ class FileStorage:
             self.discard(path)
 
     def final_path(self, task_id: uuid.UUID, file_format: ExportFormat) -> Path:
-        return self.root / f"{task_id}.{file_format.value}"
+        return self.root / f"{task_id}.{file_format}"
 
     @staticmethod
     def publish(temp: Path, final: Path) -> int:

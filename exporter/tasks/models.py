@@ -1,4 +1,4 @@
-"""The task as stored in PostgreSQL, and the enums whose values are the stored strings."""
+"""The task as stored in PostgreSQL, and the types whose values are the stored strings."""
 
 from __future__ import annotations
 
@@ -20,11 +20,9 @@ class TaskStatus(StrEnum):
     EXPIRED = "expired"
 
 
-class ExportFormat(StrEnum):
-    """File formats a task can produce; the value is also the file extension."""
-
-    XLSX = "xlsx"
-    CSV = "csv"
+# The name of a file format (exporter.exports.formats.FORMATS), stored and shown as it is and
+# used as the file's suffix; the lifecycle never interprets it.
+ExportFormat = str
 
 
 @dataclass(frozen=True)

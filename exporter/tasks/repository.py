@@ -134,7 +134,7 @@ class NewTask:
 
     @property
     def request_hash(self) -> str:
-        body = json.dumps([self.type_name, self.file_format.value, self.params], sort_keys=True)
+        body = json.dumps([self.type_name, self.file_format, self.params], sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -160,7 +160,7 @@ def task_from_record(record: asyncpg.Record) -> ExportTask:
         id=record["id"],
         type=record["type"],
         status=TaskStatus(record["status"]),
-        format=ExportFormat(record["format"]),
+        format=record["format"],
         params=record["params"],
         file_name=record["file_name"],
         file_path=record["file_path"],
@@ -203,7 +203,7 @@ class TaskRepository:
             uuid.uuid4(),
             new.owner_id,
             new.type_name,
-            new.file_format.value,
+            new.file_format,
             new.params,
             new.idempotency_key,
             new.request_hash,

@@ -24,7 +24,8 @@ import asyncpg
 
 from exporter.db import DATABASE_ERRORS, Pool, lost_connection, unencodable_argument
 from exporter.errors import ExporterError
-from exporter.exports.export_file import ExportRequest, ParallelEncoding, Progress, export_to_file
+from exporter.exports.export_file import ExportRequest, Progress, export_to_file
+from exporter.exports.formats.base import ParallelEncoding
 from exporter.exports.registry import ExportHandler, HandlerRegistry
 from exporter.storage.local import FileStorage
 from exporter.tasks.models import ExportTask, TaskFailure
@@ -166,7 +167,7 @@ class TaskRunner:
             # Claiming the task made it ours: what an earlier, dead attempt left is garbage.
             self._storage.discard_attempts(task.id)
             work_dir.append(self._storage.make_work_dir(task.id))
-            path = work_dir[0] / f"export.{task.format.value}"
+            path = work_dir[0] / f"export.{task.format}"
             request = ExportRequest(
                 handler,
                 task.params,
@@ -316,4 +317,4 @@ class TaskRunner:
         # The task id's first characters keep two exports of one second apart (curl -OJ refuses
         # to overwrite, and a browser would add "(1)").
         stamp = f"{now:%Y%m%d_%H%M%S}_{task.id.hex[:6]}"
-        return f"{self._handler(task).title}_{stamp}.{task.format.value}"
+        return f"{self._handler(task).title}_{stamp}.{task.format}"
