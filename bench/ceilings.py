@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.ceiling_process import DATE_TEXT, CeilingJob, CeilingResult
 from exporter.exports.columns import ColumnKind
+from exporter.exports.formats import FORMATS
 from exporter.exports.registry import ExportHandler, load_handlers
 from exporter.exports.sql import build_export_sql
 
@@ -44,7 +45,9 @@ def _statement(kind: str, handler: ExportHandler[Any]) -> tuple[str, list[Any]]:
         columns = ", ".join(column.sql for column in handler.columns)
         plain = f"SELECT {columns} FROM {query.source}{query.where_sql} ORDER BY {query.order_by}"
         return plain, list(query.args)
-    sql = build_export_sql(handler.columns, query, for_csv=kind == "copy-csv")
+    sql = build_export_sql(
+        handler.columns, query, FORMATS["csv" if kind == "copy-csv" else "xlsx"].value_sql
+    )
     return sql.rows, list(sql.args)
 
 

@@ -24,7 +24,8 @@ ExporterError
 │   ├── TooManyRows           more rows than EXPORTER_MAX_ROWS
 │   ├── FileTooLarge          a workbook past the zip format's 4 GiB
 │   └── CellRefused           the xlsx writer refused a value
-└── DuplicateHandler          a second handler registered under a taken name (import time)
+├── DuplicateHandler          a second handler registered under a taken name (import time)
+└── UnsupportedDependency     an installed library lacks what the exporter uses (start-up)
 """
 
 from __future__ import annotations
@@ -233,3 +234,9 @@ class DuplicateHandler(ExporterError):
     """Two handlers claim the same type name."""
 
     code = "duplicate_handler"
+
+
+class UnsupportedDependency(ExporterError):
+    """An installed library lacks a member the exporter relies on: another release is needed."""
+
+    code = "unsupported_dependency"

@@ -13,14 +13,15 @@ import openpyxl
 import pytest
 
 from exporter.exports.columns import Column, ColumnKind
-from exporter.exports.row_query import RowQuery
-from exporter.exports.sql import SESSION_SETTINGS, build_export_sql
-from exporter.exports.writers.xlsx import (
+from exporter.exports.formats.xlsx import XLSX
+from exporter.exports.formats.xlsx_workbook import (
     MAX_CELL_UTF16_UNITS,
     TRUNCATION_MARKER,
     XlsxExportWriter,
     cut_to_cell,
 )
+from exporter.exports.row_query import RowQuery
+from exporter.exports.sql import SESSION_SETTINGS, build_export_sql
 from settings import Settings
 from tests.support import ApiUser, csv_rows, xlsx_cell_types, xlsx_rows
 from tests.workers import running_worker
@@ -207,7 +208,7 @@ async def test_excels_date_range_is_judged_on_the_wall_time_in_the_export_zone(
         order_by="v.at",
     )
     query.args.append(list(BOUNDARY_WALL_TIMES))
-    sql = build_export_sql(columns, query, for_csv=False)
+    sql = build_export_sql(columns, query, XLSX.value_sql)
 
     async with db.transaction():
         await db.execute(SESSION_SETTINGS, zone)

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from exporter.exports.parallel_csv import SKIP_COST, plan_copy_ranges
+from exporter.exports.ranges import SKIP_COST, plan_copy_ranges
 from exporter.ops.seed import seed
 from settings import Settings
 from tests.expected import ACCOUNT_HEADER, ACCOUNT_TEXT_COLUMNS, account_rows, as_csv

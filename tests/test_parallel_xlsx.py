@@ -17,14 +17,14 @@ import pytest
 from arq.worker import Worker
 
 from exporter.exports.columns import Column, ColumnKind
-from exporter.exports.parallel_xlsx import Range, plan_ranges
-from exporter.exports.writers.xlsx import XlsxExportWriter
-from exporter.exports.writers.zip_splice import (
+from exporter.exports.formats.xlsx_workbook import MAX_SHEET_DATA_ROWS, XlsxExportWriter
+from exporter.exports.formats.zip_splice import (
     SheetRows,
     assemble_workbook,
     crc32_combine,
     deflate_file,
 )
+from exporter.exports.ranges import Range, plan_ranges
 from exporter.ops.seed import seed
 from settings import Settings
 from tests.expected import ACCOUNT_HEADER, account_rows
@@ -55,8 +55,10 @@ def test_ranges_split_each_sheet_evenly_and_never_cross_a_sheet() -> None:
         Range(sheet=2, first_row=3, offset=5, limit=1),
         Range(sheet=3, first_row=1, offset=6, limit=1),
     ]
-    assert plan_ranges(0, 4) == []
-    assert sum(r.limit for r in plan_ranges(2_500_001, 3)) == 2_500_001
+    assert plan_ranges(0, 4, max_sheet_rows=MAX_SHEET_DATA_ROWS) == []
+    assert sum(r.limit for r in plan_ranges(2_500_001, 3, max_sheet_rows=MAX_SHEET_DATA_ROWS)) == (
+        2_500_001
+    )
 
 
 def test_parts_written_apart_splice_into_one_workbook_with_a_sheet_per_limit(

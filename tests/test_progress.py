@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from exporter.db import Pool, create_pool
-from exporter.exports.parallel_xlsx import read_rows_done, save_rows_done
+from exporter.exports.formats.xlsx_parts import read_rows_done, save_rows_done
 from exporter.tasks.repository import TaskRepository
 from settings import Settings
 from tests.support import TERMINAL, ApiUser

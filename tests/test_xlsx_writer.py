@@ -1,16 +1,31 @@
-"""The xlsx writer on its own: sheets past the row limit, cell types, refusals."""
+"""The xlsx writer on its own: sheets past the row limit, cell types, refusals, and the
+xlsxwriter release it relies on."""
 
 from __future__ import annotations
 
+import ast
+import inspect
+import tomllib
 from datetime import datetime
 from pathlib import Path
 
 import openpyxl
 import pytest
+import xlsxwriter
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from xlsxwriter.format import Format
+from xlsxwriter.worksheet import Worksheet
 
-from exporter.errors import ExportFailed
+from exporter.errors import ExportFailed, UnsupportedDependency
 from exporter.exports.columns import Column, ColumnKind
-from exporter.exports.writers.xlsx import XlsxExportWriter
+from exporter.exports.formats import xlsx_workbook
+from exporter.exports.formats.xlsx_workbook import (
+    SUPPORTED_XLSXWRITER,
+    XLSXWRITER_PRIVATE_MEMBERS,
+    XlsxExportWriter,
+    check_xlsxwriter,
+)
 from tests.support import xlsx_rows
 
 COLUMNS = [
@@ -72,3 +87,67 @@ def test_a_value_of_the_wrong_kind_fails_the_export_instead_of_vanishing(tmp_pat
     with pytest.raises(ExportFailed, match="sheet 1 row 2, column '时间': Unknown or unsupported"):
         writer.write_rows([(1, "ok", "not a datetime", None)])
     writer.abandon()
+
+
+def test_the_installed_xlsxwriter_is_a_tested_release_with_every_private_member_used() -> None:
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    pinned = next(
+        Requirement(line)
+        for line in pyproject["project"]["dependencies"]
+        if Requirement(line).name == "xlsxwriter"
+    )
+
+    assert pinned.specifier == SpecifierSet(SUPPORTED_XLSXWRITER)
+    assert pinned.specifier.contains(xlsxwriter.__version__)
+    check_xlsxwriter()
+
+
+def test_every_private_member_the_writer_touches_is_listed() -> None:
+    # A private attribute of anything but the writer itself is xlsxwriter's; row_data_* are
+    # xlsxwriter's internals without the underscore.
+    tree = ast.parse(inspect.getsource(xlsx_workbook))
+    touched = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and (
+            (node.attr.startswith("_") and not node.attr.startswith("__"))
+            or node.attr.startswith("row_data_")
+        )
+        and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+    }
+
+    assert touched == {member.name for member in XLSXWRITER_PRIVATE_MEMBERS}
+
+
+class WorksheetWithoutRowData(Worksheet):
+    """A Worksheet as a release that renamed the constant_memory scratch file would have it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        del self.row_data_fh
+
+
+class WorksheetWithoutStringWriter(Worksheet):
+    """A Worksheet as a release that made ``_write_string`` something else would have it."""
+
+    _write_string = None
+
+
+@pytest.mark.parametrize(
+    ("worksheet", "missing"),
+    [
+        (WorksheetWithoutRowData, "Worksheet.row_data_fh"),
+        (WorksheetWithoutStringWriter, "Worksheet._write_string()"),
+    ],
+)
+def test_a_release_without_a_private_member_is_refused_naming_it_and_the_tested_releases(
+    worksheet: type[Worksheet], missing: str
+) -> None:
+    with pytest.raises(UnsupportedDependency) as refused:
+        check_xlsxwriter({"Format": Format, "Worksheet": worksheet})
+
+    assert refused.value.message == (
+        f"xlsxwriter {xlsxwriter.__version__} lacks {missing}, which the xlsx writer uses; "
+        f"install xlsxwriter{SUPPORTED_XLSXWRITER}, the tested releases"
+    )

@@ -26,7 +26,8 @@ from exporter.api.schemas import (
 )
 from exporter.api.services import services_of
 from exporter.api.session import LoginRequest, SessionOut
-from exporter.api.tasks import CONTENT_TYPES, IDEMPOTENCY_KEY_MAX
+from exporter.api.tasks import IDEMPOTENCY_KEY_MAX
+from exporter.exports.formats import FORMATS
 from exporter.exports.kind import CreateTaskRequest
 from exporter.exports.registry import HandlerRegistry
 
@@ -174,8 +175,10 @@ _SECURED: list[dict[str, list[str]]] = [{"bearer": []}, {"session": []}]
 def _task_paths(document: _Document) -> dict[str, Any]:
     task = _json(TaskOut, "the task", Location="the task's URL")
     content = {
-        media_type.partition(";")[0]: {"schema": {"type": "string", "format": "binary"}}
-        for media_type in CONTENT_TYPES.values()
+        file_format.content_type.partition(";")[0]: {
+            "schema": {"type": "string", "format": "binary"}
+        }
+        for file_format in FORMATS.values()
     }
     return {
         "/api/export-tasks": {

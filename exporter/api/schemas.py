@@ -8,8 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from exporter.exports.formats.names import FormatName
 from exporter.input_model import InputModel
-from exporter.tasks.models import ExportFormat, Task, TaskEvent, TaskStatus
+from exporter.tasks.models import Task, TaskEvent, TaskStatus
 
 
 class ListTasksQuery(InputModel):
@@ -37,7 +38,7 @@ class TaskOut(BaseModel):
 
     id: uuid.UUID
     type: str
-    format: ExportFormat
+    format: FormatName
     status: TaskStatus
     params: dict[str, Any]
     file_name: str | None
@@ -99,7 +100,7 @@ class ExportTypeOut(BaseModel):
 
     name: str
     title: str
-    formats: list[ExportFormat]
+    formats: list[FormatName]
     columns: list[ColumnOut]
     params_schema: dict[str, Any]
 

@@ -27,8 +27,9 @@ from exporter.errors import (
     TaskStateConflict,
     Unauthorized,
 )
+from exporter.exports.formats import FORMATS
 from exporter.tasks.kinds import TaskSpec
-from exporter.tasks.models import ExportFormat, Task, TaskStatus
+from exporter.tasks.models import Task, TaskStatus
 from exporter.tasks.repository import NewTask, Quotas
 from exporter.validation import validate
 
@@ -43,11 +44,6 @@ TASK_PATH = (
     TASKS_PATH + "/"
     "{task_id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}"
 )
-# Not left to the mimetypes table of the host, which may not know xlsx.
-CONTENT_TYPES = {
-    ExportFormat.XLSX: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    ExportFormat.CSV: "text/csv; charset=utf-8",
-}
 
 
 async def _task_json(
@@ -235,7 +231,7 @@ async def download_task_file(request: web.Request) -> web.StreamResponse:
         )
     response = await services.storage.download(
         task.file_key,
-        content_type=CONTENT_TYPES[ExportFormat(task.format)],
+        content_type=FORMATS[task.format].content_type,
         content_disposition=content_disposition(task, task.file_name),
     )
     if response is None:

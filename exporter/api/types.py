@@ -9,8 +9,8 @@ from exporter.api.responses import json_model
 from exporter.api.schemas import ColumnOut, ExportTypeOut, ExportTypesOut
 from exporter.api.services import services_of
 from exporter.auth.accounts import Account
+from exporter.exports.formats import FORMATS
 from exporter.exports.registry import HandlerRegistry
-from exporter.tasks.models import ExportFormat
 
 routes = web.RouteTableDef()
 
@@ -22,7 +22,7 @@ def describe_types(handlers: HandlerRegistry, account: Account) -> ExportTypesOu
             ExportTypeOut(
                 name=handler.name,
                 title=handler.title,
-                formats=list(ExportFormat),
+                formats=list(FORMATS),
                 columns=[ColumnOut(label=c.label, kind=c.kind.value) for c in handler.columns],
                 params_schema=handler.params_model.model_json_schema(),
             )

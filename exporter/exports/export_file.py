@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiofiles
-
 from exporter.db import Connection
-from exporter.errors import TooManyRows
-from exporter.exports.encoders import EncoderPool
-from exporter.exports.parallel_csv import copy_rows, copy_rows_in_parts
-from exporter.exports.parallel_xlsx import write_xlsx_in_parts
+from exporter.errors import ExportFailed, TooManyRows
+from exporter.exports.formats import FORMATS
+from exporter.exports.formats.base import FileFormat, FileJob, ParallelEncoding
 from exporter.exports.registry import ExportHandler
-from exporter.exports.sql import SESSION_SETTINGS, ExportSql, build_export_sql
-from exporter.exports.writers.csv import csv_preamble
-from exporter.exports.writers.xlsx import XlsxExportWriter
+from exporter.exports.sql import SESSION_SETTINGS, build_export_sql
 from exporter.tasks.kinds import Progress
-from exporter.tasks.models import ExportFormat
-
-FETCH_BATCH_ROWS = 5_000
-
-
-@dataclass(frozen=True)
-class ParallelEncoding:
-    """Processes to spread large xlsx exports over, and from what size on to use them; a large
-    csv export is copied over as many connections at once."""
-
-    encoders: EncoderPool
-    min_rows: int
-    dsn: str
 
 
 @dataclass(frozen=True)
@@ -42,7 +21,7 @@ class ExportRequest:
 
     handler: ExportHandler[Any]
     params: dict[str, Any]
-    file_format: ExportFormat
+    file_format: str
     path: Path
     time_zone: str
     max_rows: int
@@ -55,9 +34,10 @@ async def export_to_file(conn: Connection, request: ExportRequest, progress: Pro
     Everything is read in one read-only, repeatable-read transaction, so the row count
     announced at the start is exactly the number of rows in the file.
     """
-    query = request.handler.query_for(request.params)
+    handler = request.handler
+    file_format = _format_named(request.file_format)
     sql = build_export_sql(
-        request.handler.columns, query, for_csv=request.file_format is ExportFormat.CSV
+        handler.columns, handler.query_for(request.params), file_format.value_sql
     )
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         await conn.execute(SESSION_SETTINGS, request.time_zone)
@@ -69,105 +49,23 @@ async def export_to_file(conn: Connection, request: ExportRequest, progress: Pro
                 params={"rows": total, "limit": request.max_rows},
             )
         progress.total = total
-        if request.file_format is ExportFormat.CSV:
-            rows = await _copy_csv(conn, request, sql, progress)
-        else:
-            rows = await _write_xlsx(conn, request, sql, progress)
+        job = FileJob(
+            sql,
+            total,
+            handler.title,
+            tuple(handler.columns),
+            request.path,
+            request.time_zone,
+            request.parallel,
+        )
+        rows = await file_format.write(conn, job, progress)
     progress.done = rows
     return rows
 
 
-async def _copy_csv(
-    conn: Connection, request: ExportRequest, sql: ExportSql, progress: Progress
-) -> int:
-    parallel, total = request.parallel, progress.total or 0
-    async with aiofiles.open(request.path, "wb") as file:
-        await file.write(csv_preamble(request.handler.columns))
-        if parallel is None or parallel.encoders.processes < 2 or total < parallel.min_rows:
-            return await copy_rows(conn, sql.rows, sql.args, file, progress)
-        return await copy_rows_in_parts(
-            conn,
-            dsn=parallel.dsn,
-            sql=sql,
-            total=total,
-            parts=parallel.encoders.processes,
-            time_zone=request.time_zone,
-            file=file,
-            work_dir=request.path.parent,
-            progress=progress,
-        )
-
-
-async def _write_xlsx(
-    conn: Connection, request: ExportRequest, sql: ExportSql, progress: Progress
-) -> int:
-    if request.parallel is not None:
-        return await _write_xlsx_in_parts(conn, request, sql, progress, request.parallel)
-    return await _write_xlsx_here(conn, request, sql, progress)
-
-
-async def _write_xlsx_in_parts(
-    conn: Connection,
-    request: ExportRequest,
-    sql: ExportSql,
-    progress: Progress,
-    parallel: ParallelEncoding,
-) -> int:
-    def report_done(rows: int) -> None:
-        progress.done = rows
-
+def _format_named(name: str) -> FileFormat:
     try:
-        return await write_xlsx_in_parts(
-            conn,
-            encoders=parallel.encoders.executor,
-            parts_per_sheet=parallel.encoders.processes,
-            dsn=parallel.dsn,
-            sql=sql.ranged,
-            args=sql.args,
-            total=progress.total or 0,
-            title=request.handler.title,
-            columns=request.handler.columns,
-            time_zone=request.time_zone,
-            path=request.path,
-            report_done=report_done,
-            split=(progress.total or 0) >= parallel.min_rows,
-        )
-    except BrokenProcessPool:
-        parallel.encoders.replace()
-        raise
-
-
-async def _write_xlsx_here(
-    conn: Connection, request: ExportRequest, sql: ExportSql, progress: Progress
-) -> int:
-    writer = XlsxExportWriter(request.path, request.handler.title, request.handler.columns)
-    loop = asyncio.get_running_loop()
-    # The executor future ends only when its thread does; shielded, a cancel cannot end it early.
-    encoding: asyncio.Future[None] | None = None
-    try:
-        cursor = await conn.cursor(sql.rows, *sql.args)
-        batch = await cursor.fetch(FETCH_BATCH_ROWS)
-        while batch:
-            # Encode this batch in a thread while the next one is read from PostgreSQL.
-            encoding = loop.run_in_executor(None, writer.write_rows, batch)
-            next_batch = await cursor.fetch(FETCH_BATCH_ROWS)
-            await asyncio.shield(encoding)
-            progress.advance(len(batch))
-            batch = next_batch
-        encoding = loop.run_in_executor(None, writer.close)
-        await asyncio.shield(encoding)
-    except BaseException:
-        if encoding is not None:
-            await _settle(encoding)
-        writer.abandon()
-        raise
-    return writer.rows_written
-
-
-async def _settle(encoding: asyncio.Future[None]) -> None:
-    """Wait for the thread's batch to end, even when cancelled: the thread cannot be stopped,
-    and its scratch files must not be closed under it."""
-    while not encoding.done():
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait({encoding})
-    encoding.exception()  # the first error is the one raised; this one is only retrieved
+        return FORMATS[name]
+    except KeyError:
+        # Stored by an API that knows more formats than this worker (a deployment under way).
+        raise ExportFailed(f"this worker cannot write {name!r} files") from None

@@ -13,10 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from exporter.auth.accounts import Account, require_permissions
 from exporter.db import Pool, unencodable_argument
 from exporter.errors import FieldProblem, HandlerNotFound
-from exporter.exports.export_file import ExportRequest, ParallelEncoding, export_to_file
+from exporter.exports.export_file import ExportRequest, export_to_file
+from exporter.exports.formats import DEFAULT_FORMAT
+from exporter.exports.formats.base import ParallelEncoding
+from exporter.exports.formats.names import FormatName
 from exporter.exports.registry import ExportHandler, HandlerRegistry
 from exporter.tasks.kinds import Attempt, TaskResult, TaskSpec
-from exporter.tasks.models import ExportFormat, Task, TaskFailure
+from exporter.tasks.models import Task, TaskFailure
 from exporter.validation import validate
 
 
@@ -30,7 +33,7 @@ class CreateTaskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: str = Field(min_length=1, max_length=64, description="a registered export type")
-    format: ExportFormat = ExportFormat.XLSX
+    format: FormatName = DEFAULT_FORMAT
     params: dict[str, Any] = Field(default_factory=dict, description="filters of the type")
 
 
@@ -87,12 +90,11 @@ class ExportKind:
 
     async def run(self, attempt: Attempt) -> TaskResult:
         task, settings = attempt.task, self._settings
-        file_format = ExportFormat(task.format)
-        path = attempt.work_dir / f"export.{file_format.value}"
+        path = attempt.work_dir / f"export.{task.format}"
         request = ExportRequest(
             self.handlers.get(task.type),
             task.params,
-            file_format,
+            task.format,
             path,
             settings.time_zone,
             settings.max_rows,

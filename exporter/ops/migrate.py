@@ -9,6 +9,8 @@ from importlib import resources
 
 import asyncpg
 
+from exporter.exports.formats import FORMATS
+
 log = logging.getLogger("exporter.ops.migrations")
 
 # Any fixed 64-bit number works; it only has to be the same in every process that migrates.
@@ -23,6 +25,14 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 _FILE_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
+
+# The formats this code can write, so that export_tasks.format (a key of file_formats,
+# migration 0012) takes them; names no longer known stay, for the tasks that have them.
+REGISTER_FORMATS = """
+INSERT INTO file_formats (name) SELECT unnest($1::text[])
+ON CONFLICT (name) DO NOTHING
+RETURNING name
+"""
 
 
 @dataclass(frozen=True)
@@ -43,7 +53,8 @@ def bundled_migrations() -> list[Migration]:
 
 
 async def migrate(dsn: str) -> list[Migration]:
-    """Apply every migration not yet applied; safe to run from several processes at once."""
+    """Apply every migration not yet applied, then register the file formats; safe to run
+    from several processes at once."""
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
@@ -65,6 +76,8 @@ async def migrate(dsn: str) -> list[Migration]:
                     )
                 log.info("applied migration %04d_%s", migration.version, migration.name)
                 done.append(migration)
+            for added in await conn.fetch(REGISTER_FORMATS, list(FORMATS)):
+                log.info("registered file format %s", added["name"])
             return done
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)

@@ -16,7 +16,8 @@ from arq.worker import func
 
 from exporter.db import Pool, create_pool
 from exporter.exports.encoders import EncoderPool
-from exporter.exports.export_file import ParallelEncoding
+from exporter.exports.formats.base import ParallelEncoding
+from exporter.exports.formats.xlsx_workbook import check_xlsxwriter
 from exporter.exports.kind import ExportKind, ExportSettings
 from exporter.exports.registry import load_handlers
 from exporter.ops.loop_lag import record_loop_lag
@@ -68,6 +69,9 @@ async def maintain(sweeper: Sweeper, retention: Retention, interval_s: float) ->
 
 
 async def startup(ctx: dict[str, Any]) -> None:
+    # Before any export: an xlsxwriter outside the tested releases stops the worker here, by
+    # name, rather than failing exports one by one.
+    check_xlsxwriter()
     settings: Settings = ctx["settings"]
     pool = await create_pool(settings.database_url, max_size=settings.worker_concurrency * 2 + 2)
     deployment = await deployment_id(pool)

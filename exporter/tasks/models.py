@@ -23,13 +23,6 @@ class TaskStatus(StrEnum):
     EXPIRED = "expired"
 
 
-class ExportFormat(StrEnum):
-    """File formats a task can produce; the value is also the file extension."""
-
-    XLSX = "xlsx"
-    CSV = "csv"
-
-
 @dataclass(frozen=True)
 class Task:
     """One row of the tasks table. ``kind`` names the work (``export``); ``type`` and

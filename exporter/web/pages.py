@@ -14,6 +14,7 @@ from aiohttp.typedefs import Handler
 from exporter.api.auth import BrowserSession, browser_session
 from exporter.api.services import services_of
 from exporter.auth.accounts import Account
+from exporter.exports.formats import FORMATS
 from exporter.exports.registry import ExportHandler, HandlerRegistry
 from exporter.web.i18n import LANGUAGE_COOKIE, LANGUAGES, catalog, language_of
 from exporter.web.list_pages import ACCOUNTS, LIST_PAGES, ROLES, TASK_COLUMNS, ListPage
@@ -146,6 +147,7 @@ async def _list_page(request: web.Request, list_page: ListPage) -> web.Response:
         page=list_page.name,
         list_page=list_page,
         may_export=session.account.may(*handler.export_permissions),
+        formats=list(FORMATS),
     )
 
 

@@ -1,18 +1,67 @@
-"""xlsx files through xlsxwriter in constant_memory mode, rows strictly in order."""
+"""xlsx files through xlsxwriter in constant_memory mode, rows strictly in order.
+
+The only module that touches xlsxwriter's private members (for speed, and for the parts of a
+parallel export); they are listed in XLSXWRITER_PRIVATE_MEMBERS and checked at worker start-up.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import xlsxwriter
 from xlsxwriter.format import Format
 from xlsxwriter.worksheet import Worksheet
 
-from exporter.errors import CellRefused, ExportFailed
+from exporter.errors import CellRefused, ExportFailed, UnsupportedDependency
 from exporter.exports.columns import Column, ColumnKind
+
+# The xlsxwriter releases the private members below were tested with (pyproject.toml pins it).
+SUPPORTED_XLSXWRITER = ">=3.3,<3.4"
+
+
+class PrivateMember(NamedTuple):
+    owner: str
+    name: str
+    is_method: bool
+
+
+# Every private member of xlsxwriter this module uses. A release may rename any of them, and a
+# missing one would only show when an export reaches it.
+XLSXWRITER_PRIVATE_MEMBERS = (
+    PrivateMember("Format", "_get_xf_index", is_method=True),
+    PrivateMember("Worksheet", "_write_datetime", is_method=True),
+    PrivateMember("Worksheet", "_write_number", is_method=True),
+    PrivateMember("Worksheet", "_write_string", is_method=True),
+    PrivateMember("Worksheet", "_write_single_row", is_method=True),
+    PrivateMember("Worksheet", "_opt_close", is_method=True),
+    PrivateMember("Worksheet", "row_data_fh", is_method=False),
+    PrivateMember("Worksheet", "row_data_filename", is_method=False),
+)
+XLSXWRITER_CLASSES: Mapping[str, Callable[[], object]] = {"Format": Format, "Worksheet": Worksheet}
+
+
+def check_xlsxwriter(classes: Mapping[str, Callable[[], object]] = XLSXWRITER_CLASSES) -> None:
+    """Raise UnsupportedDependency naming each private member the installed xlsxwriter lacks.
+
+    Instances are probed, not classes: the ``row_data_*`` attributes are set by ``__init__``.
+    """
+    instances = {owner: make() for owner, make in classes.items()}
+    missing = [
+        f"{member.owner}.{member.name}" + ("()" if member.is_method else "")
+        for member in XLSXWRITER_PRIVATE_MEMBERS
+        if not hasattr(instances[member.owner], member.name)
+        or (member.is_method and not callable(getattr(instances[member.owner], member.name)))
+    ]
+    if missing:
+        raise UnsupportedDependency(
+            f"xlsxwriter {xlsxwriter.__version__} lacks {', '.join(missing)}, which the xlsx "
+            f"writer uses; install xlsxwriter{SUPPORTED_XLSXWRITER}, the tested releases",
+            params={"missing": missing, "supported": SUPPORTED_XLSXWRITER},
+        )
+
 
 MAX_SHEET_DATA_ROWS = 1_048_575  # Excel's 1,048,576 rows less the header
 # Excel counts a cell's text in UTF-16 units: a character above U+FFFF (an emoji) takes two.

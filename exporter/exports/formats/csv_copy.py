@@ -11,14 +11,15 @@ import asyncio
 import logging
 import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiofiles.threadpool
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from exporter.db import Connection
 from exporter.errors import ExportFailed
-from exporter.exports.parallel_xlsx import Range
+from exporter.exports.formats.base import RowProgress
+from exporter.exports.ranges import plan_copy_ranges
 from exporter.exports.snapshots import connection_in_snapshot, export_snapshot
 from exporter.exports.sql import ExportSql
 
@@ -33,40 +34,12 @@ APPEND_CHUNK_BYTES = 64 * 1024 * 1024
 COALESCE_PAUSE_S = 0.002
 
 
-# A range that starts at row k first makes PostgreSQL read and skip k rows; skipping a row costs
-# about this share of copying one (1M accounts: the second half took 0.95-1.0 s, the first
-# 0.84 s). Later ranges are made smaller by as much, so that all end together.
-SKIP_COST = 0.15
-
-
-def plan_copy_ranges(total: int, parts: int) -> list[Range]:
-    """Cut ``total`` rows into ``parts`` ranges whose copy + skip work is about equal.
-
-    With W the work of each and c the skip cost, ``size_k + c * offset_k = W``, so the
-    offsets grow as ``offset_k = W * (1 - (1 - c)**k) / c`` and the last one is ``total``.
-    """
-    keep = 1 - SKIP_COST
-    work = total * SKIP_COST / (1 - keep**parts)
-    ranges: list[Range] = []
-    offset = 0
-    for part in range(1, parts + 1):
-        end = total if part == parts else round(work * (1 - keep**part) / SKIP_COST)
-        if end > offset:
-            ranges.append(Range(sheet=1, first_row=offset + 1, offset=offset, limit=end - offset))
-            offset = end
-    return ranges
-
-
-class RowCounter(Protocol):
-    def advance(self, rows: int) -> None: ...
-
-
 async def copy_rows(
     conn: Connection,
     statement: str,
     args: tuple[Any, ...],
     file: AsyncBufferedIOBase,
-    progress: RowCounter,
+    progress: RowProgress,
 ) -> int:
     """COPY the rows of ``statement`` as csv into ``file``; the number of rows copied."""
     write_error: list[OSError] = []
@@ -100,7 +73,7 @@ async def copy_rows_in_parts(
     time_zone: str,
     file: AsyncBufferedIOBase,
     work_dir: Path,
-    progress: RowCounter,
+    progress: RowProgress,
 ) -> int:
     """Copy ``total`` rows of ``sql`` into ``file`` over ``parts`` connections at once.
 

@@ -3,7 +3,8 @@
 xlsxwriter is pure Python, so one workbook on one core is the ceiling of a single process.
 Here the ordered rows are cut into ranges of one exported snapshot; each process reads its
 range in that snapshot, writes it with xlsxwriter and compresses it; the parent splices the
-parts into one workbook (see :mod:`exporter.writers.zip_splice`) with no second compression.
+parts into one workbook (see :mod:`exporter.exports.formats.zip_splice`) with no second
+compression.
 """
 
 from __future__ import annotations
@@ -20,40 +21,18 @@ from typing import Any
 from exporter.db import Connection
 from exporter.errors import ExportFailed
 from exporter.exports.columns import Column
+from exporter.exports.formats.xlsx_workbook import MAX_SHEET_DATA_ROWS, XlsxExportWriter
+from exporter.exports.formats.zip_splice import (
+    Deflated,
+    SheetRows,
+    assemble_workbook,
+    deflate_file,
+)
+from exporter.exports.ranges import Range, plan_ranges
 from exporter.exports.snapshots import connection_in_snapshot, export_snapshot
-from exporter.exports.writers.xlsx import MAX_SHEET_DATA_ROWS, XlsxExportWriter
-from exporter.exports.writers.zip_splice import Deflated, SheetRows, assemble_workbook, deflate_file
 
 FETCH_BATCH_ROWS = 5_000
 PROGRESS_POLL_S = 0.5
-
-
-@dataclass(frozen=True)
-class Range:
-    """Rows ``offset`` … ``offset + limit - 1`` of the export, placed from data row
-    ``first_row`` of sheet ``sheet`` (both counted from 1; data row 1 is just below the header)."""
-
-    sheet: int
-    first_row: int
-    offset: int
-    limit: int
-
-
-def plan_ranges(
-    total: int, parts_per_sheet: int, max_sheet_rows: int = MAX_SHEET_DATA_ROWS
-) -> list[Range]:
-    """Cut ``total`` rows into ranges that never cross a sheet, about equal in size."""
-    ranges = []
-    for sheet, start in enumerate(range(0, total, max_sheet_rows), start=1):
-        rows = min(max_sheet_rows, total - start)
-        size, extra = divmod(rows, parts_per_sheet)
-        position = 0
-        for part in range(parts_per_sheet):
-            limit = size + (1 if part < extra else 0)
-            if limit:
-                ranges.append(Range(sheet, position + 1, start + position, limit))
-            position += limit
-    return ranges
 
 
 @dataclass(frozen=True)
@@ -176,7 +155,11 @@ async def write_xlsx_in_parts(
     """
     snapshot = await export_snapshot(conn)
     work_dir = path.parent
-    ranges = plan_ranges(total, parts_per_sheet) if split else [Range(1, 1, 0, total)]
+    ranges = (
+        plan_ranges(total, parts_per_sheet, max_sheet_rows=MAX_SHEET_DATA_ROWS)
+        if split
+        else [Range(1, 1, 0, total)]
+    )
     output = None if split else path
     jobs = [
         PartJob(
