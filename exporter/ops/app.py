@@ -22,10 +22,20 @@ from exporter.web import pages
 from settings import Settings
 
 
+def _refuse_shadowing(router: web.UrlDispatcher, first_added: int) -> None:
+    """The types' lists and pages come at addresses their handlers chose: one the app already
+    serves would never be reached (aiohttp answers with the first route of a path)."""
+    resources = list(router.resources())
+    served = {resource.canonical for resource in resources[:first_added]}
+    taken = sorted(r.canonical for r in resources[first_added:] if r.canonical in served)
+    if taken:
+        raise ValueError(f"list pages at addresses the app already serves: {taken}")
+
+
 def create_app(settings: Settings) -> web.Application:
     """The API application; PostgreSQL and Redis are connected when it starts."""
     middlewares: list[Middleware] = [
-        # /accounts/ is /accounts: a redirect, not a 404, for an address typed with a slash.
+        # /tasks/ is /tasks: a redirect, not a 404, for an address typed with a slash.
         web.normalize_path_middleware(append_slash=False, remove_slash=True),
         error_middleware,
         pages.page_not_found,
@@ -42,8 +52,13 @@ def create_app(settings: Settings) -> web.Application:
         handler_args={"keepalive_timeout": settings.header_timeout_s},
     )
     app[HEADER_TIMEOUT_S] = settings.header_timeout_s
-    for module in (health, openapi, tasks, types, session, listings, task_stream, pages):
+    for module in (health, openapi, tasks, types, session, task_stream, pages):
         app.add_routes(module.routes)
+    handlers = load_handlers(settings.handler_modules)
+    framework_routes = len(app.router.resources())
+    pages.add_list_pages(app, handlers)
+    app.add_routes(listings.list_routes(handlers))
+    _refuse_shadowing(app.router, framework_routes)
     app.on_response_prepare.append(private_headers)
 
     async def services(app: web.Application) -> AsyncIterator[None]:
@@ -56,7 +71,7 @@ def create_app(settings: Settings) -> web.Application:
             accounts=AccountRepository(pool),
             queue=TaskQueue(redis, settings.queue_name),
             storage=FileStorage(settings.storage_dir, await deployment_id(pool)),
-            handlers=load_handlers(settings.handler_modules),
+            handlers=handlers,
         )
         try:
             yield
