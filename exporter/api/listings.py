@@ -76,7 +76,7 @@ class ListEndpoint:
         # A list field named as a column's gives that column's value in its own form.
         fields |= {field.name: (field.annotation, field.sql) for field in page.fields}
         order = page.item_fields(handler.columns)
-        # Models named after the type: AccountOut and AccountPageOut for "account".
+        # Models named after the type: OrderOut and OrderPageOut for "order".
         model_name = "".join(part.capitalize() for part in handler.name.split("_"))
         # Every field required: the document says each item has each key (null where nullable).
         definitions: dict[str, Any] = {name: (fields[name][0], ...) for name in order}
