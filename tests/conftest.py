@@ -25,7 +25,7 @@ from exporter.ops.migrate import migrate
 from exporter.ops.seed import seed
 from exporter.tasks.queue import redis_settings
 from settings import Settings
-from tests import failing_handlers, gadget_handler  # noqa: F401  (register test-only types)
+from tests import failing_handlers  # noqa: F401  (registers the test-only export types)
 from tests.processes import WorkerProcesses
 from tests.support import ApiUser
 from tests.workers import running_worker
@@ -90,14 +90,7 @@ def template_database(service_urls: Servers) -> Iterator[str]:
             url,
             "CREATE TABLE test_series (n integer PRIMARY KEY);"
             "INSERT INTO test_series SELECT generate_series(1, 250000);"
-            "ANALYZE test_series;"
-            # The rows of tests/gadget_handler.py: every third one sold, one made each day.
-            "CREATE TABLE test_gadgets (id integer PRIMARY KEY, name text NOT NULL,"
-            " state text NOT NULL, made_at timestamptz NOT NULL);"
-            "INSERT INTO test_gadgets SELECT n, 'gadget ' || n,"
-            " CASE WHEN n % 3 = 0 THEN 'sold' ELSE 'new' END,"
-            " timestamptz '2024-01-01 09:00+08' + n * interval '1 day'"
-            " FROM generate_series(1, 30) AS n;",
+            "ANALYZE test_series;",
         )
 
     async def drop() -> None:
@@ -168,7 +161,7 @@ def settings(database_url: str, service_urls: Servers, tmp_path: Path) -> Settin
         lease_s=2.0,
         sweep_interval_s=0.5,
         shutdown_grace_s=1,
-        handler_modules="tests.failing_handlers,tests.gadget_handler",
+        handler_modules="tests.failing_handlers",
     )
 
 

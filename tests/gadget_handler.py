@@ -1,8 +1,8 @@
 """A third export type with its list page, declared in this one module as a handler author would.
 
-tests/test_list_pages.py shows that its list, page, link and OpenAPI entry appear with no change
-in exporter/. Every test's app loads it (as it loads tests.failing_handlers), so its table is
-made with the template database (tests/conftest.py).
+tests/test_list_pages.py adds it to a deployment as any deployment adds its own types, through
+EXPORTER_HANDLER_MODULES, and finds its list, page, nav link and OpenAPI entry there with no
+change in exporter/. Only those processes import it: the tests' own registry never holds it.
 """
 
 from __future__ import annotations
