@@ -21,7 +21,7 @@ from exporter.exports.registry import ExportHandler, HandlerRegistry, load_handl
 from exporter.ops.app import create_app
 from settings import Settings
 from tests.conftest import SECRET, account_id, add_account
-from tests.processes import settings_env, start_exporter
+from tests.processes import settings_env, start_exporter, wait_for_api
 from tests.support import TERMINAL, csv_rows, wait_until
 from tests.test_faults import free_port
 from tests.test_sessions import ADMIN
@@ -59,15 +59,7 @@ async def deployment(
     jar = aiohttp.CookieJar(unsafe=True)  # keeps the session cookie of 127.0.0.1
     try:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", cookie_jar=jar) as client:
-
-            async def ready() -> bool:
-                try:
-                    async with client.get("/readyz") as response:
-                        return response.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await wait_until(ready, timeout_s=60, what="the deployment's API")
+            await wait_for_api(client)
             yield client
     finally:
         for process in processes:
