@@ -12,7 +12,7 @@ document.addEventListener("DOMContentLoaded", async () => {
     kind: th.dataset.kind,
     label: th.textContent,
     values: th.dataset.values,
-    alerts: (th.dataset.alerts || "").split(" "),
+    alerts: th.dataset.alerts ? th.dataset.alerts.split(" ") : [],
   }));
   const exportButton = document.getElementById("export-button");
   const notice = document.getElementById("export-notice");
