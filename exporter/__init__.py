@@ -2,15 +2,19 @@
 
 from exporter.errors import ExporterError, InvalidParams
 from exporter.exports.columns import Column, ColumnKind
+from exporter.exports.list_page import Choices, ListField, ListPage
 from exporter.exports.registry import ExportParams, export_handler
 from exporter.exports.row_query import RowQuery
 
 __all__ = [
+    "Choices",
     "Column",
     "ColumnKind",
     "ExportParams",
     "ExporterError",
     "InvalidParams",
+    "ListField",
+    "ListPage",
     "RowQuery",
     "export_handler",
 ]

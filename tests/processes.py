@@ -10,8 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from settings import Settings
 from tests.failing_handlers import SUICIDE_ALLOWED_ENV
+from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,6 +45,19 @@ def start_exporter(command: str, env: dict[str, str], log: Path) -> subprocess.P
             stdout=output,
             stderr=subprocess.STDOUT,
         )
+
+
+async def wait_for_api(client: aiohttp.ClientSession) -> None:
+    """Until the `exporter serve` that ``client`` talks to is ready (PostgreSQL and Redis too)."""
+
+    async def ready() -> bool:
+        try:
+            async with client.get("/readyz") as response:
+                return response.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    await wait_until(ready, timeout_s=60, what="the API process")
 
 
 def exporter_command(

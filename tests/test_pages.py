@@ -10,7 +10,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
-from exporter.web.i18n import LANGUAGES, catalog
+from exporter.exports.registry import load_handlers
+from exporter.web.i18n import LANGUAGES, catalog, page_catalogs
 from tests.test_sessions import ADMIN, sign_in
 
 PAGES = ("/accounts", "/roles", "/tasks")
@@ -55,7 +56,7 @@ async def test_every_page_renders_in_each_language_with_the_sessions_csrf_value(
     assert f'<meta name="csrf-token" content="{csrf_token}">' in html
     assert catalog(language)["nav.tasks"] in html
     embedded = re.search(r'<script type="application/json" id="messages">(.*?)</script>', html)
-    assert embedded and json.loads(embedded[1]) == catalog(language)
+    assert embedded and json.loads(embedded[1]) == page_catalogs(load_handlers())[language]
 
 
 async def test_pages_default_to_simplified_chinese(client: TestClient[Any, Any]) -> None:
@@ -93,7 +94,8 @@ async def test_static_files_are_served_from_the_package(client: TestClient[Any, 
 
 
 def test_both_languages_have_the_same_messages() -> None:
-    chinese, english = (catalog(language) for language in LANGUAGES)
+    catalogs = page_catalogs(load_handlers())
+    chinese, english = (catalogs[language] for language in LANGUAGES)
 
     assert chinese.keys() == english.keys()
     assert all(value.strip() for value in [*chinese.values(), *english.values()])

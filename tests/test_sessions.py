@@ -24,8 +24,7 @@ from exporter.auth.tokens import issue_token
 from exporter.db import create_pool
 from settings import Settings
 from tests.conftest import SECRET, account_id
-from tests.processes import settings_env, start_exporter
-from tests.support import wait_until
+from tests.processes import settings_env, start_exporter, wait_for_api
 from tests.test_faults import free_port
 
 ADMIN = {"username": "admin", "password": "admin-password"}
@@ -286,15 +285,7 @@ async def other_api_process(
     process = start_exporter("serve", env, tmp_path / "serve.log")
     try:
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as other:
-
-            async def ready() -> bool:
-                try:
-                    async with other.get("/readyz") as response:
-                        return response.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await wait_until(ready, timeout_s=60, what="the other API process")
+            await wait_for_api(other)
             yield other
     finally:
         process.kill()

@@ -1,8 +1,8 @@
 """Headers of every answer: no server banner, and nothing personal kept by a cache.
 
-Accounts, roles, tasks with their filters, files and the pages are one person's view of the
-data: a shared cache or the browser's disk must not keep them. Only the static files, which
-are the same for everyone and versioned in their URLs, may be cached.
+The lists, tasks with their filters, files and the pages are one person's view of the data: a
+shared cache or the browser's disk must not keep them. Only the static files, which are the
+same for everyone and versioned in their URLs, may be cached.
 """
 
 from __future__ import annotations

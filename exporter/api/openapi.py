@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from exporter.api.auth import SESSION_COOKIE
-from exporter.api.listings import AccountPageOut, PageQuery, RolePageOut
+from exporter.api.listings import ListEndpoint, PageQuery, list_endpoints
 from exporter.api.schemas import (
     ErrorOut,
     ExportTypesOut,
@@ -39,11 +39,6 @@ JSON = "application/json"
 AUTH_ERRORS = (401, 403)
 # Statuses whose answers say when to come back.
 RETRY_LATER = frozenset({429, 503})
-# The list endpoints of the pages and their export type.
-LISTS: dict[str, tuple[str, type[BaseModel], str]] = {
-    "/api/accounts": ("account", AccountPageOut, "Accounts, filtered like the account export"),
-    "/api/roles": ("role", RolePageOut, "Roles, filtered like the role export"),
-}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -82,6 +77,7 @@ class _Document:
     def __init__(self, handlers: HandlerRegistry) -> None:
         self.handlers = handlers
         self.type_names = [handler.name for handler in handlers]
+        self.lists: list[ListEndpoint] = list_endpoints(handlers)
         models: list[type[BaseModel]] = [
             CreateTaskRequest,
             TaskOut,
@@ -89,8 +85,7 @@ class _Document:
             ExportTypesOut,
             ErrorOut,
             HealthOut,
-            AccountPageOut,
-            RolePageOut,
+            *(endpoint.page_model for endpoint in self.lists),
             LoginRequest,
             SessionOut,
         ]
@@ -296,15 +291,17 @@ def _task_paths(document: _Document) -> dict[str, Any]:
 
 def _list_paths(document: _Document) -> dict[str, Any]:
     paths: dict[str, Any] = {}
-    for path, (type_name, page_model, summary) in LISTS.items():
-        handler = document.handlers.get(type_name)
-        paths[path] = {
+    for endpoint in document.lists:
+        handler = endpoint.handler
+        # The document is in English: the list's English name, where the type has one.
+        name = handler.strings.get("en", {}).get("name", f"The {handler.name} list")
+        paths[endpoint.path] = {
             "get": {
-                "summary": f"{summary}, paged",
+                "summary": f"{name}, filtered like the {handler.name} export, paged",
                 "security": _SECURED,
                 "parameters": document.query(PageQuery, handler.params_model),
                 "responses": {
-                    "200": _json(page_model, "a page of the list"),
+                    "200": _json(endpoint.page_model, "a page of the list"),
                     **_errors(*AUTH_ERRORS, 422),
                 },
             }

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -16,15 +16,18 @@ class ColumnKind(StrEnum):
     ENUM = "enum"
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Column:
     """One exported column: its header, the SQL expression giving its value, and its kind.
 
     ``sql`` is written by the handler author, never built from user input. For ENUM columns,
-    ``labels`` maps each stored code to the label shown in the file.
+    ``labels`` maps each stored code to the label shown in the file. ``field`` names the value
+    in JSON (a list page's items); ``nullable=False`` says the value is never null there.
     """
 
     label: str
     sql: str
     kind: ColumnKind = ColumnKind.TEXT
-    labels: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    field: str = ""
+    nullable: bool = True

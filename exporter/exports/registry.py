@@ -6,16 +6,17 @@ owns files, writers, statuses and errors. Handlers are discovered by :func:`load
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, get_args
 
 from pydantic import ConfigDict, ValidationInfo, field_validator, model_validator
 
 from exporter.errors import DuplicateHandler, HandlerNotFound
 from exporter.exports.columns import Column
+from exporter.exports.list_page import ListPage
 from exporter.exports.row_query import RowQuery
 from exporter.input_model import InputModel
 
@@ -76,9 +77,11 @@ class ExportParams(InputModel):
 
 P = TypeVar("P", bound=ExportParams)
 RowsFunction = Callable[[P], RowQuery]
+# Language → message key → text: what the pages call the type, its columns, params and codes.
+Strings = Mapping[str, Mapping[str, str]]
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ExportHandler(Generic[P]):
     """A registered export type."""
 
@@ -89,6 +92,8 @@ class ExportHandler(Generic[P]):
     rows: RowsFunction[P]
     permission: str
     timeout_s: int | None = None
+    list_page: ListPage | None = None
+    strings: Strings = dataclasses.field(default_factory=dict)
 
     @property
     def export_permissions(self) -> tuple[str, str]:
@@ -111,6 +116,9 @@ class HandlerRegistry:
             raise DuplicateHandler(
                 f"an export handler named {handler.name!r} is already registered"
             )
+        slug = handler.list_page and handler.list_page.slug
+        if slug and any(other.list_page and other.list_page.slug == slug for other in self):
+            raise DuplicateHandler(f"a list page at /{slug} is already registered")
         self._handlers[handler.name] = handler
 
     def get(self, name: str) -> ExportHandler[Any]:
@@ -137,12 +145,15 @@ def export_handler(
     columns: list[Column] | tuple[Column, ...],
     permission: str | None = None,
     timeout_s: int | None = None,
+    list_page: ListPage | None = None,
+    strings: Strings | None = None,
 ) -> Callable[[RowsFunction[P]], RowsFunction[P]]:
     """Register the decorated rows function as the export type ``name``.
 
     ``permission`` is what an account needs to see this type's list and, with
     ``export:create``, to export it (``"<name>:read"`` unless given). ``timeout_s`` is this
-    type's deadline; without it, ``EXPORTER_JOB_TIMEOUT_S`` applies.
+    type's deadline; without it, ``EXPORTER_JOB_TIMEOUT_S`` applies. ``list_page`` gives the
+    type a page and a JSON list; ``strings`` are the pages' words for it in each language.
     """
     if not columns:
         raise ValueError(f"export handler {name!r} declares no columns")
@@ -153,6 +164,11 @@ def export_handler(
             # csv writes labels unguarded: one that Excel could read as a formula is refused.
             if label.startswith(FORMULA_PREFIXES):
                 raise ValueError(f"label {label!r} of column {column.label!r} looks like a formula")
+    if list_page is not None:
+        list_page.check(name, columns, params.model_fields)
+    key_sets = {frozenset(messages) for messages in (strings or {}).values()}
+    if len(key_sets) > 1:
+        raise ValueError(f"export handler {name!r} has other strings in one language than another")
 
     def register(rows: RowsFunction[P]) -> RowsFunction[P]:
         registry.add(
@@ -164,6 +180,8 @@ def export_handler(
                 rows,
                 permission or f"{name}:read",
                 timeout_s,
+                list_page,
+                strings or {},
             )
         )
         return rows

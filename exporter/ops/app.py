@@ -16,18 +16,28 @@ from exporter.auth.account_repository import AccountRepository
 from exporter.db import create_pool
 from exporter.exports.kind import ExportKind, ExportSettings
 from exporter.exports.registry import load_handlers
+from exporter.ops.storage import open_storage
 from exporter.storage.deployment import deployment_id
-from exporter.storage.local import LocalStorage
 from exporter.tasks.queue import TaskQueue, connect_lazily
 from exporter.tasks.repository import TaskRepository
 from exporter.web import pages
 from settings import Settings
 
 
+def _refuse_shadowing(router: web.UrlDispatcher, first_added: int) -> None:
+    """The types' lists and pages come at addresses their handlers chose: one the app already
+    serves would never be reached (aiohttp answers with the first route of a path)."""
+    resources = list(router.resources())
+    served = {resource.canonical for resource in resources[:first_added]}
+    taken = sorted(r.canonical for r in resources[first_added:] if r.canonical in served)
+    if taken:
+        raise ValueError(f"list pages at addresses the app already serves: {taken}")
+
+
 def create_app(settings: Settings) -> web.Application:
     """The API application; PostgreSQL and Redis are connected when it starts."""
     middlewares: list[Middleware] = [
-        # /accounts/ is /accounts: a redirect, not a 404, for an address typed with a slash.
+        # /tasks/ is /tasks: a redirect, not a 404, for an address typed with a slash.
         web.normalize_path_middleware(append_slash=False, remove_slash=True),
         error_middleware,
         pages.page_not_found,
@@ -44,21 +54,25 @@ def create_app(settings: Settings) -> web.Application:
         handler_args={"keepalive_timeout": settings.header_timeout_s},
     )
     app[HEADER_TIMEOUT_S] = settings.header_timeout_s
-    for module in (health, openapi, tasks, types, session, listings, task_stream, pages):
+    for module in (health, openapi, tasks, types, session, task_stream, pages):
         app.add_routes(module.routes)
+    handlers = load_handlers(settings.handler_modules)
+    framework_routes = len(app.router.resources())
+    pages.add_list_pages(app, handlers)
+    app.add_routes(listings.list_routes(handlers))
+    _refuse_shadowing(app.router, framework_routes)
     app.on_response_prepare.append(private_headers)
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url)
         redis = connect_lazily(settings.redis_url)
-        handlers = load_handlers(settings.handler_modules)
         app[SERVICES] = Services(
             settings=settings,
             pool=pool,
             tasks=TaskRepository(pool),
             accounts=AccountRepository(pool),
             queue=TaskQueue(redis, settings.queue_name),
-            storage=LocalStorage(settings.storage_dir, await deployment_id(pool)),
+            storage=open_storage(settings, await deployment_id(pool)),
             handlers=handlers,
             exports=ExportKind(
                 handlers, pool, ExportSettings(settings.time_zone, settings.max_rows)

@@ -33,7 +33,7 @@ import redis
 
 from exporter.auth.tokens import issue_token
 from exporter.ops.migrate import migrate
-from exporter.ops.seed import DEMO_ACCOUNTS, SeedResult, seed
+from exporter.ops.seed import DEMO_ACCOUNTS, DEMO_EXPORT_TYPE, SeedResult, seed
 from settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("exporter.devstack")
@@ -479,7 +479,9 @@ def _print_banner(
 ) -> None:
     auth = f'-H "Authorization: Bearer {token}"'
     demo_users = ", ".join(username for username, _, _ in DEMO_ACCOUNTS)
-    create_body = '{"type":"account","format":"xlsx","params":{}}'
+    create_body = json.dumps(
+        {"type": DEMO_EXPORT_TYPE, "format": "xlsx", "params": {}}, separators=(",", ":")
+    )
     print(
         "\n".join(
             [

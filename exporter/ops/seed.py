@@ -39,6 +39,8 @@ DEMO_ACCOUNTS = (
     ("auditor", "审计员", "审计"),
     ("rolemanager", "角色专员", "角色专员"),
 )
+# The demo's export type whose rows these are (handlers/account.py): the dev stack's example.
+DEMO_EXPORT_TYPE = "account"
 
 # Deterministic, so two databases seeded with the same count export identical files. A database
 # seeded before roles had these permissions gets them. The permissions travel as one

@@ -21,8 +21,8 @@ from exporter.exports.formats.xlsx_workbook import check_xlsxwriter
 from exporter.exports.kind import ExportKind, ExportSettings
 from exporter.exports.registry import load_handlers
 from exporter.ops.loop_lag import record_loop_lag
+from exporter.ops.storage import open_storage
 from exporter.storage.deployment import deployment_id
-from exporter.storage.local import LocalStorage
 from exporter.storage.scratch import ScratchSpace
 from exporter.tasks.kinds import TaskKinds
 from exporter.tasks.queue import TASK_JOB, TaskQueue, redis_settings
@@ -75,7 +75,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     pool = await create_pool(settings.database_url, max_size=settings.worker_concurrency * 2 + 2)
     deployment = await deployment_id(pool)
-    storage = LocalStorage(settings.storage_dir, deployment)
+    storage = open_storage(settings, deployment)
     scratch = ScratchSpace(settings.scratch_dir, deployment)
     handlers = load_handlers(settings.handler_modules)
     worker_id = new_worker_id()

@@ -1,1 +1,1 @@
-"""The back-office pages: sign-in, accounts, roles and export tasks, served by the API's app."""
+"""The back-office pages: sign-in, each export type's list, and export tasks."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -16,8 +17,22 @@ from exporter.api.services import services_of
 from exporter.auth.accounts import Account
 from exporter.exports.formats import FORMATS
 from exporter.exports.registry import ExportHandler, HandlerRegistry
-from exporter.web.i18n import LANGUAGE_COOKIE, LANGUAGES, catalog, language_of
-from exporter.web.list_pages import ACCOUNTS, LIST_PAGES, ROLES, TASK_COLUMNS, ListPage
+from exporter.web.i18n import (
+    LANGUAGE_COOKIE,
+    LANGUAGES,
+    has_string,
+    language_of,
+    page_catalogs,
+    type_key,
+)
+from exporter.web.list_pages import (
+    TASK_COLUMNS,
+    ListPageView,
+    is_time,
+    item_options,
+    list_page_view,
+    param_options,
+)
 
 routes = web.RouteTableDef()
 
@@ -48,16 +63,38 @@ SECURITY_HEADERS = {
 }
 
 
-def _translator(messages: dict[str, str]) -> Callable[..., str]:
+@dataclass(frozen=True)
+class NavLink:
+    path: str
+    label: str
+
+
+TASKS_LINK = NavLink(HOME, "nav.tasks")
+
+
+@dataclass(frozen=True)
+class Site:
+    """What the pages take from the export types, built once with the app."""
+
+    list_pages: tuple[ListPageView, ...]
+    catalogs: Mapping[str, Mapping[str, str]]
+    # How the tasks page shows each type's filters.
+    type_params: Mapping[str, list[dict[str, Any]]]
+
+
+SITE = web.AppKey("site", Site)
+
+
+def _translator(messages: Mapping[str, str]) -> Callable[..., str]:
     def translate(key: str, **values: Any) -> str:
         return messages[key].format(**values)
 
     return translate
 
 
-def _visible_pages(account: Account, handlers: HandlerRegistry) -> list[ListPage]:
+def _visible_pages(request: web.Request, account: Account) -> list[ListPageView]:
     """The list pages whose export type's list the account may see."""
-    return [page for page in LIST_PAGES if account.may(handlers.get(page.export_type).permission)]
+    return [page for page in request.app[SITE].list_pages if account.may(page.permission)]
 
 
 def _render(
@@ -65,13 +102,13 @@ def _render(
     template: str,
     session: BrowserSession | None,
     *,
+    title: str,
     status: int = 200,
     **context: Any,
 ) -> web.Response:
     language = language_of(request)
-    handlers = services_of(request).handlers
-    visible = [] if session is None else _visible_pages(session.account, handlers)
-    messages = catalog(language)
+    visible = [] if session is None else _visible_pages(request, session.account)
+    messages = request.app[SITE].catalogs[language]
     static = request.app.router["static"]
     html = _templates.get_template(template).render(
         lang=language,
@@ -81,7 +118,9 @@ def _render(
         t=_translator(messages),
         static=lambda filename: str(static.url_for(filename=filename)),
         session=session,
-        nav_pages=[page.name for page in visible] + ["tasks"],
+        title=title,
+        nav=[NavLink(page.path, page.title) for page in visible] + [TASKS_LINK],
+        here=request.path,
         **context,
     )
     return web.Response(
@@ -106,7 +145,7 @@ async def page_not_found(request: web.Request, handler: Handler) -> web.StreamRe
         if request.method != "GET" or request.path.startswith(NOT_PAGES):
             raise
         session = await browser_session(request)
-        return _render(request, "not_found.html", session, status=404, page="not_found")
+        return _render(request, "not_found.html", session, status=404, title="not_found.title")
 
 
 def _local_path(target: str) -> str:
@@ -127,47 +166,81 @@ async def _signed_in(request: web.Request) -> BrowserSession:
     return session
 
 
-async def _list_page(request: web.Request, list_page: ListPage) -> web.Response:
+async def _list_page(request: web.Request, list_page: ListPageView) -> web.Response:
     """A list page, with its Export button for who may export; 403 for who may not see it."""
     session = await _signed_in(request)
-    handler = services_of(request).handlers.get(list_page.export_type)
-    if not session.account.may(handler.permission):
+    account = session.account
+    handlers = services_of(request).handlers
+    handler = handlers.get(list_page.export_type)
+    if not account.may(handler.permission):
         return _render(
             request,
             "forbidden.html",
             session,
             status=403,
-            page="forbidden",
+            title="forbidden.title",
             permission=handler.permission,
         )
     return _render(
         request,
         "list.html",
         session,
-        page=list_page.name,
+        title=list_page.title,
         list_page=list_page,
-        may_export=session.account.may(*handler.export_permissions),
+        # A filter whose options are another list's items only for who may see that list.
+        filters=[
+            control
+            for control in list_page.filters
+            if control.options_from is None
+            or account.may(handlers.get(control.options_from.type_name).permission)
+        ],
+        may_export=account.may(*handler.export_permissions),
         formats=list(FORMATS),
     )
 
 
-def _shown_params(handler: ExportHandler[Any]) -> list[dict[str, Any]]:
-    """How the tasks page shows a task's filters: the params schema's (the form's) order, which
-    are times, and the message keys of the choices the type's list page offers."""
-    choices = {
-        control.name: dict(control.options)
-        for page in LIST_PAGES
-        if page.export_type == handler.name
-        for control in page.filters
-    }
+def _list_page_route(list_page: ListPageView) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def show(request: web.Request) -> web.Response:
+        return await _list_page(request, list_page)
+
+    return show
+
+
+def _shown_params(handler: ExportHandler[Any], handlers: HandlerRegistry) -> list[dict[str, Any]]:
+    """How the tasks page shows a task's filters: the params schema's (the form's) order, their
+    labels, which are times, the message keys of the choices the type's list page offers, and
+    the list whose items name a value."""
+    page = handler.list_page
     shown = []
     for name, schema in handler.params_model.model_json_schema()["properties"].items():
-        variants = schema.get("anyOf", [schema])
-        is_time = any(variant.get("format") in ("date", "date-time") for variant in variants)
+        label = f"param.{name}"
+        choices = None if page is None else page.choices.get(name)
         shown.append(
-            {"name": name, "kind": "time" if is_time else "text", "options": choices.get(name, {})}
+            {
+                "name": name,
+                "label": type_key(handler.name, label) if has_string(handler, label) else None,
+                "kind": "time" if is_time(schema) else "text",
+                "options": {} if page is None else dict(param_options(handler, name)),
+                "items": None if choices is None else asdict(item_options(handlers, choices)),
+            }
         )
     return shown
+
+
+def add_list_pages(app: web.Application, handlers: HandlerRegistry) -> None:
+    """Give ``app`` the page of each type that declares one, and the types' words.
+
+    ValueError for a page whose strings miss one it shows, in any language."""
+    catalogs = page_catalogs(handlers)
+    views = tuple(list_page_view(handler, handlers) for handler in handlers if handler.list_page)
+    for view in views:
+        for language, messages in catalogs.items():
+            missing = view.message_keys - messages.keys()
+            if missing:
+                raise ValueError(f"the {language} strings have no {sorted(missing)}")
+    type_params = {handler.name: _shown_params(handler, handlers) for handler in handlers}
+    app[SITE] = Site(views, catalogs, type_params)
+    app.add_routes([web.get(view.path, _list_page_route(view)) for view in views])
 
 
 @routes.get("/")
@@ -180,17 +253,7 @@ async def login_page(request: web.Request) -> web.Response:
     target = _local_path(request.query.get("next", HOME))
     if await browser_session(request) is not None:
         raise web.HTTPFound(target)
-    return _render(request, "login.html", None, page="login", next_path=target)
-
-
-@routes.get("/accounts")
-async def accounts_page(request: web.Request) -> web.Response:
-    return await _list_page(request, ACCOUNTS)
-
-
-@routes.get("/roles")
-async def roles_page(request: web.Request) -> web.Response:
-    return await _list_page(request, ROLES)
+    return _render(request, "login.html", None, title="login.title", next_path=target)
 
 
 @routes.get("/tasks")
@@ -200,7 +263,15 @@ async def tasks_page(request: web.Request) -> web.Response:
     handlers = services_of(request).handlers
     account = session.account
     exportable = [h.name for h in handlers if account.may(*h.export_permissions)]
-    export_page = next((page.name for page in LIST_PAGES if page.export_type in exportable), None)
+    site = request.app[SITE]
+    export_page = next(
+        (
+            asdict(NavLink(page.path, page.title))
+            for page in site.list_pages
+            if page.export_type in exportable
+        ),
+        None,
+    )
     access = {
         "exportable_types": exportable,
         "readable_types": [h.name for h in handlers if account.may(h.permission)],
@@ -210,9 +281,9 @@ async def tasks_page(request: web.Request) -> web.Response:
         request,
         "tasks.html",
         session,
-        page="tasks",
+        title="tasks.title",
         columns=TASK_COLUMNS,
         type_titles={handler.name: handler.title for handler in handlers},
-        type_params={handler.name: _shown_params(handler) for handler in handlers},
+        type_params=site.type_params,
         access=access,
     )

@@ -92,9 +92,9 @@ ALTER TABLE tasks ENABLE TRIGGER tasks_notify_insert_delete;
 
 # A task another worker is finishing: its last heartbeat said all $2 rows are written.
 FINISHING_TASK = """
-INSERT INTO tasks (id, type, format, params, created_by_id, status, worker_id, started_at,
-                          attempts, lease_expires_at, rows_done, rows_total)
-VALUES (gen_random_uuid(), 'test_slow', 'xlsx', jsonb_build_object('rows', $2::int), $1,
+INSERT INTO tasks (id, kind, type, format, params, created_by_id, status, worker_id,
+                   started_at, attempts, lease_expires_at, rows_done, rows_total)
+VALUES (gen_random_uuid(), 'export', 'test_slow', 'xlsx', jsonb_build_object('rows', $2::int), $1,
         'running', 'elsewhere', now(), 1, now() + interval '1 hour', $2, $2)
 RETURNING id
 """

@@ -24,12 +24,12 @@ window.Exporter = (() => {
     }
   }
 
-  // A field's name as the reader knows it: the form's label (labels: name -> label), else the
-  // catalog's, else the name. A create body's fields ("params.created_from") are the filters'.
+  // A field's name as the reader knows it: its label on the form or in its type's strings
+  // (labels: name -> label), else the name. A create body's fields ("params.created_from") are
+  // the filters'.
   function fieldLabel(field, labels) {
     const name = field.replace(/^params\./, "");
-    const key = `param.${name}`;
-    return labels[name] || (key in messages ? t(key) : name);
+    return labels[name] || name;
   }
 
   function readableParams(params, labels) {

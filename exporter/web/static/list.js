@@ -1,4 +1,4 @@
-// A list page (accounts, roles): filters, a paged table, and Export with exactly those filters.
+// A type's list page: filters, a paged table, and Export with exactly those filters.
 "use strict";
 
 document.addEventListener("DOMContentLoaded", async () => {
@@ -8,7 +8,11 @@ document.addEventListener("DOMContentLoaded", async () => {
   const table = document.getElementById("list-table");
   const tbody = table.tBodies[0];
   const columns = [...table.tHead.rows[0].cells].map((th) => ({
-    field: th.dataset.field, kind: th.dataset.kind, label: th.textContent,
+    field: th.dataset.field,
+    kind: th.dataset.kind,
+    label: th.textContent,
+    values: th.dataset.values,
+    alerts: th.dataset.alerts ? th.dataset.alerts.split(" ") : [],
   }));
   const exportButton = document.getElementById("export-button");
   const notice = document.getElementById("export-notice");
@@ -31,12 +35,13 @@ document.addEventListener("DOMContentLoaded", async () => {
     return keys.length === Object.keys(b).length && keys.every((key) => a[key] === b[key]);
   }
 
-  // How a filter reads on screen: a select's chosen label, an input's own text.
+  // How a filter reads on screen: its label, and a select's chosen label or an input's text.
   function describeFilters(filters) {
+    const labels = formLabels();
     const parts = Object.keys(filters).map((name) => {
       const input = form.elements[name];
       const shown = input.tagName === "SELECT" ? input.selectedOptions[0].text : filters[name];
-      return X.t("filters.pair", { label: X.t(`param.${name}`), value: shown });
+      return X.t("filters.pair", { label: labels[name], value: shown });
     });
     return parts.length ? parts.join(X.t("filters.separator")) : X.t("export.all_rows");
   }
@@ -91,8 +96,8 @@ document.addEventListener("DOMContentLoaded", async () => {
         return X.formatDateTime(value);
       case "number":
         return X.formatNumber(value);
-      case "account_status":
-        return X.t(`account_status.${value}`);
+      case "enum":
+        return X.t(`${column.values}.${value}`);
       case "list":
         return (value || []).join(", ");
       default:
@@ -109,8 +114,8 @@ document.addEventListener("DOMContentLoaded", async () => {
         for (const column of columns) {
           const cell = X.element("td", cellText(column, item), `kind-${column.kind}`);
           cell.dataset.label = column.label;
-          if (column.kind === "account_status") {
-            cell.classList.add(`account-${item[column.field]}`);
+          if (column.alerts.includes(item[column.field])) {
+            cell.classList.add("alert");
           }
           row.append(cell);
         }
@@ -164,8 +169,8 @@ document.addEventListener("DOMContentLoaded", async () => {
     try {
       const data = await X.api("GET", select.dataset.options);
       for (const item of data.items) {
-        const option = X.element("option", item.name);
-        option.value = String(item.id);
+        const option = X.element("option", item[select.dataset.optionLabel]);
+        option.value = String(item[select.dataset.optionValue]);
         select.append(option);
       }
     } catch (problem) {

@@ -7,10 +7,11 @@ document.addEventListener("DOMContentLoaded", () => {
   const PAGE_SIZE = 20;
   const POLL_INTERVAL_S = 3;
   const titles = JSON.parse(document.getElementById("type-titles").textContent);
-  // What the account's role allows: retry only what it may still export, names of roles only
-  // if it may read them.
+  // What the account's role allows: retry only what it may still export, the names a filter's
+  // values have in another list only if it may read that list.
   const access = JSON.parse(document.getElementById("access").textContent);
-  // Each type's filters in its form's order: [{name, kind, options: {value: message key}}].
+  // Each type's filters in its form's order: [{name, label: message key, kind, options: {value:
+  // message key}, items: the list naming its values ({type_name, source, value, label})}].
   const paramsOfType = JSON.parse(document.getElementById("type-params").textContent);
   const table = document.getElementById("tasks-table");
   const tbody = table.tBodies[0];
@@ -20,7 +21,8 @@ document.addEventListener("DOMContentLoaded", () => {
   const liveState = document.getElementById("live-state");
   const rows = new Map();
   let page = 1;
-  let roleNames = null;
+  // The names of the values a filter takes from another list, by that list's source.
+  const itemNames = new Map();
   let loading = false;
   let loadAgain = false;
   let pollTimer = null;
@@ -28,7 +30,7 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("tasks-intro").textContent = X.t("tasks.intro", { zone: X.timeZone() });
 
   function typeTitle(type) {
-    const key = `type.${type}`;
+    const key = `type.${type}.name`;
     const text = X.t(key);
     return text === key ? titles[type] || type : text;
   }
@@ -43,9 +45,21 @@ document.addEventListener("DOMContentLoaded", () => {
     return text.replace("T", " ");
   }
 
+  // Each filter of a type by name, as its form labels it, for messages about them.
+  function paramLabels(type) {
+    const labels = {};
+    for (const param of paramsOfType[type] || []) {
+      if (param.label) {
+        labels[param.name] = X.t(param.label);
+      }
+    }
+    return labels;
+  }
+
   function paramValue(param, value) {
-    if (param.name === "role_id" && roleNames) {
-      return roleNames.get(value) || `#${value}`;
+    const names = param.items && itemNames.get(param.items.source);
+    if (names) {
+      return names.get(value) || `#${value}`;
     }
     if (param.kind === "time") {
       return formatParamTime(value);
@@ -60,15 +74,13 @@ document.addEventListener("DOMContentLoaded", () => {
     const params = [
       ...known.filter((param) => param.name in task.params),
       ...Object.keys(task.params).filter((name) => !names.has(name))
-        .map((name) => ({ name, kind: "text", options: {} })),
+        .map((name) => ({ name, label: null, kind: "text", options: {}, items: null })),
     ];
     if (!params.length) {
       return X.t("export.all_rows");
     }
     const cell = X.element("span");
     params.forEach((param, index) => {
-      const key = `param.${param.name}`;
-      const label = X.t(key);
       const value = X.element("span", paramValue(param, task.params[param.name]));
       if (param.kind === "time") {
         value.className = "nowrap";
@@ -77,7 +89,7 @@ document.addEventListener("DOMContentLoaded", () => {
       // its line.
       const pair = X.element("span", undefined, "filter-pair");
       const [before, after] = X.t("filters.pair", {
-        label: label === key ? param.name : label, value: "\u0000",
+        label: param.label ? X.t(param.label) : param.name, value: "\u0000",
       }).split("\u0000");
       pair.append(before, value, after);
       if (index < params.length - 1) {
@@ -112,7 +124,7 @@ document.addEventListener("DOMContentLoaded", () => {
       return "";
     }
     const failure = { code: task.error_code, params: task.error_params, message: task.error };
-    return X.describeError(failure).text;
+    return X.describeError(failure, paramLabels(task.type)).text;
   }
 
   function progressCell(task) {
@@ -234,29 +246,37 @@ document.addEventListener("DOMContentLoaded", () => {
     }
   }
 
-  async function loadRoleNames(tasks) {
-    if (roleNames || !tasks.some((task) => "role_id" in task.params)) {
-      return;
+  // Once per list: the names of the values the tasks' filters take from it.
+  async function loadItemNames(tasks) {
+    const lists = new Map();
+    for (const task of tasks) {
+      for (const param of paramsOfType[task.type] || []) {
+        if (param.items && param.name in task.params && !itemNames.has(param.items.source)) {
+          lists.set(param.items.source, param.items);
+        }
+      }
     }
-    if (!access.readable_types.includes("role")) {
-      roleNames = new Map();
-      return;
-    }
-    try {
-      const data = await X.api("GET", "/api/roles?page_size=100");
-      roleNames = new Map(data.items.map((role) => [role.id, role.name]));
-    } catch (problem) {
-      roleNames = new Map();
-    }
+    await Promise.all([...lists.values()].map(async (items) => {
+      let names = new Map();
+      if (access.readable_types.includes(items.type_name)) {
+        try {
+          const data = await X.api("GET", items.source);
+          names = new Map(data.items.map((item) => [item[items.value], item[items.label]]));
+        } catch (problem) {
+          // The values show as #id.
+        }
+      }
+      itemNames.set(items.source, names);
+    }));
   }
 
   async function fetchPage() {
     const data = await X.api("GET", `/api/export-tasks?page=${page}&page_size=${PAGE_SIZE}`);
-    await loadRoleNames(data.items);
+    await loadItemNames(data.items);
     rows.clear();
     if (!data.items.length && access.export_page) {
-      const link = X.element("a", X.t(`nav.${access.export_page}`));
-      link.href = `/${access.export_page}`;
+      const link = X.element("a", X.t(access.export_page.label));
+      link.href = access.export_page.path;
       X.stateRow(tbody, columns.length, X.t("tasks.empty"), "empty", link);
     } else if (!data.items.length) {
       X.stateRow(tbody, columns.length, X.t("tasks.empty_no_export"), "empty");
@@ -330,7 +350,8 @@ document.addEventListener("DOMContentLoaded", () => {
       }
     } catch (problem) {
       button.disabled = false;
-      X.toast(X.t("tasks.action_failed", { message: problem.message }));
+      const message = X.describeError(problem.error, paramLabels(task.type)).text;
+      X.toast(X.t("tasks.action_failed", { message }));
     }
   }
 
