@@ -49,8 +49,8 @@ INSERT_FINISHED_TASKS = """
 INSERT INTO tasks (id, kind, type, status, format, params, file_name, file_size, row_count,
                    rows_done, rows_total, created_by_id, created_at, started_at, finished_at,
                    attempts)
-SELECT gen_random_uuid(), 'export', 'account', 'completed', 'xlsx', '{}', '账号列表.xlsx', 1024, 10, 10, 10,
-       $1, now() - g * interval '1 minute', now() - g * interval '1 minute',
+SELECT gen_random_uuid(), 'export', 'account', 'completed', 'xlsx', '{}', '账号列表.xlsx',
+       1024, 10, 10, 10, $1, now() - g * interval '1 minute', now() - g * interval '1 minute',
        now() - g * interval '1 minute' + interval '1 second', 1
 FROM generate_series(1, $2) AS g
 """
