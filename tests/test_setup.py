@@ -14,15 +14,9 @@ import asyncpg
 import pytest
 
 from exporter.errors import DuplicateHandler
-from exporter.exports.registry import (
-    Column,
-    ColumnKind,
-    ExportParams,
-    RowQuery,
-    export_handler,
-    load_handlers,
-    registry,
-)
+from exporter.exports.columns import Column, ColumnKind
+from exporter.exports.registry import ExportParams, export_handler, load_handlers, registry
+from exporter.exports.row_query import RowQuery
 from exporter.ops.migrate import bundled_migrations
 from settings import Settings, SettingsError, load_settings
 from tests.conftest import SECRET
