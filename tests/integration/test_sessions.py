@@ -24,9 +24,9 @@ from exporter.auth.tokens import issue_token
 from exporter.db import create_pool
 from settings import Settings
 from tests.conftest import SECRET, account_id
+from tests.integration.test_faults import free_port
 from tests.processes import settings_env, start_exporter
 from tests.support import wait_until
-from tests.test_faults import free_port
 
 ADMIN = {"username": "admin", "password": "admin-password"}
 NEW_TASK = {"type": "role", "format": "csv", "params": {}}

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from exporter.web.i18n import LANGUAGES, catalog
-from tests.test_sessions import ADMIN, sign_in
+from tests.integration.test_sessions import ADMIN, sign_in
 
 PAGES = ("/accounts", "/roles", "/tasks")
 
