@@ -225,10 +225,11 @@ async def delete_task(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def content_disposition(task: ExportTask, file_name: str) -> str:
-    """``attachment``: an ASCII ``filename`` for old clients, the real name in ``filename*``."""
+def content_disposition(type_name: str, file_name: str) -> str:
+    """``attachment``: an ASCII ``filename`` for old clients (led by the export type's name when
+    characters had to go), the real name in ``filename*``."""
     ascii_part = file_name.encode("ascii", "ignore").decode().replace('"', "").replace("\\", "")
-    fallback = ascii_part if ascii_part == file_name else f"{task.type}{ascii_part}"
+    fallback = ascii_part if ascii_part == file_name else f"{type_name}{ascii_part}"
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(file_name, safe='')}"
 
 
@@ -255,7 +256,7 @@ async def download_task_file(request: web.Request) -> web.FileResponse:
         path,
         headers={
             "Content-Type": CONTENT_TYPES[task.format],
-            "Content-Disposition": content_disposition(task, task.file_name),
+            "Content-Disposition": content_disposition(task.type, task.file_name),
             "Cache-Control": "private, no-store",
         },
     )
