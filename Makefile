@@ -38,8 +38,12 @@ mypy: $(STAMP) ## mypy --strict on exporter/, handlers/ and bench/
 	$(BIN)/mypy
 
 .PHONY: test
-test: lint mypy arch ## lint, type-check and run every test against real PostgreSQL and Redis
+test: lint mypy arch ## lint, type-check, check the layers and run every tier: unit, integration, e2e
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+.PHONY: unit
+unit: $(STAMP) ## the unit tests alone: no server, a few seconds
+	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
 
 .PHONY: migrate
 migrate: $(STAMP) ## apply migrations to DATABASE_URL

@@ -1,5 +1,10 @@
-"""Real PostgreSQL and Redis for every test: a fresh database cloned from a migrated template,
-its own arq queue, a real HTTP server on loopback and an in-process arq worker."""
+"""Real PostgreSQL and Redis for the integration and e2e tiers: a fresh database cloned from a
+migrated template, its own arq queue, a real HTTP server on loopback and an in-process arq worker.
+
+Defined once here, not per tier, so that one session starts the servers and the template once;
+nothing starts until a test asks for a fixture, and tests/unit/conftest.py refuses unit tests
+that ask (every fixture here that needs a server stands on ``service_urls``).
+"""
 
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from exporter.ops.migrate import migrate
 from exporter.ops.seed import seed
 from exporter.tasks.queue import redis_settings
 from settings import Settings
-from tests import failing_handlers  # noqa: F401  (registers the test-only export types)
+from tests import failing_handlers  # registers the test-only export types on import
 from tests.processes import WorkerProcesses
 from tests.support import ApiUser
 from tests.workers import running_worker
@@ -161,7 +166,7 @@ def settings(database_url: str, service_urls: Servers, tmp_path: Path) -> Settin
         lease_s=2.0,
         sweep_interval_s=0.5,
         shutdown_grace_s=1,
-        handler_modules="tests.failing_handlers",
+        handler_modules=failing_handlers.HANDLER_MODULES,
     )
 
 

@@ -12,6 +12,8 @@ from pydantic import Field
 
 from exporter import Column, ColumnKind, ExportParams, RowQuery, export_handler
 
+# What EXPORTER_HANDLER_MODULES (Settings.handler_modules) names to load this module.
+HANDLER_MODULES = __name__
 # Only worker processes that the tests start set this: the pytest process must never die.
 SUICIDE_ALLOWED_ENV = "EXPORTER_TEST_WORKER_MAY_DIE"
 

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from settings import Settings
-from tests.failing_handlers import SUICIDE_ALLOWED_ENV
+from tests.failing_handlers import HANDLER_MODULES, SUICIDE_ALLOWED_ENV
 from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,7 +87,7 @@ class WorkerProcesses:
         env = {
             **os.environ,
             **settings_env(self._settings, **overrides),
-            "EXPORTER_HANDLER_MODULES": "tests.failing_handlers",
+            "EXPORTER_HANDLER_MODULES": HANDLER_MODULES,
             SUICIDE_ALLOWED_ENV: "1",
         }
         process = start_exporter("worker", env, self._log_dir / f"worker-{len(self.started)}.log")

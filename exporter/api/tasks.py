@@ -210,10 +210,11 @@ async def delete_task(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def content_disposition(task: Task, file_name: str) -> str:
-    """``attachment``: an ASCII ``filename`` for old clients, the real name in ``filename*``."""
+def content_disposition(type_name: str, file_name: str) -> str:
+    """``attachment``: an ASCII ``filename`` for old clients (led by the export type's name when
+    characters had to go), the real name in ``filename*``."""
     ascii_part = file_name.encode("ascii", "ignore").decode().replace('"', "").replace("\\", "")
-    fallback = ascii_part if ascii_part == file_name else f"{task.type}{ascii_part}"
+    fallback = ascii_part if ascii_part == file_name else f"{type_name}{ascii_part}"
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(file_name, safe='')}"
 
 
@@ -232,7 +233,7 @@ async def download_task_file(request: web.Request) -> web.StreamResponse:
     response = await services.storage.download(
         task.file_key,
         content_type=FORMATS[task.format].content_type,
-        content_disposition=content_disposition(task, task.file_name),
+        content_disposition=content_disposition(task.type, task.file_name),
     )
     if response is None:
         await services.tasks.expire_lost_file(task.id)

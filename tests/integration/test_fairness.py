@@ -23,8 +23,8 @@ from exporter.auth.tokens import issue_token
 from exporter.ops.app import create_app
 from settings import Settings
 from tests.conftest import SECRET, account_id
+from tests.integration.test_sessions import ADMIN
 from tests.support import ApiUser, trickle, wait_until
-from tests.test_sessions import ADMIN
 from tests.workers import running_worker
 
 # The application's connections to the test's database, as PostgreSQL sees them.

@@ -19,10 +19,8 @@ from exporter.exports.registry import ExportParams, export_handler, load_handler
 from exporter.exports.row_query import RowQuery
 from exporter.ops.migrate import bundled_migrations
 from settings import Settings, SettingsError, load_settings
-from tests.conftest import SECRET
+from tests.conftest import ROOT, SECRET
 from tests.processes import exporter_command, settings_env
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 async def test_two_processes_migrating_at_once_both_succeed(empty_database_url: str) -> None:

@@ -24,8 +24,8 @@ from exporter.auth.tokens import issue_token
 from exporter.db import create_pool
 from settings import Settings
 from tests.conftest import SECRET, account_id
+from tests.integration.test_faults import free_port
 from tests.processes import settings_env, start_exporter, wait_for_api
-from tests.test_faults import free_port
 
 ADMIN = {"username": "admin", "password": "admin-password"}
 NEW_TASK = {"type": "role", "format": "csv", "params": {}}

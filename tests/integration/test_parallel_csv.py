@@ -8,28 +8,15 @@ from typing import Any
 import asyncpg
 import pytest
 
-from exporter.exports.ranges import SKIP_COST, plan_copy_ranges
 from exporter.ops.seed import seed
 from settings import Settings
 from tests.expected import ACCOUNT_HEADER, ACCOUNT_TEXT_COLUMNS, account_rows, as_csv
+from tests.integration.test_exports import AWKWARD_ACCOUNTS
 from tests.support import ApiUser, csv_rows, files_in
-from tests.test_exports import AWKWARD_ACCOUNTS
 from tests.workers import running_worker
 
 ACCOUNTS = 12_345
 PARTS = 3
-
-
-def test_later_ranges_are_smaller_by_the_rows_they_skip_first() -> None:
-    ranges = plan_copy_ranges(1_000_000, 4)
-
-    assert [r.offset for r in ranges] == [0] + [r.offset + r.limit for r in ranges[:-1]]
-    assert sum(r.limit for r in ranges) == 1_000_000
-    work = [r.limit + SKIP_COST * r.offset for r in ranges]
-    assert max(work) - min(work) < 2
-    assert [r.limit for r in ranges] == sorted((r.limit for r in ranges), reverse=True)
-    assert [(r.offset, r.limit) for r in plan_copy_ranges(2, 3)] == [(0, 1), (1, 1)]
-    assert plan_copy_ranges(0, 2) == []
 
 
 @pytest.fixture

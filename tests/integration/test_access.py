@@ -18,8 +18,8 @@ from exporter.auth.passwords import hash_password
 from exporter.auth.tokens import identity_from_token, issue_token
 from exporter.errors import Unauthorized
 from tests.conftest import SECRET, account_id
+from tests.integration.test_sessions import sign_in
 from tests.support import ApiUser
-from tests.test_sessions import sign_in
 
 
 @pytest.mark.parametrize(

@@ -84,7 +84,7 @@ async def test_sigkill_mid_export_the_task_completes_on_another_worker_with_one_
     second = await wait_until(reclaimed, timeout_s=30, what="another worker to take the task")
     recovery_s = time.monotonic() - killed_at
     print(f"SIGKILL at {first['rows_done']} rows; taken over {recovery_s:.1f} s later")
-    done = await admin.finished(task["id"], timeout_s=180)
+    done = await admin.finished(task["id"], timeout_s=50)
     status, content, _ = await admin.download(task["id"])
 
     assert during == 409  # never a partial file
@@ -135,7 +135,7 @@ async def test_a_task_that_kills_its_worker_every_time_fails_after_the_attempt_l
         current = await admin.task(task["id"])
         return current if current["status"] in ("completed", "failed") else None
 
-    failed = await wait_until(ended, timeout_s=90, what="the attempt limit")
+    failed = await wait_until(ended, timeout_s=50, what="the attempt limit")
     other_done = await other_user.finished(others["id"], timeout_s=30)
 
     assert failed["status"] == "failed"
@@ -241,7 +241,7 @@ async def twenty_two_tasks_across_a_redis_fault(
     await wait_until(two_running, timeout_s=30, what="two running tasks")
     assert await db.fetchval("SELECT count(*) FROM tasks WHERE status = 'pending'") == 20
     await fault()
-    return [await user.finished(task["id"], timeout_s=120) for task in tasks]
+    return [await user.finished(task["id"], timeout_s=50) for task in tasks]
 
 
 def ran_exactly_once(tasks: list[dict[str, Any]]) -> None:

@@ -90,7 +90,7 @@ def test_a_value_of_the_wrong_kind_fails_the_export_instead_of_vanishing(tmp_pat
 
 
 def test_the_installed_xlsxwriter_is_a_tested_release_with_every_private_member_used() -> None:
-    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     pinned = next(
         Requirement(line)
         for line in pyproject["project"]["dependencies"]

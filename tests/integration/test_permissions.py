@@ -15,9 +15,9 @@ from exporter.exports.registry import ExportParams, export_handler, registry
 from exporter.exports.row_query import RowQuery
 from exporter.web.i18n import catalog
 from tests.conftest import SECRET, add_account, set_permissions
+from tests.integration.test_sessions import sign_in
+from tests.integration.test_task_stream import open_stream
 from tests.support import ApiUser
-from tests.test_sessions import sign_in
-from tests.test_task_stream import open_stream
 
 NewUser = Callable[[Sequence[str] | None], Awaitable[ApiUser]]
 DEMO_PASSWORD = "admin-password"  # the demo accounts share the admin's password

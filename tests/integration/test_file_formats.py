@@ -14,8 +14,8 @@ from exporter.exports.formats.csv import CSV
 from exporter.ops import migrate as migrations
 from exporter.ops.migrate import CREATE_LEDGER, bundled_migrations, migrate
 from tests.conftest import account_id
+from tests.integration.test_sessions import ADMIN, sign_in
 from tests.support import ApiUser
-from tests.test_sessions import ADMIN, sign_in
 
 FILE_FORMATS_MIGRATION = 12
 INSERT_TASK = """

@@ -21,10 +21,10 @@ from exporter.exports.registry import ExportHandler, HandlerRegistry, load_handl
 from exporter.ops.app import create_app
 from settings import Settings
 from tests.conftest import SECRET, account_id, add_account
+from tests.integration.test_faults import free_port
+from tests.integration.test_sessions import ADMIN
 from tests.processes import settings_env, start_exporter, wait_for_api
 from tests.support import TERMINAL, csv_rows, wait_until
-from tests.test_faults import free_port
-from tests.test_sessions import ADMIN
 
 GADGETS = """
 CREATE TABLE test_gadgets (

@@ -12,7 +12,7 @@ from yarl import URL
 
 from exporter.exports.registry import load_handlers
 from exporter.web.i18n import LANGUAGES, catalog, page_catalogs
-from tests.test_sessions import ADMIN, sign_in
+from tests.integration.test_sessions import ADMIN, sign_in
 
 PAGES = ("/accounts", "/roles", "/tasks")
 
