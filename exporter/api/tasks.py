@@ -146,7 +146,6 @@ async def list_tasks(request: web.Request) -> web.Response:
         account.id,
         services.exports,
         base_url=TASKS_PATH + "/",
-        fields=tuple(TaskOut.model_fields),
         status=query.status,
         type_name=query.type,
         page=query.page,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -44,7 +43,7 @@ SELECT status, at, attempt, detail FROM task_events WHERE task_id = $1 ORDER BY 
 
 # A page of one kind's tasks as the API lists them, in JSON text (migration 0013); NULL for an
 # unknown owner.
-TASK_PAGE_JSON = "SELECT task_page($1, $2, $3, $4, $5, $6, $7, $8)::text"
+TASK_PAGE_JSON = "SELECT task_page($1, $2, $3, $4, $5, $6, $7)::text"
 
 # A pending task is cancelled at once; a running one is flagged and its worker stops it.
 REQUEST_CANCEL = f"""
@@ -230,14 +229,13 @@ class TaskRepository:
         kind: TaskKind,
         *,
         base_url: str,
-        fields: Sequence[str],
         status: TaskStatus | None,
         type_name: str | None,
         page: int,
         page_size: int,
     ) -> str | None:
         """A page of the owner's tasks of ``kind``, newest first, as the API's TaskPageOut in
-        JSON: each task with ``fields``, in that order; its address is under ``base_url``.
+        JSON; each task's address is under ``base_url``.
 
         None when ``owner_id`` is no account (deleted since the caller was checked).
         """
@@ -245,7 +243,6 @@ class TaskRepository:
             TASK_PAGE_JSON,
             kind.name,
             base_url,
-            list(fields),
             owner_id,
             status and status.value,
             type_name,

@@ -254,15 +254,16 @@ BEGIN
 END;
 $$;
 
--- As export_task_page (migrations 0006 and 0010), for the tasks of one kind. The fields of each
--- task, in order, are the caller's p_fields (the API's TaskOut), so that the shape of a task is
--- written once, in Python; download_url is under p_base ('/api/export-tasks/' for exports), and
--- history is only in a single task's own answer.
+-- As export_task_page (migrations 0006 and 0010), for the tasks of one kind; a task's own
+-- address is under p_base ('/api/export-tasks/' for exports). Each task is written as TaskOut
+-- shows it, field by field: taking the list of fields from the caller and picking each out of
+-- the row's JSON cost 3.4 ms a page instead of 0.23 ms, so the list is spelled here, and a test
+-- compares each field with what TaskOut makes of the same task.
 DROP FUNCTION export_task_page(bigint, text, text, integer, integer);
 
 CREATE FUNCTION task_page(
-    p_kind text, p_base text, p_fields text[], p_owner bigint, p_status text, p_type text,
-    p_page integer, p_page_size integer
+    p_kind text, p_base text, p_owner bigint, p_status text, p_type text, p_page integer,
+    p_page_size integer
 ) RETURNS json
 LANGUAGE plpgsql STABLE
 SET plan_cache_mode = force_generic_plan
@@ -300,22 +301,19 @@ BEGIN
             LIMIT p_page_size OFFSET v_offset
         );
     END IF;
-    SELECT json_agg(
-               (SELECT json_object_agg(field.name, item.task -> field.name ORDER BY field.ord)
-                FROM unnest(p_fields) WITH ORDINALITY AS field (name, ord))
-               ORDER BY item.created_at DESC, item.id DESC)
-    INTO v_items
+    -- Each task as TaskOut shows it: where its file is stored stays private, and the history is
+    -- only in a single task's own answer.
+    SELECT json_agg(task ORDER BY task.created_at DESC, task.id DESC) INTO v_items
     FROM (
-        SELECT to_json(shown) AS task, shown.created_at, shown.id
-        FROM (
-            SELECT tasks.*,
-                   CASE WHEN status = 'completed'
-                        THEN p_base || id || '/download' END AS download_url,
-                   NULL::json AS history
-            FROM tasks
-            WHERE id = ANY (v_ids)
-        ) AS shown
-    ) AS item;
+        SELECT id, type, format, status, params, file_name, file_size, row_count, rows_done,
+               rows_total, error, error_code, error_params, created_at, started_at,
+               finished_at, attempts, cancel_requested, status_note,
+               CASE WHEN status = 'completed'
+                    THEN p_base || id || '/download' END AS download_url,
+               NULL AS history
+        FROM tasks
+        WHERE id = ANY (v_ids)
+    ) AS task;
     RETURN json_build_object(
         'items', coalesce(v_items, '[]'::json),
         'total', v_total,
