@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 
 _FILE_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
-# The formats this code can write, so that export_tasks.format (a key of file_formats,
+# The formats this code can write, so that tasks.format (a key of file_formats,
 # migration 0012) takes them; names no longer known stay, for the tasks that have them.
 REGISTER_FORMATS = """
 INSERT INTO file_formats (name) SELECT unnest($1::text[])

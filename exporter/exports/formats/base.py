@@ -46,7 +46,7 @@ class RowProgress(Protocol):
 
 
 class FileFormat(Protocol):
-    """One file format. ``name`` is what export_tasks.format stores, what the API takes, and
+    """One file format. ``name`` is what tasks.format stores, what the API takes, and
     the file's suffix (``export.<name>``); the storage and task layers use it as such, without
     the registry."""
 
