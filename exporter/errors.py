@@ -14,11 +14,11 @@ ExporterError
 ├── KeptBytesExceeded         409  the account's finished files take all the bytes it may keep
 ├── FileGone                  410  the task's file no longer exists (expired)
 ├── IdempotencyConflict       422  an Idempotency-Key reused with another body
-├── QuotaExceeded             429  too many unfinished exports for this account
+├── QuotaExceeded             429  too many unfinished tasks for this account
 ├── TooManySignIns            429  too many failed sign-ins for a username or address; wait
 ├── TooManyStreams            429  the account has as many event streams open as it may
 ├── ServiceUnavailable        503  a backing service is down
-│   ├── QueueFull             503  too many exports waiting in all
+│   ├── QueueFull             503  too many tasks waiting in all
 │   └── StreamsFull           503  this API process has as many event streams open as it may
 ├── ExportFailed              the worker could not produce the file (stored on the task)
 │   ├── TooManyRows           more rows than EXPORTER_MAX_ROWS
@@ -149,7 +149,7 @@ class IdempotencyConflict(ExporterError):
 
 
 class QuotaExceeded(ExporterError):
-    """The account has as many unfinished exports as it may."""
+    """The account has as many unfinished tasks as it may."""
 
     status = 429
     code = "quota_exceeded"
@@ -188,7 +188,7 @@ class ServiceUnavailable(ExporterError):
 
 
 class QueueFull(ServiceUnavailable):
-    """Too many exports are waiting in all."""
+    """Too many tasks are waiting in all."""
 
     code = "queue_full"
 

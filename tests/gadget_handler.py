@@ -1,8 +1,9 @@
 """A third export type with its list page, declared in this one module as a handler author would.
 
-tests/test_list_pages.py adds it to a deployment as any deployment adds its own types, through
-EXPORTER_HANDLER_MODULES, and finds its list, page, nav link and OpenAPI entry there with no
-change in exporter/. Only those processes import it: the tests' own registry never holds it.
+tests/integration/test_list_pages.py adds it to a deployment as any deployment adds its own
+types, through EXPORTER_HANDLER_MODULES, and finds its list, page, nav link and OpenAPI entry
+there with no change in exporter/. Only those processes import it: the tests' own registry
+never holds it.
 """
 
 from __future__ import annotations

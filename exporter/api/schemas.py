@@ -34,7 +34,7 @@ class TaskEventOut(BaseModel):
 
 
 class TaskOut(BaseModel):
-    """An export task as the API shows it (the file's path on the server stays private)."""
+    """An export task as the API shows it (where its file is stored stays private)."""
 
     id: uuid.UUID
     type: str

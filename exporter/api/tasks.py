@@ -229,9 +229,11 @@ async def download_task_file(request: web.Request) -> web.StreamResponse:
             f"the export is {task.status.value}; only a completed export has a file",
             params={"status": task.status.value},
         )
+    # A file of a format this API no longer writes still downloads, as plain bytes.
+    file_format = FORMATS.get(task.format)
     response = await services.storage.download(
         task.file_key,
-        content_type=FORMATS[task.format].content_type,
+        content_type=file_format.content_type if file_format else "application/octet-stream",
         content_disposition=content_disposition(task.type, task.file_name),
     )
     if response is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,7 @@ from exporter.exports.formats import DEFAULT_FORMAT
 from exporter.exports.formats.base import ParallelEncoding
 from exporter.exports.formats.names import FormatName
 from exporter.exports.registry import ExportHandler, HandlerRegistry
+from exporter.tasks.failures import transient_cause
 from exporter.tasks.kinds import Attempt, TaskResult, TaskSpec
 from exporter.tasks.models import Task, TaskFailure
 from exporter.validation import validate
@@ -47,7 +49,7 @@ class ExportSettings:
 
 
 class ExportKind:
-    """The ``export`` kind: a handler's rows, in one snapshot, into an xlsx or csv file."""
+    """The ``export`` kind: a handler's rows, read in one snapshot, into a file of a format."""
 
     name = "export"
     noun = "export"
@@ -105,6 +107,8 @@ class ExportKind:
         return TaskResult(rows, path, self._file_name(task))
 
     def describe_failure(self, exc: BaseException) -> TaskFailure | None:
+        if isinstance(transient_cause(exc), BrokenProcessPool):
+            return TaskFailure("encoder_stopped", "an encoding process stopped unexpectedly")
         if (unencodable := unencodable_argument(exc)) is not None:
             # A filter value that passed validation but not the column's type (an int4 column
             # compared with a value within bigint): the user's to change, not the database's.

@@ -24,8 +24,8 @@ from aiohttp import web
 
 from exporter.api.errors import HEADER_TIMEOUT_S, JsonErrorRequestHandler
 from exporter.api.proxies import ClientAccessLogger
-from exporter.exports.encoders import die_with_parent
 from exporter.ops.logs import configure_logging
+from exporter.processes import die_with_parent
 
 log = logging.getLogger("exporter.api")
 

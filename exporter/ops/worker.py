@@ -1,4 +1,5 @@
-"""The arq side: services per worker process, the export job, and the periodic sweep."""
+"""The arq side: services per worker process, the job that runs a task of any kind, and the
+periodic sweep."""
 
 from __future__ import annotations
 

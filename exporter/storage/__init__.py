@@ -1,1 +1,1 @@
-"""Where finished files are kept (``base.Storage``), and where exports are written first."""
+"""Where finished files are kept (``base.Storage``), and where attempts write them first."""

@@ -51,8 +51,8 @@ class ScratchSpace:
     def make_work_dir(self, task_id: uuid.UUID) -> Path:
         """A fresh directory for one attempt at the task.
 
-        Keeping scratch files here (not in /tmp) counts them against the same disk as the
-        export, and lets the janitor find what a crashed attempt left.
+        Keeping scratch files here (not in /tmp) lets one removal take every trace of an
+        attempt, and lets the janitor find what a crashed attempt left.
         """
         path = self.root / f"{task_id}-{secrets.token_hex(4)}"
         path.mkdir(parents=True)
@@ -61,7 +61,7 @@ class ScratchSpace:
     async def discard(self, path: Path) -> None:
         """Remove a work directory, whatever is left of it."""
         # In a thread: freeing a work directory of several hundred megabytes takes the kernel
-        # a noticeable moment, which the event loop (heartbeats, other exports) must not wait.
+        # a noticeable moment, which the event loop (heartbeats, other tasks) must not wait.
         await asyncio.to_thread(_remove, path)
 
     async def discard_attempts(self, task_id: uuid.UUID) -> None:

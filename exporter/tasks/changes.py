@@ -22,7 +22,7 @@ import asyncpg
 
 from exporter.errors import StreamsFull, TooManyStreams
 
-log = logging.getLogger("exporter.api")
+log = logging.getLogger("exporter.tasks")
 
 CHANNEL = "task_changes"
 

@@ -22,7 +22,7 @@ def describe_failure(exc: BaseException, kind: TaskKind, timeout_s: int) -> Task
     if (known := kind.describe_failure(exc)) is not None:
         return known
     if isinstance(lost := transient_cause(exc), BrokenProcessPool):
-        return TaskFailure("encoder_stopped", "an encoding process stopped unexpectedly")
+        return TaskFailure("helper_process_stopped", "a helper process stopped unexpectedly")
     if lost is not None:
         return TaskFailure("database_unavailable", f"lost the database connection: {lost}")
     if isinstance(exc, TimeoutError):

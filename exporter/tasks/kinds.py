@@ -24,7 +24,7 @@ class Progress:
         self.done = 0
 
     def advance(self, rows: int) -> None:
-        # Line breaks inside quoted csv values overcount; the total is exact.
+        # Never past the total: a writer counting lines may overcount rows; the total is exact.
         self.done = min(self.done + rows, self.total or 0)
 
 

@@ -262,8 +262,8 @@ class TaskRepository:
         record = await self._pool.fetchrow(DELETE_OWN_TASK, task_id, owner_id, kind.name)
         if record is None:
             raise TaskNotFound(f"{kind.noun} task not found")
-        path: str | None = record["file_key"]
-        return path
+        key: str | None = record["file_key"]
+        return key
 
     async def expire_lost_file(self, task_id: uuid.UUID) -> None:
         """Mark a completed task expired because its file is gone from storage."""

@@ -14,7 +14,7 @@ import pytest
 
 from exporter.auth.accounts import Account
 from exporter.db import Pool, create_pool
-from exporter.errors import TaskNotFound
+from exporter.errors import IdempotencyConflict, TaskNotFound
 from exporter.exports.kind import ExportKind, ExportSettings
 from exporter.exports.registry import load_handlers
 from exporter.storage.deployment import deployment_id
@@ -87,7 +87,7 @@ async def lifecycle(settings: Settings, db: asyncpg.Connection[Any]) -> AsyncIte
             TaskKinds(exports, count),
             config,
         )
-        owner = Account(await account_id(db, "admin"), "admin", "active")
+        owner = Account(await account_id(db, "admin"), "admin", "active", frozenset({"*"}))
         yield Lifecycle(TaskRepository(pool), runner, exports, count, owner)
     finally:
         await pool.close()
@@ -173,3 +173,19 @@ async def test_a_failure_of_another_kind_is_described_in_its_own_words(
     assert failed.error_code == "count_failed"
     assert failed.error == "count failed: ArithmeticError: cannot count down"
     assert failed.file_key is None
+
+
+async def test_an_idempotency_key_stands_for_one_task_of_one_kind(lifecycle: Lifecycle) -> None:
+    owner = lifecycle.owner
+    export = lifecycle.exports.check(owner, "role", "csv", {})
+    count = TaskSpec(export.type, export.format, export.params)  # the same request, another kind
+    first = await lifecycle.tasks.create(
+        NewTask(owner.id, export, "key-1"), lifecycle.exports, QUOTAS
+    )
+
+    with pytest.raises(IdempotencyConflict):
+        await lifecycle.tasks.create(NewTask(owner.id, count, "key-1"), lifecycle.count, QUOTAS)
+    again = await lifecycle.tasks.create(
+        NewTask(owner.id, export, "key-1"), lifecycle.exports, QUOTAS
+    )
+    assert (first.created, again.created, again.task.id) == (True, False, first.task.id)

@@ -8,6 +8,7 @@ ALTER TABLE tasks ADD COLUMN kind text NOT NULL DEFAULT 'export';
 ALTER TABLE tasks ALTER COLUMN kind DROP DEFAULT;
 ALTER TABLE tasks RENAME CONSTRAINT export_tasks_status_check TO tasks_status_check;
 ALTER TABLE tasks RENAME CONSTRAINT export_tasks_created_by_id_fkey TO tasks_created_by_id_fkey;
+ALTER TABLE tasks RENAME CONSTRAINT export_tasks_format_fkey TO tasks_format_fkey;
 ALTER INDEX export_tasks_pkey RENAME TO tasks_pkey;
 ALTER INDEX export_tasks_completed_finished_idx RENAME TO tasks_completed_finished_idx;
 ALTER INDEX export_tasks_idempotency_key_idx RENAME TO tasks_idempotency_key_idx;
@@ -169,7 +170,8 @@ CREATE TRIGGER tasks_notify_update
 -- outcome is one of:
 --   created        task is the new task
 --   found          task is the one this request already stands for (same key or same request)
---   key_conflict   the idempotency key was used with another request; task is NULL
+--   key_conflict   the idempotency key was used with another request (of this kind or
+--                  another); task is NULL
 --   quota          the owner has `active` unfinished tasks, at the limit; task is NULL
 --   kept_bytes     the owner's files take `kept` bytes, at or over the limit; task is NULL
 --   queue_full     p_queue_full: the caller found the queue at its cap; task is NULL
@@ -205,7 +207,7 @@ BEGIN
         SELECT * INTO task FROM tasks
         WHERE created_by_id = p_owner AND idempotency_key = p_idempotency_key;
         IF FOUND THEN
-            IF task.request_hash IS DISTINCT FROM p_request_hash THEN
+            IF task.request_hash IS DISTINCT FROM p_request_hash OR task.kind <> p_kind THEN
                 outcome := 'key_conflict';
                 task := NULL;
             ELSE
