@@ -1,0 +1,91 @@
+"""What every reader yields, and the limits that every reader enforces."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Iterator
+
+from exporter.imports.readers.errors import CellTooLong, TooManyColumns, TooManyImportRows
+
+CellValue = str | int | float | bool | datetime.datetime | None
+# (the row number the user sees in their file, that row's cells from column A on)
+Row = tuple[int, list[CellValue]]
+
+GIB = 1024**3
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadLimits:
+    """What a hostile upload may cost before it is refused. The upload's own size is limited
+    earlier, where it is received."""
+
+    max_rows: int = 1_000_000
+    # Excel's own limits: no file Excel wrote goes past them.
+    max_cell_chars: int = 32_767
+    max_columns: int = 16_384
+    max_unpacked_bytes: int = GIB
+    max_compression_ratio: float = 100.0
+    # A member smaller than this is not a bomb whatever its ratio (a sheet of empty styled
+    # cells compresses very well, and costs nothing to read).
+    ratio_floor_bytes: int = 4 * 1024 * 1024
+
+
+@dataclasses.dataclass
+class Sheet:
+    """One sheet of an upload (a csv file is one sheet named by the reader). ``rows`` streams:
+    read it before asking for the next sheet."""
+
+    name: str
+    rows: Iterator[Row]
+
+
+class RowGuard:
+    """Counts the rows of one upload, all sheets together, and checks each row's size."""
+
+    def __init__(self, limits: ReadLimits) -> None:
+        self.limits = limits
+        self.rows_read = 0
+
+    def check(self, sheet: str, row_number: int, cells: list[CellValue]) -> None:
+        """Raise when this row takes the upload past a limit."""
+        self.rows_read += 1
+        if self.rows_read > self.limits.max_rows:
+            raise TooManyImportRows(
+                f"The file holds more than {self.limits.max_rows} rows",
+                params={"limit": self.limits.max_rows},
+            )
+        if len(cells) > self.limits.max_columns:
+            raise too_many_columns(sheet, len(cells), self.limits.max_columns)
+        max_chars = self.limits.max_cell_chars
+        for index, value in enumerate(cells):
+            if isinstance(value, str) and len(value) > max_chars:
+                column = column_letters(index)
+                raise CellTooLong(
+                    f"Cell {column}{row_number} of sheet {sheet!r} holds more than "
+                    f"{max_chars} characters",
+                    params={
+                        "sheet": sheet,
+                        "row": row_number,
+                        "column": column,
+                        "limit": max_chars,
+                    },
+                )
+
+
+def too_many_columns(sheet: str, columns: int, limit: int) -> TooManyColumns:
+    """The error for a sheet wider than ``limit`` columns."""
+    return TooManyColumns(
+        f"Sheet {sheet!r} is {columns} columns wide; at most {limit} are read",
+        params={"sheet": sheet, "columns": columns, "limit": limit},
+    )
+
+
+def column_letters(index: int) -> str:
+    """0 → A, 25 → Z, 26 → AA: the column's name as Excel shows it."""
+    letters = ""
+    index += 1
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(65 + remainder) + letters
+    return letters

@@ -1,0 +1,66 @@
+"""Parse an XML part of an uploaded workbook, streaming, with no DTD and no entity."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from typing import IO, Any
+
+from lxml import etree
+
+from exporter.imports.readers.errors import XmlDtdRefused
+from exporter.imports.readers.zip_guard import corrupt
+
+MAIN_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+REL_NS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+PACKAGE_REL_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+
+
+def iter_elements(archive: zipfile.ZipFile, part: str, tags: tuple[str, ...]) -> Iterator[Any]:
+    """Each element named in ``tags`` of ``part``, complete, as its end tag is read.
+
+    The caller clears what it has read (``forget``) so that memory stays flat. A part that
+    declares a DTD is refused: entities are never expanded, nor is anything fetched.
+    """
+    try:
+        with archive.open(part) as stream:
+            yield from parse(stream, part, tags)
+    except (etree.XMLSyntaxError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise corrupt(exc) from exc
+
+
+def parse(stream: IO[bytes], part: str, tags: tuple[str, ...]) -> Iterator[Any]:
+    events = etree.iterparse(
+        stream,
+        events=("end",),
+        tag=tags,
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=False,
+    )
+    checked = False
+    for _, element in events:
+        if not checked:
+            refuse_dtd(element, part)
+            checked = True
+        yield element
+    if not checked and events.root is not None:
+        refuse_dtd(events.root, part)
+
+
+def refuse_dtd(element: Any, part: str) -> None:
+    info = element.getroottree().docinfo
+    if info.doctype or info.internalDTD is not None:
+        raise XmlDtdRefused(
+            f"{part} declares a DTD, which no workbook needs", params={"part": part}
+        )
+
+
+def forget(element: Any) -> None:
+    """Free an element that has been read, and the siblings read before it."""
+    element.clear()
+    parent = element.getparent()
+    if parent is not None:
+        while element.getprevious() is not None:
+            del parent[0]

@@ -1,0 +1,127 @@
+"""Rows of an uploaded xlsx, streamed out of the zip one <row> at a time."""
+
+from __future__ import annotations
+
+import datetime
+import zipfile
+from collections.abc import Iterator
+from typing import Any
+
+from exporter.imports.readers.base import (
+    CellValue,
+    ReadLimits,
+    Row,
+    RowGuard,
+    Sheet,
+    too_many_columns,
+)
+from exporter.imports.readers.excel_dates import serial_to_datetime
+from exporter.imports.readers.safe_xml import MAIN_NS, forget, iter_elements
+from exporter.imports.readers.xlsx_parts import (
+    item_text,
+    read_date_styles,
+    read_shared_strings,
+    read_workbook,
+    unescape,
+)
+from exporter.imports.readers.zip_guard import corrupt
+
+ROW_TAG = f"{MAIN_NS}row"
+VALUE_TAG = f"{MAIN_NS}v"
+INLINE_TAG = f"{MAIN_NS}is"
+BOOLEAN_TEXT = {"1": True, "0": False, "true": True, "false": False}
+
+
+class SheetContext:
+    """What decoding one sheet's cells needs from the rest of the workbook."""
+
+    def __init__(self, strings: list[str], date_styles: frozenset[int], date1904: bool) -> None:
+        self.strings = strings
+        self.date_styles = date_styles
+        self.date1904 = date1904
+
+
+def read_xlsx(archive: zipfile.ZipFile, guard: RowGuard) -> Iterator[Sheet]:
+    """Every sheet in the workbook's order. A formula cell gives the value Excel cached
+    when it last saved the file; nothing is evaluated."""
+    parts = read_workbook(archive)
+    context = SheetContext(
+        read_shared_strings(archive, parts.shared_strings_part, guard.limits),
+        read_date_styles(archive, parts.styles_part),
+        parts.date1904,
+    )
+    for sheet in parts.sheets:
+        yield Sheet(sheet.name, sheet_rows(archive, sheet.part, sheet.name, context, guard))
+
+
+def sheet_rows(
+    archive: zipfile.ZipFile, part: str, name: str, context: SheetContext, guard: RowGuard
+) -> Iterator[Row]:
+    previous = 0
+    for row in iter_elements(archive, part, (ROW_TAG,)):
+        try:
+            number = int(row.get("r") or previous + 1)
+            cells = row_cells(row, name, context, guard.limits)
+        except (ValueError, IndexError, KeyError) as exc:
+            raise corrupt(ValueError(f"row {previous + 1} of sheet {name!r}: {exc}")) from exc
+        forget(row)
+        previous = number
+        guard.check(name, number, cells)
+        yield number, cells
+
+
+def row_cells(row: Any, sheet: str, context: SheetContext, limits: ReadLimits) -> list[CellValue]:
+    cells: list[CellValue] = []
+    for cell in row:
+        reference = cell.get("r")
+        index = column_index(reference) if reference else len(cells)
+        if index >= limits.max_columns:
+            raise too_many_columns(sheet, index + 1, limits.max_columns)
+        if index > len(cells):
+            cells.extend([None] * (index - len(cells)))
+        value = cell_value(cell, context)
+        if index == len(cells):
+            cells.append(value)
+        else:
+            cells[index] = value
+    return cells
+
+
+def column_index(reference: str) -> int:
+    """B7 → 1: the 0-based column of a cell reference."""
+    index = 0
+    for char in reference:
+        if "A" <= char <= "Z":
+            index = index * 26 + ord(char) - 64
+        else:
+            break
+    return index - 1
+
+
+def cell_value(cell: Any, context: SheetContext) -> CellValue:
+    kind = cell.get("t", "n")
+    if kind == "inlineStr":
+        inline = cell.find(INLINE_TAG)
+        return None if inline is None else item_text(inline)
+    value = cell.findtext(VALUE_TAG)
+    if value is None:
+        return None
+    if kind == "s":
+        return context.strings[int(value)]
+    if kind == "n":
+        return number_value(value, int(cell.get("s", "0")), context)
+    if kind == "b":
+        return BOOLEAN_TEXT[value.lower()]
+    if kind == "d":
+        return datetime.datetime.fromisoformat(value)
+    # "str" (a formula's text result) and "e" (an error such as #DIV/0!) are text.
+    return unescape(value)
+
+
+def number_value(text: str, style: int, context: SheetContext) -> CellValue:
+    if style in context.date_styles:
+        return serial_to_datetime(float(text), context.date1904)
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
