@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import zipfile
 from collections.abc import Iterator
 from typing import IO, Any
@@ -14,6 +15,8 @@ from exporter.imports.readers.zip_guard import corrupt
 MAIN_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 REL_NS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
 PACKAGE_REL_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
+PROLOG_BYTES = 64 * 1024
+ROOT_START = re.compile(r"<[A-Za-z_]")
 
 
 def iter_elements(archive: zipfile.ZipFile, part: str, tags: tuple[str, ...]) -> Iterator[Any]:
@@ -23,6 +26,9 @@ def iter_elements(archive: zipfile.ZipFile, part: str, tags: tuple[str, ...]) ->
     declares a DTD is refused: entities are never expanded, nor is anything fetched.
     """
     try:
+        with archive.open(part) as stream:
+            if declares_dtd(stream.read(PROLOG_BYTES)):
+                raise dtd_refused(part)
         with archive.open(part) as stream:
             yield from parse(stream, part, tags)
     except (etree.XMLSyntaxError, zipfile.BadZipFile, EOFError, OSError) as exc:
@@ -49,12 +55,25 @@ def parse(stream: IO[bytes], part: str, tags: tuple[str, ...]) -> Iterator[Any]:
         refuse_dtd(events.root, part)
 
 
+def declares_dtd(head: bytes) -> bool:
+    """Whether a part's first bytes declare a DTD before its root element. Looked for before
+    parsing: libxml2 reads the whole internal subset (and may stop on an entity bomb with an
+    error of its own) before a parsed element can show that there was one."""
+    encoding = "utf-16" if head[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8"
+    text = head.decode(encoding, "ignore")
+    root = ROOT_START.search(text)
+    return "<!DOCTYPE" in (text if root is None else text[: root.start()])
+
+
 def refuse_dtd(element: Any, part: str) -> None:
+    """Refuse a DTD that a prolog longer than PROLOG_BYTES hid from ``declares_dtd``."""
     info = element.getroottree().docinfo
     if info.doctype or info.internalDTD is not None:
-        raise XmlDtdRefused(
-            f"{part} declares a DTD, which no workbook needs", params={"part": part}
-        )
+        raise dtd_refused(part)
+
+
+def dtd_refused(part: str) -> XmlDtdRefused:
+    return XmlDtdRefused(f"{part} declares a DTD, which no workbook needs", params={"part": part})
 
 
 def forget(element: Any) -> None:
