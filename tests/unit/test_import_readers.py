@@ -5,6 +5,7 @@ their own codes. Every file is built here, in tmp_path."""
 from __future__ import annotations
 
 import datetime
+import struct
 import zipfile
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from exporter.imports.readers import (
 from exporter.imports.readers.base import CellValue
 from exporter.imports.readers.excel_dates import is_date_format, serial_to_datetime
 from exporter.imports.readers.xlsx_parts import unescape
+from tests.xlsb_writer import DIMENSION, Formula, XlsbCell, record, write_xlsb
 
 LIMITS = ReadLimits()
 WHEN = datetime.datetime(2024, 2, 29, 13, 45, 7)
@@ -305,3 +307,66 @@ def test_a_cell_past_the_last_column_is_refused(tmp_path: Path) -> None:
 
     error = refused(path, TooManyColumns, ReadLimits(max_columns=10))
     assert error.params == {"sheet": "s", "columns": 21, "limit": 10}
+
+
+# xlsb (written by tests/xlsb_writer.py; python-calamine reads the same cells back)
+
+XLSB_SHEETS: dict[str, dict[int, list[XlsbCell | Formula]]] = {
+    "账户": {
+        1: ["text", "中文", "😀 emoji", "_x0041_"],
+        2: [42.0, 3.5, True, None, Formula(84.0), Formula("ab")],
+        5: [None, None, "after a gap"],
+    },
+    "second": {1: ["two"]},
+}
+
+
+def test_xlsb_reads_back_every_sheet_with_formulas_cached_values(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.bin"
+    write_xlsb(path, XLSB_SHEETS)
+
+    assert upload_format(path, LIMITS) is UploadFormat.XLSB
+    assert read_all(path) == {
+        "账户": [
+            (1, ["text", "中文", "😀 emoji", "_x0041_"]),
+            (2, [42.0, 3.5, True, None, 84.0, "ab"]),
+            (5, [None, None, "after a gap"]),
+        ],
+        "second": [(1, ["two"])],
+    }
+
+
+def test_an_xlsb_date_stays_its_serial_number(tmp_path: Path) -> None:
+    # pyxlsb gives no cell's style: the importer converts a date column's serials itself.
+    path = tmp_path / "dates.xlsb"
+    write_xlsb(path, {"s": {1: [45351.5]}})
+
+    assert read_all(path)["s"] == [(1, [45351.5])]
+    assert serial_to_datetime(45351.5, date1904=False) == datetime.datetime(2024, 2, 29, 12)
+
+
+def test_xlsb_limits_and_damage_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.xlsb"
+    write_xlsb(path, XLSB_SHEETS)
+    assert refused(path, TooManyImportRows, ReadLimits(max_rows=3)).params == {"limit": 3}
+    assert refused(path, CellTooLong, ReadLimits(max_cell_chars=6)).params["column"] == "C"
+
+    truncated = tmp_path / "truncated.xlsb"
+    truncated.write_bytes(path.read_bytes()[:-40])
+    refused(truncated, CorruptUpload)
+
+
+def test_an_xlsb_declaring_a_huge_dimension_is_refused_before_rows_are_made(
+    tmp_path: Path,
+) -> None:
+    plain = tmp_path / "plain.xlsb"
+    write_xlsb(plain, {"s": {1: ["x"]}})
+    with zipfile.ZipFile(plain) as archive:
+        sheet = archive.read("xl/worksheets/sheet1.bin")
+    honest = record(DIMENSION, struct.pack("<IIII", 0, 0, 0, 0))
+    wide = record(DIMENSION, struct.pack("<IIII", 0, 0, 0, 1_000_000_000))
+    hostile = tmp_path / "hostile.xlsb"
+    replace_part(plain, hostile, "xl/worksheets/sheet1.bin", sheet.replace(honest, wide))
+
+    error = refused(hostile, TooManyColumns)
+    assert error.params == {"sheet": "s", "columns": 1_000_000_001, "limit": 16_384}
