@@ -6,6 +6,7 @@ import dataclasses
 import posixpath
 import re
 import zipfile
+from typing import Any
 
 from exporter.imports.readers.base import ReadLimits
 from exporter.imports.readers.errors import CellTooLong
@@ -21,6 +22,7 @@ from exporter.imports.readers.zip_guard import corrupt
 
 # OOXML escapes a character XML cannot hold as _xHHHH_ (and a literal "_x" as _x005F_x).
 ESCAPED_CHAR = re.compile(r"_x([0-9A-Fa-f]{4})_")
+TEXT_TAG = f"{MAIN_NS}t"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,13 +106,13 @@ def read_shared_strings(
     return strings
 
 
-def item_text(item: object) -> str:
+def item_text(item: Any) -> str:
     """The text of an <si> or <is>: its <t>, or its rich-text runs' <t> joined; the phonetic
     guides (<rPh>) that Japanese workbooks carry are not part of the text."""
+    if len(item) == 1 and item[0].tag == TEXT_TAG:
+        return unescape(item[0].text or "")
     parts = [
-        node.text or ""
-        for node in item.iter(f"{MAIN_NS}t")  # type: ignore[attr-defined]
-        if node.getparent().tag != f"{MAIN_NS}rPh"
+        node.text or "" for node in item.iter(TEXT_TAG) if node.getparent().tag != f"{MAIN_NS}rPh"
     ]
     return unescape("".join(parts))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import zipfile
 from collections.abc import Iterator
 from typing import Any
@@ -89,27 +90,37 @@ def row_cells(row: Any, sheet: str, context: SheetContext, limits: ReadLimits) -
 
 def column_index(reference: str) -> int:
     """B7 → 1: the 0-based column of a cell reference."""
+    return letters_index(reference.rstrip("0123456789"))
+
+
+@functools.lru_cache(maxsize=1024)
+def letters_index(letters: str) -> int:
     index = 0
-    for char in reference:
-        if "A" <= char <= "Z":
-            index = index * 26 + ord(char) - 64
-        else:
-            break
+    if not letters:
+        raise ValueError("a cell reference with no column")
+    for char in letters:
+        if not "A" <= char <= "Z":
+            raise ValueError(f"{letters!r} is no column")
+        index = index * 26 + ord(char) - 64
     return index - 1
 
 
 def cell_value(cell: Any, context: SheetContext) -> CellValue:
     kind = cell.get("t", "n")
-    if kind == "inlineStr":
-        inline = cell.find(INLINE_TAG)
-        return None if inline is None else item_text(inline)
-    value = cell.findtext(VALUE_TAG)
+    # The children are walked rather than looked up by path: lxml parses a path on every call,
+    # which cost a third of the time of reading a sheet.
+    value = None
+    for child in cell:
+        if child.tag == VALUE_TAG:
+            value = child.text
+        elif child.tag == INLINE_TAG:
+            return item_text(child)
     if value is None:
         return None
     if kind == "s":
         return context.strings[int(value)]
     if kind == "n":
-        return number_value(value, int(cell.get("s", "0")), context)
+        return number_value(value, cell.get("s"), context)
     if kind == "b":
         return BOOLEAN_TEXT[value.lower()]
     if kind == "d":
@@ -118,8 +129,8 @@ def cell_value(cell: Any, context: SheetContext) -> CellValue:
     return unescape(value)
 
 
-def number_value(text: str, style: int, context: SheetContext) -> CellValue:
-    if style in context.date_styles:
+def number_value(text: str, style: str | None, context: SheetContext) -> CellValue:
+    if style is not None and int(style) in context.date_styles:
         return serial_to_datetime(float(text), context.date1904)
     try:
         return int(text)
