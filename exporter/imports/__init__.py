@@ -1,1 +1,1 @@
-"""The import kind: uploaded csv, xlsx and xlsb files read, validated and applied."""
+"""Imports of uploaded workbooks. So far the readers: csv, xlsx and xlsb files read into rows."""
