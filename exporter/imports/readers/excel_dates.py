@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Iterable, Mapping
 
 EPOCH_1900 = datetime.datetime(1899, 12, 30)
 EPOCH_1904 = datetime.datetime(1904, 1, 1)
@@ -22,6 +23,16 @@ def is_date_format(format_id: int, format_code: str | None) -> bool:
         return format_id in BUILTIN_DATE_FORMATS
     shown = LITERAL_PARTS.sub("", format_code.split(";")[0])
     return DATE_PARTS.search(shown) is not None
+
+
+def date_styles(format_ids: Iterable[int], codes: Mapping[int, str]) -> frozenset[int]:
+    """The indexes of the cell styles, given each one's number format id, that show a date;
+    ``codes`` holds the workbook's own format codes by id."""
+    return frozenset(
+        index
+        for index, format_id in enumerate(format_ids)
+        if is_date_format(format_id, codes.get(format_id))
+    )
 
 
 def serial_to_datetime(serial: float, date1904: bool) -> datetime.datetime | float:

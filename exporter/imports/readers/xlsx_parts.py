@@ -10,7 +10,7 @@ from typing import Any
 
 from exporter.imports.readers.base import ReadLimits
 from exporter.imports.readers.errors import CellTooLong
-from exporter.imports.readers.excel_dates import is_date_format
+from exporter.imports.readers.excel_dates import date_styles
 from exporter.imports.readers.safe_xml import (
     MAIN_NS,
     PACKAGE_REL_NS,
@@ -135,8 +135,6 @@ def read_date_styles(archive: zipfile.ZipFile, part: str | None) -> frozenset[in
         if element.tag == f"{MAIN_NS}numFmt":
             codes[int(element.get("numFmtId", "0"))] = element.get("formatCode", "")
             continue
-        for index, xf in enumerate(element.iterchildren(f"{MAIN_NS}xf")):
-            format_id = int(xf.get("numFmtId", "0"))
-            if is_date_format(format_id, codes.get(format_id)):
-                dates.add(index)
+        format_ids = (int(xf.get("numFmtId", "0")) for xf in element.iterchildren(f"{MAIN_NS}xf"))
+        dates |= date_styles(format_ids, codes)
     return frozenset(dates)
