@@ -8,10 +8,22 @@ import struct
 import zipfile
 from pathlib import Path
 
+# Record ids as their bytes read (little-endian), the way pyxlsb's biff12 names them: 615
+# (BrtBeginFmts) is written 0xE7 0x04, so 0x4E7.
 WORKBOOK, WORKBOOK_END, SHEETS, SHEETS_END, SHEET = 0x183, 0x184, 0x18F, 0x190, 0x19C
 WORKSHEET, WORKSHEET_END, DIMENSION, SHEETDATA, SHEETDATA_END = 0x181, 0x182, 0x194, 0x191, 0x192
-ROW, BOOL, FLOAT, STRING, FORMULA_STRING, FORMULA_FLOAT = 0x00, 0x04, 0x05, 0x07, 0x08, 0x09
+ROW, RK, BOOL, FLOAT, STRING, FORMULA_STRING, FORMULA_FLOAT = 0, 2, 4, 5, 7, 8, 9
 SST, SST_END, SI = 0x19F, 0x1A0, 0x13
+WB_PROP = 0x199
+STYLESHEET, STYLESHEET_END, FMTS, FMTS_END, FMT, XF = 0x296, 0x297, 0x4E7, 0x4E8, 0x2C, 0x2F
+CELL_STYLE_XFS, CELL_STYLE_XFS_END, CELL_XFS, CELL_XFS_END = 0x4F2, 0x4F3, 0x4E9, 0x4EA
+# Every workbook gets these cell styles (index: number format id); custom formats are numbered
+# from 164, as Excel numbers them.
+CUSTOM_FORMATS = {164: "yyyy-mm-dd hh:mm", 165: '0.0 "days"'}
+GENERAL_STYLE, DATE_STYLE, DATETIME_STYLE, NUMBER_STYLE, DAYS_STYLE = range(5)
+CELL_STYLE_FORMATS = [0, 14, 164, 4, 165]
+# iStyleRef is a cell's style field's low 24 bits: Excel may set the phonetic flag above them.
+PHONETIC_FLAG = 0x01000000
 RELS = (
     '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
     '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">{}'
@@ -22,7 +34,16 @@ RELATIONSHIP = (
     'openxmlformats.org/officeDocument/2006/relationships/worksheet"/>'
 )
 
-XlsbCell = str | float | bool | None
+
+class Styled:
+    """A number in one of the cell styles above (``style`` may carry ``PHONETIC_FLAG``)."""
+
+    def __init__(self, value: float, style: int) -> None:
+        self.value = value
+        self.style = style
+
+
+XlsbCell = str | float | bool | Styled | None
 
 
 class Formula:
@@ -48,6 +69,12 @@ def wide(text: str) -> bytes:
 
 
 def cell_record(column: int, value: XlsbCell | Formula, strings: list[str]) -> bytes:
+    if isinstance(value, Styled):
+        head = struct.pack("<II", column, value.style)
+        if value.value == int(value.value) and abs(value.value) < 2**29:
+            # Excel writes a whole number as an RK: the integer shifted past two flag bits.
+            return record(RK, head + struct.pack("<i", int(value.value) << 2 | 0x02))
+        return record(FLOAT, head + struct.pack("<d", value.value))
     head = struct.pack("<II", column, 0)
     if isinstance(value, Formula):
         if isinstance(value.cached, str):
@@ -81,11 +108,33 @@ def sheet_part(rows: dict[int, list[XlsbCell | Formula]], strings: list[str]) ->
     return b"".join(parts)
 
 
-def write_xlsb(path: Path, sheets: dict[str, dict[int, list[XlsbCell | Formula]]]) -> None:
+def xf(format_id: int, parent: int = 0) -> bytes:
+    # BrtXF: parent style, number format, font, fill, border, rotation, indent, flags.
+    return record(XF, struct.pack("<HHHHHBBHH", parent, format_id, 0, 0, 0, 0, 0, 0, 0))
+
+
+def styles_part() -> bytes:
+    parts = [record(STYLESHEET), record(FMTS, struct.pack("<I", len(CUSTOM_FORMATS)))]
+    parts += [record(FMT, struct.pack("<H", n) + wide(code)) for n, code in CUSTOM_FORMATS.items()]
+    # The named style's format is a date's, unlike any real workbook's, so that a reader taking
+    # it for cell style 0 reads General numbers as dates.
+    parts += [record(FMTS_END), record(CELL_STYLE_XFS, struct.pack("<I", 1)), xf(14, 0xFFFF)]
+    parts += [record(CELL_STYLE_XFS_END)]
+    parts.append(record(CELL_XFS, struct.pack("<I", len(CELL_STYLE_FORMATS))))
+    parts += [xf(format_id) for format_id in CELL_STYLE_FORMATS]
+    parts += [record(CELL_XFS_END), record(STYLESHEET_END)]
+    return b"".join(parts)
+
+
+def write_xlsb(
+    path: Path, sheets: dict[str, dict[int, list[XlsbCell | Formula]]], date1904: bool = False
+) -> None:
     """An xlsb holding ``sheets``: name → {row number as Excel shows it: cells from A on}."""
     strings: list[str] = []
     sheet_parts = [sheet_part(rows, strings) for rows in sheets.values()]
-    book = [record(WORKBOOK), record(SHEETS)]
+    # BrtWbProp: flags (f1904 the lowest bit), theme version, code name.
+    book = [record(WORKBOOK), record(WB_PROP, struct.pack("<II", int(date1904), 0) + wide(""))]
+    book.append(record(SHEETS))
     for n, name in enumerate(sheets, start=1):
         book.append(record(SHEET, struct.pack("<II", 0, n) + wide(f"rId{n}") + wide(name)))
     book += [record(SHEETS_END), record(WORKBOOK_END)]
@@ -99,5 +148,6 @@ def write_xlsb(path: Path, sheets: dict[str, dict[int, list[XlsbCell | Formula]]
             RELS.format("".join(RELATIONSHIP.format(n=n) for n in range(1, len(sheets) + 1))),
         )
         archive.writestr("xl/sharedStrings.bin", b"".join(sst))
+        archive.writestr("xl/styles.bin", styles_part())
         for n, part in enumerate(sheet_parts, start=1):
             archive.writestr(f"xl/worksheets/sheet{n}.bin", part)

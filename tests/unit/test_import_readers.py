@@ -30,7 +30,22 @@ from exporter.imports.readers import (
 from exporter.imports.readers.base import CellValue
 from exporter.imports.readers.excel_dates import is_date_format, serial_to_datetime
 from exporter.imports.readers.xlsx_parts import unescape
-from tests.xlsb_writer import DIMENSION, Formula, XlsbCell, record, write_xlsb
+from tests.xlsb_writer import (
+    CELL_XFS,
+    DATE_STYLE,
+    DATETIME_STYLE,
+    DAYS_STYLE,
+    DIMENSION,
+    GENERAL_STYLE,
+    NUMBER_STYLE,
+    PHONETIC_FLAG,
+    XF,
+    Formula,
+    Styled,
+    XlsbCell,
+    record,
+    write_xlsb,
+)
 
 LIMITS = ReadLimits()
 WHEN = datetime.datetime(2024, 2, 29, 13, 45, 7)
@@ -336,13 +351,54 @@ def test_xlsb_reads_back_every_sheet_with_formulas_cached_values(tmp_path: Path)
     }
 
 
-def test_an_xlsb_date_stays_its_serial_number(tmp_path: Path) -> None:
-    # pyxlsb gives no cell's style: the importer converts a date column's serials itself.
+@pytest.mark.parametrize(("date1904", "day"), [(False, 45351), (True, 43889)])
+def test_xlsb_numbers_in_date_styles_read_back_as_their_datetimes(
+    tmp_path: Path, date1904: bool, day: int
+) -> None:
+    # The same serial numbers under each other style stay numbers: General, #,##0.00 and a
+    # custom format whose "d" is quoted text.
     path = tmp_path / "dates.xlsb"
-    write_xlsb(path, {"s": {1: [45351.5]}})
+    serial = day + (13 * 3600 + 45 * 60 + 7) / 86_400
+    write_xlsb(
+        path,
+        {
+            "s": {
+                1: [Styled(day, DATE_STYLE), Styled(serial, DATETIME_STYLE)],
+                2: [Styled(day, DATE_STYLE | PHONETIC_FLAG), "text", Styled(day, NUMBER_STYLE)],
+                3: [Styled(serial, GENERAL_STYLE), serial, Styled(2.5, DAYS_STYLE)],
+            }
+        },
+        date1904=date1904,
+    )
+
+    assert read_all(path)["s"] == [
+        (1, [datetime.datetime(2024, 2, 29), WHEN]),
+        (2, [datetime.datetime(2024, 2, 29), "text", float(day)]),
+        (3, [serial, serial, 2.5]),
+    ]
+
+
+def test_an_xlsb_without_styles_reads_its_dates_as_serial_numbers(tmp_path: Path) -> None:
+    styled = tmp_path / "styled.xlsb"
+    write_xlsb(styled, {"s": {1: [Styled(45351.5, DATETIME_STYLE)]}})
+    path = tmp_path / "unstyled.xlsb"
+    with zipfile.ZipFile(styled) as original, zipfile.ZipFile(path, "w") as copy:
+        for member in original.infolist():
+            if member.filename != "xl/styles.bin":
+                copy.writestr(member, original.read(member))
 
     assert read_all(path)["s"] == [(1, [45351.5])]
     assert serial_to_datetime(45351.5, date1904=False) == datetime.datetime(2024, 2, 29, 12)
+
+
+def test_an_xlsb_whose_styles_break_off_is_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "plain.xlsb"
+    write_xlsb(path, {"s": {1: [1.0]}})
+    broken = tmp_path / "broken.xlsb"
+    styles = record(CELL_XFS, struct.pack("<I", 1)) + record(XF, b"\x00")
+    replace_part(path, broken, "xl/styles.bin", styles)
+
+    refused(broken, CorruptUpload)
 
 
 def test_xlsb_limits_and_damage_are_refused(tmp_path: Path) -> None:
