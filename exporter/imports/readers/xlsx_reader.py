@@ -17,7 +17,10 @@ from exporter.imports.readers.base import (
     too_many_columns,
 )
 from exporter.imports.readers.excel_dates import serial_to_datetime
-from exporter.imports.readers.safe_xml import MAIN_NS, forget, iter_elements
+from exporter.imports.readers.errors import CorruptUpload
+from exporter.imports.readers.plain_rows import items_of, xml_text
+from exporter.imports.readers.safe_xml import MAIN_NS, forget
+from exporter.imports.readers.sheet_scan import PlainRun, scan_sheet
 from exporter.imports.readers.xlsx_parts import (
     item_text,
     read_date_styles,
@@ -27,7 +30,6 @@ from exporter.imports.readers.xlsx_parts import (
 )
 from exporter.imports.readers.zip_guard import corrupt
 
-ROW_TAG = f"{MAIN_NS}row"
 VALUE_TAG = f"{MAIN_NS}v"
 INLINE_TAG = f"{MAIN_NS}is"
 BOOLEAN_TEXT = {"1": True, "0": False, "true": True, "false": False}
@@ -59,16 +61,67 @@ def sheet_rows(
     archive: zipfile.ZipFile, part: str, name: str, context: SheetContext, guard: RowGuard
 ) -> Iterator[Row]:
     previous = 0
-    for row in iter_elements(archive, part, (ROW_TAG,)):
+    for piece in scan_sheet(archive, part):
+        if isinstance(piece, PlainRun):
+            for number, cells in plain_rows(piece, previous, name, context, guard.limits):
+                previous = number
+                guard.check(name, number, cells)
+                yield number, cells
+            continue
         try:
-            number = int(row.get("r") or previous + 1)
-            cells = row_cells(row, name, context, guard.limits)
+            number = int(piece.get("r") or previous + 1)
+            cells = row_cells(piece, name, context, guard.limits)
         except (ValueError, IndexError, KeyError) as exc:
-            raise corrupt(ValueError(f"row {previous + 1} of sheet {name!r}: {exc}")) from exc
-        forget(row)
+            raise corrupt_row(exc, previous, name) from exc
+        forget(piece)
         previous = number
         guard.check(name, number, cells)
         yield number, cells
+
+
+def plain_rows(
+    run: PlainRun, previous: int, sheet: str, context: SheetContext, limits: ReadLimits
+) -> Iterator[Row]:
+    """The rows of a plain run, read as ``row_cells`` reads their elements."""
+    max_columns = limits.max_columns
+    number = 0
+    cells: list[CellValue] | None = None
+    try:
+        for is_row, reference, letters, style, kind, value, inline, text in items_of(run.text):
+            if is_row:
+                if cells is not None:
+                    yield number, cells
+                    previous = number
+                number = int(reference) if reference else previous + 1
+                cells = []
+                continue
+            assert cells is not None
+            index = letters_index(letters) if letters else len(cells)
+            if index != len(cells) or index >= max_columns:
+                if index >= max_columns:
+                    raise too_many_columns(sheet, index + 1, max_columns)
+                if index > len(cells):
+                    cells.extend([None] * (index - len(cells)))
+            if inline:
+                decoded: CellValue = (
+                    text if "&" not in text and "_x" not in text else unescape(xml_text(text))
+                )
+            elif value:
+                decoded = typed_value(kind or "n", xml_text(value), style or None, context)
+            else:
+                decoded = None
+            if index == len(cells):
+                cells.append(decoded)
+            else:
+                cells[index] = decoded
+    except (ValueError, IndexError, KeyError) as exc:
+        raise corrupt_row(exc, previous, sheet) from exc
+    if cells is not None:
+        yield number, cells
+
+
+def corrupt_row(exc: Exception, previous: int, sheet: str) -> CorruptUpload:
+    return corrupt(ValueError(f"row {previous + 1} of sheet {sheet!r}: {exc}"))
 
 
 def row_cells(row: Any, sheet: str, context: SheetContext, limits: ReadLimits) -> list[CellValue]:
@@ -117,10 +170,15 @@ def cell_value(cell: Any, context: SheetContext) -> CellValue:
             return item_text(child)
     if value is None:
         return None
+    return typed_value(kind, value, cell.get("s"), context)
+
+
+def typed_value(kind: str, value: str, style: str | None, context: SheetContext) -> CellValue:
+    """A cell's value from its type (t), the text of its <v> and its style (s)."""
     if kind == "s":
         return context.strings[int(value)]
     if kind == "n":
-        return number_value(value, cell.get("s"), context)
+        return number_value(value, style, context)
     if kind == "b":
         return BOOLEAN_TEXT[value.lower()]
     if kind == "d":
