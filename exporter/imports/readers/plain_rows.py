@@ -85,7 +85,7 @@ class PlainRows:
         row_attrs = optional_attrs(ROW_ATTRS)
         if x14ac_declared:
             row_attrs += optional_attrs((DY_DESCENT,))
-        row = f"<row(?: r=\"[0-9]+\")?{row_attrs}(?:/>|>(?:{WS}{CELL})*+{WS}</row>)"
+        row = f'<row(?: r="[0-9]+")?{row_attrs}(?:/>|>(?:{WS}{CELL})*+{WS}</row>)'
         self.run = re.compile(f"(?:{WS}{row})*+{WS}")
 
     def is_plain(self, data: bytes) -> str | None:

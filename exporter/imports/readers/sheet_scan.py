@@ -23,7 +23,6 @@ from exporter.imports.readers.safe_xml import (
     PROLOG_BYTES,
     declares_dtd,
     dtd_refused,
-    forget,
     parse,
     refuse_dtd,
 )
@@ -163,8 +162,14 @@ class Skeleton:
         for event, element in self.parser.read_events():
             if event == "end" and element.tag == ROW_TAG:
                 yield element
-            elif event == "end":
+            elif event == "end" and is_top_level(element):
+                # Whatever is inside has been read by now, rows included.
                 element.clear()
+
+
+def is_top_level(element: Any) -> bool:
+    parent = element.getparent()
+    return parent is not None and parent.getparent() is None
 
 
 class Chained:

@@ -16,8 +16,8 @@ from exporter.imports.readers.base import (
     Sheet,
     too_many_columns,
 )
-from exporter.imports.readers.excel_dates import serial_to_datetime
 from exporter.imports.readers.errors import CorruptUpload
+from exporter.imports.readers.excel_dates import serial_to_datetime
 from exporter.imports.readers.plain_rows import items_of, xml_text
 from exporter.imports.readers.safe_xml import MAIN_NS, forget
 from exporter.imports.readers.sheet_scan import PlainRun, scan_sheet
@@ -97,27 +97,34 @@ def plain_rows(
                 continue
             assert cells is not None
             index = letters_index(letters) if letters else len(cells)
-            if index != len(cells) or index >= max_columns:
-                if index >= max_columns:
-                    raise too_many_columns(sheet, index + 1, max_columns)
-                if index > len(cells):
-                    cells.extend([None] * (index - len(cells)))
-            if inline:
-                decoded: CellValue = (
-                    text if "&" not in text and "_x" not in text else unescape(xml_text(text))
-                )
-            elif value:
-                decoded = typed_value(kind or "n", xml_text(value), style or None, context)
+            if index == len(cells) and index < max_columns:
+                cells.append(plain_value(kind, style, value, inline, text, context))
             else:
-                decoded = None
-            if index == len(cells):
-                cells.append(decoded)
-            else:
-                cells[index] = decoded
+                make_room(cells, index, sheet, max_columns)
+                cells[index] = plain_value(kind, style, value, inline, text, context)
     except (ValueError, IndexError, KeyError) as exc:
         raise corrupt_row(exc, previous, sheet) from exc
     if cells is not None:
         yield number, cells
+
+
+def plain_value(
+    kind: str, style: str, value: str, inline: str, text: str, context: SheetContext
+) -> CellValue:
+    if inline:
+        return text if "&" not in text and "_x" not in text else unescape(xml_text(text))
+    if value:
+        return typed_value(kind or "n", xml_text(value), style or None, context)
+    return None
+
+
+def make_room(cells: list[CellValue], index: int, sheet: str, limit: int) -> None:
+    """Make ``cells[index]`` a place for a cell's value (the columns skipped stay empty);
+    refuse a column past the limit before the cell's value is read."""
+    if index >= limit:
+        raise too_many_columns(sheet, index + 1, limit)
+    if index >= len(cells):
+        cells.extend([None] * (index + 1 - len(cells)))
 
 
 def corrupt_row(exc: Exception, previous: int, sheet: str) -> CorruptUpload:
@@ -129,15 +136,8 @@ def row_cells(row: Any, sheet: str, context: SheetContext, limits: ReadLimits) -
     for cell in row:
         reference = cell.get("r")
         index = column_index(reference) if reference else len(cells)
-        if index >= limits.max_columns:
-            raise too_many_columns(sheet, index + 1, limits.max_columns)
-        if index > len(cells):
-            cells.extend([None] * (index - len(cells)))
-        value = cell_value(cell, context)
-        if index == len(cells):
-            cells.append(value)
-        else:
-            cells[index] = value
+        make_room(cells, index, sheet, limits.max_columns)
+        cells[index] = cell_value(cell, context)
     return cells
 
 
