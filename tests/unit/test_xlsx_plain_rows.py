@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import xlsxwriter
 
-from exporter.imports.readers import CorruptUpload, ReadLimits, read_upload, sheet_scan
+from exporter.imports.readers import CorruptUpload, ReadLimits, part_scan, read_upload
 from exporter.imports.readers.base import CellValue
+from exporter.imports.readers.part_scan import boundary
 from exporter.imports.readers.plain_rows import PlainRows
-from exporter.imports.readers.sheet_scan import row_boundary
 
 SHEET = "xl/worksheets/sheet1.xml"
 WHEN = datetime.datetime(2024, 2, 29, 13, 45, 7)
@@ -65,7 +65,7 @@ def test_runs_of_any_size_read_what_lxml_reads_in_order(
 ) -> None:
     path = tmp_path / "accounts.xlsx"
     write_accounts(path, 300, constant_memory)
-    monkeypatch.setattr(sheet_scan, "BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(part_scan, "BLOCK_BYTES", block_bytes)
 
     rows = read_all(path)
 
@@ -114,7 +114,7 @@ def test_what_is_not_plain_reads_as_lxml_reads_it_or_is_refused_alike(
     write_accounts(plain, 300, constant_memory=False)
     edited = tmp_path / "edited.xlsx"
     replace_sheet(plain, edited, edit, by)
-    monkeypatch.setattr(sheet_scan, "BLOCK_BYTES", 1000)
+    monkeypatch.setattr(part_scan, "BLOCK_BYTES", 1000)
 
     try:
         expected: Rows | type[CorruptUpload] = read_by_lxml(edited, monkeypatch)
@@ -168,6 +168,10 @@ def test_rows_outside_sheet_data_are_read_as_lxml_reads_them(
 
     assert rows == read_by_lxml(edited, monkeypatch)
     assert rows["账户"][-1] == (90, [1])
+
+
+def row_boundary(data: bytes) -> int:
+    return boundary(data, b"<row")
 
 
 def test_a_row_boundary_is_never_inside_a_row() -> None:

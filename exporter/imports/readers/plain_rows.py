@@ -10,7 +10,10 @@ not plain and goes to lxml. Reading a cell this way costs a fraction of building
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Any, Final
+
+from exporter.imports.readers.part_scan import Items
+from exporter.imports.readers.safe_xml import MAIN_NS
 
 # What makes a run not plain wherever it is, looked for in its bytes once (keeping the classes
 # below small keeps the grammar fast): the control characters XML forbids, carriage returns
@@ -53,6 +56,7 @@ FORMULA_ATTRS: Final = (
 )
 # Excel's row attribute from the x14ac namespace: plain only where the sheet declares it.
 DY_DESCENT: Final = "x14ac:dyDescent"
+X14AC_NS: Final = "http://schemas.microsoft.com/office/spreadsheetml/2009/9/ac"
 XML_ENTITIES: Final = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'"))
 
 
@@ -106,6 +110,20 @@ def items_of(text: str) -> list[Item]:
     a row; ("", "", column letters, s, t, <v> text, "<is>" when it holds an inline string,
     that string) for a cell, "" for what it leaves out."""
     return ITEMS.findall(text)
+
+
+def sheet_grammar(sheet_data: Any) -> PlainRows:
+    return PlainRows(sheet_data.nsmap.get("x14ac") == X14AC_NS)
+
+
+SHEET_ROWS: Final = Items(
+    container=re.compile(rb"<sheetData>"),
+    container_tag=f"{MAIN_NS}sheetData",
+    end=b"</sheetData>",
+    item=b"<row",
+    item_tag=f"{MAIN_NS}row",
+    grammar=sheet_grammar,
+)
 
 
 def xml_text(text: str) -> str:

@@ -18,9 +18,9 @@ from exporter.imports.readers.base import (
 )
 from exporter.imports.readers.errors import CorruptUpload
 from exporter.imports.readers.excel_dates import serial_to_datetime
-from exporter.imports.readers.plain_rows import items_of, xml_text
+from exporter.imports.readers.part_scan import PlainRun, scan_part
+from exporter.imports.readers.plain_rows import SHEET_ROWS, items_of, xml_text
 from exporter.imports.readers.safe_xml import MAIN_NS, forget
-from exporter.imports.readers.sheet_scan import PlainRun, scan_sheet
 from exporter.imports.readers.xlsx_parts import (
     item_text,
     read_date_styles,
@@ -61,7 +61,7 @@ def sheet_rows(
     archive: zipfile.ZipFile, part: str, name: str, context: SheetContext, guard: RowGuard
 ) -> Iterator[Row]:
     previous = 0
-    for piece in scan_sheet(archive, part):
+    for piece in scan_part(archive, part, SHEET_ROWS):
         if isinstance(piece, PlainRun):
             for number, cells in plain_rows(piece, previous, name, context, guard.limits):
                 previous = number
