@@ -15,6 +15,7 @@ from exporter.imports.readers import CorruptUpload, ReadLimits, part_scan, read_
 from exporter.imports.readers.base import CellValue
 from exporter.imports.readers.part_scan import boundary
 from exporter.imports.readers.plain_rows import PlainRows
+from exporter.imports.readers.plain_strings import PlainStrings
 
 SHEET = "xl/worksheets/sheet1.xml"
 WHEN = datetime.datetime(2024, 2, 29, 13, 45, 7)
@@ -28,6 +29,7 @@ def read_all(path: Path) -> Rows:
 def read_by_lxml(path: Path, monkeypatch: pytest.MonkeyPatch) -> Rows:
     with monkeypatch.context() as patch:
         patch.setattr(PlainRows, "is_plain", lambda self, data: None)
+        patch.setattr(PlainStrings, "is_plain", lambda self, data: None)
         return read_all(path)
 
 
@@ -125,6 +127,27 @@ def test_what_is_not_plain_reads_as_lxml_reads_it_or_is_refused_alike(
             read_all(edited)
     else:
         assert read_all(edited) == expected
+
+
+@pytest.mark.parametrize("block_bytes", [29, 1024 * 1024])
+def test_shared_strings_plain_or_rich_read_what_lxml_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block_bytes: int
+) -> None:
+    path = tmp_path / "rich.xlsx"
+    workbook = xlsxwriter.Workbook(str(path))
+    bold = workbook.add_format({"bold": True})
+    sheet = workbook.add_worksheet("s")
+    for row in range(50):
+        sheet.write_string(row, 0, f" {row} & <b> _x0041_ 中文 ")
+        if row % 7 == 3:
+            sheet.write_rich_string(row, 1, "plain ", bold, f"bold {row}", " tail")
+    workbook.close()
+    monkeypatch.setattr(part_scan, "BLOCK_BYTES", block_bytes)
+
+    rows = read_all(path)
+
+    assert rows == read_by_lxml(path, monkeypatch)
+    assert rows["s"][3] == (4, [" 3 & <b> _x0041_ 中文 ", "plain bold 3 tail"])
 
 
 X14AC = b'xmlns:x14ac="http://schemas.microsoft.com/office/spreadsheetml/2009/9/ac"'

@@ -94,15 +94,21 @@ class PlainRows:
 
     def is_plain(self, data: bytes) -> str | None:
         """``data`` as text when it is nothing but whole rows in the plain form, else None."""
-        if len(data.translate(None, CONTROL_BYTES)) != len(data) or any(
-            mark in data for mark in NOT_PLAIN_BYTES
-        ):
-            return None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        return text if self.run.fullmatch(text) is not None else None
+        text = not_plain(data)
+        return text if text is not None and self.run.fullmatch(text) is not None else None
+
+
+def not_plain(data: bytes) -> str | None:
+    """``data`` as text, or None when something in it keeps it from being plain whatever
+    the grammar (or it is no UTF-8)."""
+    if len(data.translate(None, CONTROL_BYTES)) != len(data) or any(
+        mark in data for mark in NOT_PLAIN_BYTES
+    ):
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def items_of(text: str) -> list[Item]:
