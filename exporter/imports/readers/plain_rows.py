@@ -76,8 +76,9 @@ CELL: Final = (
 # reading the same parts because the grammar above leaves only one way to read each.
 ITEMS: Final = re.compile(
     r'(<row)(?: r="([0-9]+)")?[^>]*>'
-    r'|<c(?: r="([A-Z]+)[0-9]+")?(?: s="([0-9]+)")?(?: t="([A-Za-z]+)")?[^>]*?(?:/>|>'
-    r"(?:<f[^>]*?(?:/>|>[^<]*</f>))?(?:<v>([^<]*)</v>)?(?:(<is>)<t[^>]*>([^<]*)</t></is>)?</c>)"
+    r'|<c(?: r="([A-Z]+)[0-9]+")?(?: s="([0-9]+)")?(?: t="([A-Za-z]+)")?(?: [cvp][mh]="[^"]*")*'
+    r'(?:/>|>(?:<f(?: [^=]+="[^"]*")*(?:/>|>[^<]*</f>))?(?:<v>([^<]*)</v>)?'
+    r'(?:(<is>)<t(?: xml:space="preserve")?>([^<]*)</t></is>)?</c>)'
 )
 Item = tuple[str, str, str, str, str, str, str, str]
 

@@ -42,6 +42,15 @@ class SheetContext:
         self.strings = strings
         self.date_styles = date_styles
         self.date1904 = date1904
+        self.style_is_date: dict[str, bool] = {}
+
+    def is_date_style(self, style: str) -> bool:
+        """Whether the cell style ``s`` shows its number as a date (remembered: a sheet uses
+        a handful of styles in every one of its cells)."""
+        known = self.style_is_date.get(style)
+        if known is None:
+            known = self.style_is_date[style] = int(style) in self.date_styles
+        return known
 
 
 def read_xlsx(archive: zipfile.ZipFile, guard: RowGuard) -> Iterator[Sheet]:
@@ -113,9 +122,15 @@ def plain_value(
 ) -> CellValue:
     if inline:
         return text if "&" not in text and "_x" not in text else unescape(xml_text(text))
-    if value:
-        return typed_value(kind or "n", xml_text(value), style or None, context)
-    return None
+    if not value:
+        return None
+    if "&" in value:
+        value = xml_text(value)
+    if not kind:
+        return number_value(value, style or None, context)
+    if kind == "s":
+        return context.strings[int(value)]
+    return typed_value(kind, value, style or None, context)
 
 
 def make_room(cells: list[CellValue], index: int, sheet: str, limit: int) -> None:
@@ -188,7 +203,7 @@ def typed_value(kind: str, value: str, style: str | None, context: SheetContext)
 
 
 def number_value(text: str, style: str | None, context: SheetContext) -> CellValue:
-    if style is not None and int(style) in context.date_styles:
+    if style is not None and context.is_date_style(style):
         return serial_to_datetime(float(text), context.date1904)
     try:
         return int(text)
