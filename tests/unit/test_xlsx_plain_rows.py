@@ -129,6 +129,17 @@ def test_what_is_not_plain_reads_as_lxml_reads_it_or_is_refused_alike(
         assert read_all(edited) == expected
 
 
+def test_a_row_longer_than_a_run_may_be_is_left_to_lxml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "accounts.xlsx"
+    write_accounts(path, 30, constant_memory=True)
+    monkeypatch.setattr(part_scan, "BLOCK_BYTES", 37)
+    monkeypatch.setattr(part_scan, "MAX_RUN_BYTES", 200)
+
+    assert read_all(path) == read_by_lxml(path, monkeypatch)
+
+
 @pytest.mark.parametrize("block_bytes", [29, 1024 * 1024])
 def test_shared_strings_plain_or_rich_read_what_lxml_reads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block_bytes: int
