@@ -100,6 +100,12 @@ def test_runs_of_any_size_read_what_lxml_reads_in_order(
             b'<row r="150"', b'<row r="150" spans="1:8" spans="1:8"', id="duplicate spans"
         ),
         pytest.param(b"</row>", b"</row>\r\n", id="carriage return"),
+        pytest.param(
+            b'<c r="B150" t="s">',
+            b'<c r="B150" t="str"><v>a\r\nb\rc</v></c><c r="Z150" t="s">',
+            id="carriage return in text",
+        ),
+        pytest.param(b'<c r="B150" t="s">', b'<c r="B150" t="s"\x01>', id="control character"),
         pytest.param(b'<c r="B150" t="s">', b'<c r="B150" t="s" s="0">', id="s after t"),
         pytest.param(b"<sheetData>", b"<sheetData>\n", id="whitespace"),
         pytest.param(

@@ -18,8 +18,8 @@ from exporter.imports.readers.safe_xml import MAIN_NS
 # What makes a run not plain wherever it is, looked for in its bytes once (keeping the classes
 # below small keeps the grammar fast): the control characters XML forbids, carriage returns
 # (XML turns them into line feeds), U+FFFE and U+FFFF, and "]]>".
-CONTROL_BYTES: Final = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])
-NOT_PLAIN_BYTES: Final = (b"\xef\xbf\xbe", b"\xef\xbf\xbf", b"]]>")
+CONTROL_BYTES: Final = bytes([*range(0x09), 0x0B, *range(0x0C, 0x20)])
+NOT_PLAIN_BYTES: Final = re.compile(rb"\xef\xbf[\xbe\xbf]|]]>")
 TEXT_CHAR: Final = "[^<&]"
 # ">" is left out of attribute values so that the reading below may skip to the first ">".
 # Whitespace that XML would turn into spaces is not: the values read (r, s, t) admit none.
@@ -102,8 +102,8 @@ class PlainRows:
 def not_plain(data: bytes) -> str | None:
     """``data`` as text, or None when something in it keeps it from being plain whatever
     the grammar (or it is no UTF-8)."""
-    if len(data.translate(None, CONTROL_BYTES)) != len(data) or any(
-        mark in data for mark in NOT_PLAIN_BYTES
+    if len(data.translate(None, CONTROL_BYTES)) != len(data) or (
+        (b"\xef\xbf" in data or b"]]>" in data) and NOT_PLAIN_BYTES.search(data)
     ):
         return None
     try:
