@@ -1,4 +1,6 @@
-"""Rows of an uploaded xlsx, streamed out of the zip one <row> at a time."""
+"""Rows of an uploaded xlsx, streamed out of the zip: runs of rows in the plain form that
+xlsxwriter and Excel write are read with regular expressions (see ``plain_rows``), anything
+else one lxml <row> at a time. Both give the same values."""
 
 from __future__ import annotations
 
@@ -104,6 +106,7 @@ def plain_rows(
                 number = int(reference) if reference else previous + 1
                 cells = []
                 continue
+            # A plain run begins with a row: the grammar admits cells only inside one.
             assert cells is not None
             index = letters_index(letters) if letters else len(cells)
             if index == len(cells) and index < max_columns:
