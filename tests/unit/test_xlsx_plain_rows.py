@@ -93,6 +93,15 @@ def test_runs_of_any_size_read_what_lxml_reads_in_order(
         pytest.param(b"<v>149</v>", b"<v><![CDATA[149]]></v>", id="cdata"),
         pytest.param(b"<v>149</v>", b"<v>&#49;49</v>", id="character reference"),
         pytest.param(
+            b'<c r="B150" t="s">',
+            b'<c r="B150" t="str"><v>&#x4E2D;&#25991;&#38;lt;&amp;#65;&#13;&#x1F600;</v></c>'
+            b'<c r="Z150" t="s">',
+            id="character references in text",
+        ),
+        pytest.param(b"<v>149</v>", b"<v>&#1;49</v>", id="character reference to no character"),
+        pytest.param(b"<v>149</v>", b"<v>&#xD800;</v>", id="character reference to a surrogate"),
+        pytest.param(b"<v>149</v>", b"<f>&#1;</f><v>149</v>", id="bad reference in a formula"),
+        pytest.param(
             b'<row r="150"', b'<row xmlns="urn:other" r="150"', id="namespace declaration"
         ),
         pytest.param(b'<row r="150"', b'<row r="150" r="151"', id="duplicate r"),

@@ -24,7 +24,9 @@ TEXT_CHAR: Final = "[^<&]"
 # ">" is left out of attribute values so that the reading below may skip to the first ">".
 # Whitespace that XML would turn into spaces is not: the values read (r, s, t) admit none.
 VALUE_CHAR: Final = '[^"<&>]'
-ENTITY: Final = r"&(?:amp|lt|gt|quot|apos);"
+# The five predefined entities and character references (openpyxl writes every character past
+# ASCII as one); nothing else is plain.
+ENTITY: Final = r"&(?:amp|lt|gt|quot|apos|#[0-9]{1,7}|#x[0-9A-Fa-f]{1,6});"
 TEXT: Final = f"{TEXT_CHAR}*+(?:{ENTITY}{TEXT_CHAR}*+)*+"
 WS: Final = r"[ \t\n]*+"
 ROW_ATTRS: Final = (
@@ -58,6 +60,8 @@ FORMULA_ATTRS: Final = (
 DY_DESCENT: Final = "x14ac:dyDescent"
 X14AC_NS: Final = "http://schemas.microsoft.com/office/spreadsheetml/2009/9/ac"
 XML_ENTITIES: Final = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'"))
+REFERENCE: Final = re.compile(r"&(#x[0-9A-Fa-f]+|#[0-9]+|amp|lt|gt|quot|apos);")
+NAMED: Final = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
 
 
 def optional_attrs(names: tuple[str, ...]) -> str:
@@ -95,11 +99,11 @@ class PlainRows:
 
     def is_plain(self, data: bytes) -> str | None:
         """``data`` as text when it is nothing but whole rows in the plain form, else None."""
-        text = not_plain(data)
+        text = plain_text_of(data)
         return text if text is not None and self.run.fullmatch(text) is not None else None
 
 
-def not_plain(data: bytes) -> str | None:
+def plain_text_of(data: bytes) -> str | None:
     """``data`` as text, or None when something in it keeps it from being plain whatever
     the grammar (or it is no UTF-8)."""
     if len(data.translate(None, CONTROL_BYTES)) != len(data) or (
@@ -107,9 +111,10 @@ def not_plain(data: bytes) -> str | None:
     ):
         return None
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         return None
+    return None if "&#" in text and not references_allowed(text) else text
 
 
 def items_of(text: str) -> list[Item]:
@@ -134,9 +139,38 @@ SHEET_ROWS: Final = Items(
 
 
 def xml_text(text: str) -> str:
-    """Plain text with its five entity references replaced (the only ones plain text holds)."""
+    """Plain text with its entity and character references replaced."""
     if "&" not in text:
         return text
+    if "&#" in text:
+        # In one pass: a reference's character is never read again as markup.
+        return REFERENCE.sub(referenced, text)
     for entity, char in XML_ENTITIES:
         text = text.replace(entity, char)
     return text.replace("&amp;", "&")
+
+
+def referenced(match: re.Match[str]) -> str:
+    name = match.group(1)
+    return NAMED[name] if name[0] != "#" else chr(code_of(name))
+
+
+def code_of(reference: str) -> int:
+    """#65 → 65, #x41 → 65."""
+    return int(reference[2:], 16) if reference[1] == "x" else int(reference[1:])
+
+
+def references_allowed(text: str) -> bool:
+    """Whether every character reference in ``text`` (formulas' included) is to a character
+    XML allows; lxml refuses a part where one is not."""
+    return all(is_xml_char(code_of(name)) for name in REFERENCE.findall(text) if name[0] == "#")
+
+
+def is_xml_char(code: int) -> bool:
+    """Whether XML 1.0 allows the character (its Char production)."""
+    return (
+        code in (0x9, 0xA, 0xD)
+        or 0x20 <= code <= 0xD7FF
+        or 0xE000 <= code <= 0xFFFD
+        or 0x10000 <= code <= 0x10FFFF
+    )

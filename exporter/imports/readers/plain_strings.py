@@ -7,7 +7,7 @@ import re
 from typing import Any, Final
 
 from exporter.imports.readers.part_scan import Items
-from exporter.imports.readers.plain_rows import TEXT, WS, not_plain, xml_text
+from exporter.imports.readers.plain_rows import TEXT, WS, plain_text_of, xml_text
 from exporter.imports.readers.safe_xml import MAIN_NS
 
 ITEM: Final = f'<si><t(?: xml:space="preserve")?>{TEXT}</t></si>'
@@ -19,7 +19,7 @@ class PlainStrings:
 
     def is_plain(self, data: bytes) -> str | None:
         """``data`` as text when it is nothing but whole <si> items in the plain form."""
-        text = not_plain(data)
+        text = plain_text_of(data)
         return text if text is not None and self.run.fullmatch(text) is not None else None
 
 
