@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import zipfile
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any, Protocol
 
 from lxml import etree
 
@@ -35,7 +35,11 @@ def iter_elements(archive: zipfile.ZipFile, part: str, tags: tuple[str, ...]) ->
         raise corrupt(exc) from exc
 
 
-def parse(stream: IO[bytes], part: str, tags: tuple[str, ...]) -> Iterator[Any]:
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def parse(stream: Readable, part: str, tags: tuple[str, ...]) -> Iterator[Any]:
     events = etree.iterparse(
         stream,
         events=("end",),

@@ -11,6 +11,8 @@ from typing import Any
 from exporter.imports.readers.base import ReadLimits
 from exporter.imports.readers.errors import CellTooLong
 from exporter.imports.readers.excel_dates import date_styles
+from exporter.imports.readers.part_scan import PlainRun, scan_part
+from exporter.imports.readers.plain_strings import SHARED_STRINGS, texts_of
 from exporter.imports.readers.safe_xml import (
     MAIN_NS,
     PACKAGE_REL_NS,
@@ -94,15 +96,25 @@ def read_shared_strings(
     if part is None:
         return []
     strings: list[str] = []
-    for item in iter_elements(archive, part, (f"{MAIN_NS}si",)):
-        text = item_text(item)
-        if len(text) > limits.max_cell_chars:
-            raise CellTooLong(
-                f"Shared string {len(strings)} holds more than {limits.max_cell_chars} characters",
-                params={"sheet": None, "row": None, "column": None, "limit": limits.max_cell_chars},
-            )
-        strings.append(text)
-        forget(item)
+    for piece in scan_part(archive, part, SHARED_STRINGS):
+        if isinstance(piece, PlainRun):
+            texts = [unescape(text) for text in texts_of(piece.text)]
+        else:
+            texts = [item_text(piece)]
+            forget(piece)
+        for text in texts:
+            if len(text) > limits.max_cell_chars:
+                raise CellTooLong(
+                    f"Shared string {len(strings)} holds more than "
+                    f"{limits.max_cell_chars} characters",
+                    params={
+                        "sheet": None,
+                        "row": None,
+                        "column": None,
+                        "limit": limits.max_cell_chars,
+                    },
+                )
+            strings.append(text)
     return strings
 
 

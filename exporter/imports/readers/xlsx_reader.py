@@ -1,4 +1,6 @@
-"""Rows of an uploaded xlsx, streamed out of the zip one <row> at a time."""
+"""Rows of an uploaded xlsx, streamed out of the zip: runs of rows in the plain form that
+xlsxwriter and Excel write are read with regular expressions (see ``plain_rows``), anything
+else one lxml <row> at a time. Both give the same values."""
 
 from __future__ import annotations
 
@@ -16,8 +18,11 @@ from exporter.imports.readers.base import (
     Sheet,
     too_many_columns,
 )
+from exporter.imports.readers.errors import CorruptUpload
 from exporter.imports.readers.excel_dates import serial_to_datetime
-from exporter.imports.readers.safe_xml import MAIN_NS, forget, iter_elements
+from exporter.imports.readers.part_scan import PlainRun, scan_part
+from exporter.imports.readers.plain_rows import SHEET_ROWS, items_of, xml_text
+from exporter.imports.readers.safe_xml import MAIN_NS, forget
 from exporter.imports.readers.xlsx_parts import (
     item_text,
     read_date_styles,
@@ -27,7 +32,6 @@ from exporter.imports.readers.xlsx_parts import (
 )
 from exporter.imports.readers.zip_guard import corrupt
 
-ROW_TAG = f"{MAIN_NS}row"
 VALUE_TAG = f"{MAIN_NS}v"
 INLINE_TAG = f"{MAIN_NS}is"
 BOOLEAN_TEXT = {"1": True, "0": False, "true": True, "false": False}
@@ -40,6 +44,15 @@ class SheetContext:
         self.strings = strings
         self.date_styles = date_styles
         self.date1904 = date1904
+        self.style_is_date: dict[str, bool] = {}
+
+    def is_date_style(self, style: str) -> bool:
+        """Whether the cell style ``s`` shows its number as a date (remembered: a sheet uses
+        a handful of styles in every one of its cells)."""
+        known = self.style_is_date.get(style)
+        if known is None:
+            known = self.style_is_date[style] = int(style) in self.date_styles
+        return known
 
 
 def read_xlsx(archive: zipfile.ZipFile, guard: RowGuard) -> Iterator[Sheet]:
@@ -59,16 +72,81 @@ def sheet_rows(
     archive: zipfile.ZipFile, part: str, name: str, context: SheetContext, guard: RowGuard
 ) -> Iterator[Row]:
     previous = 0
-    for row in iter_elements(archive, part, (ROW_TAG,)):
+    for piece in scan_part(archive, part, SHEET_ROWS):
+        if isinstance(piece, PlainRun):
+            for number, cells in plain_rows(piece, previous, name, context, guard.limits):
+                previous = number
+                guard.check(name, number, cells)
+                yield number, cells
+            continue
         try:
-            number = int(row.get("r") or previous + 1)
-            cells = row_cells(row, name, context, guard.limits)
+            number = int(piece.get("r") or previous + 1)
+            cells = row_cells(piece, name, context, guard.limits)
         except (ValueError, IndexError, KeyError) as exc:
-            raise corrupt(ValueError(f"row {previous + 1} of sheet {name!r}: {exc}")) from exc
-        forget(row)
+            raise corrupt_row(exc, previous, name) from exc
+        forget(piece)
         previous = number
         guard.check(name, number, cells)
         yield number, cells
+
+
+def plain_rows(
+    run: PlainRun, previous: int, sheet: str, context: SheetContext, limits: ReadLimits
+) -> Iterator[Row]:
+    """The rows of a plain run, read as ``row_cells`` reads their elements."""
+    max_columns = limits.max_columns
+    number = 0
+    cells: list[CellValue] | None = None
+    try:
+        for is_row, reference, letters, style, kind, value, inline, text in items_of(run.text):
+            if is_row:
+                if cells is not None:
+                    yield number, cells
+                    previous = number
+                number = int(reference) if reference else previous + 1
+                cells = []
+                continue
+            # A plain run begins with a row: the grammar admits cells only inside one.
+            assert cells is not None
+            index = letters_index(letters) if letters else len(cells)
+            if index == len(cells) and index < max_columns:
+                cells.append(plain_value(kind, style, value, inline, text, context))
+            else:
+                make_room(cells, index, sheet, max_columns)
+                cells[index] = plain_value(kind, style, value, inline, text, context)
+    except (ValueError, IndexError, KeyError) as exc:
+        raise corrupt_row(exc, previous, sheet) from exc
+    if cells is not None:
+        yield number, cells
+
+
+def plain_value(
+    kind: str, style: str, value: str, inline: str, text: str, context: SheetContext
+) -> CellValue:
+    if inline:
+        return text if "&" not in text and "_x" not in text else unescape(xml_text(text))
+    if not value:
+        return None
+    if "&" in value:
+        value = xml_text(value)
+    if not kind:
+        return number_value(value, style or None, context)
+    if kind == "s":
+        return context.strings[int(value)]
+    return typed_value(kind, value, style or None, context)
+
+
+def make_room(cells: list[CellValue], index: int, sheet: str, limit: int) -> None:
+    """Make ``cells[index]`` a place for a cell's value (the columns skipped stay empty);
+    refuse a column past the limit before the cell's value is read."""
+    if index >= limit:
+        raise too_many_columns(sheet, index + 1, limit)
+    if index >= len(cells):
+        cells.extend([None] * (index + 1 - len(cells)))
+
+
+def corrupt_row(exc: Exception, previous: int, sheet: str) -> CorruptUpload:
+    return corrupt(ValueError(f"row {previous + 1} of sheet {sheet!r}: {exc}"))
 
 
 def row_cells(row: Any, sheet: str, context: SheetContext, limits: ReadLimits) -> list[CellValue]:
@@ -76,15 +154,8 @@ def row_cells(row: Any, sheet: str, context: SheetContext, limits: ReadLimits) -
     for cell in row:
         reference = cell.get("r")
         index = column_index(reference) if reference else len(cells)
-        if index >= limits.max_columns:
-            raise too_many_columns(sheet, index + 1, limits.max_columns)
-        if index > len(cells):
-            cells.extend([None] * (index - len(cells)))
-        value = cell_value(cell, context)
-        if index == len(cells):
-            cells.append(value)
-        else:
-            cells[index] = value
+        make_room(cells, index, sheet, limits.max_columns)
+        cells[index] = cell_value(cell, context)
     return cells
 
 
@@ -117,10 +188,15 @@ def cell_value(cell: Any, context: SheetContext) -> CellValue:
             return item_text(child)
     if value is None:
         return None
+    return typed_value(kind, value, cell.get("s"), context)
+
+
+def typed_value(kind: str, value: str, style: str | None, context: SheetContext) -> CellValue:
+    """A cell's value from its type (t), the text of its <v> and its style (s)."""
     if kind == "s":
         return context.strings[int(value)]
     if kind == "n":
-        return number_value(value, cell.get("s"), context)
+        return number_value(value, style, context)
     if kind == "b":
         return BOOLEAN_TEXT[value.lower()]
     if kind == "d":
@@ -130,7 +206,7 @@ def cell_value(cell: Any, context: SheetContext) -> CellValue:
 
 
 def number_value(text: str, style: str | None, context: SheetContext) -> CellValue:
-    if style is not None and int(style) in context.date_styles:
+    if style is not None and context.is_date_style(style):
         return serial_to_datetime(float(text), context.date1904)
     try:
         return int(text)
