@@ -10,8 +10,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 import openpyxl
 from aiohttp.test_utils import TestClient
+
+from exporter.ops.migrate import CREATE_LEDGER, bundled_migrations
 
 T = TypeVar("T")
 
@@ -129,3 +132,20 @@ def files_in(storage_dir: Path) -> list[str]:
 def statuses(task: dict[str, Any]) -> list[str]:
     """The task's history as its statuses, oldest first."""
     return [event["status"] for event in task["history"]]
+
+
+async def migrate_before(database_url: str, version: int) -> None:
+    """The schema as it was before migration ``version``, recorded as migrate() records it."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(CREATE_LEDGER)
+        for migration in bundled_migrations():
+            if migration.version < version:
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    migration.version,
+                    migration.name,
+                )
+    finally:
+        await conn.close()

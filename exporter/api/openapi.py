@@ -394,4 +394,4 @@ def build_openapi(handlers: HandlerRegistry) -> dict[str, Any]:
 
 @routes.get("/api/openapi.json")
 async def openapi_document(request: web.Request) -> web.Response:
-    return web.json_response(build_openapi(services_of(request).handlers))
+    return web.json_response(build_openapi(services_of(request).exports.handlers))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -67,7 +68,7 @@ class TaskOut(BaseModel):
     @classmethod
     def of(cls, task: Task, base_url: str, history: list[TaskEvent] | None = None) -> TaskOut:
         """The task as its owner sees it; its own address is ``base_url`` + its id."""
-        shown = {name: getattr(task, name) for name in cls.model_fields if hasattr(task, name)}
+        shown = {name: getattr(task, name) for name in _FROM_TASK}
         completed = task.status is TaskStatus.COMPLETED
         return cls(
             **shown,
@@ -79,6 +80,10 @@ class TaskOut(BaseModel):
                 for e in history
             ],
         )
+
+
+# TaskOut's fields that a Task holds as they are; the others (links, history) are made by of().
+_FROM_TASK = tuple(name for name in TaskOut.model_fields if name in {f.name for f in fields(Task)})
 
 
 class TaskPageOut(BaseModel):

@@ -9,7 +9,6 @@ from aiohttp import web
 from exporter.auth.account_repository import AccountRepository
 from exporter.db import Pool
 from exporter.exports.kind import ExportKind
-from exporter.exports.registry import HandlerRegistry
 from exporter.storage.base import Storage
 from exporter.tasks.queue import TaskQueue
 from exporter.tasks.repository import TaskRepository
@@ -24,7 +23,6 @@ class Services:
     accounts: AccountRepository
     queue: TaskQueue
     storage: Storage
-    handlers: HandlerRegistry
     exports: ExportKind
 
 

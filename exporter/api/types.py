@@ -35,4 +35,4 @@ def describe_types(handlers: HandlerRegistry, account: Account) -> ExportTypesOu
 @routes.get("/api/export-types")
 async def list_export_types(request: web.Request) -> web.Response:
     account = await current_account(request)
-    return json_model(describe_types(services_of(request).handlers, account))
+    return json_model(describe_types(services_of(request).exports.handlers, account))

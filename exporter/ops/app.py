@@ -73,7 +73,6 @@ def create_app(settings: Settings) -> web.Application:
             accounts=AccountRepository(pool),
             queue=TaskQueue(redis, settings.queue_name),
             storage=open_storage(settings, await deployment_id(pool)),
-            handlers=handlers,
             exports=ExportKind(
                 handlers, pool, ExportSettings(settings.time_zone, settings.max_rows)
             ),

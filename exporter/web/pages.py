@@ -170,7 +170,7 @@ async def _list_page(request: web.Request, list_page: ListPageView) -> web.Respo
     """A list page, with its Export button for who may export; 403 for who may not see it."""
     session = await _signed_in(request)
     account = session.account
-    handlers = services_of(request).handlers
+    handlers = services_of(request).exports.handlers
     handler = handlers.get(list_page.export_type)
     if not account.may(handler.permission):
         return _render(
@@ -260,7 +260,7 @@ async def login_page(request: web.Request) -> web.Response:
 async def tasks_page(request: web.Request) -> web.Response:
     """Every account sees its own tasks; retry is offered for the types it may still export."""
     session = await _signed_in(request)
-    handlers = services_of(request).handlers
+    handlers = services_of(request).exports.handlers
     account = session.account
     exportable = [h.name for h in handlers if account.may(*h.export_permissions)]
     site = request.app[SITE]

@@ -12,10 +12,10 @@ from aiohttp.test_utils import TestClient
 from exporter.exports.formats import FORMATS
 from exporter.exports.formats.csv import CSV
 from exporter.ops import migrate as migrations
-from exporter.ops.migrate import CREATE_LEDGER, bundled_migrations, migrate
+from exporter.ops.migrate import migrate
 from tests.conftest import account_id
 from tests.integration.test_sessions import ADMIN, sign_in
-from tests.support import ApiUser
+from tests.support import ApiUser, migrate_before
 
 FILE_FORMATS_MIGRATION = 12
 INSERT_TASK = """
@@ -57,17 +57,9 @@ async def test_a_format_new_to_the_code_reaches_the_database_by_migrate_alone(
 async def test_tasks_made_before_the_format_table_keep_their_formats(
     empty_database_url: str,
 ) -> None:
+    await migrate_before(empty_database_url, FILE_FORMATS_MIGRATION)
     conn = await asyncpg.connect(empty_database_url)
     try:
-        await conn.execute(CREATE_LEDGER)
-        for migration in bundled_migrations():
-            if migration.version < FILE_FORMATS_MIGRATION:
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                    migration.version,
-                    migration.name,
-                )
         owner = await conn.fetchval("INSERT INTO accounts (username) VALUES ('old') RETURNING id")
         before = [await conn.fetchval(INSERT_EXPORT_TASK, name, owner) for name in ("csv", "xlsx")]
 

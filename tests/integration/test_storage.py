@@ -16,37 +16,20 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.auth.tokens import issue_token
 from exporter.ops.app import create_app
-from exporter.ops.migrate import CREATE_LEDGER, bundled_migrations, migrate
+from exporter.ops.migrate import migrate
 from settings import Settings
 from tests.conftest import SECRET
-from tests.support import ApiUser, files_in
+from tests.support import ApiUser, files_in, migrate_before
 from tests.workers import janitor_round, running_worker
 
 HOUR_AGO = time.time() - 3600
 FILE_KEYS = 11  # the migration that turned stored paths into keys
 
 
-async def _migrate_before(database_url: str, version: int) -> None:
-    """The schema as it was before migration ``version``, recorded as migrate() records it."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(CREATE_LEDGER)
-        for migration in bundled_migrations():
-            if migration.version < version:
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                    migration.version,
-                    migration.name,
-                )
-    finally:
-        await conn.close()
-
-
 async def test_files_recorded_by_path_before_keys_still_download_after_migrating(
     settings: Settings, empty_database_url: str
 ) -> None:
-    await _migrate_before(empty_database_url, FILE_KEYS)
+    await migrate_before(empty_database_url, FILE_KEYS)
     storage_dir = settings.storage_dir.resolve()
     conn = await asyncpg.connect(empty_database_url)
     try:
