@@ -5,6 +5,7 @@ from exporter.exports.columns import Column, ColumnKind
 from exporter.exports.list_page import Choices, ListField, ListPage
 from exporter.exports.registry import ExportParams, export_handler
 from exporter.exports.row_query import RowQuery
+from exporter.imports.registry import ImportField, Reference, import_handler
 
 __all__ = [
     "Choices",
@@ -12,9 +13,12 @@ __all__ = [
     "ColumnKind",
     "ExportParams",
     "ExporterError",
+    "ImportField",
     "InvalidParams",
     "ListField",
     "ListPage",
+    "Reference",
     "RowQuery",
     "export_handler",
+    "import_handler",
 ]

@@ -11,10 +11,13 @@ from exporter import (
     Column,
     ColumnKind,
     ExportParams,
+    ImportField,
     ListField,
     ListPage,
+    Reference,
     RowQuery,
     export_handler,
+    import_handler,
 )
 from exporter.exports.filters import (
     DateOrDateTime,
@@ -92,6 +95,23 @@ STRINGS = {
 }
 
 
+# Loose on purpose: what a back office holds is rarely cleaner, and an export must import back.
+EMAIL = r"^[^@\s]+@[^@\s]+$"
+PHONE = r"^[+]?[0-9][0-9 ()-]{2,30}$"
+
+
+@import_handler(
+    table="accounts",
+    key="username",
+    fields=[
+        ImportField("username", required=True, max_length=64),
+        ImportField("nickname", max_length=64),
+        ImportField("email", max_length=254, pattern=EMAIL),
+        ImportField("phone", max_length=32, pattern=PHONE),
+        ImportField("status"),
+        ImportField("role_name", target="role_id", references=Reference("roles", "name")),
+    ],
+)
 @export_handler(
     "account",
     title="账号列表",

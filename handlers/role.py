@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from exporter import Column, ColumnKind, ExportParams, ListField, ListPage, RowQuery, export_handler
+from exporter import (
+    Column,
+    ColumnKind,
+    ExportParams,
+    ImportField,
+    ListField,
+    ListPage,
+    RowQuery,
+    export_handler,
+    import_handler,
+)
 from exporter.exports.filters import contains_pattern
 
 
@@ -42,6 +52,19 @@ STRINGS = {
 }
 
 
+# A permission is "<type>:<action>", or "*" for all of them.
+PERMISSION = r"^([*]|[a-z_]+:[a-z_]+)$"
+
+
+@import_handler(
+    table="roles",
+    key="name",
+    fields=[
+        ImportField("name", required=True, max_length=64),
+        ImportField("description", max_length=500),
+        ImportField("permissions", split=",", item_pattern=PERMISSION),
+    ],
+)
 @export_handler(
     "role",
     title="角色列表",

@@ -202,9 +202,8 @@ async def delete_task(request: web.Request) -> web.Response:
     account = await current_account(request)
     services = services_of(request)
     task_id = _task_id(request)
-    file_key = await services.tasks.delete_own(task_id, account.id, services.exports)
-    if file_key:
-        await services.storage.delete(file_key)
+    for key in await services.tasks.delete_own(task_id, account.id, services.exports):
+        await services.storage.delete(key)
     log.info("task %s: deleted by account %d", task_id, account.id)
     return web.Response(status=204)
 

@@ -10,6 +10,7 @@ from importlib import resources
 import asyncpg
 
 from exporter.exports.formats import FORMATS
+from exporter.imports.readers import UploadFormat
 
 log = logging.getLogger("exporter.ops.migrations")
 
@@ -26,7 +27,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 
 _FILE_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
-# The formats this code can write, so that tasks.format (a key of file_formats,
+# The formats this code writes or reads (an upload's), so that tasks.format (a key of file_formats,
 # migration 0012) takes them; names no longer known stay, for the tasks that have them.
 REGISTER_FORMATS = """
 INSERT INTO file_formats (name) SELECT unnest($1::text[])
@@ -76,7 +77,7 @@ async def migrate(dsn: str) -> list[Migration]:
                     )
                 log.info("applied migration %04d_%s", migration.version, migration.name)
                 done.append(migration)
-            for added in await conn.fetch(REGISTER_FORMATS, list(FORMATS)):
+            for added in await conn.fetch(REGISTER_FORMATS, sorted({*FORMATS, *UploadFormat})):
                 log.info("registered file format %s", added["name"])
             return done
         finally:

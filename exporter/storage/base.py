@@ -47,6 +47,11 @@ class Storage(Protocol):
         """The response that serves the file (HTTP ``Range`` included); None if it is gone."""
         ...
 
+    async def retrieve(self, key: str, target: Path) -> bool:
+        """Copy the stored file to the local path ``target`` (a task's input, read by a
+        worker); False if it is gone. OSError when it cannot be read."""
+        ...
+
     async def delete(self, key: str) -> None:
         """Remove the file, if it is still there."""
         ...

@@ -98,6 +98,16 @@ class LocalStorage:
             headers={"Content-Type": content_type, "Content-Disposition": content_disposition},
         )
 
+    async def retrieve(self, key: str, target: Path) -> bool:
+        path = self._path(key)
+        if path is None:
+            return False
+        try:
+            await asyncio.to_thread(shutil.copyfile, path, target)
+        except FileNotFoundError:
+            return False
+        return True
+
     async def delete(self, key: str) -> None:
         path = self._path(key)
         if path is not None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from exporter.auth.accounts import Account
+from exporter.storage.base import StoredFile
 from exporter.tasks.models import Task, TaskFailure
 
 
@@ -29,12 +30,23 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class Upload:
+    """A file a task is given, already in storage: its key, the name it was uploaded as, its
+    size in bytes."""
+
+    key: str
+    name: str
+    size: int
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """A checked request: what the new task will hold."""
 
     type: str
     format: str
     params: dict[str, Any]
+    upload: Upload | None = None
 
 
 @dataclass(frozen=True)
@@ -49,11 +61,24 @@ class Attempt:
 @dataclass(frozen=True)
 class TaskResult:
     """What a finished attempt hands to the lifecycle: rows handled and, if any, a file to
-    publish under ``file_name`` (the name its owner downloads it as)."""
+    publish under ``file_name`` (the name its owner downloads it as), or one the kind
+    published itself (``published``), and the ``outcome`` the task then shows."""
 
     rows: int
     file: Path | None = None
     file_name: str | None = None
+    published: StoredFile | None = None
+    outcome: dict[str, Any] | None = None
+
+
+class FailedWithResult(Exception):
+    """The attempt ended in a failure that still has a result to keep (an import refused for
+    its rejected rows keeps its report and counts)."""
+
+    def __init__(self, failure: TaskFailure, result: TaskResult) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+        self.result = result
 
 
 class TaskKind(Protocol):

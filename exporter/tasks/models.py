@@ -26,7 +26,8 @@ class TaskStatus(StrEnum):
 @dataclass(frozen=True)
 class Task:
     """One row of the tasks table. ``kind`` names the work (``export``); ``type`` and
-    ``format`` mean what that kind says they mean."""
+    ``format`` mean what that kind says they mean. ``file_*`` is the file the task made,
+    ``upload_*`` the one it was given, ``outcome`` what the kind reports beyond its rows."""
 
     id: uuid.UUID
     kind: str
@@ -51,6 +52,10 @@ class Task:
     cancel_requested: bool
     enqueue_count: int
     status_note: str | None
+    upload_key: str | None
+    upload_name: str | None
+    upload_size: int | None
+    outcome: dict[str, Any] | None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 
@@ -17,6 +18,7 @@ from exporter.errors import (
     QuotaExceeded,
     TaskNotFound,
 )
+from exporter.storage.base import StoredFile
 from exporter.tasks.kinds import TaskKind, TaskSpec
 from exporter.tasks.models import (
     TASK_COLUMNS,
@@ -27,10 +29,10 @@ from exporter.tasks.models import (
     task_from_record,
 )
 
-# The checks and the insert of a create, in one round trip (migration 0013).
+# The checks and the insert of a create, in one round trip (migrations 0013, 0014).
 CREATE_TASK = """
-SELECT created.outcome, created.active, created.kept, (created.task).*
-FROM create_task($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) AS created
+SELECT created.outcome AS created_outcome, created.active, created.kept, (created.task).*
+FROM create_task($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) AS created
 """
 
 SELECT_OWN_TASK = (
@@ -54,11 +56,14 @@ SET cancel_requested = true,
     status_note = CASE WHEN status = 'pending' THEN 'cancelled before it started'
                        ELSE status_note END
 WHERE id = $1 AND created_by_id = $2 AND kind = $3 AND status IN ('pending', 'running')
+  -- Work already committed (an applied import) is past cancelling.
+  AND NOT coalesce((outcome ->> 'applied')::boolean, false)
 RETURNING {TASK_COLUMNS}
 """
 
 DELETE_OWN_TASK = """
-DELETE FROM tasks WHERE id = $1 AND created_by_id = $2 AND kind = $3 RETURNING file_key
+DELETE FROM tasks WHERE id = $1 AND created_by_id = $2 AND kind = $3
+RETURNING file_key, upload_key
 """
 
 # A completed task whose file is no longer in storage (removed by hand, a lost disk) is expired,
@@ -94,7 +99,7 @@ COMPLETE_TASK = f"""
 UPDATE tasks
 SET status = 'completed', finished_at = now(), file_name = $3, file_key = $4, file_size = $5,
     row_count = $6, rows_done = $6, rows_total = $6, error = NULL, error_code = NULL,
-    error_params = NULL, lease_expires_at = NULL
+    error_params = NULL, lease_expires_at = NULL, outcome = coalesce($7, outcome)
 WHERE id = $1 AND worker_id = $2 AND status = 'running' AND NOT cancel_requested
 RETURNING {TASK_COLUMNS}
 """
@@ -102,7 +107,8 @@ RETURNING {TASK_COLUMNS}
 FAIL_TASK = f"""
 UPDATE tasks
 SET status = 'failed', finished_at = now(), error = $3, error_code = $4, error_params = $5,
-    lease_expires_at = NULL
+    lease_expires_at = NULL, file_name = $6, file_key = $7, file_size = $8,
+    outcome = coalesce($9, outcome)
 WHERE id = $1 AND worker_id = $2 AND status = 'running'
 RETURNING {TASK_COLUMNS}
 """
@@ -133,6 +139,8 @@ class NewTask:
     owner_id: int
     spec: TaskSpec
     idempotency_key: str | None = None
+    # Chosen before the create when a file is stored under the task's id first (an upload).
+    task_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
     @property
     def request_hash(self) -> str:
@@ -175,9 +183,10 @@ class TaskRepository:
         The same idempotency key returns the task first created with it; an unfinished task
         with the same type, format and params is returned instead of a duplicate.
         """
+        upload = new.spec.upload
         record = await self._pool.fetchrow(
             CREATE_TASK,
-            uuid.uuid4(),
+            new.task_id,
             kind.name,
             new.owner_id,
             new.spec.type,
@@ -188,9 +197,12 @@ class TaskRepository:
             quotas.max_active_per_user,
             quotas.max_kept_bytes_per_user,
             quotas.queue_full,
+            upload and upload.key,
+            upload and upload.name,
+            upload and upload.size,
         )
         assert record is not None  # the function returns one row
-        outcome = record["outcome"]
+        outcome = record["created_outcome"]
         if outcome == "key_conflict":
             raise IdempotencyConflict("this Idempotency-Key was used with a different request body")
         if outcome == "quota":
@@ -257,13 +269,13 @@ class TaskRepository:
         """Cancel a pending task or flag a running one; None if it is neither."""
         return _one(await self._pool.fetchrow(REQUEST_CANCEL, task_id, owner_id, kind.name))
 
-    async def delete_own(self, task_id: uuid.UUID, owner_id: int, kind: TaskKind) -> str | None:
-        """Delete the task; returns its file key (None if it had none). TaskNotFound if absent."""
+    async def delete_own(self, task_id: uuid.UUID, owner_id: int, kind: TaskKind) -> list[str]:
+        """Delete the task; returns the keys of its files (made and uploaded). TaskNotFound if
+        absent."""
         record = await self._pool.fetchrow(DELETE_OWN_TASK, task_id, owner_id, kind.name)
         if record is None:
             raise TaskNotFound(f"{kind.noun} task not found")
-        key: str | None = record["file_key"]
-        return key
+        return [key for key in (record["file_key"], record["upload_key"]) if key]
 
     async def expire_lost_file(self, task_id: uuid.UUID) -> None:
         """Mark a completed task expired because its file is gone from storage."""
@@ -297,17 +309,37 @@ class TaskRepository:
         file_key: str | None,
         file_size: int | None,
         rows: int,
+        outcome: dict[str, Any] | None = None,
     ) -> Task | None:
         return _one(
             await self._pool.fetchrow(
-                COMPLETE_TASK, task_id, worker_id, file_name, file_key, file_size, rows
+                COMPLETE_TASK, task_id, worker_id, file_name, file_key, file_size, rows, outcome
             )
         )
 
-    async def fail(self, task_id: uuid.UUID, worker_id: str, failure: TaskFailure) -> Task | None:
+    async def fail(
+        self,
+        task_id: uuid.UUID,
+        worker_id: str,
+        failure: TaskFailure,
+        *,
+        file_name: str | None = None,
+        kept: StoredFile | None = None,
+        outcome: dict[str, Any] | None = None,
+    ) -> Task | None:
+        """Mark the task failed; ``kept`` is a file that stays with the failure (a report)."""
         return _one(
             await self._pool.fetchrow(
-                FAIL_TASK, task_id, worker_id, failure.message, failure.code, failure.params
+                FAIL_TASK,
+                task_id,
+                worker_id,
+                failure.message,
+                failure.code,
+                failure.params,
+                file_name,
+                kept and kept.key,
+                kept and kept.size,
+                outcome,
             )
         )
 

@@ -24,21 +24,29 @@ log = logging.getLogger("exporter.retention")
 ORPHAN_MIN_AGE_S = 60.0
 
 # Locked while the files are listed, so two sweeping workers never expire the same task twice.
+# A completed task's file expires with it; a failed or cancelled one's report and upload (an
+# import's) are removed as well, the task keeping its status and its error.
 EXPIRED_KEYS = """
-SELECT id, file_key FROM tasks
-WHERE status = 'completed' AND finished_at < now() - make_interval(secs => $1 * 86400)
+SELECT id, file_key, upload_key FROM tasks
+WHERE finished_at < now() - make_interval(secs => $1 * 86400)
+  AND (status = 'completed'
+       OR (status IN ('failed', 'cancelled')
+           AND (file_key IS NOT NULL OR upload_key IS NOT NULL)))
 FOR UPDATE SKIP LOCKED
 """
 
 MARK_EXPIRED = """
 UPDATE tasks
-SET status = 'expired', file_key = NULL,
-    status_note = format('file removed after the retention period (%s days)', $2::float8)
-WHERE id = ANY($1::uuid[]) AND status = 'completed'
+SET status = CASE WHEN status = 'completed' THEN 'expired' ELSE status END,
+    file_key = NULL, upload_key = NULL,
+    status_note = CASE WHEN status = 'completed'
+                       THEN format('file removed after the retention period (%s days)', $2::float8)
+                       ELSE status_note END
+WHERE id = ANY($1::uuid[]) AND status IN ('completed', 'failed', 'cancelled')
 """
 
 OWNERS = """
-SELECT id, status, file_key, status = 'running' AND lease_expires_at > now() AS live
+SELECT id, status, file_key, upload_key, status = 'running' AND lease_expires_at > now() AS live
 FROM tasks WHERE id = ANY($1::uuid[])
 """
 
@@ -60,7 +68,9 @@ def _task_id_of(key: str) -> uuid.UUID | None:
 
 def _owns(owner: asyncpg.Record | None, stored: StoredObject) -> bool:
     # A running task's worker may have published its file and not yet recorded it.
-    return owner is not None and (owner["status"] == "running" or owner["file_key"] == stored.key)
+    return owner is not None and (
+        owner["status"] == "running" or stored.key in (owner["file_key"], owner["upload_key"])
+    )
 
 
 def _works_in(owner: asyncpg.Record | None) -> bool:
@@ -88,8 +98,9 @@ class Retention:
                 return 0
             await conn.execute(MARK_EXPIRED, [r["id"] for r in records], self._retention_days)
         for record in records:
-            if record["file_key"]:
-                await self._storage.delete(record["file_key"])
+            for key in (record["file_key"], record["upload_key"]):
+                if key:
+                    await self._storage.delete(key)
             log.info("task %s: file expired and removed", record["id"])
         return len(records)
 

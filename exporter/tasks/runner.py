@@ -22,7 +22,14 @@ from exporter.errors import ExporterError
 from exporter.storage.base import Storage, StoredFile
 from exporter.storage.scratch import ScratchSpace
 from exporter.tasks.failures import describe_failure, transient_cause
-from exporter.tasks.kinds import Attempt, Progress, TaskKind, TaskKinds, TaskResult
+from exporter.tasks.kinds import (
+    Attempt,
+    FailedWithResult,
+    Progress,
+    TaskKind,
+    TaskKinds,
+    TaskResult,
+)
 from exporter.tasks.models import Task
 from exporter.tasks.repository import TaskRepository
 
@@ -112,6 +119,8 @@ class TaskRunner:
         await _stop_task(heartbeat)
         try:
             result = work.result()
+        except FailedWithResult as refused:
+            return await self._refused(task, refused, work_dir)
         except Exception as exc:
             await self._discard(work_dir)
             return await self._failed(task, exc, time.monotonic() - started)
@@ -224,16 +233,43 @@ class TaskRunner:
             log.error("task %s: could not record the failure: %s", task.id, record_error)
         return Outcome.FAILED
 
+    async def _refused(
+        self, task: Task, refused: FailedWithResult, work_dir: list[Path]
+    ) -> Outcome:
+        """The kind failed the task with a result to keep (its file stays with the failure)."""
+        result = refused.result
+        try:
+            stored = await self._store(task, result)
+        except OSError as exc:
+            await self._discard(work_dir)
+            return await self._failed(task, exc, 0.0)
+        await self._discard(work_dir)
+        log.error("task %s: failed: %s", task.id, refused.failure.message)
+        done = await self._tasks.fail(
+            task.id,
+            self._config.worker_id,
+            refused.failure,
+            file_name=result.file_name,
+            kept=stored,
+            outcome=result.outcome,
+        )
+        if done is None and stored is not None:
+            await self._storage.delete(stored.key)
+        return Outcome.FAILED
+
+    async def _store(self, task: Task, result: TaskResult) -> StoredFile | None:
+        if result.file is None:
+            return result.published
+        return await self._storage.publish(result.file, f"{task.id}{result.file.suffix}")
+
     async def _publish(
         self, task: Task, result: TaskResult, work_dir: list[Path], elapsed_s: float
     ) -> Outcome:
-        stored: StoredFile | None = None
-        if result.file is not None:
-            try:
-                stored = await self._storage.publish(result.file, f"{task.id}{result.file.suffix}")
-            except OSError as exc:
-                await self._discard(work_dir)
-                return await self._failed(task, exc, elapsed_s)
+        try:
+            stored = await self._store(task, result)
+        except OSError as exc:
+            await self._discard(work_dir)
+            return await self._failed(task, exc, elapsed_s)
         await self._discard(work_dir)
         done = await self._tasks.complete(
             task.id,
@@ -242,6 +278,7 @@ class TaskRunner:
             file_key=None if stored is None else stored.key,
             file_size=None if stored is None else stored.size,
             rows=result.rows,
+            outcome=result.outcome,
         )
         if done is None:
             # Cancelled, deleted or taken over while the file was finished: keep no orphan.
