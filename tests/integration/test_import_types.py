@@ -90,9 +90,7 @@ async def test_the_xlsx_template_has_the_header_an_example_and_drop_down_lists(
 
 
 async def test_the_csv_template_is_utf8_with_a_bom_and_an_example_row(admin: ApiUser) -> None:
-    status, content, headers = await template(
-        admin, "/api/import-types/role/template?format=csv"
-    )
+    status, content, headers = await template(admin, "/api/import-types/role/template?format=csv")
 
     assert status == 200
     assert headers["Content-Type"].startswith("text/csv")
