@@ -14,6 +14,7 @@ from arq.worker import Worker
 
 from exporter.api.openapi import build_openapi
 from exporter.exports.registry import load_handlers, registry
+from exporter.imports.registry import import_registry
 from tests.failing_handlers import HANDLER_MODULES
 from tests.support import ApiUser
 
@@ -30,7 +31,9 @@ RUN_TIMEOUT_S = 50
 # The paths of the document the app serves (the export types change only its schemas).
 OPERATIONS = [
     (method.upper(), path)
-    for path, item in build_openapi(load_handlers(HANDLER_MODULES))["paths"].items()
+    for path, item in build_openapi(load_handlers(HANDLER_MODULES), import_registry)[
+        "paths"
+    ].items()
     for method in item
 ]
 
@@ -176,3 +179,31 @@ async def test_values_outside_the_documented_ones_are_refused(
     assert listed["error"]["details"][0]["field"] == "type"
     assert created.status == 422
     assert (await created.json())["error"]["details"][0]["field"] == "Idempotency-Key"
+
+
+async def test_the_document_describes_the_upload_form_and_the_import_answers(
+    client: TestClient[Any, Any],
+) -> None:
+    document = await (await client.get("/api/openapi.json")).json()
+    paths = document["paths"]
+
+    upload = paths["/api/import-tasks"]["post"]
+    form = upload["requestBody"]["content"]["multipart/form-data"]["schema"]
+    import_types = [handler.name for handler in import_registry]
+    assert form["required"] == ["type", "file"]
+    assert form["properties"]["type"]["enum"] == import_types
+    assert form["properties"]["file"] == {
+        "type": "string",
+        "format": "binary",
+        "description": "csv, xlsx or xlsb, judged from its bytes",
+    }
+    assert {"202", "200", "403", "413", "415", "422", "429"} <= set(upload["responses"])
+    assert "410" in paths["/api/import-tasks/{task_id}/retry"]["post"]["responses"]
+    report = paths["/api/import-tasks/{task_id}/report"]["get"]["responses"]
+    assert {"404", "409", "410"} <= set(report)
+    template = paths["/api/import-types/{type}/template"]["get"]
+    assert [p["name"] for p in template["parameters"]] == ["type", "format"]
+    assert set(template["responses"]["200"]["content"]) == {
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "text/csv",
+    }
