@@ -50,6 +50,8 @@ class Settings(DatabaseSettings):
     worker_concurrency: int = Field(4, alias="EXPORTER_WORKER_CONCURRENCY", ge=1, le=256)
     queue_name: str = Field("exporter:queue", alias="EXPORTER_QUEUE_NAME", min_length=1)
     max_body_bytes: int = Field(64 * 1024, alias="EXPORTER_MAX_BODY_BYTES", ge=1024)
+    # An upload is streamed to disk, never held whole: EXPORTER_MAX_BODY_BYTES is not its cap.
+    max_upload_bytes: int = Field(64 * 1024**2, alias="EXPORTER_MAX_UPLOAD_BYTES", ge=1024)
     header_timeout_s: float = Field(15.0, alias="EXPORTER_HEADER_TIMEOUT_S", gt=0, le=3600)
     body_timeout_s: float = Field(10.0, alias="EXPORTER_BODY_TIMEOUT_S", gt=0, le=3600)
     lease_s: float = Field(15.0, alias="EXPORTER_LEASE_S", ge=1.0, le=3600)

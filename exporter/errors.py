@@ -13,6 +13,7 @@ ExporterError
 ├── TaskStateConflict         409  the task's state does not allow the action
 ├── KeptBytesExceeded         409  the account's finished files take all the bytes it may keep
 ├── FileGone                  410  the task's file no longer exists (expired)
+├── UploadTooLarge            413  an uploaded file is over EXPORTER_MAX_UPLOAD_BYTES
 ├── IdempotencyConflict       422  an Idempotency-Key reused with another body
 ├── QuotaExceeded             429  too many unfinished tasks for this account
 ├── TooManySignIns            429  too many failed sign-ins for a username or address; wait
@@ -178,6 +179,13 @@ class FileGone(ExporterError):
 
     status = 410
     code = "file_gone"
+
+
+class UploadTooLarge(ExporterError):
+    """The uploaded file is larger than an upload may be (params: limit)."""
+
+    status = 413
+    code = "upload_too_large"
 
 
 class ServiceUnavailable(ExporterError):

@@ -16,6 +16,21 @@ from pydantic.json_schema import models_json_schema
 
 from exporter.api.auth import SESSION_COOKIE
 from exporter.api.listings import ListEndpoint, PageQuery, list_endpoints
+from exporter.api.openapi_imports import import_models, import_paths
+from exporter.api.openapi_parts import (
+    AUTH_ERRORS,
+    IDEMPOTENCY_KEY,
+    JSON,
+    REF,
+    SECURED,
+    TASK_ID,
+    errors,
+    file_content,
+    header,
+    json_answer,
+    ref,
+    task_paths,
+)
 from exporter.api.schemas import (
     ErrorOut,
     ExportTypesOut,
@@ -26,49 +41,12 @@ from exporter.api.schemas import (
 )
 from exporter.api.services import services_of
 from exporter.api.session import LoginRequest, SessionOut
-from exporter.api.tasks import IDEMPOTENCY_KEY_MAX
 from exporter.exports.formats import FORMATS
 from exporter.exports.kind import CreateTaskRequest
 from exporter.exports.registry import HandlerRegistry
+from exporter.imports.registry import ImportRegistry
 
 routes = web.RouteTableDef()
-
-REF = "#/components/schemas/{model}"
-JSON = "application/json"
-# Every authenticated operation: no or a bad token (401); an account that may not (403).
-AUTH_ERRORS = (401, 403)
-# Statuses whose answers say when to come back.
-RETRY_LATER = frozenset({429, 503})
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": REF.format(model=name)}
-
-
-def _header(description: str) -> dict[str, Any]:
-    return {"description": description, "schema": {"type": "string"}}
-
-
-def _json(model: type[BaseModel], description: str, **headers: str) -> dict[str, Any]:
-    answer: dict[str, Any] = {
-        "description": description,
-        "content": {JSON: {"schema": _ref(model.__name__)}},
-    }
-    if headers:
-        answer["headers"] = {
-            name.replace("_", "-"): _header(text) for name, text in headers.items()
-        }
-    return answer
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    answers = {}
-    for status in statuses:
-        if status in RETRY_LATER:
-            answers[str(status)] = _json(ErrorOut, "error", Retry_After="seconds to wait")
-        else:
-            answers[str(status)] = _json(ErrorOut, "error")
-    return answers
 
 
 class _Document:
@@ -88,6 +66,7 @@ class _Document:
             *(endpoint.page_model for endpoint in self.lists),
             LoginRequest,
             SessionOut,
+            *import_models(),
         ]
         models.extend(handler.params_model for handler in handlers)
         _, schemas = models_json_schema(
@@ -128,7 +107,7 @@ class _Document:
             variant["title"] = f"{request['title']} ({handler.name})"
             properties = variant["properties"]
             properties["type"] = {"const": handler.name, "description": handler.title}
-            properties["params"] = {**_ref(handler.params_model.__name__), "default": {}}
+            properties["params"] = {**ref(handler.params_model.__name__), "default": {}}
             variants.append(variant)
         return {"oneOf": variants}
 
@@ -157,132 +136,70 @@ SSE_EVENT = {
         "id": {"type": "string"},
     },
 }
-_TASK_ID = {
-    "name": "task_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "format": "uuid"},
-}
-# A bearer token, or the pages' session cookie (with X-CSRF-Token on a change).
-_SECURED: list[dict[str, list[str]]] = [{"bearer": []}, {"session": []}]
 
 
 def _task_paths(document: _Document) -> dict[str, Any]:
-    task = _json(TaskOut, "the task", Location="the task's URL")
-    content = {
-        file_format.content_type.partition(";")[0]: {
-            "schema": {"type": "string", "format": "binary"}
-        }
-        for file_format in FORMATS.values()
-    }
     return {
         "/api/export-tasks": {
             "post": {
                 "summary": "Create an export task",
-                "security": _SECURED,
+                "security": SECURED,
                 "requestBody": {
                     "required": True,
                     "content": {JSON: {"schema": document.create_body()}},
                 },
-                "parameters": [
-                    {
-                        "name": "Idempotency-Key",
-                        "in": "header",
-                        "required": False,
-                        "schema": {
-                            "type": "string",
-                            "minLength": 1,
-                            "maxLength": IDEMPOTENCY_KEY_MAX,
-                            "pattern": "^[ -~]+$",
-                        },
-                    }
-                ],
+                "parameters": [IDEMPOTENCY_KEY],
                 "responses": {
-                    "202": _json(TaskOut, "the task, pending", Location="the task's URL"),
-                    "200": _json(
+                    "202": json_answer(TaskOut, "the task, pending", Location="the task's URL"),
+                    "200": json_answer(
                         TaskOut,
                         "the unfinished (or idempotent) task it repeats",
                         Location="the task's URL",
                     ),
                     # 408: the body did not arrive in time; 409: the account's kept files are
                     # at EXPORTER_MAX_KEPT_BYTES_PER_USER.
-                    **_errors(400, *AUTH_ERRORS, 408, 409, 413, 422, 429, 503),
+                    **errors(400, *AUTH_ERRORS, 408, 409, 413, 422, 429, 503),
                 },
             },
             "get": {
                 "summary": "The caller's tasks, newest first",
-                "security": _SECURED,
+                "security": SECURED,
                 "parameters": document.query(ListTasksQuery, type=document.type_enum()),
                 "responses": {
-                    "200": _json(TaskPageOut, "a page of tasks"),
-                    **_errors(*AUTH_ERRORS, 422),
+                    "200": json_answer(TaskPageOut, "a page of tasks"),
+                    **errors(*AUTH_ERRORS, 422),
                 },
             },
         },
         "/api/export-tasks/stream": {
             "get": {
                 "summary": "Server-sent events: the caller's tasks as they change",
-                "security": _SECURED,
+                "security": SECURED,
                 "responses": {
                     "200": {
                         "description": "an event stream",
                         "content": {"text/event-stream": {"schema": SSE_EVENT}},
                     },
                     # 429: the account's streams are at their cap; 503: the process's are.
-                    **_errors(*AUTH_ERRORS, 429, 503),
+                    **errors(*AUTH_ERRORS, 429, 503),
                 },
             }
         },
-        "/api/export-tasks/{task_id}": {
-            "get": {
-                "summary": "One of the caller's tasks, with its history",
-                "security": _SECURED,
-                "parameters": [_TASK_ID],
-                "responses": {"200": task, **_errors(*AUTH_ERRORS, 404)},
-            },
-            "delete": {
-                "summary": "Remove the task and its file (a running export is stopped)",
-                "security": _SECURED,
-                "parameters": [_TASK_ID],
-                "responses": {"204": {"description": "deleted"}, **_errors(*AUTH_ERRORS, 404)},
-            },
-        },
-        "/api/export-tasks/{task_id}/cancel": {
-            "post": {
-                "summary": "Cancel a pending task at once, or stop a running one",
-                "security": _SECURED,
-                "parameters": [_TASK_ID],
-                "responses": {"200": task, **_errors(*AUTH_ERRORS, 404, 409)},
-            }
-        },
-        "/api/export-tasks/{task_id}/retry": {
-            "post": {
-                "summary": "A new task with the request of a failed, cancelled or expired one",
-                "security": _SECURED,
-                "parameters": [_TASK_ID],
-                "responses": {
-                    "202": _json(TaskOut, "the new task", Location="the task's URL"),
-                    "200": _json(
-                        TaskOut, "an identical unfinished task", Location="the task's URL"
-                    ),
-                    **_errors(*AUTH_ERRORS, 404, 409, 429, 503),
-                },
-            }
-        },
+        **task_paths("/api/export-tasks", TaskOut, "export"),
         "/api/export-tasks/{task_id}/download": {
             "get": {
                 "summary": "The finished file",
-                "security": _SECURED,
-                "parameters": [_TASK_ID],
+                "security": SECURED,
+                "parameters": [TASK_ID],
                 "responses": {
                     "200": {
                         "description": "the file, as an attachment",
                         "headers": {
-                            "Content-Disposition": _header("attachment; filename=…; filename*=…")
+                            "Content-Disposition": header("attachment; filename=…; filename*=…")
                         },
-                        "content": content,
+                        "content": file_content(*FORMATS),
                     },
-                    **_errors(*AUTH_ERRORS, 404, 409, 410),
+                    **errors(*AUTH_ERRORS, 404, 409, 410),
                 },
             }
         },
@@ -298,11 +215,11 @@ def _list_paths(document: _Document) -> dict[str, Any]:
         paths[endpoint.path] = {
             "get": {
                 "summary": f"{name}, filtered like the {handler.name} export, paged",
-                "security": _SECURED,
+                "security": SECURED,
                 "parameters": document.query(PageQuery, handler.params_model),
                 "responses": {
-                    "200": _json(endpoint.page_model, "a page of the list"),
-                    **_errors(*AUTH_ERRORS, 422),
+                    "200": json_answer(endpoint.page_model, "a page of the list"),
+                    **errors(*AUTH_ERRORS, 422),
                 },
             }
         }
@@ -314,8 +231,11 @@ def _other_paths() -> dict[str, Any]:
         "/api/export-types": {
             "get": {
                 "summary": "Registered export types",
-                "security": _SECURED,
-                "responses": {"200": _json(ExportTypesOut, "the types"), **_errors(*AUTH_ERRORS)},
+                "security": SECURED,
+                "responses": {
+                    "200": json_answer(ExportTypesOut, "the types"),
+                    **errors(*AUTH_ERRORS),
+                },
             }
         },
         "/api/session": {
@@ -323,21 +243,21 @@ def _other_paths() -> dict[str, Any]:
                 "summary": "Sign in: sets the session cookie (and a CSRF token for cookie writes)",
                 "requestBody": {
                     "required": True,
-                    "content": {JSON: {"schema": _ref(LoginRequest.__name__)}},
+                    "content": {JSON: {"schema": ref(LoginRequest.__name__)}},
                 },
                 "responses": {
-                    "200": _json(SessionOut, "signed in", Set_Cookie="the session cookie"),
+                    "200": json_answer(SessionOut, "signed in", Set_Cookie="the session cookie"),
                     # 403: the account is not active; 408: the body did not arrive in time;
                     # 415: not sent as JSON; 503: Redis, which keeps the sign-in counts, is down.
-                    **_errors(400, 401, 403, 408, 413, 415, 422, 429, 503),
+                    **errors(400, 401, 403, 408, 413, 415, 422, 429, 503),
                 },
             },
             "delete": {
                 "summary": "Sign out",
-                "security": _SECURED,
+                "security": SECURED,
                 "responses": {
                     "204": {"description": "signed out"},
-                    **_errors(*AUTH_ERRORS),
+                    **errors(*AUTH_ERRORS),
                 },
             },
         },
@@ -353,33 +273,41 @@ def _other_paths() -> dict[str, Any]:
             }
         },
         "/healthz": {
-            "get": {"summary": "The process is up", "responses": {"200": _json(HealthOut, "up")}}
+            "get": {
+                "summary": "The process is up",
+                "responses": {"200": json_answer(HealthOut, "up")},
+            }
         },
         "/readyz": {
             "get": {
                 "summary": "PostgreSQL and Redis answer",
                 "responses": {
-                    "200": _json(HealthOut, "ready"),
-                    "503": _json(HealthOut, "not ready"),
+                    "200": json_answer(HealthOut, "ready"),
+                    "503": json_answer(HealthOut, "not ready"),
                 },
             }
         },
     }
 
 
-def build_openapi(handlers: HandlerRegistry) -> dict[str, Any]:
+def build_openapi(handlers: HandlerRegistry, imports: ImportRegistry) -> dict[str, Any]:
     """The whole document; each export type's params model is listed under its own schema."""
     document = _Document(handlers)
-    paths = {**_task_paths(document), **_list_paths(document), **_other_paths()}
+    paths = {
+        **_task_paths(document),
+        **import_paths(imports, document.query),
+        **_list_paths(document),
+        **_other_paths(),
+    }
     for operation in (op for path in paths.values() for op in path.values()):
         # A request the HTTP parser cannot read gets this before any route is known.
-        operation["responses"].setdefault("400", _json(ErrorOut, "unreadable request"))
+        operation["responses"].setdefault("400", json_answer(ErrorOut, "unreadable request"))
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "exporter",
             "version": "0.1.0",
-            "description": "Asynchronous data exports",
+            "description": "Asynchronous data exports and imports",
         },
         "paths": paths,
         "components": {
@@ -394,4 +322,5 @@ def build_openapi(handlers: HandlerRegistry) -> dict[str, Any]:
 
 @routes.get("/api/openapi.json")
 async def openapi_document(request: web.Request) -> web.Response:
-    return web.json_response(build_openapi(services_of(request).exports.handlers))
+    services = services_of(request)
+    return web.json_response(build_openapi(services.exports.handlers, services.imports.handlers))

@@ -34,6 +34,15 @@ class TaskEventOut(BaseModel):
     detail: str | None
 
 
+def history_out(history: list[TaskEvent] | None) -> list[TaskEventOut] | None:
+    """A task's history as its answer shows it (None: not asked for)."""
+    if history is None:
+        return None
+    return [
+        TaskEventOut(status=e.status, at=e.at, attempt=e.attempt, detail=e.detail) for e in history
+    ]
+
+
 class TaskOut(BaseModel):
     """An export task as the API shows it (where its file is stored stays private)."""
 
@@ -73,12 +82,7 @@ class TaskOut(BaseModel):
         return cls(
             **shown,
             download_url=f"{base_url}{task.id}/download" if completed else None,
-            history=None
-            if history is None
-            else [
-                TaskEventOut(status=e.status, at=e.at, attempt=e.attempt, detail=e.detail)
-                for e in history
-            ],
+            history=history_out(history),
         )
 
 

@@ -9,7 +9,9 @@ from aiohttp import web
 from exporter.auth.account_repository import AccountRepository
 from exporter.db import Pool
 from exporter.exports.kind import ExportKind
+from exporter.imports.kind import ImportKind
 from exporter.storage.base import Storage
+from exporter.storage.scratch import ScratchSpace
 from exporter.tasks.queue import TaskQueue
 from exporter.tasks.repository import TaskRepository
 from settings import Settings
@@ -24,6 +26,9 @@ class Services:
     queue: TaskQueue
     storage: Storage
     exports: ExportKind
+    imports: ImportKind
+    # Uploads are received in its upload_dir before they are stored.
+    scratch: ScratchSpace
 
 
 SERVICES = web.AppKey("services", Services)

@@ -39,6 +39,11 @@ class ImportKind:
         self._storage = storage
         self._settings = settings
 
+    @property
+    def limits(self) -> ReadLimits:
+        """What an upload may hold: judged as it is received, and again as it is read."""
+        return self._settings.limits
+
     def handler(self, type_name: str) -> ImportHandler:
         """The handler of ``type_name``; HandlerNotFound naming the ``type`` field if none."""
         return find_import_handler(self.handlers, type_name)

@@ -43,7 +43,8 @@ class ImportField:
     ``pattern`` is a PostgreSQL regular expression a non-empty value must match; ``split``
     turns the text into a ``text[]`` at that separator (each item trimmed, empty ones
     dropped) and ``item_pattern`` checks each item. An ENUM export column takes its codes or
-    their labels; ``references`` looks the value up in another table.
+    their labels; ``references`` looks the value up in another table. ``example`` is the
+    value of the template's example row (an enum's first label when not given).
     """
 
     field: str
@@ -54,6 +55,7 @@ class ImportField:
     split: str | None = None
     item_pattern: str | None = None
     references: Reference | None = None
+    example: str = ""
 
     @property
     def column(self) -> str:

@@ -7,7 +7,17 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from exporter.api import health, listings, openapi, session, task_stream, tasks, types
+from exporter.api import (
+    health,
+    import_tasks,
+    import_types,
+    listings,
+    openapi,
+    session,
+    task_stream,
+    tasks,
+    types,
+)
 from exporter.api.errors import HEADER_TIMEOUT_S, error_middleware
 from exporter.api.headers import private_headers
 from exporter.api.proxies import trusted_proxies_middleware
@@ -16,8 +26,12 @@ from exporter.auth.account_repository import AccountRepository
 from exporter.db import create_pool
 from exporter.exports.kind import ExportKind, ExportSettings
 from exporter.exports.registry import load_handlers
+from exporter.imports.kind import ImportKind, ImportSettings
+from exporter.imports.readers import ReadLimits
+from exporter.imports.registry import import_registry
 from exporter.ops.storage import open_storage
 from exporter.storage.deployment import deployment_id
+from exporter.storage.scratch import ScratchSpace
 from exporter.tasks.queue import TaskQueue, connect_lazily
 from exporter.tasks.repository import TaskRepository
 from exporter.web import pages
@@ -54,7 +68,17 @@ def create_app(settings: Settings) -> web.Application:
         handler_args={"keepalive_timeout": settings.header_timeout_s},
     )
     app[HEADER_TIMEOUT_S] = settings.header_timeout_s
-    for module in (health, openapi, tasks, types, session, task_stream, pages):
+    for module in (
+        health,
+        openapi,
+        tasks,
+        types,
+        import_tasks,
+        import_types,
+        session,
+        task_stream,
+        pages,
+    ):
         app.add_routes(module.routes)
     handlers = load_handlers(settings.handler_modules)
     framework_routes = len(app.router.resources())
@@ -66,16 +90,23 @@ def create_app(settings: Settings) -> web.Application:
     async def services(app: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(settings.database_url)
         redis = connect_lazily(settings.redis_url)
+        deployment = await deployment_id(pool)
+        storage = open_storage(settings, deployment)
         app[SERVICES] = Services(
             settings=settings,
             pool=pool,
             tasks=TaskRepository(pool),
             accounts=AccountRepository(pool),
             queue=TaskQueue(redis, settings.queue_name),
-            storage=open_storage(settings, await deployment_id(pool)),
+            storage=storage,
             exports=ExportKind(
                 handlers, pool, ExportSettings(settings.time_zone, settings.max_rows)
             ),
+            # load_handlers filled the import registry: import handlers stack on export ones.
+            imports=ImportKind(
+                import_registry, pool, storage, ImportSettings(settings.time_zone, ReadLimits())
+            ),
+            scratch=ScratchSpace(settings.scratch_dir, deployment),
         )
         try:
             yield

@@ -58,6 +58,12 @@ class ScratchSpace:
         path.mkdir(parents=True)
         return path
 
+    @property
+    def upload_dir(self) -> Path:
+        """Where the API receives uploads before storing them. Apart from the work directories:
+        a slow upload's would look to the janitor like a crashed attempt's."""
+        return self.root / "uploads"
+
     async def discard(self, path: Path) -> None:
         """Remove a work directory, whatever is left of it."""
         # In a thread: freeing a work directory of several hundred megabytes takes the kernel

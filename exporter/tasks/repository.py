@@ -43,9 +43,11 @@ SELECT_EVENTS = """
 SELECT status, at, attempt, detail FROM task_events WHERE task_id = $1 ORDER BY id
 """
 
-# A page of one kind's tasks as the API lists them, in JSON text (migration 0013); NULL for an
-# unknown owner.
-TASK_PAGE_JSON = "SELECT task_page($1, $2, $3, $4, $5, $6, $7)::text"
+# A page of one kind's tasks as the API lists them, in JSON text; NULL for an unknown owner.
+# Each function writes one kind's answer model: task_page (migration 0013) an export's,
+# import_task_page (0015) an import's.
+PAGE_FUNCTIONS = frozenset({"task_page", "import_task_page"})
+TASK_PAGE_JSON = "SELECT {function}($1, $2, $3, $4, $5, $6, $7)::text"
 
 # A pending task is cancelled at once; a running one is flagged and its worker stops it.
 REQUEST_CANCEL = f"""
@@ -245,14 +247,18 @@ class TaskRepository:
         type_name: str | None,
         page: int,
         page_size: int,
+        function: str = "task_page",
     ) -> str | None:
-        """A page of the owner's tasks of ``kind``, newest first, as the API's TaskPageOut in
-        JSON; each task's address is under ``base_url``.
+        """A page of the owner's tasks of ``kind``, newest first, in JSON as the SQL
+        ``function`` writes it (one of PAGE_FUNCTIONS); each task's address is under
+        ``base_url``.
 
         None when ``owner_id`` is no account (deleted since the caller was checked).
         """
+        if function not in PAGE_FUNCTIONS:
+            raise ValueError(f"no task page function {function!r}")
         body: str | None = await self._pool.fetchval(
-            TASK_PAGE_JSON,
+            TASK_PAGE_JSON.format(function=function),
             kind.name,
             base_url,
             owner_id,

@@ -14,6 +14,7 @@ from arq.worker import Worker
 
 from exporter.api.openapi import build_openapi
 from exporter.exports.registry import load_handlers, registry
+from exporter.imports.registry import import_registry
 from tests.failing_handlers import HANDLER_MODULES
 from tests.support import ApiUser
 
@@ -30,7 +31,9 @@ RUN_TIMEOUT_S = 50
 # The paths of the document the app serves (the export types change only its schemas).
 OPERATIONS = [
     (method.upper(), path)
-    for path, item in build_openapi(load_handlers(HANDLER_MODULES))["paths"].items()
+    for path, item in build_openapi(load_handlers(HANDLER_MODULES), import_registry)[
+        "paths"
+    ].items()
     for method in item
 ]
 

@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from exporter.api.tasks import content_disposition
+from exporter.api.task_actions import content_disposition
 
 HEADER = re.compile(r'attachment; filename="([^"\\]*)"; filename\*=UTF-8\'\'([^;\s"]+)')
 

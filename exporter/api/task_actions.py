@@ -1,0 +1,190 @@
+"""What the task endpoints of every kind do alike: read a task id and an Idempotency-Key, create
+and enqueue a task against the quotas, list, cancel, delete, and serve a task's stored file."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Protocol
+from urllib.parse import quote
+
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from exporter.api.auth import current_account
+from exporter.api.schemas import ListTasksQuery
+from exporter.api.services import Services, services_of
+from exporter.auth.accounts import Account
+from exporter.errors import (
+    FieldProblem,
+    FileGone,
+    InvalidParams,
+    TaskStateConflict,
+    Unauthorized,
+)
+from exporter.tasks.kinds import TaskKind
+from exporter.tasks.models import Task, TaskStatus
+from exporter.tasks.repository import Creation, NewTask, Quotas
+from exporter.validation import validate
+
+log = logging.getLogger("exporter.api")
+
+IDEMPOTENCY_KEY_MAX = 200
+# A task id in a route is a UUID, so that /api/export-tasks/stream is never taken for a task.
+TASK_ID_PATTERN = (
+    "{task_id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}"
+)
+# An expired task's file is gone for good: creating it again is what its owner can do.
+RETRYABLE = (TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED)
+
+
+def task_id_of(request: web.Request) -> uuid.UUID:
+    # The route's pattern lets only UUIDs through.
+    return uuid.UUID(request.match_info["task_id"])
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    """The request's Idempotency-Key header, checked; None when it sent none."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX or not (key.isascii() and key.isprintable()):
+        raise InvalidParams(
+            "invalid Idempotency-Key header",
+            [
+                FieldProblem(
+                    "Idempotency-Key",
+                    f"must be 1 to {IDEMPOTENCY_KEY_MAX} printable ASCII characters",
+                    "invalid_header",
+                    {"max_length": IDEMPOTENCY_KEY_MAX},
+                )
+            ],
+        )
+    return key
+
+
+async def _queue_full(services: Services) -> bool:
+    try:
+        return await services.queue.waiting() >= services.settings.max_pending
+    except (RedisError, OSError) as exc:
+        # Without Redis a new task waits in PostgreSQL for the sweeper; there is no queue to cap.
+        log.warning("queue length unavailable, not capped: %s", exc)
+        return False
+
+
+async def submit(services: Services, kind: TaskKind, account: Account, new: NewTask) -> Creation:
+    """Create (or find) the task within the quotas, and enqueue it if it is new."""
+    settings = services.settings
+    creation = await services.tasks.create(
+        new,
+        kind,
+        Quotas(
+            settings.max_active_per_user,
+            settings.max_kept_bytes_per_user,
+            queue_full=await _queue_full(services),
+        ),
+    )
+    task = creation.task
+    if creation.created:
+        try:
+            await services.queue.enqueue(task.id, task.enqueue_count)
+        except (RedisError, OSError) as exc:
+            # The task is safe in PostgreSQL; the sweeper enqueues it once Redis is back.
+            log.warning("task %s: queue unavailable, left for the sweeper: %s", task.id, exc)
+        log.info(
+            "task %s: created %s %s/%s by account %d",
+            task.id,
+            task.kind,
+            task.type,
+            task.format,
+            account.id,
+        )
+    return creation
+
+
+def require_retryable(task: Task, kind: TaskKind) -> None:
+    """TaskStateConflict unless the task is failed, cancelled or expired."""
+    if task.status not in RETRYABLE:
+        raise TaskStateConflict(
+            f"the {kind.noun} is {task.status.value}; only a failed, cancelled or expired one "
+            "can be retried",
+            params={"status": task.status.value},
+        )
+
+
+async def cancel(services: Services, kind: TaskKind, task_id: uuid.UUID, account: Account) -> Task:
+    """Cancel the caller's pending task or stop its running one; TaskStateConflict otherwise."""
+    task = await services.tasks.request_cancel(task_id, account.id, kind)
+    if task is None:
+        current = await services.tasks.get_own(task_id, account.id, kind)
+        raise TaskStateConflict(
+            f"the {kind.noun} is already {current.status.value}; nothing to cancel",
+            params={"status": current.status.value},
+        )
+    log.info("task %s: cancel requested by account %d (was %s)", task.id, account.id, task.status)
+    return task
+
+
+async def delete(services: Services, kind: TaskKind, task_id: uuid.UUID, account: Account) -> None:
+    """Remove the caller's task and every file it has (made or uploaded)."""
+    for key in await services.tasks.delete_own(task_id, account.id, kind):
+        await services.storage.delete(key)
+    log.info("task %s: deleted by account %d", task_id, account.id)
+
+
+class ListedKind(TaskKind, Protocol):
+    """A kind whose tasks are listed, filtered by type: it knows its types."""
+
+    def handler(self, type_name: str) -> object:
+        """The type's handler; HandlerNotFound naming the ``type`` field if none."""
+
+
+async def task_page(
+    request: web.Request, kind: ListedKind, *, base_url: str, function: str
+) -> web.Response:
+    """A page of the caller's tasks of ``kind`` as the SQL ``function`` writes it."""
+    # PostgreSQL writes the JSON: the list is the endpoint a page polls, and this halves its
+    # cost per request.
+    account = await current_account(request)
+    query = validate(ListTasksQuery, dict(request.query))
+    if query.type is not None:
+        kind.handler(query.type)
+    body = await services_of(request).tasks.page_json(
+        account.id,
+        kind,
+        base_url=base_url,
+        status=query.status,
+        type_name=query.type,
+        page=query.page,
+        page_size=query.page_size,
+        function=function,
+    )
+    if body is None:
+        raise Unauthorized("unknown account")
+    return web.Response(text=body, content_type="application/json")
+
+
+def content_disposition(type_name: str, file_name: str) -> str:
+    """``attachment``: an ASCII ``filename`` for old clients (led by the task type's name when
+    characters had to go), the real name in ``filename*``."""
+    ascii_part = file_name.encode("ascii", "ignore").decode().replace('"', "").replace("\\", "")
+    fallback = ascii_part if ascii_part == file_name else f"{type_name}{ascii_part}"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(file_name, safe='')}"
+
+
+async def serve_file(
+    services: Services, task: Task, key: str, name: str, *, content_type: str, gone: str
+) -> web.StreamResponse:
+    """The task's stored file ``key`` as an attachment named ``name``; FileGone saying ``gone``
+    when storage no longer has it (a completed task is then marked expired)."""
+    response = await services.storage.download(
+        key,
+        content_type=content_type,
+        content_disposition=content_disposition(task.type, name),
+    )
+    if response is None:
+        await services.tasks.expire_lost_file(task.id)
+        log.warning("task %s: its file %s is gone from storage", task.id, key)
+        raise FileGone(gone)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
