@@ -133,7 +133,8 @@ async def open_in(open_page: OpenPage, language: str, user: str, start: str) -> 
 
 
 async def upload(page: Page, language: str, name: str, data: bytes, *, apply: bool) -> None:
-    """Open the Import dialog (unless open), choose the file (and apply, skipping bad rows), upload it."""
+    """Open the Import dialog (unless open), choose the file (and apply, skipping bad rows), and
+    upload it."""
     text = TEXT[language]
     dialog = page.get_by_role("dialog")
     if not await dialog.is_visible():
