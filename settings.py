@@ -70,6 +70,8 @@ class Settings(DatabaseSettings):
     # another user's list p90 146-203 ms instead of 60 ms here; 500 cost nothing measurable.
     max_streams: int = Field(500, alias="EXPORTER_MAX_STREAMS", ge=1)
     max_rows: int = Field(5_000_000, alias="EXPORTER_MAX_ROWS", ge=1)
+    # Rows of one import, all sheets together: a sheet of ten million rows is refused.
+    max_import_rows: int = Field(2_000_000, alias="EXPORTER_MAX_IMPORT_ROWS", ge=1)
     encode_processes: int = Field(
         default_factory=lambda: os.cpu_count() or 1, alias="EXPORTER_ENCODE_PROCESSES", ge=0, le=256
     )

@@ -117,13 +117,13 @@ async def empty_database_url(service_urls: Servers) -> AsyncIterator[str]:
 # Tasks whose count or file bytes kept by the database (migrations 0005, 0008) differ from what
 # tasks holds.
 COUNT_DRIFT = """
-SELECT owner_id, status, type, counted, kept, counted_bytes, kept_bytes
-FROM (SELECT created_by_id AS owner_id, status, type, count(*) AS counted,
+SELECT owner_id, kind, status, type, counted, kept, counted_bytes, kept_bytes
+FROM (SELECT created_by_id AS owner_id, kind, status, type, count(*) AS counted,
              coalesce(sum(file_size), 0) AS counted_bytes
-      FROM tasks GROUP BY 1, 2, 3) AS actual
-FULL JOIN (SELECT owner_id, status, type, n AS kept, file_bytes AS kept_bytes
+      FROM tasks GROUP BY 1, 2, 3, 4) AS actual
+FULL JOIN (SELECT owner_id, kind, status, type, n AS kept, file_bytes AS kept_bytes
            FROM task_counts WHERE n <> 0 OR file_bytes <> 0) AS kept
-    USING (owner_id, status, type)
+    USING (owner_id, kind, status, type)
 WHERE (counted, counted_bytes) IS DISTINCT FROM (kept, kept_bytes)
 """
 

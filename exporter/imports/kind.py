@@ -1,20 +1,65 @@
-"""Imports as a kind of task: what an import request is, and how one import task runs."""
+"""Imports as a kind of task: what an import request is, and how one import task runs.
+
+An attempt reads the upload into a staging table, checks every row in PostgreSQL, writes the
+report of rejected rows, and (applying) writes the valid rows, all in one transaction that
+also records on the task that it applied: a worker that dies mid-import leaves nothing
+written, and one that dies after the commit leaves a task that the next attempt completes
+without writing twice.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel
 
 from exporter.auth.accounts import Account, require_permissions
-from exporter.db import Pool
-from exporter.imports.readers import ReadLimits
+from exporter.db import Connection, Pool
+from exporter.errors import ExporterError
+from exporter.imports.engine import Counts, rejected_rows, stage_and_check, write_rows
+from exporter.imports.problems import RowError
+from exporter.imports.readers import ReadLimits, UploadFormat
 from exporter.imports.registry import ImportHandler, ImportRegistry
-from exporter.imports.requests import ImportRequest, find_import_handler
-from exporter.storage.base import Storage
-from exporter.tasks.kinds import Attempt, TaskResult, TaskSpec
+from exporter.imports.report import RejectedRowsReport
+from exporter.imports.requests import (
+    ImportMode,
+    ImportParams,
+    ImportRequest,
+    OnError,
+    find_import_handler,
+)
+from exporter.imports.upload_rows import UploadRows
+from exporter.storage.base import Storage, StoredFile
+from exporter.tasks.kinds import Attempt, FailedWithResult, TaskResult, TaskSpec
 from exporter.tasks.models import Task, TaskFailure
 from exporter.validation import validate
+
+# In the import's own transaction: the task says it applied, or nothing is written. No row
+# means the attempt lost the task (cancelled, deleted, taken over) and the transaction rolls
+# back.
+MARK_APPLIED = """
+UPDATE tasks SET outcome = $3
+WHERE id = $1 AND attempts = $2 AND status = 'running' AND NOT cancel_requested
+RETURNING true
+"""
+
+
+class UploadGone(ExporterError):
+    """The task's upload is no longer in storage (expired, or removed by hand)."""
+
+    status = 410
+    code = "upload_gone"
+
+
+class AttemptLost(ExporterError):
+    """The task stopped being this attempt's before its rows were written."""
+
+    code = "attempt_lost"
 
 
 @dataclass(frozen=True)
@@ -23,6 +68,46 @@ class ImportSettings:
 
     time_zone: str
     limits: ReadLimits
+
+
+class ImportOutcome(BaseModel):
+    """What an import found, as its task keeps it (``tasks.outcome``)."""
+
+    counts: dict[str, int]
+    errors: list[RowError]
+    applied: bool
+    report_key: str | None = None
+    report_size: int | None = None
+
+    @classmethod
+    def of(
+        cls, counts: Counts, errors: list[RowError], applied: bool, report: StoredFile | None
+    ) -> ImportOutcome:
+        return cls(
+            counts={
+                "created": counts.created,
+                "updated": counts.updated,
+                "unchanged": counts.unchanged,
+                "rejected": counts.rejected,
+            },
+            errors=errors,
+            applied=applied,
+            report_key=report and report.key,
+            report_size=report and report.size,
+        )
+
+    def result(self, file_name: str) -> TaskResult:
+        report = (
+            None
+            if self.report_key is None or self.report_size is None
+            else StoredFile(self.report_key, self.report_size)
+        )
+        return TaskResult(
+            rows=sum(self.counts.values()),
+            file_name=file_name if report else None,
+            published=report,
+            outcome=self.model_dump(mode="json"),
+        )
 
 
 class ImportKind:
@@ -61,7 +146,70 @@ class ImportKind:
         return None
 
     async def run(self, attempt: Attempt) -> TaskResult:
-        raise NotImplementedError  # the engine lands in the next commit
+        task = attempt.task
+        if task.outcome is not None and task.outcome.get("applied"):
+            # Written and committed by an attempt that stopped before the task could say so.
+            return ImportOutcome.model_validate(task.outcome).result(self._report_name(task))
+        handler = self.handlers.get(task.type)
+        params = ImportParams.model_validate(task.params)
+        upload = attempt.work_dir / f"upload.{task.format}"
+        if not task.upload_key or not await self._storage.retrieve(task.upload_key, upload):
+            raise UploadGone("The uploaded file is no longer in storage; upload it again")
+        rows = UploadRows(upload, handler, self._settings.limits)
+        async with self._pool.acquire() as conn, conn.transaction():
+            checked = await stage_and_check(
+                conn, handler, rows, attempt.progress, unguard=task.format == UploadFormat.CSV
+            )
+            counts = checked.counts
+            attempt.progress.total = attempt.progress.done = counts.rows
+            report = None
+            if counts.rejected:
+                report = await self._report(conn, attempt, handler, rows.sheets)
+            apply = params.mode is ImportMode.APPLY and (
+                counts.rejected == 0 or params.on_error is OnError.SKIP
+            )
+            outcome = ImportOutcome.of(counts, checked.errors, apply, report)
+            if apply:
+                await write_rows(conn, checked.plan)
+                marked = await conn.fetchval(
+                    MARK_APPLIED, task.id, task.attempts, outcome.model_dump(mode="json")
+                )
+                if not marked:
+                    raise AttemptLost("the import stopped being this attempt's; nothing written")
+        result = outcome.result(self._report_name(task))
+        if params.mode is ImportMode.APPLY and not apply:
+            raise FailedWithResult(
+                TaskFailure(
+                    "rows_rejected",
+                    f"{counts.rejected} rows rejected; nothing was imported",
+                    {"rejected": counts.rejected},
+                ),
+                result,
+            )
+        return result
+
+    async def _report(
+        self, conn: Connection, attempt: Attempt, handler: ImportHandler, sheets: Sequence[str]
+    ) -> StoredFile:
+        """Write the rejected rows' report and store it (before the commit, so that a task
+        whose rows were written always has its report)."""
+        path = attempt.work_dir / "report.xlsx"
+        report = await asyncio.to_thread(
+            RejectedRowsReport,
+            path,
+            attempt.work_dir / f"upload.{attempt.task.format}",
+            handler,
+            self._settings.limits,
+        )
+        async for batch in rejected_rows(conn, sheets):
+            await asyncio.to_thread(report.add, batch)
+        await asyncio.to_thread(report.close)
+        return await self._storage.publish(path, f"{attempt.task.id}.report.xlsx")
+
+    def _report_name(self, task: Task) -> str:
+        now = datetime.now(ZoneInfo(self._settings.time_zone))
+        stamp = f"{now:%Y%m%d_%H%M%S}_{task.id.hex[:6]}"
+        return f"{self.handlers.get(task.type).title}_导入问题_{stamp}.xlsx"
 
     def describe_failure(self, exc: BaseException) -> TaskFailure | None:
         return None

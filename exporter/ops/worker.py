@@ -21,6 +21,9 @@ from exporter.exports.formats.base import ParallelEncoding
 from exporter.exports.formats.xlsx_workbook import check_xlsxwriter
 from exporter.exports.kind import ExportKind, ExportSettings
 from exporter.exports.registry import load_handlers
+from exporter.imports.kind import ImportKind, ImportSettings
+from exporter.imports.readers import ReadLimits
+from exporter.imports.registry import import_registry
 from exporter.ops.loop_lag import record_loop_lag
 from exporter.ops.storage import open_storage
 from exporter.storage.deployment import deployment_id
@@ -95,13 +98,21 @@ async def startup(ctx: dict[str, Any]) -> None:
     exports = ExportKind(
         handlers, pool, ExportSettings(settings.time_zone, settings.max_rows, parallel)
     )
+    imports = ImportKind(
+        import_registry,
+        pool,
+        storage,
+        ImportSettings(settings.time_zone, ReadLimits(max_rows=settings.max_import_rows)),
+    )
     queue = TaskQueue(ctx["redis"], settings.queue_name)
     sweeper = Sweeper(pool, queue, lease_s=settings.lease_s, max_attempts=settings.max_attempts)
     retention = Retention(pool, storage, scratch, retention_days=settings.retention_days)
     ctx.update(
         encoders=encoders,
         pool=pool,
-        runner=TaskRunner(TaskRepository(pool), pool, storage, scratch, TaskKinds(exports), config),
+        runner=TaskRunner(
+            TaskRepository(pool), pool, storage, scratch, TaskKinds(exports, imports), config
+        ),
         maintenance=asyncio.create_task(maintain(sweeper, retention, settings.sweep_interval_s)),
     )
     if settings.loop_lag_log is not None:

@@ -26,7 +26,9 @@ class Progress:
 
     def advance(self, rows: int) -> None:
         # Never past the total: a writer counting lines may overcount rows; the total is exact.
-        self.done = min(self.done + rows, self.total or 0)
+        # Without one (an upload being read), the rows done are all that is known.
+        done = self.done + rows
+        self.done = done if self.total is None else min(done, self.total)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ async def test_a_reversed_date_range_is_one_message_by_its_field_in_each_languag
     await expect(page.get_by_text("不能晚于")).to_have_count(1)
 
     await page.get_by_role("button", name="导出", exact=True).click()
-    await expect(page.locator("#export-notice")).to_have_text("无法导出：请先修改标出的筛选条件")  # noqa: RUF001
+    await expect(page.locator("#export-notice")).to_have_text("无法导出：请先修改标出的筛选条件")
     await expect(page.get_by_text("不能晚于")).to_have_count(1)
     await screenshot(page, "accounts-reversed-range")
 
@@ -64,7 +64,7 @@ async def test_a_task_failed_for_too_many_rows_says_why_in_each_language(
 
     error = page.locator(f'tr[data-task-id="{task["id"]}"] .col-error')
     await expect(error).to_have_text(
-        "符合条件的数据有 300 行，超过单次导出上限 100 行；请缩小筛选范围"  # noqa: RUF001
+        "符合条件的数据有 300 行，超过单次导出上限 100 行；请缩小筛选范围"
     )
     await screenshot(page, "tasks-too-many-rows")
 

@@ -48,7 +48,7 @@ async def test_an_account_export_goes_pending_running_completed_live_and_downloa
     await filters.get_by_role("button", name="查询").click()
     expected = await account_rows(db, ACCOUNT_FILTERS_SQL, "%User%")
     await expect(page.locator("#page-info")).to_have_text(
-        f"第 1 / {-(-len(expected) // 20)} 页，共 {len(expected)} 条"  # noqa: RUF001
+        f"第 1 / {-(-len(expected) // 20)} 页，共 {len(expected)} 条"
     )
     await expect(page.locator("#list-table tbody tr").first.locator("td").first).to_have_text(
         str(expected[0][0])
@@ -58,7 +58,7 @@ async def test_an_account_export_goes_pending_running_completed_live_and_downloa
     await page.get_by_role("button", name="导出", exact=True).click()
     notice = page.locator("#export-notice")
     await expect(notice).to_contain_text(
-        "已创建导出任务：关键字：User；状态：正常；创建日期从：2023-06-01。"  # noqa: RUF001
+        "已创建导出任务：关键字：User；状态：正常；创建日期从：2023-06-01。"
     )
     await screenshot(page, "accounts")
     task = await db.fetchrow("SELECT id, type, format, params::text FROM tasks")
@@ -125,7 +125,7 @@ async def test_running_failed_and_finished_exports_side_by_side_then_cancel_retr
     ids = [await row.get_attribute("data-task-id") for row in await rows.all()]
     assert ids == [slow["id"], failed["id"], finished["id"], accounts["id"]]  # newest first
     accounts_row = page.locator(f'tr[data-task-id="{accounts["id"]}"]')
-    await expect(accounts_row.locator(".col-filters")).to_have_text("关键字：张；状态：正常")  # noqa: RUF001
+    await expect(accounts_row.locator(".col-filters")).to_have_text("关键字：张；状态：正常")
     await expect(accounts_row.locator(".badge")).to_have_text("已完成")
     failed_row = page.locator(f'tr[data-task-id="{failed["id"]}"]')
     await expect(failed_row.locator(".badge")).to_have_text("失败")
@@ -227,7 +227,7 @@ async def test_without_the_event_stream_the_page_polls_and_still_follows_exports
     page = await open_page()
     await page.route("**/api/export-tasks/stream", lambda route: route.abort())
     await sign_in(page, "admin", "admin-password")
-    await expect(page.locator("#live-state")).to_have_text("实时连接中断，每 3 秒刷新")  # noqa: RUF001
+    await expect(page.locator("#live-state")).to_have_text("实时连接中断，每 3 秒刷新")
 
     task = await admin.create("role", "xlsx")
 

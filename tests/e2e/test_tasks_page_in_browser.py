@@ -26,16 +26,16 @@ LANGUAGES = ["zh-CN", "en"]
 TEXT = {
     "zh-CN": {
         "download": "下载",
-        "file_gone_toast": "文件已过期或已被清理，无法下载",  # noqa: RUF001
+        "file_gone_toast": "文件已过期或已被清理，无法下载",
         "expired": "已过期",
         "not_ready_toast": "这个导出任务现在没有可下载的文件",
         "not_found_toast": "这个导出任务已不存在",
         "failed": "失败",
-        "filters": "关键字：张；状态：锁定；角色：{role}；"  # noqa: RUF001
-        "创建日期从：2023-01-01 00:00:00；创建日期至：2023-06-30",  # noqa: RUF001
-        "finishing": "400,000 行已全部写入，正在生成文件…",  # noqa: RUF001
+        "filters": "关键字：张；状态：锁定；角色：{role}；"
+        "创建日期从：2023-01-01 00:00:00；创建日期至：2023-06-30",
+        "finishing": "400,000 行已全部写入，正在生成文件…",
         "no_rows": "没有符合条件的行",
-        "finishing_no_rows": "没有符合条件的行，正在生成文件…",  # noqa: RUF001
+        "finishing_no_rows": "没有符合条件的行，正在生成文件…",
         "stopped_at": r"^停在 [1-9][\d,]* / 8,000 行$",
         "fix_filters": "请先修改标出的筛选条件",
         "retry": "重试",
@@ -239,7 +239,7 @@ async def test_filters_read_in_the_forms_order_and_times_as_dates_in_a_readable_
         (
             "zh-CN",
             "Asia/Shanghai",
-            "你创建的导出任务，最新的在前；状态和进度会自动更新。"  # noqa: RUF001
+            "你创建的导出任务，最新的在前；状态和进度会自动更新。"
             "时间按中国标准时间（UTC+08:00）显示。",  # noqa: RUF001
         ),
         (

@@ -22,6 +22,21 @@ from exporter.exports.columns import Column, ColumnKind
 SUPPORTED_XLSXWRITER = ">=3.3,<3.4"
 
 
+def text_safe_workbook(path: Path) -> xlsxwriter.Workbook:
+    """A constant_memory workbook (its scratch files beside ``path``) that writes every string
+    as text: never as a formula, a number or a link, whatever it looks like."""
+    return xlsxwriter.Workbook(
+        str(path),
+        {
+            "constant_memory": True,
+            "tmpdir": str(path.parent),
+            "strings_to_numbers": False,
+            "strings_to_formulas": False,
+            "strings_to_urls": False,
+        },
+    )
+
+
 class PrivateMember(NamedTuple):
     owner: str
     name: str
@@ -113,16 +128,7 @@ class XlsxExportWriter:
         max_sheet_rows: int = MAX_SHEET_DATA_ROWS,
         first_row: int = 1,
     ) -> None:
-        self._workbook = xlsxwriter.Workbook(
-            str(path),
-            {
-                "constant_memory": True,
-                "tmpdir": str(path.parent),
-                "strings_to_numbers": False,
-                "strings_to_formulas": False,
-                "strings_to_urls": False,
-            },
-        )
+        self._workbook = text_safe_workbook(path)
         self._title = title
         self._max_sheet_rows = max_sheet_rows
         self._columns = tuple(columns)

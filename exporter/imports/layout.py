@@ -1,0 +1,109 @@
+"""Where a sheet keeps a type's columns: its header row matched to the import's fields, and its
+cells turned into the text the database checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Sequence
+
+from exporter.errors import ExporterError
+from exporter.imports.readers import CellValue
+from exporter.imports.registry import ImportColumn, ImportHandler
+
+
+class HeaderMissing(ExporterError):
+    """No sheet starts with a header row naming the type's key column."""
+
+    status = 422
+    code = "missing_header"
+
+
+class HeadersDiffer(ExporterError):
+    """Two sheets of one upload give different sets of the type's columns."""
+
+    status = 422
+    code = "headers_differ"
+
+
+@dataclasses.dataclass(frozen=True)
+class SheetLayout:
+    """The type's columns a sheet holds, in the handler's order, and where each one is."""
+
+    columns: tuple[ImportColumn, ...]
+    positions: tuple[int, ...]
+    header: tuple[CellValue, ...]
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(column.field for column in self.columns)
+
+    def values(self, cells: Sequence[CellValue]) -> list[str | None]:
+        """The row's text for each of the columns: numbers written as Excel shows them, dates
+        in ISO form, an empty cell as None."""
+        width = len(cells)
+        values: list[str | None] = []
+        for position in self.positions:
+            cell = cells[position] if position < width else None
+            values.append(None if cell is None else cell_text(cell))
+        return values
+
+
+def header_key(value: CellValue) -> str:
+    """How a header cell is compared with the labels: trimmed, case folded."""
+    return "" if value is None else cell_text(value).strip().lower()
+
+
+def match_header(handler: ImportHandler, header: Sequence[CellValue]) -> SheetLayout | None:
+    """The layout a sheet with this first row has, or None when the row does not name the key
+    column (the sheet is then not one of the type's). A column named twice is read from the
+    first place it appears; a header no column takes is ignored (ID, timestamps)."""
+    found: dict[str, int] = {}
+    for position, cell in enumerate(header):
+        name = header_key(cell)
+        if not name:
+            continue
+        for column in handler.columns:
+            if name in column.headers and column.field not in found:
+                found[column.field] = position
+    if handler.key not in found:
+        return None
+    columns = tuple(column for column in handler.columns if column.field in found)
+    return SheetLayout(columns, tuple(found[c.field] for c in columns), tuple(header))
+
+
+def same_columns(first: SheetLayout, sheet: str, layout: SheetLayout, first_sheet: str) -> None:
+    """Raise HeadersDiffer unless ``layout`` gives the same columns as the first sheet's: a
+    column one sheet sets and another leaves out would mean two things in one import."""
+    if layout.fields != first.fields:
+        raise HeadersDiffer(
+            f"Sheet {sheet!r} has other columns than sheet {first_sheet!r}",
+            params={"sheet": sheet, "first_sheet": first_sheet},
+        )
+
+
+def no_header(handler: ImportHandler) -> HeaderMissing:
+    label = handler.key_column.label
+    return HeaderMissing(
+        f"No sheet starts with a header row naming the column {label!r}",
+        params={"column": label},
+    )
+
+
+def cell_text(value: str | int | float | bool | datetime.datetime) -> str:
+    """A cell that is not empty as text: what an import compares and stores."""
+    if value.__class__ is str:
+        return value
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, float):
+        # Excel keeps 15 significant digits; an integral number (a phone typed as a number)
+        # reads as Excel shows it, without ".0".
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return format(value, ".15g")
+    if isinstance(value, datetime.datetime):
+        if value.time() == datetime.time():
+            return value.date().isoformat()
+        return value.isoformat(sep=" ")
+    return str(value)

@@ -1,0 +1,330 @@
+"""Imports run as tasks on the real database and storage: rows checked and written (or not) as
+the mode and on-error say, reported row by row, and an export imports back unchanged."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import xlsxwriter
+
+from exporter.auth.accounts import Account
+from exporter.db import Pool, create_pool
+from exporter.exports.registry import load_handlers
+from exporter.imports.kind import ImportKind, ImportSettings
+from exporter.imports.readers import ReadLimits, upload_format
+from exporter.imports.registry import import_registry
+from exporter.imports.requests import with_upload
+from exporter.storage.deployment import deployment_id
+from exporter.storage.local import LocalStorage
+from exporter.storage.scratch import ScratchSpace
+from exporter.tasks.kinds import TaskKinds, Upload
+from exporter.tasks.models import Task, TaskStatus
+from exporter.tasks.repository import NewTask, Quotas, TaskRepository
+from exporter.tasks.runner import RunnerConfig, TaskRunner
+from settings import Settings
+from tests.conftest import account_id
+from tests.support import ApiUser, xlsx_rows
+
+QUOTAS = Quotas(max_active_per_user=10, max_kept_bytes_per_user=10**9, queue_full=False)
+ACCOUNT_HEADER = ["用户名", "昵称", "邮箱", "手机号", "状态", "角色"]
+# Every column of the accounts table an import may change, in a stable order.
+ACCOUNTS_STATE = """
+SELECT md5(string_agg(concat_ws('|', id, username, nickname, email, phone, status, role_id),
+                      E'\n' ORDER BY id))
+FROM accounts
+"""
+
+
+@dataclass
+class Importer:
+    """Runs imports through the task lifecycle as the worker does."""
+
+    tasks: TaskRepository
+    runner: TaskRunner
+    imports: ImportKind
+    storage: LocalStorage
+    owner: Account
+
+    async def run(
+        self, path: Path, type_name: str = "account", mode: str = "apply", on_error: str = "abort"
+    ) -> Task:
+        content = path.read_bytes()
+        task_id = uuid.uuid4()
+        file_format = upload_format(path, ReadLimits())
+        staged = path.with_name(f"staged-{task_id}")
+        staged.write_bytes(content)
+        stored = await self.storage.publish(staged, f"{task_id}.upload.{file_format}")
+        spec = self.imports.validate(
+            self.owner, {"type": type_name, "mode": mode, "on_error": on_error}
+        )
+        spec = with_upload(
+            spec,
+            file_format,
+            hashlib.sha256(content).hexdigest(),
+            Upload(stored.key, path.name, stored.size),
+        )
+        creation = await self.tasks.create(
+            NewTask(self.owner.id, spec, task_id=task_id), self.imports, QUOTAS
+        )
+        assert creation.created
+        await self.runner.run(task_id)
+        return await self.tasks.get_own(task_id, self.owner.id, self.imports)
+
+    async def report(self, task: Task) -> list[list[Any]]:
+        assert task.file_key is not None
+        path = self.storage._path(task.file_key)
+        assert path is not None
+        return xlsx_rows(path.read_bytes())
+
+
+@pytest.fixture
+async def importer(settings: Settings, db: asyncpg.Connection[Any]) -> AsyncIterator[Importer]:
+    pool: Pool = await create_pool(settings.database_url)
+    try:
+        load_handlers()
+        deployment = await deployment_id(pool)
+        storage = LocalStorage(settings.storage_dir, deployment)
+        imports = ImportKind(import_registry, pool, storage, ImportSettings("UTC", ReadLimits()))
+        runner = TaskRunner(
+            TaskRepository(pool),
+            pool,
+            storage,
+            ScratchSpace(settings.scratch_dir, deployment),
+            TaskKinds(imports),
+            RunnerConfig(worker_id="import-test", lease_s=30, max_attempts=1, default_timeout_s=60),
+        )
+        owner = Account(await account_id(db, "admin"), "admin", "active", frozenset({"*"}))
+        yield Importer(TaskRepository(pool), runner, imports, storage, owner)
+    finally:
+        await pool.close()
+
+
+def write_csv(path: Path, rows: list[list[str]], encoding: str = "utf-8-sig") -> Path:
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\r\n").writerows(rows)
+    path.write_bytes(text.getvalue().encode(encoding))
+    return path
+
+
+def write_xlsx(path: Path, sheets: dict[str, list[list[Any]]]) -> Path:
+    workbook = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False})
+    for name, rows in sheets.items():
+        sheet = workbook.add_worksheet(name)
+        for line, row in enumerate(rows):
+            for column, value in enumerate(row):
+                if value is not None:
+                    sheet.write(line, column, value)
+    workbook.close()
+    return path
+
+
+async def accounts_state(db: asyncpg.Connection[Any]) -> str:
+    state: str = await db.fetchval(ACCOUNTS_STATE)
+    return state
+
+
+async def test_an_exported_csv_imports_back_with_every_row_unchanged(
+    importer: Importer, admin: ApiUser, worker: Any, db: asyncpg.Connection[Any], tmp_path: Path
+) -> None:
+    before = await accounts_state(db)
+    exported = write_bytes(tmp_path / "accounts.csv", await admin.export("account", "csv"))
+    total = await db.fetchval("SELECT count(*) FROM accounts")
+
+    task = await importer.run(exported)
+
+    assert task.status is TaskStatus.COMPLETED, (task.error, task.outcome)
+    assert task.outcome is not None
+    assert task.outcome["counts"] == {
+        "created": 0,
+        "updated": 0,
+        "unchanged": total,
+        "rejected": 0,
+    }
+    assert task.outcome["applied"] is True
+    assert task.row_count == total
+    assert task.file_key is None
+    assert await accounts_state(db) == before
+
+
+async def test_an_exported_xlsx_imports_back_with_every_row_unchanged(
+    importer: Importer, admin: ApiUser, worker: Any, db: asyncpg.Connection[Any], tmp_path: Path
+) -> None:
+    before = await accounts_state(db)
+    exported = write_bytes(tmp_path / "accounts.xlsx", await admin.export("account", "xlsx"))
+    import shutil
+
+    shutil.copy(exported, "/tmp/accounts_dbg.xlsx")
+
+    task = await importer.run(exported)
+
+    assert task.status is TaskStatus.COMPLETED, (task.outcome or {}).get("errors")
+    assert task.outcome is not None
+    counts = task.outcome["counts"]
+    assert counts["unchanged"] == await db.fetchval("SELECT count(*) FROM accounts")
+    assert counts["created"] == counts["updated"] == counts["rejected"] == 0
+    assert await accounts_state(db) == before
+
+
+def write_bytes(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
+
+
+def mixed_rows() -> list[list[str]]:
+    """A header and rows that create, update, keep, and break the rules in every way."""
+    return [
+        ACCOUNT_HEADER,
+        ["new_user_1", "新人", "new1@example.com", "13800000001", "正常", ""],
+        ["user0000001", "改了昵称", "user1@example.com", "", "disabled", ""],
+        ["new_user_2", "", "", "", "锁定", "no such role"],
+        ["new_user_3", "x", "not-an-email", "", "正常", ""],
+        ["new_user_4", "y", "", "", "gone", ""],
+        ["new_user_1", "again", "", "", "正常", ""],
+        ["", "no key", "", "", "正常", ""],
+    ]
+
+
+async def test_validate_counts_what_apply_would_do_and_writes_nothing(
+    importer: Importer, db: asyncpg.Connection[Any], tmp_path: Path
+) -> None:
+    before = await accounts_state(db)
+
+    task = await importer.run(write_csv(tmp_path / "mixed.csv", mixed_rows()), mode="validate")
+
+    assert task.status is TaskStatus.COMPLETED, task.error
+    assert task.outcome is not None
+    assert task.outcome["counts"] == {"created": 1, "updated": 1, "unchanged": 0, "rejected": 5}
+    assert task.outcome["applied"] is False
+    assert await accounts_state(db) == before
+    errors = [(e["row"], e["column"], e["code"]) for e in task.outcome["errors"]]
+    assert errors == [
+        (4, "角色", "unknown_reference"),
+        (5, "邮箱", "invalid_format"),
+        (6, "状态", "unknown_choice"),
+        (7, "用户名", "duplicate_key"),
+        (8, "用户名", "required"),
+    ]
+    assert task.outcome["errors"][3]["params"] == {
+        "value": "new_user_1",
+        "first_row": 2,
+        "first_sheet": "csv",
+    }
+    assert task.outcome["errors"][0]["message"] == "角色 'no such role' does not exist"
+
+
+async def test_apply_with_abort_writes_nothing_and_fails_with_the_report(
+    importer: Importer, db: asyncpg.Connection[Any], tmp_path: Path
+) -> None:
+    before = await accounts_state(db)
+
+    task = await importer.run(write_csv(tmp_path / "mixed.csv", mixed_rows()))
+
+    assert task.status is TaskStatus.FAILED
+    assert task.error_code == "rows_rejected"
+    assert task.error == "5 rows rejected; nothing was imported"
+    assert await accounts_state(db) == before
+    report = await importer.report(task)
+    assert report[0] == [*ACCOUNT_HEADER, "错误原因"]
+    assert [row[0] for row in report[1:]] == [
+        "new_user_2",
+        "new_user_3",
+        "new_user_4",
+        "new_user_1",
+        None,
+    ]
+    assert report[1][-1] == "角色“no such role”不存在"
+    assert report[4][-1] == "用户名“new_user_1”重复，第一次出现在第 2 行"
+
+
+async def test_apply_with_skip_writes_the_valid_rows_and_reports_the_rest(
+    importer: Importer, db: asyncpg.Connection[Any], tmp_path: Path
+) -> None:
+    task = await importer.run(write_csv(tmp_path / "mixed.csv", mixed_rows()), on_error="skip")
+
+    assert task.status is TaskStatus.COMPLETED, task.error
+    assert task.outcome is not None
+    assert task.outcome["applied"] is True
+    created = await db.fetchrow(
+        "SELECT nickname, email, phone, status, role_id, password_hash FROM accounts"
+        " WHERE username = 'new_user_1'"
+    )
+    assert dict(created) == {
+        "nickname": "新人",
+        "email": "new1@example.com",
+        "phone": "13800000001",
+        "status": "active",
+        "role_id": None,
+        "password_hash": None,
+    }
+    updated = await db.fetchrow(
+        "SELECT nickname, status, phone FROM accounts WHERE username = 'user0000001'"
+    )
+    assert dict(updated) == {"nickname": "改了昵称", "status": "disabled", "phone": None}
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM accounts WHERE username IN ('new_user_2', 'new_user_3',"
+            " 'new_user_4')"
+        )
+        == 0
+    )
+    assert len(await importer.report(task)) == 6
+
+
+async def test_a_column_left_out_is_untouched_and_roles_are_found_by_name(
+    importer: Importer, db: asyncpg.Connection[Any], tmp_path: Path
+) -> None:
+    role = await db.fetchrow("SELECT id, name FROM roles ORDER BY id LIMIT 1")
+    before = await db.fetchrow(
+        "SELECT nickname, email FROM accounts WHERE username = 'user0000002'"
+    )
+
+    task = await importer.run(
+        write_xlsx(
+            tmp_path / "roles.xlsx",
+            {"Sheet1": [["Username", "Role"], ["user0000002", role["name"]]]},
+        )
+    )
+
+    assert task.status is TaskStatus.COMPLETED, task.error
+    after = await db.fetchrow(
+        "SELECT nickname, email, role_id FROM accounts WHERE username = 'user0000002'"
+    )
+    assert (after["nickname"], after["email"]) == (before["nickname"], before["email"])
+    assert after["role_id"] == role["id"]
+
+
+async def test_roles_import_permissions_split_at_commas(
+    importer: Importer, db: asyncpg.Connection[Any], tmp_path: Path
+) -> None:
+    task = await importer.run(
+        write_csv(
+            tmp_path / "roles.csv",
+            [
+                ["名称", "描述", "权限"],
+                ["导入角色", "from a file", "account:read, export:create"],
+                ["坏角色", "", "account:read,not a permission"],
+            ],
+        ),
+        type_name="role",
+        on_error="skip",
+    )
+
+    assert task.status is TaskStatus.COMPLETED, task.error
+    assert task.outcome is not None
+    assert task.outcome["counts"]["created"] == 1
+    assert task.outcome["errors"][0]["code"] == "invalid_item"
+    assert task.outcome["errors"][0]["params"] == {"item": "not a permission"}
+    role = await db.fetchrow("SELECT description, permissions FROM roles WHERE name = '导入角色'")
+    assert (role["description"], role["permissions"]) == (
+        "from a file",
+        ["account:read", "export:create"],
+    )
