@@ -69,7 +69,7 @@ async def test_an_account_without_a_role_has_only_its_tasks_page(
 
     nav = page.get_by_role("navigation", name="主导航")
     await expect(nav.get_by_role("link")).to_have_text(["导出任务"])
-    await expect(page.locator("tr.state.empty")).to_have_text(
+    await expect(page.locator("#tasks-table tr.state.empty")).to_have_text(
         "还没有导出任务。你的角色没有创建导出的权限。"
     )
     for path in ("/accounts", "/roles"):
