@@ -69,7 +69,7 @@ async def test_an_account_export_goes_pending_running_completed_live_and_downloa
         "created_from": "2023-06-01",
     }
 
-    await notice.get_by_role("link", name="前往“导出任务”查看进度并下载").click()
+    await notice.get_by_role("link", name="前往“导入导出任务”查看进度并下载").click()
     await page.wait_for_url(lambda url: urlsplit(url).path == "/tasks")
     row = page.locator(f'tr[data-task-id="{task["id"]}"]')
     await expect(row.locator(".badge")).to_have_text("等待中")  # no worker is running yet

@@ -38,7 +38,9 @@ window.Exporter.taskList = (() => {
     if (task.rows_total === 0) {
       return X.t(`${prefix}.no_rows`);
     }
-    if (task.status === "running" || task.status === "completed") {
+    // A task that stopped only after every row (an import refused for its rejected rows) did
+    // not stop part way.
+    if (["running", "completed"].includes(task.status) || task.rows_done >= task.rows_total) {
       return X.t("tasks.progress", { done, total });
     }
     return X.t("tasks.stopped_at", { done, total });
