@@ -114,8 +114,8 @@ async def empty_database_url(service_urls: Servers) -> AsyncIterator[str]:
     await run_on(service_urls.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-# Tasks whose count or file bytes kept by the database (migrations 0005, 0008) differ from what
-# tasks holds.
+# Tasks whose count or file bytes kept by the database (migrations 0005, 0008, by kind since
+# 0013) differ from what tasks holds.
 COUNT_DRIFT = """
 SELECT owner_id, kind, status, type, counted, kept, counted_bytes, kept_bytes
 FROM (SELECT created_by_id AS owner_id, kind, status, type, count(*) AS counted,

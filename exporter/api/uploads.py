@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
 from typing import TypeVar
+from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -66,7 +67,9 @@ class UploadForm:
 def file_name(sent: str | None, default: str) -> str:
     """The last component of the name a client sent (browsers on Windows once sent the whole
     path), without control characters; ``default`` when nothing is left."""
-    name = PureWindowsPath(sent or "").name
+    # Browsers escape '"' and line breaks as %22, %0D and %0A; aiohttp's client escapes all
+    # but letters and digits.
+    name = PureWindowsPath(unquote(sent or "")).name
     name = "".join(c for c in name if c.isprintable()).strip()[:MAX_FILE_NAME]
     return name or default
 

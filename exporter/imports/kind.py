@@ -33,7 +33,6 @@ from exporter.imports.requests import (
     OnError,
     find_import_handler,
 )
-from exporter.imports.upload_rows import UploadRows
 from exporter.storage.base import Storage, StoredFile
 from exporter.tasks.kinds import Attempt, FailedWithResult, TaskResult, TaskSpec
 from exporter.tasks.models import Task, TaskFailure
@@ -155,16 +154,21 @@ class ImportKind:
         upload = attempt.work_dir / f"upload.{task.format}"
         if not task.upload_key or not await self._storage.retrieve(task.upload_key, upload):
             raise UploadGone("The uploaded file is no longer in storage; upload it again")
-        rows = UploadRows(upload, handler, self._settings.limits)
         async with self._pool.acquire() as conn, conn.transaction():
             checked = await stage_and_check(
-                conn, handler, rows, attempt.progress, unguard=task.format == UploadFormat.CSV
+                conn,
+                handler,
+                upload,
+                UploadFormat(task.format),
+                self._settings.limits,
+                attempt.progress,
+                self._settings.time_zone,
             )
             counts = checked.counts
             attempt.progress.total = attempt.progress.done = counts.rows
             report = None
             if counts.rejected:
-                report = await self._report(conn, attempt, handler, rows.sheets)
+                report = await self._report(conn, attempt, handler, checked.sheets)
             apply = params.mode is ImportMode.APPLY and (
                 counts.rejected == 0 or params.on_error is OnError.SKIP
             )

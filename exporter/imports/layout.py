@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 
 from exporter.errors import ExporterError
 from exporter.imports.readers import CellValue
@@ -33,6 +34,23 @@ class SheetLayout:
     columns: tuple[ImportColumn, ...]
     positions: tuple[int, ...]
     header: tuple[CellValue, ...]
+    pick: Callable[[Sequence[CellValue]], tuple[CellValue, ...]] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        positions = self.positions
+        object.__setattr__(
+            self,
+            "pick",
+            (lambda cells: (cells[positions[0]],))
+            if len(positions) == 1
+            else operator.itemgetter(*positions),
+        )
+
+    @property
+    def last(self) -> int:
+        return max(self.positions)
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -41,12 +59,17 @@ class SheetLayout:
     def values(self, cells: Sequence[CellValue]) -> list[str | None]:
         """The row's text for each of the columns: numbers written as Excel shows them, dates
         in ISO form, an empty cell as None."""
-        width = len(cells)
-        values: list[str | None] = []
-        for position in self.positions:
-            cell = cells[position] if position < width else None
-            values.append(None if cell is None else cell_text(cell))
-        return values
+        if len(cells) <= self.last:
+            cells = [*cells, *([None] * (self.last + 1 - len(cells)))]
+        # Comprehensions and itemgetter rather than a loop: this runs for every row read.
+        return [
+            None
+            if cell is None or cell == ""
+            else cell
+            if cell.__class__ is str
+            else cell_text(cell)
+            for cell in self.pick(cells)
+        ]
 
 
 def header_key(value: CellValue) -> str:

@@ -17,7 +17,8 @@ from xlsxwriter.format import Format
 from xlsxwriter.worksheet import Worksheet
 
 from exporter.exports.formats.xlsx_workbook import text_safe_workbook
-from exporter.imports.problems import Problem, reasons
+from exporter.imports.engine import Rejected
+from exporter.imports.problems import reasons
 from exporter.imports.readers import CellValue, ReadLimits
 from exporter.imports.registry import ImportHandler
 from exporter.imports.upload_rows import UploadRow, UploadRows
@@ -26,8 +27,6 @@ REASON_HEADER = "错误原因"
 REPORT_LANGUAGE = "zh-CN"
 # Excel's limit on a sheet's name.
 SHEET_NAME_CHARS = 31
-# (position among the rows read, its problems)
-Rejected = tuple[int, Sequence[Problem]]
 
 
 class RejectedRowsReport:
@@ -48,8 +47,9 @@ class RejectedRowsReport:
 
     def add(self, rejected: Sequence[Rejected]) -> None:
         """Write these rejected rows (in the order read, after any written before)."""
-        for seq, problems in rejected:
-            row = self._find(seq)
+        for found in rejected:
+            row = self._find(found.sheet, found.row_no)
+            problems = found.problems
             sheet, width = self._sheet(row.sheet)
             self._lines[row.sheet] += 1
             line = self._lines[row.sheet]
@@ -62,15 +62,15 @@ class RejectedRowsReport:
     def close(self) -> None:
         self._workbook.close()
 
-    def _find(self, seq: int) -> UploadRow:
+    def _find(self, sheet: int, number: int) -> UploadRow:
         while True:
             if not self._pending:
                 self._pending = self._rows.batch(1000)
                 if not self._pending:
-                    raise RuntimeError(f"the upload has no row {seq} on a second read")
+                    raise RuntimeError(f"the upload has no row {number} on a second read")
                 self._pending.reverse()
             row = self._pending.pop()
-            if row.seq == seq:
+            if (row.sheet, row.number) == (sheet, number):
                 return row
 
     def _sheet(self, index: int) -> tuple[Worksheet, int]:

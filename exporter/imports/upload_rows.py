@@ -4,7 +4,7 @@ header, numbered in the order read, skipping rows with nothing in the type's col
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 from exporter.imports.layout import SheetLayout, match_header, no_header, same_columns
@@ -47,6 +47,10 @@ class UploadRows:
         """Read up to the first matching sheet's header; HeaderMissing if there is none."""
         self._pending: UploadRow | None = next(self._rows, None)
 
+    def close(self) -> None:
+        """Stop reading (the file is closed)."""
+        self._rows.close()
+
     def batch(self, size: int) -> list[UploadRow]:
         """Up to ``size`` further rows; an empty list at the end."""
         rows: list[UploadRow] = []
@@ -59,7 +63,7 @@ class UploadRows:
                 break
         return rows
 
-    def _read(self, path: Path, limits: ReadLimits) -> Iterator[UploadRow]:
+    def _read(self, path: Path, limits: ReadLimits) -> Generator[UploadRow, None, None]:
         seq = 0
         for sheet in read_upload(path, limits):
             first = next(sheet.rows, None)

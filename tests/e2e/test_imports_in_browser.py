@@ -31,15 +31,15 @@ TEXT = {
         "skip": "跳过有错误的行，导入其余的行",
         "go_to_tasks": "前往“导入导出任务”查看进度和结果",
         "created": "已上传“{file}”，正在后台导入。",
-        "checked": "已上传“{file}”，正在后台校验（不会修改数据）。",  # noqa: RUF001
+        "checked": "已上传“{file}”，正在后台校验（不会修改数据）。",
         "applied": ["新增 1", "更新 1", "未变 1", "有错误 1"],
         "validated": ["可新增 1", "可更新 0", "未变 0", "有错误 1"],
         "completed": "已完成",
         "bad_email": "第 5 行 “邮箱”的格式不正确",
         "bad_role": "工作表“账号”第 3 行 “角色”中的“没有这个角色”不存在",
-        "garbage": "无法导入：这个文件不是 csv、xlsx 或 xlsb 表格（按文件内容判断，与文件名无关）",  # noqa: RUF001
+        "garbage": "无法导入：这个文件不是 csv、xlsx 或 xlsb 表格（按文件内容判断，与文件名无关）",
         "no_file": "请先选择要上传的文件",
-        "xlsx_template": "Excel 模板（.xlsx）",  # noqa: RUF001
+        "xlsx_template": "Excel 模板（.xlsx）",
         "header": ["用户名", "昵称", "邮箱", "状态", "角色"],
         "active": "正常",
         "rejected_task": "2 行有错误，未导入任何数据；下载错误报告查看原因",

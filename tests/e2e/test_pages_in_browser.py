@@ -131,7 +131,7 @@ async def test_running_failed_and_finished_exports_side_by_side_then_cancel_retr
     await expect(failed_row.locator(".badge")).to_have_text("失败")
     assert failed["status"] == "failed" and "exploded on purpose" in failed["error"]
     await expect(failed_row.locator(".col-error")).to_have_text(
-        "导出失败（内部错误），请重试或联系管理员"  # noqa: RUF001
+        "导出失败（内部错误），请重试或联系管理员"
     )
     finished_row = page.locator(f'tr[data-task-id="{finished["id"]}"]')
     await expect(finished_row.get_by_role("link", name="下载")).to_be_visible()

@@ -240,7 +240,7 @@ async def test_filters_read_in_the_forms_order_and_times_as_dates_in_a_readable_
             "zh-CN",
             "Asia/Shanghai",
             "你创建的导出和导入任务，各自最新的在前；状态和进度会自动更新。"
-            "时间按中国标准时间（UTC+08:00）显示。",  # noqa: RUF001
+            "时间按中国标准时间（UTC+08:00）显示。",
         ),
         (
             "en",

@@ -179,3 +179,31 @@ async def test_values_outside_the_documented_ones_are_refused(
     assert listed["error"]["details"][0]["field"] == "type"
     assert created.status == 422
     assert (await created.json())["error"]["details"][0]["field"] == "Idempotency-Key"
+
+
+async def test_the_document_describes_the_upload_form_and_the_import_answers(
+    client: TestClient[Any, Any],
+) -> None:
+    document = await (await client.get("/api/openapi.json")).json()
+    paths = document["paths"]
+
+    upload = paths["/api/import-tasks"]["post"]
+    form = upload["requestBody"]["content"]["multipart/form-data"]["schema"]
+    import_types = [handler.name for handler in import_registry]
+    assert form["required"] == ["type", "file"]
+    assert form["properties"]["type"]["enum"] == import_types
+    assert form["properties"]["file"] == {
+        "type": "string",
+        "format": "binary",
+        "description": "csv, xlsx or xlsb, judged from its bytes",
+    }
+    assert {"202", "200", "403", "413", "415", "422", "429"} <= set(upload["responses"])
+    assert "410" in paths["/api/import-tasks/{task_id}/retry"]["post"]["responses"]
+    report = paths["/api/import-tasks/{task_id}/report"]["get"]["responses"]
+    assert {"404", "409", "410"} <= set(report)
+    template = paths["/api/import-types/{type}/template"]["get"]
+    assert [p["name"] for p in template["parameters"]] == ["type", "format"]
+    assert set(template["responses"]["200"]["content"]) == {
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "text/csv",
+    }

@@ -47,8 +47,11 @@ class RowGuard:
         self.limits = limits
         self.rows_read = 0
 
-    def check(self, sheet: str, row_number: int, cells: list[CellValue]) -> None:
-        """Raise when this row takes the upload past a limit."""
+    def check(
+        self, sheet: str, row_number: int, cells: list[CellValue], *, all_text: bool = False
+    ) -> None:
+        """Raise when this row takes the upload past a limit; ``all_text`` says every cell is a
+        str (a csv row), which spares looking for the others."""
         self.rows_read += 1
         if self.rows_read > self.limits.max_rows:
             raise TooManyImportRows(
@@ -57,6 +60,12 @@ class RowGuard:
             )
         if len(cells) > self.limits.max_columns:
             raise too_many_columns(sheet, len(cells), self.limits.max_columns)
+        # Measured in C (map, max) rather than cell by cell: this runs for every row read.
+        texts = cells if all_text else [cell for cell in cells if cell.__class__ is str]
+        if max(map(len, texts), default=0) > self.limits.max_cell_chars:  # type: ignore[arg-type]
+            self._too_long(sheet, row_number, cells)
+
+    def _too_long(self, sheet: str, row_number: int, cells: list[CellValue]) -> None:
         max_chars = self.limits.max_cell_chars
         for index, value in enumerate(cells):
             if isinstance(value, str) and len(value) > max_chars:

@@ -24,8 +24,8 @@ def csv_rows(path: Path, encoding: str, guard: RowGuard) -> Iterator[Row]:
     with path.open(encoding=encoding, newline="") as text:
         try:
             for number, record in enumerate(csv.reader(text), start=1):
-                cells: list[CellValue] = list(record)
-                guard.check(CSV_SHEET_NAME, number, cells)
+                cells: list[CellValue] = record  # type: ignore[assignment]
+                guard.check(CSV_SHEET_NAME, number, cells, all_text=True)
                 yield number, cells
         except csv.Error as exc:
             raise csv_failure(exc, number + 1, guard.limits.max_cell_chars) from exc
