@@ -15,8 +15,9 @@ import asyncpg
 import openpyxl
 import pytest
 import xlsxwriter
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Dialog, Locator, Page, expect
 
+from settings import Settings
 from tests.conftest import account_id, add_account, set_permissions
 from tests.e2e.conftest import OpenPage, screenshot, sign_in
 
@@ -50,6 +51,9 @@ TEXT = {
         ],
         "more_errors": "共 5 行有错误，下载错误报告查看全部",
         "report": "错误报告",
+        "delete": "删除",
+        "confirm_delete": "删除这个导入任务、上传的文件和错误报告？",  # noqa: RUF001
+        "deleted": "已删除导入任务",
     },
     "en": {
         "import": "Import",
@@ -79,8 +83,16 @@ TEXT = {
         ],
         "more_errors": "5 rows have errors in all; download the error report to see them all",
         "report": "Error report",
+        "delete": "Delete",
+        "confirm_delete": "Delete this import, its uploaded file and its error report?",
+        "deleted": "Import deleted",
     },
 }
+
+# Small enough that a file past it is quick to make, large enough for the tests' workbooks.
+MAX_UPLOAD_BYTES = 64 * 1024
+# An upload slowed to this many bytes a second takes seconds: long enough to see it progress.
+SLOW_UPLOAD_BPS = 16 * 1024
 
 EXISTING_ACCOUNTS = """
 SELECT a.username, coalesce(a.nickname, '') AS nickname, coalesce(a.email, '') AS email,
@@ -103,6 +115,11 @@ VALUES (gen_random_uuid(), 'import', 'account', 'xlsx',
         'report.xlsx', 2048, $2::jsonb)
 RETURNING id
 """
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"max_upload_bytes": MAX_UPLOAD_BYTES})
 
 
 def csv_bytes(rows: list[list[str]]) -> bytes:
@@ -244,6 +261,39 @@ async def test_a_file_that_is_no_workbook_is_refused_in_words_not_json(
     assert await db.fetchval("SELECT count(*) FROM tasks WHERE kind = 'import'") == 0
 
 
+async def test_the_upload_shows_its_progress_and_a_file_too_large_is_refused_before_it(
+    open_page: OpenPage, db: asyncpg.Connection[Any]
+) -> None:
+    page = await open_in(open_page, "zh-CN", "admin", "/accounts")
+    dialog = page.get_by_role("dialog")
+    too_large = csv_bytes([["用户名"]] + [[f"user-{n:08d}"] for n in range(6000)])
+    assert len(too_large) > MAX_UPLOAD_BYTES
+    await upload(page, "zh-CN", "too-large.csv", too_large, apply=False)
+    await expect(dialog.get_by_role("alert")).to_have_text("无法导入：文件太大，最大可上传 64.0 KB")
+
+    # Chromium's network emulation slows the upload down; the bar follows the bytes sent.
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send("Network.enable")
+    await cdp.send(
+        "Network.emulateNetworkConditions",
+        {
+            "offline": False,
+            "latency": 0,
+            "downloadThroughput": -1,
+            "uploadThroughput": SLOW_UPLOAD_BPS,
+        },
+    )
+    slow = csv_bytes([["用户名"]] + [[f"slow-{n:08d}"] for n in range(3000)])
+    assert SLOW_UPLOAD_BPS * 2 < len(slow) <= MAX_UPLOAD_BYTES
+    await upload(page, "zh-CN", "slow.csv", slow, apply=False)
+    await expect(dialog.locator(".progress-text")).to_have_text(
+        re.compile(r"^正在上传… [1-9]\d?%$")
+    )
+    await screenshot(page, "import-uploading", full_page=False)
+    await expect(page.locator("#import-notice")).to_contain_text("已上传“slow.csv”")
+    assert await db.fetchval("SELECT upload_size FROM tasks WHERE kind = 'import'") == len(slow)
+
+
 @pytest.mark.parametrize("language", LANGUAGES)
 async def test_the_dialog_gives_the_template_of_the_type(
     language: str, open_page: OpenPage
@@ -304,6 +354,16 @@ async def test_an_import_refused_for_its_rows_says_why_row_by_row(
     await expect(row.locator(".col-file")).to_contain_text("账号.xlsx")
     await screenshot(page, f"import-rejected-{language}")
 
+    async def accept(dialog: Dialog) -> None:
+        assert dialog.message == text["confirm_delete"]
+        await dialog.accept()
+
+    page.once("dialog", accept)
+    await row.get_by_role("button", name=text["delete"]).click()
+    await expect(page.locator("#toast")).to_have_text(text["deleted"])
+    await expect(row).to_have_count(0)
+    assert await db.fetchval("SELECT count(*) FROM tasks WHERE id = $1", task_id) == 0
+
 
 async def test_only_who_may_import_a_type_sees_its_import_button(
     open_page: OpenPage, db: asyncpg.Connection[Any]
@@ -326,3 +386,8 @@ async def test_only_who_may_import_a_type_sees_its_import_button(
     await expect(page.get_by_role("button", name="导出", exact=True)).to_have_count(0)
     await page.goto("/tasks")
     await expect(page.locator("#imports")).to_be_visible()
+
+    await set_permissions(db, "clerk", "role:read", "role:write", "import:create")
+    await page.goto("/roles")
+    await page.get_by_role("button", name="导入", exact=True).click()
+    await expect(page.get_by_role("dialog")).to_contain_text("表头须有：名称。")

@@ -119,7 +119,8 @@ document.addEventListener("DOMContentLoaded", () => {
     }
     // A file the server would refuse after the whole upload is refused before it starts.
     if (maxBytes && file.size > maxBytes) {
-      showError(X.t("import.error.upload_too_large", { limit: X.formatBytes(maxBytes) }));
+      const message = X.t("import.error.upload_too_large", { limit: X.formatBytes(maxBytes) });
+      showError(X.t("import.failed", { message }));
       return;
     }
     const body = new FormData();
