@@ -43,7 +43,7 @@ TEXT = {
         "xlsx_template": "Excel 模板（.xlsx）",
         "header": ["用户名", "昵称", "邮箱", "状态", "角色"],
         "active": "正常",
-        "rejected_task": "2 行有错误，未导入任何数据；下载错误报告查看原因",
+        "rejected_task": "5 行有错误，未导入任何数据；下载错误报告查看原因",
         "row_errors": [
             "第 2 行 “用户名”不能为空",
             "工作表“账号”第 3 行 “状态”只能是：正常、禁用、锁定",
@@ -74,7 +74,7 @@ TEXT = {
         "xlsx_template": "Excel template (.xlsx)",
         "header": ["Username", "Nickname", "Email", "Status", "Role"],
         "active": "Active",
-        "rejected_task": "2 rows rejected; nothing was imported."
+        "rejected_task": "5 rows rejected; nothing was imported."
         " Download the error report to see why",
         "row_errors": [
             "Row 2 “Username” is required",
@@ -110,7 +110,7 @@ INSERT INTO tasks (id, kind, type, format, params, created_by_id, status, starte
                    file_size, outcome)
 VALUES (gen_random_uuid(), 'import', 'account', 'xlsx',
         '{"mode": "apply", "on_error": "abort", "sha256": ""}', $1, 'failed', now(), now(), 1,
-        6, 6, '2 rows rejected; nothing was imported', 'rows_rejected', '{"rejected": 2}',
+        6, 6, '5 rows rejected; nothing was imported', 'rows_rejected', '{"rejected": 5}',
         'uploads/never-read.xlsx', '账号.xlsx', 5120, 'reports/never-read.xlsx',
         'report.xlsx', 2048, $2::jsonb)
 RETURNING id
@@ -353,6 +353,10 @@ async def test_an_import_refused_for_its_rows_says_why_row_by_row(
     await expect(row.get_by_role("link", name=text["report"])).to_be_visible()
     await expect(row.locator(".col-file")).to_contain_text("账号.xlsx")
     await screenshot(page, f"import-rejected-{language}")
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await expect(page.locator("#import-tasks-table thead")).to_be_hidden()
+    await expect(row.locator(".row-error")).to_have_text(text["row_errors"])
+    await screenshot(page, f"import-rejected-phone-{language}")
 
     async def accept(dialog: Dialog) -> None:
         assert dialog.message == text["confirm_delete"]

@@ -9,6 +9,7 @@ window.Exporter.importTasks = (access, typeTitle) => {
   const SHOWN_ERRORS = 3;
   const section = document.getElementById("imports");
   const COUNTS = ["created", "updated", "unchanged", "rejected"];
+  let shown = false;
 
   function fileCell(task) {
     const cell = X.element("div", undefined, "file");
@@ -117,9 +118,14 @@ window.Exporter.importTasks = (access, typeTitle) => {
       return [X.t("imports.empty"), link];
     },
     prepare: async () => {},
-    // Who may not import sees the section only while it has imports from before.
+    // Who may not import sees the section only while it has imports from before. The upload's
+    // notice links here: once the imports are drawn, they are brought into view.
     loaded(data) {
-      section.hidden = !access.import_page && data.total === 0;
+      section.hidden = !access.importable_types.length && data.total === 0;
+      if (!shown && window.location.hash === "#imports") {
+        section.scrollIntoView();
+      }
+      shown = true;
     },
   });
 };
