@@ -47,7 +47,7 @@ TEXT = {
         "row_errors": [
             "第 2 行 “用户名”不能为空",
             "工作表“账号”第 3 行 “状态”只能是：正常、禁用、锁定",
-            "第 4 行 “用户名”为“li”的行在第 2 行已经出现过",
+            "工作表“账号”第 4 行 “用户名”为“li”的行在工作表“旧账号”第 2 行已经出现过",
         ],
         "more_errors": "共 5 行有错误，下载错误报告查看全部",
         "report": "错误报告",
@@ -79,7 +79,7 @@ TEXT = {
         "row_errors": [
             "Row 2 “Username” is required",
             "Sheet “账号”, row 3 “Status” must be one of: Active, Disabled, Locked",
-            "Row 4 “Username” “li” already appears in row 2",
+            "Sheet “账号”, row 4 “Username” “li” already appears in sheet “旧账号”, row 2",
         ],
         "more_errors": "5 rows have errors in all; download the error report to see them all",
         "report": "Error report",
@@ -327,11 +327,11 @@ async def test_an_import_refused_for_its_rows_says_why_row_by_row(
             "params": {"allowed": ["正常", "禁用", "锁定"]},
         },
         {
-            "sheet": None,
+            "sheet": "账号",
             "row": 4,
             "column": "用户名",
             "code": "duplicate_key",
-            "params": {"value": "li", "first_row": 2},
+            "params": {"value": "li", "first_row": 2, "first_sheet": "旧账号"},
         },
         {"sheet": None, "row": 5, "column": "邮箱", "code": "invalid_format", "params": {}},
     ]

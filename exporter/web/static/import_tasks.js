@@ -57,7 +57,10 @@ window.Exporter.importTasks = (access, typeTitle) => {
     const at = error.sheet
       ? X.t("row.at_sheet", { sheet: error.sheet, row })
       : X.t("row.at", { row });
-    const problem = { code: error.code, params: { column: error.column, ...error.params },
+    // A key repeated across a workbook's sheets names the sheet it first appears in.
+    const code = error.code === "duplicate_key" && error.params.first_sheet
+      ? "duplicate_key_in_sheet" : error.code;
+    const problem = { code, params: { column: error.column, ...error.params },
       message: error.message };
     const item = X.element("li", undefined, "row-error");
     item.append(X.element("span", at, "row-error-at"), " ",
