@@ -37,7 +37,8 @@ def form(
     for name, value in {"type": "account", **fields}.items():
         data.add_field(name, value)
     if content is not None:
-        data.add_field("file", content, filename=file_name)
+        # A stream, not bytes: aiohttp warns (an error here) of a bytes body past 1 MiB.
+        data.add_field("file", io.BytesIO(content), filename=file_name)
     return data
 
 
