@@ -223,3 +223,32 @@ async def test_deleting_a_finished_import_removes_its_upload_and_its_report(
     assert kept == sorted([f"{task['id']}.report.xlsx", f"{task['id']}.upload.csv"])
     assert response.status == 204
     assert stored_files(settings) == []
+
+
+# The user's cancel arrives just after the worker claimed the task, before a heartbeat could
+# tell it: the import reaches its commit with the cancel already asked for.
+CANCEL_ON_CLAIM = """
+CREATE FUNCTION cancel_on_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF OLD.status = 'pending' AND NEW.status = 'running' THEN
+        NEW.cancel_requested := true;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER cancel_on_claim BEFORE UPDATE ON tasks
+FOR EACH ROW EXECUTE FUNCTION cancel_on_claim();
+"""
+
+
+async def test_an_import_cancelled_before_its_commit_ends_cancelled_with_nothing_written(
+    admin: ApiUser, db: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    before = await accounts_state(db)
+    await db.execute(CANCEL_ON_CLAIM)
+    async with running_worker(settings):
+        task = await imported(admin, form(SMALL, mode="apply", on_error="skip"))
+        done = await import_finished(admin, task["id"])
+
+    assert done["status"] == "cancelled", done
+    assert done["error_code"] is None
+    assert await accounts_state(db) == before
