@@ -32,6 +32,7 @@ from tests.imports import (
 )
 from tests.support import ApiUser, xlsx_rows
 from tests.workers import drain_queue
+from tests.xlsb_writer import Formula, XlsbCell, write_xlsb
 
 SHEET = "xl/worksheets/sheet1.xml"
 SHARED_STRINGS = "xl/sharedStrings.xml"
@@ -308,13 +309,40 @@ async def test_garbage_that_starts_like_a_zip_is_refused_at_upload_as_corrupt(
     assert error["code"] == "corrupt_file"
 
 
+def accounts_xlsb(tmp_path: Path) -> Path:
+    path = tmp_path / "accounts.xlsb"
+    rows: dict[int, list[XlsbCell | Formula]] = {1: ["用户名", "昵称"]}
+    rows.update({number: [f"hostile_{number}", "x"] for number in range(2, 200)})
+    write_xlsb(path, {"Sheet1": rows})
+    return path
+
+
+def before_row_100(data: bytes) -> bytes:
+    """An xlsb sheet cut between two records, where row 100 (BrtRowHdr, 21 bytes) begins."""
+    return data[: data.index(b"\x00\x15" + (99).to_bytes(4, "little"))]
+
+
+@pytest.mark.parametrize(
+    ("file_format", "make", "sheet", "cut_short"),
+    [
+        ("xlsx", accounts_xlsx, SHEET, lambda data: data[: len(data) * 2 // 3]),
+        ("xlsb", accounts_xlsb, "xl/worksheets/sheet1.bin", before_row_100),
+    ],
+)
 async def test_a_workbook_whose_sheet_breaks_off_inside_fails_the_import_as_corrupt(
-    admin: ApiUser, settings: Settings, db: asyncpg.Connection[Any], tmp_path: Path
+    admin: ApiUser,
+    settings: Settings,
+    db: asyncpg.Connection[Any],
+    tmp_path: Path,
+    file_format: str,
+    make: Callable[[Path], Path],
+    sheet: str,
+    cut_short: Callable[[bytes], bytes],
 ) -> None:
-    cut = rewritten(accounts_xlsx(tmp_path), {SHEET: lambda data: data[: len(data) * 2 // 3]})
+    cut = rewritten(make(tmp_path), {sheet: cut_short})
     before = await accounts_state(db)
 
-    task = await run_import(admin, settings, cut, "accounts.xlsx")
+    task = await run_import(admin, settings, cut, f"accounts.{file_format}", on_error="skip")
 
     assert task["status"] == "failed", task
     assert task["error_code"] == "corrupt_file"

@@ -412,6 +412,19 @@ def test_xlsb_limits_and_damage_are_refused(tmp_path: Path) -> None:
     refused(truncated, CorruptUpload)
 
 
+def test_an_xlsb_sheet_whose_records_break_off_is_corrupt_not_a_shorter_sheet(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "long.xlsb"
+    write_xlsb(path, {"s": {number: [f"row {number}"] for number in range(1, 200)}})
+    with zipfile.ZipFile(path) as archive:
+        sheet = archive.read("xl/worksheets/sheet1.bin")
+    cut = tmp_path / "cut.xlsb"
+    replace_part(path, cut, "xl/worksheets/sheet1.bin", sheet[: len(sheet) // 2])
+
+    refused(cut, CorruptUpload)
+
+
 def test_an_xlsb_declaring_a_huge_dimension_is_refused_before_rows_are_made(
     tmp_path: Path,
 ) -> None:

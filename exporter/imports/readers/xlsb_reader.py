@@ -84,6 +84,9 @@ def record_rows(records: Any, width: int, strings: Any, dates: XlsbDates) -> Ite
             if number is not None:
                 yield finished(number, cells)
             return
+    # The records ran out before the sheet's data ended: a sheet cut short, whose rows so far
+    # are not all of it.
+    raise ValueError("the sheet's records break off before the end of its data")
 
 
 def cell_value(kind: int, item: Any, strings: Any, dates: XlsbDates) -> CellValue:
