@@ -252,3 +252,19 @@ async def test_an_import_cancelled_before_its_commit_ends_cancelled_with_nothing
     assert done["status"] == "cancelled", done
     assert done["error_code"] is None
     assert await accounts_state(db) == before
+
+
+@pytest.mark.slow
+async def test_an_import_past_its_deadline_fails_and_writes_nothing(
+    admin: ApiUser, db: asyncpg.Connection[Any], settings: Settings, bulk_xlsx: bytes
+) -> None:
+    before = await accounts_state(db)
+    hurried = settings.model_copy(update={"job_timeout_s": 1})
+    async with running_worker(hurried):
+        task = await imported(admin, form(bulk_xlsx, file_name="bulk.xlsx", mode="apply"))
+        done = await import_finished(admin, task["id"])
+
+    assert done["status"] == "failed", done
+    assert (done["error_code"], done["error_params"]) == ("timed_out", {"seconds": 1})
+    assert await bulk_accounts(db) == 0
+    assert await accounts_state(db) == before
