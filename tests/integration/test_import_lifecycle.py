@@ -5,7 +5,9 @@ after the commit, retention and delete; and whatever happens, rows are written o
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import time
 import uuid
 from typing import Any
 
@@ -26,7 +28,7 @@ from tests.imports import (
 )
 from tests.processes import WorkerProcesses, claimed, pid_of
 from tests.support import ApiUser, statuses, wait_until
-from tests.workers import running_worker
+from tests.workers import janitor_round, running_worker
 
 BULK_ROWS = 200_000
 BULK_ACCOUNTS = "SELECT count(*) FROM accounts WHERE username LIKE 'bulk\\_%'"
@@ -109,12 +111,11 @@ async def test_a_worker_killed_mid_import_applies_nothing_and_the_next_attempt_a
 
 
 # What a worker that died between the import's commit and recording the task's end leaves: the
-# task running on a lapsed lease, with the outcome the commit recorded and no file recorded.
+# task running on a lapsed lease, with what the commit recorded (its outcome, its report's key).
 DIED_AFTER_COMMIT = """
 UPDATE tasks
 SET status = 'running', worker_id = 'gone:1:000000', lease_expires_at = now() - interval '1 s',
-    finished_at = NULL, file_name = NULL, file_key = NULL, file_size = NULL, row_count = NULL,
-    attempts = $2
+    finished_at = NULL, file_name = NULL, file_size = NULL, row_count = NULL, attempts = $2
 WHERE id = $1
 """
 
@@ -268,3 +269,27 @@ async def test_an_import_past_its_deadline_fails_and_writes_nothing(
     assert (done["error_code"], done["error_params"]) == ("timed_out", {"seconds": 1})
     assert await bulk_accounts(db) == 0
     assert await accounts_state(db) == before
+
+
+async def test_the_report_of_an_import_waiting_to_record_its_end_is_not_taken_for_an_orphan(
+    admin: ApiUser, db: asyncpg.Connection[Any], settings: Settings
+) -> None:
+    async with running_worker(settings):
+        task = await imported(admin, form(SMALL, mode="apply", on_error="skip"))
+        await import_finished(admin, task["id"])
+    task_id = uuid.UUID(task["id"])
+    # Its worker died after the commit and the sweeper queued it again; no worker has taken it
+    # for longer than the janitor leaves a young file alone.
+    await db.execute(DIED_AFTER_COMMIT, task_id, 1)
+    await db.execute(
+        "UPDATE tasks SET status = 'pending', worker_id = NULL, lease_expires_at = NULL"
+        " WHERE id = $1",
+        task_id,
+    )
+    report = next(settings.storage_dir.glob(f"*/{task['id']}.report.xlsx"))
+    long_ago = time.time() - 3600
+    os.utime(report, (long_ago, long_ago))
+
+    await janitor_round(settings)
+
+    assert report.exists()
