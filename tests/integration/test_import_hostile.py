@@ -410,3 +410,38 @@ async def test_a_rejected_rows_report_of_a_ragged_csv_holds_the_rows_as_written(
         ["ragged_c", "丙", "not-an-email"],
         ["ragged_e", "戊", "also bad"],
     ]
+
+
+def without_sheet(path: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in source.infolist():
+            if info.filename != SHEET:
+                out.writestr(info, source.read(info.filename))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        without_sheet,
+        lambda path: rewritten(
+            path, {SHEET: lambda data: data.replace(b'<row r="3"', b'<row r="9999999999"')}
+        ),
+    ],
+    ids=["a-named-part-missing", "a-row-past-excels-rows"],
+)
+async def test_a_forged_workbook_fails_the_import_as_corrupt_and_writes_nothing(
+    admin: ApiUser,
+    settings: Settings,
+    db: asyncpg.Connection[Any],
+    tmp_path: Path,
+    make: Callable[[Path], bytes],
+) -> None:
+    before = await accounts_state(db)
+
+    task = await run_import(admin, settings, make(accounts_xlsx(tmp_path)), "a.xlsx")
+
+    assert task["status"] == "failed", task
+    assert task["error_code"] == "corrupt_file"
+    assert await accounts_state(db) == before

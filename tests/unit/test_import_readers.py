@@ -324,6 +324,50 @@ def test_a_cell_past_the_last_column_is_refused(tmp_path: Path) -> None:
     assert error.params == {"sheet": "s", "columns": 21, "limit": 10}
 
 
+@pytest.mark.parametrize("part", ["xl/worksheets/sheet1.xml", "xl/_rels/workbook.xml.rels"])
+def test_a_workbook_without_a_part_it_names_is_corrupt(tmp_path: Path, part: str) -> None:
+    path = tmp_path / "whole.xlsx"
+    write_xlsx(path)
+    missing = tmp_path / "missing.xlsx"
+    with zipfile.ZipFile(path) as whole, zipfile.ZipFile(missing, "w") as copy:
+        for member in whole.infolist():
+            if member.filename != part:
+                copy.writestr(member, whole.read(member), zipfile.ZIP_DEFLATED)
+
+    assert part in refused(missing, CorruptUpload).params["reason"]
+
+
+@pytest.mark.parametrize("number", ["0", "1048577", "99999999999999999999"])
+@pytest.mark.parametrize("form", ["plain", "lxml"])
+def test_an_xlsx_row_numbered_outside_excels_rows_is_corrupt(
+    tmp_path: Path, number: str, form: str
+) -> None:
+    path = tmp_path / "rows.xlsx"
+    workbook = xlsxwriter.Workbook(str(path))
+    sheet = workbook.add_worksheet("s")
+    sheet.write_row(0, 0, ["用户名"])
+    sheet.write_row(1, 0, ["zhang"])
+    workbook.close()
+    with zipfile.ZipFile(path) as archive:
+        xml = archive.read("xl/worksheets/sheet1.xml")
+    # A comment is not the plain form: the rows are read by lxml.
+    prefix = b"<sheetData><!-- by hand -->" if form == "lxml" else b"<sheetData>"
+    forged = xml.replace(b'<row r="2"', f'<row r="{number}"'.encode()).replace(
+        b"<sheetData>", prefix
+    )
+    hostile = tmp_path / "hostile.xlsx"
+    replace_part(path, hostile, "xl/worksheets/sheet1.xml", forged)
+
+    assert f"row {number} of sheet 's'" in refused(hostile, CorruptUpload).params["reason"]
+
+
+def test_an_xlsb_row_numbered_past_excels_rows_is_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "rows.xlsb"
+    write_xlsb(path, {"s": {1: ["用户名"], 3_000_000_000: ["zhang"]}})
+
+    assert "row 3000000000" in refused(path, CorruptUpload).params["reason"]
+
+
 # xlsb (written by tests/xlsb_writer.py; python-calamine reads the same cells back)
 
 XLSB_SHEETS: dict[str, dict[int, list[XlsbCell | Formula]]] = {

@@ -6,13 +6,20 @@ import dataclasses
 import datetime
 from collections.abc import Iterator
 
-from exporter.imports.readers.errors import CellTooLong, TooManyColumns, TooManyImportRows
+from exporter.imports.readers.errors import (
+    CellTooLong,
+    CorruptUpload,
+    TooManyColumns,
+    TooManyImportRows,
+)
 
 CellValue = str | int | float | bool | datetime.datetime | None
 # (the row number the user sees in their file, that row's cells from column A on)
 Row = tuple[int, list[CellValue]]
 
 GIB = 1024**3
+# Excel's last row: no workbook numbers a row past it (and rows are kept as integers).
+LAST_SHEET_ROW = 1_048_576
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +87,14 @@ class RowGuard:
                         "limit": max_chars,
                     },
                 )
+
+
+def row_outside(sheet: str, number: int) -> CorruptUpload:
+    """The error for a workbook row numbered outside Excel's rows (1 to LAST_SHEET_ROW): only a
+    damaged or forged file has one. A csv file's records are numbered by the reader, and may go
+    further."""
+    reason = f"row {number} of sheet {sheet!r} is outside Excel's rows 1 to {LAST_SHEET_ROW}"
+    return CorruptUpload(f"The file is damaged or incomplete: {reason}", params={"reason": reason})
 
 
 def too_many_columns(sheet: str, columns: int, limit: int) -> TooManyColumns:

@@ -12,7 +12,15 @@ from typing import Any
 
 from pyxlsb import Workbook, biff12
 
-from exporter.imports.readers.base import CellValue, Row, RowGuard, Sheet, too_many_columns
+from exporter.imports.readers.base import (
+    LAST_SHEET_ROW,
+    CellValue,
+    Row,
+    RowGuard,
+    Sheet,
+    row_outside,
+    too_many_columns,
+)
 from exporter.imports.readers.excel_dates import serial_to_datetime
 from exporter.imports.readers.xlsb_parts import XlsbDates, read_dates
 from exporter.imports.readers.zip_guard import corrupt
@@ -50,6 +58,8 @@ def sheet_rows(
             # Not sheet.rows(): it drops each cell's style. get_sheet leaves the sheet's record
             # reader at the start of its cells.
             for number, cells in record_rows(sheet._reader, width, workbook.stringtable, dates):
+                if not 1 <= number <= LAST_SHEET_ROW:
+                    raise row_outside(name, number)
                 guard.check(name, number, cells)
                 yield number, cells
     except (*PYXLSB_FAILURES, zipfile.BadZipFile) as exc:
