@@ -143,6 +143,24 @@ async def test_a_member_that_unpacks_past_a_gibibyte_is_refused_at_upload(
     assert await db.fetchval("SELECT count(*) FROM tasks") == 0
 
 
+async def test_a_zip_listing_more_parts_than_any_workbook_is_refused_at_upload(
+    admin: ApiUser, settings: Settings, db: asyncpg.Connection[Any], tmp_path: Path
+) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(accounts_xlsx(tmp_path)) as source, zipfile.ZipFile(buffer, "w") as out:
+        for info in source.infolist():
+            out.writestr(info, source.read(info.filename))
+        for number in range(25_000):
+            out.writestr(zipfile.ZipInfo(f"xl/media/{number}"), b"")
+
+    status, error = await refused_at_upload(admin, settings, buffer.getvalue(), "accounts.xlsx")
+
+    assert status == 422, error
+    assert error["code"] == "too_many_parts"
+    assert error["params"]["limit"] == 1024 * 1024
+    assert await db.fetchval("SELECT count(*) FROM tasks") == 0
+
+
 @pytest.mark.parametrize(
     ("part", "doctype", "before"),
     [

@@ -20,6 +20,7 @@ from exporter.imports.readers import (
     ReadLimits,
     TooManyColumns,
     TooManyImportRows,
+    TooManyParts,
     UnsupportedUpload,
     UploadFormat,
     UploadRejected,
@@ -274,6 +275,37 @@ def test_a_member_unpacking_past_the_size_limit_is_refused(tmp_path: Path) -> No
 
     error = refused(path, MemberTooLarge, ReadLimits(max_unpacked_bytes=32 * 1024))
     assert error.code == "unpacked_too_large" and error.params["bytes"] == 64 * 1024
+
+
+def many_parts(path: Path, parts: int) -> None:
+    """A workbook's zip with ``parts`` empty members besides (a directory of ~50 bytes each);
+    past 65,535 members zipfile writes zip64's end records."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+        for number in range(parts):
+            archive.writestr(zipfile.ZipInfo(f"{number:x}"), b"")
+
+
+@pytest.mark.parametrize("parts", [25_000, 70_000], ids=["zip", "zip64"])
+def test_a_zip_whose_directory_is_larger_than_any_workbooks_is_refused_before_it_is_parsed(
+    tmp_path: Path, parts: int
+) -> None:
+    path = tmp_path / "parts.xlsx"
+    many_parts(path, parts)
+
+    error = refused(path, TooManyParts)
+
+    assert error.params["limit"] == 1024 * 1024
+    assert error.params["bytes"] > 1024 * 1024
+    with pytest.raises(TooManyParts):
+        upload_format(path, LIMITS)
+
+
+def test_a_zip_of_some_thousands_of_parts_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "parts.xlsx"
+    many_parts(path, 5_000)
+
+    assert upload_format(path, LIMITS) is UploadFormat.XLSX
 
 
 def test_a_truncated_xlsx_is_corrupt(tmp_path: Path) -> None:
