@@ -6,11 +6,13 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 
 from settings import Settings
 from tests.failing_handlers import HANDLER_MODULES, SUICIDE_ALLOWED_ENV
@@ -110,3 +112,27 @@ class WorkerProcesses:
 
     def __iter__(self) -> Iterator[subprocess.Popen[bytes]]:
         return iter(self.started)
+
+
+async def task_row(db: asyncpg.Connection[Any], task_id: str) -> asyncpg.Record:
+    record = await db.fetchrow(
+        "SELECT status, worker_id, rows_done, attempts FROM tasks WHERE id = $1",
+        uuid.UUID(task_id),
+    )
+    assert record is not None
+    return record
+
+
+def pid_of(worker_id: str) -> int:
+    """The process id in a worker's id (``host:pid:…``)."""
+    return int(worker_id.split(":")[1])
+
+
+async def claimed(db: asyncpg.Connection[Any], task_id: str, min_rows: int = 0) -> asyncpg.Record:
+    """The task's row once a worker runs it and has saved ``min_rows`` rows of progress."""
+
+    async def probe() -> asyncpg.Record | None:
+        row = await task_row(db, task_id)
+        return row if row["status"] == "running" and row["rows_done"] >= min_rows else None
+
+    return await wait_until(probe, timeout_s=60, what=f"task {task_id} to run")

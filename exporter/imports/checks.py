@@ -28,10 +28,13 @@ REPEATS = "import_repeats"
 CHECKED = "import_checked"
 # Whether a csv cell carries the guard an export put before text Excel would run as a formula
 # (exporter/exports/formats/csv.py): a quote before = @ tab CR LF, or before + or - that no
-# plain number follows. The guard goes; any other leading quote is the value's own.
+# plain number follows, once the value's leading quotes are passed (the export guards a value
+# whose own quotes come before such a character too, so that it comes back whole). The guard
+# goes; any other leading quote is the value's own.
 _CSV_UNGUARD = (
-    "CASE WHEN left({v}, 1) = '''' AND (substr({v}, 2, 1) IN ('=', '@', E'\\t', E'\\r', E'\\n')"
-    " OR (substr({v}, 2, 1) IN ('+', '-') AND substr({v}, 2) !~ '^[+-][0-9]+([.][0-9]+)?$'))"
+    "CASE WHEN left({v}, 1) = '''' AND (left(ltrim({v}, ''''), 1) IN"
+    " ('=', '@', E'\\t', E'\\r', E'\\n') OR (left(ltrim({v}, ''''), 1) IN ('+', '-')"
+    " AND ltrim({v}, '''') !~ '^[+-][0-9]+([.][0-9]+)?$'))"
     " THEN substr({v}, 2) ELSE {v} END"
 )
 

@@ -40,9 +40,10 @@ from exporter.validation import validate
 
 # In the import's own transaction: the task says it applied, or nothing is written. No row
 # means the attempt lost the task (cancelled, deleted, taken over) and the transaction rolls
-# back.
+# back. The task names its report at once: until it records its end (a worker that dies now
+# leaves that to the next attempt), the janitor would take the report for an orphan.
 MARK_APPLIED = """
-UPDATE tasks SET outcome = $3
+UPDATE tasks SET outcome = $3, file_key = $4
 WHERE id = $1 AND attempts = $2 AND status = 'running' AND NOT cancel_requested
 RETURNING true
 """
@@ -176,7 +177,11 @@ class ImportKind:
             if apply:
                 await write_rows(conn, checked.plan)
                 marked = await conn.fetchval(
-                    MARK_APPLIED, task.id, task.attempts, outcome.model_dump(mode="json")
+                    MARK_APPLIED,
+                    task.id,
+                    task.attempts,
+                    outcome.model_dump(mode="json"),
+                    outcome.report_key,
                 )
                 if not marked:
                     raise AttemptLost("the import stopped being this attempt's; nothing written")

@@ -111,7 +111,7 @@ UPDATE tasks
 SET status = 'failed', finished_at = now(), error = $3, error_code = $4, error_params = $5,
     lease_expires_at = NULL, file_name = $6, file_key = $7, file_size = $8,
     outcome = coalesce($9, outcome)
-WHERE id = $1 AND worker_id = $2 AND status = 'running'
+WHERE id = $1 AND worker_id = $2 AND status = 'running' AND NOT cancel_requested
 RETURNING {TASK_COLUMNS}
 """
 
@@ -333,7 +333,8 @@ class TaskRepository:
         kept: StoredFile | None = None,
         outcome: dict[str, Any] | None = None,
     ) -> Task | None:
-        """Mark the task failed; ``kept`` is a file that stays with the failure (a report)."""
+        """Mark the task failed; ``kept`` is a file that stays with the failure (a report).
+        None when the task is no longer this worker's or its user asked to cancel it."""
         return _one(
             await self._pool.fetchrow(
                 FAIL_TASK,

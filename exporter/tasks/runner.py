@@ -203,6 +203,13 @@ class TaskRunner:
         log.warning("task %s: no longer this worker's; stopped and cleaned up", task.id)
         return Outcome.LOST
 
+    async def _ended_elsewhere(self, task: Task) -> Outcome:
+        """The attempt ended but could not record its end: its user asked to cancel it
+        meanwhile (it ends cancelled, whatever else stopped it), or it is no longer ours."""
+        cancelled = await self._tasks.mark_cancelled(task.id, self._config.worker_id)
+        log.warning("task %s: ended but no longer this worker's to record", task.id)
+        return Outcome.CANCELLED if cancelled else Outcome.LOST
+
     async def _failed(self, task: Task, exc: Exception, elapsed_s: float) -> Outcome:
         failure = describe_failure(exc, self._kind(task), self._timeout_s(task))
         cause = transient_cause(exc)
@@ -227,7 +234,8 @@ class TaskRunner:
                     note=f"{failure.message}; queued again",
                 )
                 return Outcome.RETRYING
-            await self._tasks.fail(task.id, self._config.worker_id, failure)
+            if await self._tasks.fail(task.id, self._config.worker_id, failure) is None:
+                return await self._ended_elsewhere(task)
         except DATABASE_ERRORS as record_error:
             # The database is gone too; the lease runs out and the sweeper takes over.
             log.error("task %s: could not record the failure: %s", task.id, record_error)
@@ -253,8 +261,10 @@ class TaskRunner:
             kept=stored,
             outcome=result.outcome,
         )
-        if done is None and stored is not None:
-            await self._storage.delete(stored.key)
+        if done is None:
+            if stored is not None:
+                await self._storage.delete(stored.key)
+            return await self._ended_elsewhere(task)
         return Outcome.FAILED
 
     async def _store(self, task: Task, result: TaskResult) -> StoredFile | None:
@@ -284,9 +294,7 @@ class TaskRunner:
             # Cancelled, deleted or taken over while the file was finished: keep no orphan.
             if stored is not None:
                 await self._storage.delete(stored.key)
-            cancelled = await self._tasks.mark_cancelled(task.id, self._config.worker_id)
-            log.warning("task %s: finished but no longer this worker's to complete", task.id)
-            return Outcome.CANCELLED if cancelled else Outcome.LOST
+            return await self._ended_elsewhere(task)
         log.info(
             "task %s: completed, %d rows, %s bytes in %.1f s",
             task.id,

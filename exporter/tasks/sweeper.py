@@ -20,25 +20,28 @@ log = logging.getLogger("exporter.sweeper")
 ENQUEUE_GRACE_S = 2.0
 SWEEP_BATCH = 500
 
-EXPIRE_LEASES = """
+# A task past its attempts fails, unless its work is already committed (an applied import records
+# so in the same transaction): then only its end is left to record, and it runs again.
+GIVE_UP = "(attempts >= $1 AND NOT coalesce((outcome ->> 'applied')::boolean, false))"
+EXPIRE_LEASES = f"""
 UPDATE tasks
 SET status = CASE WHEN cancel_requested THEN 'cancelled'
-                  WHEN attempts >= $1 THEN 'failed'
+                  WHEN {GIVE_UP} THEN 'failed'
                   ELSE 'pending' END,
-    error = CASE WHEN NOT cancel_requested AND attempts >= $1
+    error = CASE WHEN NOT cancel_requested AND {GIVE_UP}
                  THEN format('the worker running this %s stopped (no heartbeat for its '
                              'lease) on each of %s attempts; giving up', kind, attempts)
                  ELSE error END,
-    error_code = CASE WHEN NOT cancel_requested AND attempts >= $1 THEN 'worker_lost'
+    error_code = CASE WHEN NOT cancel_requested AND {GIVE_UP} THEN 'worker_lost'
                       ELSE error_code END,
-    error_params = CASE WHEN NOT cancel_requested AND attempts >= $1
+    error_params = CASE WHEN NOT cancel_requested AND {GIVE_UP}
                         THEN jsonb_build_object('attempts', attempts)
                         ELSE error_params END,
     status_note = CASE WHEN cancel_requested THEN 'cancelled; its worker had stopped'
-                       WHEN attempts >= $1 THEN NULL
+                       WHEN {GIVE_UP} THEN NULL
                        ELSE format('worker %s stopped renewing its lease; queued again',
                                    worker_id) END,
-    finished_at = CASE WHEN cancel_requested OR attempts >= $1 THEN now() END,
+    finished_at = CASE WHEN cancel_requested OR {GIVE_UP} THEN now() END,
     worker_id = NULL, lease_expires_at = NULL, rows_done = 0, enqueued_at = NULL
 WHERE status = 'running' AND lease_expires_at < now()
 RETURNING id, status, attempts

@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,32 +28,11 @@ from exporter.ops.migrate import migrate
 from exporter.ops.seed import seed
 from settings import Settings
 from tests.conftest import SECRET, account_id, with_database
-from tests.processes import WorkerProcesses
+from tests.processes import WorkerProcesses, claimed, pid_of, task_row
 from tests.support import ApiUser, csv_rows, files_in, statuses, wait_until
 from tests.workers import drain_queue
 
 pytestmark = pytest.mark.slow
-
-
-async def task_row(db: asyncpg.Connection[Any], task_id: str) -> asyncpg.Record:
-    record = await db.fetchrow(
-        "SELECT status, worker_id, rows_done, attempts FROM tasks WHERE id = $1",
-        uuid.UUID(task_id),
-    )
-    assert record is not None
-    return record
-
-
-def pid_of(worker_id: str) -> int:
-    return int(worker_id.split(":")[1])
-
-
-async def claimed(db: asyncpg.Connection[Any], task_id: str, min_rows: int = 0) -> asyncpg.Record:
-    async def probe() -> asyncpg.Record | None:
-        row = await task_row(db, task_id)
-        return row if row["status"] == "running" and row["rows_done"] >= min_rows else None
-
-    return await wait_until(probe, timeout_s=60, what=f"task {task_id} to run")
 
 
 async def test_sigkill_mid_export_the_task_completes_on_another_worker_with_one_whole_file(

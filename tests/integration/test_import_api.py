@@ -7,11 +7,9 @@ import io
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
-import openpyxl
 import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
@@ -21,60 +19,17 @@ from exporter.auth.tokens import issue_token
 from exporter.ops.app import create_app
 from settings import Settings
 from tests.conftest import SECRET, add_account
+from tests.imports import (
+    ACCOUNTS_CSV,
+    IMPORTS,
+    form,
+    imported,
+    stored_files,
+    upload,
+    uploads_in_progress,
+    xlsx_bytes,
+)
 from tests.support import ApiUser, statuses, wait_until
-
-IMPORTS = "/api/import-tasks"
-ACCOUNTS_CSV = "用户名,昵称,状态\r\nzhang,张三,正常\r\nli,李四,禁用\r\n".encode()
-
-
-def xlsx_bytes(rows: list[list[Any]]) -> bytes:
-    workbook = openpyxl.Workbook()
-    sheet = workbook.active
-    assert sheet is not None
-    for row in rows:
-        sheet.append(row)
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
-
-
-def form(
-    content: bytes | None = ACCOUNTS_CSV, file_name: str = "accounts.csv", **fields: str
-) -> FormData:
-    # Multipart even without a file, as a browser sends any FormData.
-    data = FormData(default_to_multipart=True)
-    for name, value in {"type": "account", **fields}.items():
-        data.add_field(name, value)
-    if content is not None:
-        data.add_field("file", content, filename=file_name)
-    return data
-
-
-async def upload(
-    user: ApiUser, data: FormData, **headers: str
-) -> tuple[int, dict[str, Any], dict[str, str]]:
-    response = await user.client.post(IMPORTS, data=data, headers={**user.headers, **headers})
-    return response.status, await response.json(), dict(response.headers)
-
-
-async def imported(user: ApiUser, data: FormData | None = None, **headers: str) -> dict[str, Any]:
-    status, body, _ = await upload(user, data or form(), **headers)
-    assert status == 202, body
-    return body
-
-
-def stored_files(settings: Settings) -> list[str]:
-    """The names of the files the deployment keeps in its storage directory."""
-    return sorted(
-        path.name
-        for deployment in settings.storage_dir.iterdir()
-        if deployment.is_dir() and not deployment.name.startswith(".")
-        for path in deployment.iterdir()
-    )
-
-
-def uploads_in_progress(settings: Settings) -> list[Path]:
-    return sorted(settings.scratch_dir.glob("*/uploads/*"))
 
 
 async def test_an_upload_is_a_pending_import_at_its_location_with_its_file_stored_under_its_id(

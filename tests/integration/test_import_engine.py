@@ -3,10 +3,8 @@ the mode and on-error say, reported row by row, and an export imports back uncha
 
 from __future__ import annotations
 
-import csv
 import datetime
 import hashlib
-import io
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -41,17 +39,11 @@ from exporter.tasks.repository import NewTask, Quotas, TaskRepository
 from exporter.tasks.runner import RunnerConfig, TaskRunner
 from settings import Settings
 from tests.conftest import account_id
+from tests.imports import ACCOUNT_HEADER, accounts_state, write_csv, write_xlsx
 from tests.support import ApiUser, xlsx_rows
 
 TIME_ZONE = "Asia/Shanghai"
 QUOTAS = Quotas(max_active_per_user=10, max_kept_bytes_per_user=10**9, queue_full=False)
-ACCOUNT_HEADER = ["用户名", "昵称", "邮箱", "手机号", "状态", "角色"]
-# Every column of the accounts table an import may change, in a stable order.
-ACCOUNTS_STATE = """
-SELECT md5(string_agg(concat_ws('|', id, username, nickname, email, phone, status, role_id),
-                      E'\n' ORDER BY id))
-FROM accounts
-"""
 
 
 @dataclass
@@ -127,30 +119,6 @@ async def importer(settings: Settings, db: asyncpg.Connection[Any]) -> AsyncIter
         yield running
 
 
-def write_csv(path: Path, rows: list[list[str]], encoding: str = "utf-8-sig") -> Path:
-    text = io.StringIO()
-    csv.writer(text, lineterminator="\r\n").writerows(rows)
-    path.write_bytes(text.getvalue().encode(encoding))
-    return path
-
-
-def write_xlsx(path: Path, sheets: dict[str, list[list[Any]]]) -> Path:
-    workbook = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False})
-    for name, rows in sheets.items():
-        sheet = workbook.add_worksheet(name)
-        for line, row in enumerate(rows):
-            for column, value in enumerate(row):
-                if value is not None:
-                    sheet.write(line, column, value)
-    workbook.close()
-    return path
-
-
-async def accounts_state(db: asyncpg.Connection[Any]) -> str:
-    state: str = await db.fetchval(ACCOUNTS_STATE)
-    return state
-
-
 async def test_an_exported_csv_imports_back_with_every_row_unchanged(
     importer: Importer, admin: ApiUser, worker: Any, db: asyncpg.Connection[Any], tmp_path: Path
 ) -> None:
@@ -179,10 +147,6 @@ async def test_an_exported_xlsx_imports_back_with_every_row_unchanged(
 ) -> None:
     before = await accounts_state(db)
     exported = write_bytes(tmp_path / "accounts.xlsx", await admin.export("account", "xlsx"))
-    import shutil
-
-    shutil.copy(exported, "/tmp/accounts_dbg.xlsx")
-
     task = await importer.run(exported)
 
     assert task.status is TaskStatus.COMPLETED, (task.outcome or {}).get("errors")

@@ -111,6 +111,9 @@ def test_csv_guards_text_against_formulas_but_not_numbers_or_datetimes() -> None
         " CASE WHEN ascii(q.c2) > 64 OR ascii(q.c2) BETWEEN 46 AND 60 THEN q.c2"
         " WHEN ascii(q.c2) IN (61, 64, 9, 13, 10)"
         " OR (ascii(q.c2) IN (43, 45) AND q.c2 !~ '^[+-][0-9]+([.][0-9]+)?$')"
+        " OR (ascii(q.c2) = 39 AND (ascii(ltrim(q.c2, '''')) IN (61, 64, 9, 13, 10)"
+        " OR (ascii(ltrim(q.c2, '''')) IN (43, 45)"
+        " AND ltrim(q.c2, '''') !~ '^[+-][0-9]+([.][0-9]+)?$')))"
         " THEN '''' || q.c2 ELSE q.c2 END"
     )
 

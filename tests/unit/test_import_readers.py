@@ -20,6 +20,7 @@ from exporter.imports.readers import (
     ReadLimits,
     TooManyColumns,
     TooManyImportRows,
+    TooManyParts,
     UnsupportedUpload,
     UploadFormat,
     UploadRejected,
@@ -276,6 +277,37 @@ def test_a_member_unpacking_past_the_size_limit_is_refused(tmp_path: Path) -> No
     assert error.code == "unpacked_too_large" and error.params["bytes"] == 64 * 1024
 
 
+def many_parts(path: Path, parts: int) -> None:
+    """A workbook's zip with ``parts`` empty members besides (a directory of ~50 bytes each);
+    past 65,535 members zipfile writes zip64's end records."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+        for number in range(parts):
+            archive.writestr(zipfile.ZipInfo(f"{number:x}"), b"")
+
+
+@pytest.mark.parametrize("parts", [25_000, 70_000], ids=["zip", "zip64"])
+def test_a_zip_whose_directory_is_larger_than_any_workbooks_is_refused_before_it_is_parsed(
+    tmp_path: Path, parts: int
+) -> None:
+    path = tmp_path / "parts.xlsx"
+    many_parts(path, parts)
+
+    error = refused(path, TooManyParts)
+
+    assert error.params["limit"] == 1024 * 1024
+    assert error.params["bytes"] > 1024 * 1024
+    with pytest.raises(TooManyParts):
+        upload_format(path, LIMITS)
+
+
+def test_a_zip_of_some_thousands_of_parts_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "parts.xlsx"
+    many_parts(path, 5_000)
+
+    assert upload_format(path, LIMITS) is UploadFormat.XLSX
+
+
 def test_a_truncated_xlsx_is_corrupt(tmp_path: Path) -> None:
     plain = tmp_path / "plain.xlsx"
     write_xlsx(plain)
@@ -322,6 +354,50 @@ def test_a_cell_past_the_last_column_is_refused(tmp_path: Path) -> None:
 
     error = refused(path, TooManyColumns, ReadLimits(max_columns=10))
     assert error.params == {"sheet": "s", "columns": 21, "limit": 10}
+
+
+@pytest.mark.parametrize("part", ["xl/worksheets/sheet1.xml", "xl/_rels/workbook.xml.rels"])
+def test_a_workbook_without_a_part_it_names_is_corrupt(tmp_path: Path, part: str) -> None:
+    path = tmp_path / "whole.xlsx"
+    write_xlsx(path)
+    missing = tmp_path / "missing.xlsx"
+    with zipfile.ZipFile(path) as whole, zipfile.ZipFile(missing, "w") as copy:
+        for member in whole.infolist():
+            if member.filename != part:
+                copy.writestr(member, whole.read(member), zipfile.ZIP_DEFLATED)
+
+    assert part in refused(missing, CorruptUpload).params["reason"]
+
+
+@pytest.mark.parametrize("number", ["0", "1048577", "99999999999999999999"])
+@pytest.mark.parametrize("form", ["plain", "lxml"])
+def test_an_xlsx_row_numbered_outside_excels_rows_is_corrupt(
+    tmp_path: Path, number: str, form: str
+) -> None:
+    path = tmp_path / "rows.xlsx"
+    workbook = xlsxwriter.Workbook(str(path))
+    sheet = workbook.add_worksheet("s")
+    sheet.write_row(0, 0, ["用户名"])
+    sheet.write_row(1, 0, ["zhang"])
+    workbook.close()
+    with zipfile.ZipFile(path) as archive:
+        xml = archive.read("xl/worksheets/sheet1.xml")
+    # A comment is not the plain form: the rows are read by lxml.
+    prefix = b"<sheetData><!-- by hand -->" if form == "lxml" else b"<sheetData>"
+    forged = xml.replace(b'<row r="2"', f'<row r="{number}"'.encode()).replace(
+        b"<sheetData>", prefix
+    )
+    hostile = tmp_path / "hostile.xlsx"
+    replace_part(path, hostile, "xl/worksheets/sheet1.xml", forged)
+
+    assert f"row {number} of sheet 's'" in refused(hostile, CorruptUpload).params["reason"]
+
+
+def test_an_xlsb_row_numbered_past_excels_rows_is_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "rows.xlsb"
+    write_xlsb(path, {"s": {1: ["用户名"], 3_000_000_000: ["zhang"]}})
+
+    assert "row 3000000000" in refused(path, CorruptUpload).params["reason"]
 
 
 # xlsb (written by tests/xlsb_writer.py; python-calamine reads the same cells back)
@@ -410,6 +486,19 @@ def test_xlsb_limits_and_damage_are_refused(tmp_path: Path) -> None:
     truncated = tmp_path / "truncated.xlsb"
     truncated.write_bytes(path.read_bytes()[:-40])
     refused(truncated, CorruptUpload)
+
+
+def test_an_xlsb_sheet_whose_records_break_off_is_corrupt_not_a_shorter_sheet(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "long.xlsb"
+    write_xlsb(path, {"s": {number: [f"row {number}"] for number in range(1, 200)}})
+    with zipfile.ZipFile(path) as archive:
+        sheet = archive.read("xl/worksheets/sheet1.bin")
+    cut = tmp_path / "cut.xlsb"
+    replace_part(path, cut, "xl/worksheets/sheet1.bin", sheet[: len(sheet) // 2])
+
+    refused(cut, CorruptUpload)
 
 
 def test_an_xlsb_declaring_a_huge_dimension_is_refused_before_rows_are_made(

@@ -25,11 +25,16 @@ UTF8_BOM = b"\xef\xbb\xbf"
 # Excel evaluates a cell that starts with = @ tab CR LF, or with + or - unless a plain number
 # follows ("+8613800138000", "-5"). Every such character is below 'A' (65) and outside
 # '.' … '<' (46-60, the digits among them): most values, starting with a letter, a CJK
-# character or a digit, leave at the first, cheap test.
+# character or a digit, leave at the first, cheap test. A value whose own quotes come before
+# such a character is guarded too: an import takes one quote off a value that starts so
+# (exporter/imports/checks.py), and the value must come back as it was.
 _CSV_GUARD = (
     "CASE WHEN ascii({v}) > 64 OR ascii({v}) BETWEEN 46 AND 60 THEN {v}"
     " WHEN ascii({v}) IN (61, 64, 9, 13, 10)"
     " OR (ascii({v}) IN (43, 45) AND {v} !~ '^[+-][0-9]+([.][0-9]+)?$')"
+    " OR (ascii({v}) = 39 AND (ascii(ltrim({v}, '''')) IN (61, 64, 9, 13, 10)"
+    " OR (ascii(ltrim({v}, '''')) IN (43, 45)"
+    " AND ltrim({v}, '''') !~ '^[+-][0-9]+([.][0-9]+)?$')))"
     " THEN '''' || {v} ELSE {v} END"
 )
 

@@ -7,6 +7,7 @@ ExporterError
     ├── XmlDtdRefused           422  an XML part declares a DTD (entity expansion tricks)
     ├── MemberTooLarge          422  a zip member unpacks past the limit (zip bomb)
     ├── CompressionTooHigh      422  a zip member compresses more than any workbook does
+    ├── TooManyParts            422  a zip's directory lists more parts than any workbook has
     ├── TooManyImportRows       422  more rows than one import may hold
     ├── TooManyColumns          422  a sheet wider than Excel's 16,384 columns
     └── CellTooLong             422  a cell longer than Excel's 32,767 characters
@@ -53,6 +54,12 @@ class CompressionTooHigh(UploadRejected):
     """A zip member is compressed more than any real workbook (params: part, ratio, limit)."""
 
     code = "compression_ratio_too_high"
+
+
+class TooManyParts(UploadRejected):
+    """The zip's directory is larger than any workbook's (params: bytes, limit)."""
+
+    code = "too_many_parts"
 
 
 class TooManyImportRows(UploadRejected):

@@ -19,6 +19,7 @@ from typing import IO, Any, Protocol
 from lxml import etree
 
 from exporter.imports.readers.safe_xml import (
+    PART_FAILURES,
     PROLOG_BYTES,
     declares_dtd,
     dtd_refused,
@@ -68,7 +69,7 @@ def scan_part(archive: zipfile.ZipFile, part: str, items: Items) -> Iterator[Pla
     try:
         with archive.open(part) as stream:
             yield from scan(stream, part, items)
-    except (etree.XMLSyntaxError, zipfile.BadZipFile, EOFError, OSError) as exc:
+    except PART_FAILURES as exc:
         raise corrupt(exc) from exc
 
 

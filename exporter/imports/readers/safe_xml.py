@@ -17,6 +17,9 @@ REL_NS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
 PACKAGE_REL_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
 PROLOG_BYTES = 64 * 1024
 ROOT_START = re.compile(r"<[A-Za-z_]")
+# What reading a part of the zip raises when the workbook is damaged: its XML does not parse,
+# its bytes do not inflate or end early, or the part a relationship names is not there.
+PART_FAILURES = (etree.XMLSyntaxError, zipfile.BadZipFile, EOFError, OSError, KeyError)
 
 
 def iter_elements(archive: zipfile.ZipFile, part: str, tags: tuple[str, ...]) -> Iterator[Any]:
@@ -31,7 +34,7 @@ def iter_elements(archive: zipfile.ZipFile, part: str, tags: tuple[str, ...]) ->
                 raise dtd_refused(part)
         with archive.open(part) as stream:
             yield from parse(stream, part, tags)
-    except (etree.XMLSyntaxError, zipfile.BadZipFile, EOFError, OSError) as exc:
+    except PART_FAILURES as exc:
         raise corrupt(exc) from exc
 
 

@@ -18,7 +18,15 @@ from pyxlsb import biff12
 from pyxlsb.reader import BIFF12Reader
 from pyxlsb.worksheet import Worksheet
 
-from exporter.imports.readers.base import CellValue, Row, RowGuard, Sheet, too_many_columns
+from exporter.imports.readers.base import (
+    LAST_SHEET_ROW,
+    CellValue,
+    Row,
+    RowGuard,
+    Sheet,
+    row_outside,
+    too_many_columns,
+)
 from exporter.imports.readers.excel_dates import serial_to_datetime
 from exporter.imports.readers.safe_xml import PACKAGE_REL_NS, iter_elements
 from exporter.imports.readers.string_table import StringTable
@@ -114,6 +122,8 @@ def sheet_rows(
             # Not sheet.rows(): it drops each cell's style. The Worksheet leaves its record
             # reader at the start of the cells.
             for number, cells in record_rows(sheet._reader, width, strings, dates):
+                if not 1 <= number <= LAST_SHEET_ROW:
+                    raise row_outside(name, number)
                 guard.check(name, number, cells)
                 yield number, cells
     except (*PYXLSB_FAILURES, zipfile.BadZipFile) as exc:
@@ -148,6 +158,9 @@ def record_rows(records: Any, width: int, strings: StringTable, dates: XlsbDates
             if number is not None:
                 yield finished(number, cells)
             return
+    # The records ran out before the sheet's data ended: a sheet cut short, whose rows so far
+    # are not all of it.
+    raise ValueError("the sheet's records break off before the end of its data")
 
 
 def cell_value(kind: int, item: Any, strings: StringTable, dates: XlsbDates) -> CellValue:

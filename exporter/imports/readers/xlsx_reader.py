@@ -11,11 +11,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from exporter.imports.readers.base import (
+    LAST_SHEET_ROW,
     CellValue,
     ReadLimits,
     Row,
     RowGuard,
     Sheet,
+    row_outside,
     too_many_columns,
 )
 from exporter.imports.readers.errors import CorruptUpload
@@ -78,6 +80,8 @@ def sheet_rows(
         if isinstance(piece, PlainRun):
             for number, cells in plain_rows(piece, previous, name, context, guard.limits):
                 previous = number
+                if not 1 <= number <= LAST_SHEET_ROW:
+                    raise row_outside(name, number)
                 guard.check(name, number, cells)
                 yield number, cells
             continue
@@ -88,6 +92,8 @@ def sheet_rows(
             raise corrupt_row(exc, previous, name) from exc
         forget(piece)
         previous = number
+        if not 1 <= number <= LAST_SHEET_ROW:
+            raise row_outside(name, number)
         guard.check(name, number, cells)
         yield number, cells
 
