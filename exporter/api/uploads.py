@@ -144,8 +144,9 @@ async def received_form(
     try:
         try:
             form = await _read_form(request, target, file_field, limits)
-        except (ValueError, AssertionError, HttpProcessingError) as exc:
-            # aiohttp's multipart reader says a body breaks off or is malformed with these.
+        except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
+            # aiohttp's multipart reader says a body breaks off or is malformed with these
+            # (LookupError: a part in a charset Python does not know).
             raise InvalidRequest(
                 f"the upload is incomplete or not valid multipart/form-data: {exc}"
             ) from None

@@ -189,10 +189,16 @@ class _Field:
         if reference is None:
             return None
         match, key = ident(reference.match), ident(reference.key)
+        names = (
+            f"(SELECT DISTINCT ON ({match}) {match} AS name, {key} AS key "
+            f"FROM {ident(reference.table)} ORDER BY {match}, {key})"
+        )
+        # The name as written first (a name may have outer spaces), then trimmed: a name typed
+        # with a stray space still finds its row.
         return (
-            f"LEFT JOIN (SELECT DISTINCT ON ({match}) {match} AS name, {key} AS key "
-            f"FROM {ident(reference.table)} ORDER BY {match}, {key}) ref_{self.index} "
-            f"ON ref_{self.index}.name = nullif(btrim(n.{self.x}), '')"
+            f"LEFT JOIN {names} ref_{self.index} ON ref_{self.index}.name = n.{self.x} "
+            f"LEFT JOIN {names} trimmed_{self.index} "
+            f"ON trimmed_{self.index}.name = nullif(btrim(n.{self.x}), '')"
         )
 
     def value(self) -> str:
@@ -202,7 +208,7 @@ class _Field:
             choices = json.dumps(dict(self.column.choices), ensure_ascii=False)
             return f"({literal(choices)}::jsonb ->> lower(btrim({x})))"
         if self.kind is FieldKind.REFERENCE:
-            return f"ref_{self.index}.key"
+            return f"coalesce(ref_{self.index}.key, trimmed_{self.index}.key)"
         if self.kind is FieldKind.DATETIME:
             return self._datetime()
         if self.kind is FieldKind.LIST:
@@ -251,7 +257,11 @@ class _Field:
                     f"jsonb_build_object('value', btrim({x}))",
                 )
             )
-        needed = declared.required or (self.not_null and self.kind is not FieldKind.TEXT)
+        # A NOT NULL column whose empty value is NULL needs a value; text and lists have an
+        # empty one of their own ('' and {}).
+        needed = declared.required or (
+            self.not_null and self.kind not in (FieldKind.TEXT, FieldKind.LIST)
+        )
         if needed and not self.is_key:
             empty = f"cardinality({w}) = 0" if self.kind is FieldKind.LIST else f"NOT {given}"
             found.append(_when(empty, label, "required"))

@@ -29,6 +29,9 @@ WORK_MEM = "SELECT set_config('work_mem', '128MB', true)"
 # ANALYZE of a staging table samples 300 times this many rows: its row count and the spread of
 # its keys are all the checks' plans need, and the default (100) took 0.4 s of a million.
 STATISTICS_TARGET = "SELECT set_config('default_statistics_target', '10', true)"
+# Imports that write one table take turns, each from its checks to its commit: two creating the
+# same key at once would otherwise both find it new, and the second fail on the unique key.
+TAKE_TURNS = "SELECT pg_advisory_xact_lock(hashtextextended('import:' || $1, 0))"
 
 TARGET_COLUMNS = """
 SELECT attname, attnotnull FROM pg_attribute
@@ -84,8 +87,13 @@ async def stage_and_check(
     limits: ReadLimits,
     progress: Progress,
     time_zone: str,
+    *,
+    writes: bool,
 ) -> Checked:
-    """Read the upload into a staging table and check every row (in the open transaction)."""
+    """Read the upload into a staging table and check every row (in the open transaction);
+    ``writes``: the transaction will write the rows."""
+    if writes:
+        await conn.execute(TAKE_TURNS, handler.table)
     await conn.execute(WORK_MEM)
     await conn.execute(STATISTICS_TARGET)
     rows = UploadRows(upload, handler, limits)

@@ -164,6 +164,7 @@ class ImportKind:
                 self._settings.limits,
                 attempt.progress,
                 self._settings.time_zone,
+                writes=params.mode is ImportMode.APPLY,
             )
             counts = checked.counts
             attempt.progress.total = attempt.progress.done = counts.rows
@@ -213,7 +214,10 @@ class ImportKind:
         async for batch in rejected_rows(conn, sheets):
             await asyncio.to_thread(report.add, batch)
         await asyncio.to_thread(report.close)
-        return await self._storage.publish(path, f"{attempt.task.id}.report.xlsx")
+        # The attempt's own name: a stale attempt still finishing must not overwrite the
+        # report of the one that took the task over.
+        task = attempt.task
+        return await self._storage.publish(path, f"{task.id}.report-{task.attempts}.xlsx")
 
     def _report_name(self, task: Task) -> str:
         now = datetime.now(ZoneInfo(self._settings.time_zone))

@@ -1,9 +1,10 @@
 """An upload's rows into a temporary table of the import's transaction, two ways.
 
-A csv file whose records all have the header's width is handed to PostgreSQL's own csv parser
-(``COPY … FROM STDIN (FORMAT csv)``), about seven times faster than reading it here; its row
-numbers are the records' (the header is row 1). Any other upload, and a csv file COPY refuses
-(a record of another width), is read here, sheet by sheet, and its rows copied in.
+A strict csv file (see ``readers.csv_grammar``) whose records all have the header's width is
+handed to PostgreSQL's own csv parser (``COPY … FROM STDIN (FORMAT csv)``), about seven times
+faster than reading it here; its row numbers are the records' (the header is row 1). Any other
+upload, and a csv file COPY would read otherwise or refuses (a record of another width), is read
+here, sheet by sheet, and its rows copied in.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from exporter.imports.checks import Staged, ident
 from exporter.imports.layout import SheetLayout
 from exporter.imports.readers import ReadLimits, TooManyImportRows
 from exporter.imports.readers.base import column_letters
+from exporter.imports.readers.csv_grammar import is_strict_csv
 from exporter.imports.readers.csv_reader import CSV_SHEET_NAME
 from exporter.imports.readers.errors import CellTooLong
 from exporter.imports.upload_rows import UploadRows
@@ -65,8 +67,10 @@ async def stage_csv(
     limits: ReadLimits,
     progress: Progress,
 ) -> Staged | None:
-    """COPY the csv file into a staging table of the header's width; None when COPY refuses
-    it (nothing staged then: read it here instead)."""
+    """COPY the csv file into a staging table of the header's width; None when COPY would read
+    it otherwise than Excel does, or refuses it (nothing staged then: read it here instead)."""
+    if not await asyncio.to_thread(is_strict_csv, path, _bom_length(path, encoding)):
+        return None
     width = len(layout.header)
     columns = [f"c_{position}" for position in range(width)]
     try:
@@ -94,10 +98,15 @@ async def stage_csv(
     return Staged(CSV_TABLE, "0::smallint", "{s}.seq", fields, f"s.seq > 1 AND ({given})")
 
 
+def _bom_length(path: Path, encoding: str) -> int:
+    with path.open("rb") as upload:
+        starts = upload.read(len(UTF8_BOM))
+    return len(UTF8_BOM) if encoding == "utf-8-sig" and starts == UTF8_BOM else 0
+
+
 async def _chunks(path: Path, encoding: str, progress: Progress) -> AsyncIterator[bytes]:
     with path.open("rb") as upload:
-        if encoding == "utf-8-sig" and upload.read(len(UTF8_BOM)) != UTF8_BOM:
-            upload.seek(0)
+        upload.seek(_bom_length(path, encoding))
         while chunk := await asyncio.to_thread(upload.read, CHUNK_BYTES):
             # Lines, not records (a cell may span lines): progress only needs to move.
             progress.advance(chunk.count(b"\n"))

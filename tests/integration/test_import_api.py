@@ -573,3 +573,35 @@ async def test_another_users_import_is_not_found(admin: ApiUser, other_user: Api
 
     assert (shown, deleted.status) == (404, 404)
     assert (status, page["total"]) == (200, 0)
+
+
+RAW_BODY = (
+    b"--XyZ\r\n"
+    b'Content-Disposition: form-data; name="type"\r\n'
+    b"Content-Type: text/plain; charset=no-such-charset\r\n\r\n"
+    b"account\r\n"
+    b"--XyZ\r\n"
+    b'Content-Disposition: form-data; name="file"; filename="a.csv"\r\n\r\n'
+    b"username\r\nzz\r\n"
+    b"--XyZ--\r\n"
+)
+
+
+async def test_a_multipart_content_type_without_a_boundary_is_a_client_error(
+    admin: ApiUser,
+) -> None:
+    response = await admin.client.post(
+        "/api/import-tasks",
+        data=RAW_BODY,
+        headers={**admin.headers, "Content-Type": "multipart/form-data"},
+    )
+    assert 400 <= response.status < 500, (response.status, await response.text())
+
+
+async def test_a_form_field_in_an_unknown_charset_is_a_client_error(admin: ApiUser) -> None:
+    response = await admin.client.post(
+        "/api/import-tasks",
+        data=RAW_BODY,
+        headers={**admin.headers, "Content-Type": "multipart/form-data; boundary=XyZ"},
+    )
+    assert 400 <= response.status < 500, (response.status, await response.text())

@@ -3,6 +3,7 @@ the mode and on-error say, reported row by row, and an export imports back uncha
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import hashlib
 import uuid
@@ -395,3 +396,123 @@ async def test_dates_are_read_from_excel_dates_serials_and_text_in_common_forms(
         "serial": "2026-02-01 12:00:00",
         "slashes": "2026-02-03 00:00:00",
     }
+
+
+ROLES_STATE = """
+SELECT md5(string_agg(concat_ws('|', id, name, description, permissions::text),
+                      E'\n' ORDER BY id))
+FROM roles
+"""
+
+
+async def test_csv_bare_quote_in_a_cell_is_read_as_excel_reads_it(
+    importer: Importer,
+    db: asyncpg.Connection[Any],
+    tmp_path: Path,
+) -> None:
+    # Excel (and the Python reader used for the fallback and the report) read 5"7 literally;
+    # COPY starts a quoted section at the first '"' and runs on to the next one, two lines on.
+    path = tmp_path / "quotes.csv"
+    path.write_bytes('用户名,昵称\r\nquote_a,5"7\r\nquote_b,x"y\r\nquote_c,z\r\n'.encode())
+
+    task = await importer.run(path)
+
+    assert task.status is TaskStatus.COMPLETED, (task.error, task.outcome)
+    rows = await db.fetch(
+        "SELECT username, nickname FROM accounts WHERE username LIKE 'quote_%' ORDER BY 1"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("quote_a", '5"7'),
+        ("quote_b", 'x"y'),
+        ("quote_c", "z"),
+    ]
+
+
+async def test_csv_line_holding_only_backslash_dot_does_not_end_the_file(
+    importer: Importer,
+    db: asyncpg.Connection[Any],
+    tmp_path: Path,
+) -> None:
+    # COPY FROM STDIN (csv) takes a line of just \. as the end of the data and drops the rest
+    # (PostgreSQL < 18), silently: every row after it is neither imported nor rejected.
+    path = tmp_path / "marker.csv"
+    path.write_bytes("用户名,昵称\r\nmark_a,a\r\n\\.\r\nmark_b,b\r\nmark_c,c\r\n".encode())
+
+    task = await importer.run(path, mode="validate")
+
+    assert task.outcome is not None
+    assert sum(task.outcome["counts"].values()) == 4, task.outcome["counts"]
+
+
+async def test_csv_bare_quote_row_numbers_and_report_follow_the_file(
+    importer: Importer,
+    db: asyncpg.Connection[Any],
+    tmp_path: Path,
+) -> None:
+    # quote_c is row 4 in Excel; COPY merged rows 2 and 3, so it says row 3, and the report
+    # (which reads the file again with Python's csv module) shows quote_b's cells instead.
+    path = tmp_path / "quotes.csv"
+    path.write_bytes(
+        '用户名,昵称,邮箱\r\nquote_a,5"7,\r\nquote_b,x"y,\r\nquote_c,z,bad-email\r\n'.encode()
+    )
+
+    task = await importer.run(path, mode="validate")
+
+    assert task.outcome is not None
+    report = await importer.report(task)
+    rows = [(e["row"], e["code"]) for e in task.outcome["errors"]]
+    assert (rows, report[1][0]) == ([(4, "invalid_format")], "quote_c"), report
+
+
+async def test_a_role_without_permissions_imports_back_unchanged(
+    importer: Importer,
+    admin: ApiUser,
+    worker: Any,
+    db: asyncpg.Connection[Any],
+    tmp_path: Path,
+) -> None:
+    # roles.permissions is NOT NULL DEFAULT '{}': an empty list is a valid stored value, which
+    # the export writes as an empty cell; the import rejects that cell as "required".
+    before = await db.fetchval(ROLES_STATE)
+    exported = write_bytes(tmp_path / "roles.csv", await admin.export("role", "csv"))
+
+    task = await importer.run(exported, type_name="role")
+
+    assert task.status is TaskStatus.COMPLETED, (task.outcome or {}).get("errors")
+    assert await db.fetchval(ROLES_STATE) == before
+
+
+async def test_a_role_name_with_outer_spaces_imports_back_on_accounts(
+    importer: Importer,
+    admin: ApiUser,
+    worker: Any,
+    db: asyncpg.Connection[Any],
+    tmp_path: Path,
+) -> None:
+    # The key of a role is matched as written (a role " ops " can be imported), but a
+    # reference to it is trimmed before the lookup: its accounts no longer import back.
+    role = await db.fetchval("INSERT INTO roles (name) VALUES (' ops ') RETURNING id")
+    await db.execute("UPDATE accounts SET role_id = $1 WHERE username = 'user0000001'", role)
+    before = await accounts_state(db)
+    exported = write_bytes(tmp_path / "accounts.csv", await admin.export("account", "csv"))
+
+    task = await importer.run(exported)
+
+    assert task.status is TaskStatus.COMPLETED, (task.outcome or {}).get("errors")
+    assert await accounts_state(db) == before
+
+
+async def test_two_imports_creating_the_same_account_at_once_both_finish_cleanly(
+    importer: Importer,
+    db: asyncpg.Connection[Any],
+    tmp_path: Path,
+) -> None:
+    rows = "用户名,昵称\r\n" + "".join(f"race_{n},n{n}\r\n" for n in range(20000))
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    first.write_bytes(rows.encode())
+    second.write_bytes((rows + "race_extra,x\r\n").encode())
+
+    tasks = await asyncio.gather(importer.run(first), importer.run(second))
+
+    for task in tasks:
+        assert task.status is TaskStatus.COMPLETED, (task.error_code, task.error)

@@ -204,7 +204,7 @@ async def test_an_imports_upload_and_report_expire_with_it(
     report = await admin.client.get(f"{IMPORTS}/{task['id']}/report", headers=admin.headers)
 
     assert done["status"] == ended, done
-    assert kept == sorted([f"{task['id']}.report.xlsx", f"{task['id']}.upload.csv"])
+    assert kept == sorted([f"{task['id']}.report-1.xlsx", f"{task['id']}.upload.csv"])
     assert after["status"] == expired
     assert after["has_report"] is False
     assert report.status in (404, 410)
@@ -221,7 +221,7 @@ async def test_deleting_a_finished_import_removes_its_upload_and_its_report(
     response = await admin.client.delete(f"{IMPORTS}/{task['id']}", headers=admin.headers)
 
     assert done["has_report"] is True
-    assert kept == sorted([f"{task['id']}.report.xlsx", f"{task['id']}.upload.csv"])
+    assert kept == sorted([f"{task['id']}.report-1.xlsx", f"{task['id']}.upload.csv"])
     assert response.status == 204
     assert stored_files(settings) == []
 
@@ -286,7 +286,7 @@ async def test_the_report_of_an_import_waiting_to_record_its_end_is_not_taken_fo
         " WHERE id = $1",
         task_id,
     )
-    report = next(settings.storage_dir.glob(f"*/{task['id']}.report.xlsx"))
+    report = next(settings.storage_dir.glob(f"*/{task['id']}.report-*.xlsx"))
     long_ago = time.time() - 3600
     os.utime(report, (long_ago, long_ago))
 
