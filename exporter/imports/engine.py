@@ -11,6 +11,7 @@ from typing import Any
 
 from exporter.db import Connection
 from exporter.imports.checks import CHECKED, REPEATS, CheckPlan, TargetColumn, plan_checks
+from exporter.imports.parallel_rows import ParallelReading, open_rows
 from exporter.imports.problems import Problem, RowError
 from exporter.imports.readers import ReadLimits, UploadFormat
 from exporter.imports.readers.csv_reader import CSV_SHEET_NAME
@@ -82,26 +83,31 @@ async def stage_and_check(
     upload: Path,
     upload_format: UploadFormat,
     limits: ReadLimits,
+    reading: ParallelReading,
     progress: Progress,
 ) -> Checked:
     """Read the upload into a staging table and check every row (in the open transaction)."""
     await conn.execute(WORK_MEM)
     await conn.execute(STATISTICS_TARGET)
-    rows = UploadRows(upload, handler, limits)
-    await asyncio.to_thread(rows.start)
-    layout, sheets = rows.layout, list(rows.sheets)
-    staged = None
-    if upload_format is UploadFormat.CSV:
-        rows.close()
-        encoding = await asyncio.to_thread(require_csv_encoding, upload)
-        staged = await stage_csv(conn, upload, encoding, layout, limits, progress)
+    rows = open_rows(upload, upload_format, handler, limits, reading)
+    try:
+        await asyncio.to_thread(rows.start)
+        layout, sheets = rows.layout, list(rows.sheets)
+        staged = None
+        if upload_format is UploadFormat.CSV:
+            rows.close()
+            encoding = await asyncio.to_thread(require_csv_encoding, upload)
+            staged = await stage_csv(conn, upload, encoding, layout, limits, progress)
+            if staged is None:
+                progress.done = 0
+                rows = UploadRows(upload, handler, limits)
+                await asyncio.to_thread(rows.start)
         if staged is None:
-            progress.done = 0
-            rows = UploadRows(upload, handler, limits)
-            await asyncio.to_thread(rows.start)
-    if staged is None:
-        staged = await stage_rows(conn, rows, progress)
-        sheets = rows.sheets
+            staged = await stage_rows(conn, rows, progress)
+            sheets = rows.sheets
+    finally:
+        # A cancelled import ends its reading processes here, at once.
+        rows.close()
     targets = {
         record["attname"]: TargetColumn(record["attnotnull"])
         for record in await conn.fetch(TARGET_COLUMNS, handler.table)

@@ -10,6 +10,7 @@ without writing twice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,7 @@ from exporter.auth.accounts import Account, require_permissions
 from exporter.db import Connection, Pool
 from exporter.errors import ExporterError
 from exporter.imports.engine import Counts, rejected_rows, stage_and_check, write_rows
+from exporter.imports.parallel_rows import ParallelReading
 from exporter.imports.problems import RowError
 from exporter.imports.readers import ReadLimits, UploadFormat
 from exporter.imports.registry import ImportHandler, ImportRegistry
@@ -67,6 +69,7 @@ class ImportSettings:
 
     time_zone: str
     limits: ReadLimits
+    reading: ParallelReading = dataclasses.field(default_factory=ParallelReading)
 
 
 class ImportOutcome(BaseModel):
@@ -161,6 +164,7 @@ class ImportKind:
                 upload,
                 UploadFormat(task.format),
                 self._settings.limits,
+                self._settings.reading,
                 attempt.progress,
             )
             counts = checked.counts

@@ -22,7 +22,7 @@ from exporter.imports.readers import ReadLimits, TooManyImportRows
 from exporter.imports.readers.base import column_letters
 from exporter.imports.readers.csv_reader import CSV_SHEET_NAME
 from exporter.imports.readers.errors import CellTooLong
-from exporter.imports.upload_rows import UploadRows
+from exporter.imports.upload_rows import RowSource
 from exporter.tasks.kinds import Progress
 
 ROWS_TABLE = "import_rows"
@@ -34,7 +34,7 @@ CHUNK_BYTES = 1024 * 1024
 BATCH_ROWS = 5000
 
 
-async def stage_rows(conn: Connection, rows: UploadRows, progress: Progress) -> Staged:
+async def stage_rows(conn: Connection, rows: RowSource, progress: Progress) -> Staged:
     """Copy the rows read here into a staging table; ``rows`` has started (its layout known)."""
     fields = rows.layout.fields
     await conn.execute(
@@ -50,11 +50,11 @@ async def stage_rows(conn: Connection, rows: UploadRows, progress: Progress) -> 
     return Staged(ROWS_TABLE, "{s}.sheet", "{s}.row_no", {field: field for field in fields})
 
 
-async def _records(rows: UploadRows, progress: Progress) -> AsyncIterator[tuple[Any, ...]]:
-    while batch := await asyncio.to_thread(rows.batch, BATCH_ROWS):
+async def _records(rows: RowSource, progress: Progress) -> AsyncIterator[tuple[Any, ...]]:
+    while batch := await asyncio.to_thread(rows.records, BATCH_ROWS):
         progress.advance(len(batch))
-        for row in batch:
-            yield (row.seq, row.sheet, row.number, *row.values)
+        for record in batch:
+            yield record
 
 
 async def stage_csv(
