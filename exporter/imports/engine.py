@@ -16,6 +16,7 @@ from exporter.imports.problems import Problem, RowError
 from exporter.imports.readers import ReadLimits, UploadFormat
 from exporter.imports.readers.csv_reader import CSV_SHEET_NAME
 from exporter.imports.readers.detect import require_csv_encoding
+from exporter.imports.reading_thread import ReadingThread
 from exporter.imports.registry import ImportHandler
 from exporter.imports.staging import stage_csv, stage_rows
 from exporter.imports.upload_rows import UploadRows
@@ -89,25 +90,31 @@ async def stage_and_check(
     """Read the upload into a staging table and check every row (in the open transaction)."""
     await conn.execute(WORK_MEM)
     await conn.execute(STATISTICS_TARGET)
+    thread = ReadingThread()
     rows = open_rows(upload, upload_format, handler, limits, reading)
     try:
-        await asyncio.to_thread(rows.start)
+        await thread.call(rows.start)
         layout, sheets = rows.layout, list(rows.sheets)
         staged = None
         if upload_format is UploadFormat.CSV:
-            rows.close()
+            await thread.call(rows.close)
             encoding = await asyncio.to_thread(require_csv_encoding, upload)
             staged = await stage_csv(conn, upload, encoding, layout, limits, progress)
             if staged is None:
                 progress.done = 0
                 rows = UploadRows(upload, handler, limits)
-                await asyncio.to_thread(rows.start)
+                await thread.call(rows.start)
         if staged is None:
-            staged = await stage_rows(conn, rows, progress)
+            staged = await stage_rows(conn, rows, thread, progress)
             sheets = rows.sheets
     finally:
-        # A cancelled import ends its reading processes here, at once.
-        rows.close()
+        # At once (a cancelled import ends its reading processes here), then in the thread
+        # that read.
+        rows.stop()
+        try:
+            await thread.call(rows.close)
+        finally:
+            thread.close()
     targets = {
         record["attname"]: TargetColumn(record["attnotnull"])
         for record in await conn.fetch(TARGET_COLUMNS, handler.table)

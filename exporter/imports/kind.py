@@ -9,8 +9,8 @@ without writing twice.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +26,7 @@ from exporter.imports.engine import Counts, rejected_rows, stage_and_check, writ
 from exporter.imports.parallel_rows import ParallelReading
 from exporter.imports.problems import RowError
 from exporter.imports.readers import ReadLimits, UploadFormat
+from exporter.imports.reading_thread import ReadingThread
 from exporter.imports.registry import ImportHandler, ImportRegistry
 from exporter.imports.report import RejectedRowsReport
 from exporter.imports.requests import (
@@ -201,16 +202,19 @@ class ImportKind:
         """Write the rejected rows' report and store it (before the commit, so that a task
         whose rows were written always has its report)."""
         path = attempt.work_dir / "report.xlsx"
-        report = await asyncio.to_thread(
-            RejectedRowsReport,
-            path,
-            attempt.work_dir / f"upload.{attempt.task.format}",
-            handler,
-            self._settings.limits,
-        )
-        async for batch in rejected_rows(conn, sheets):
-            await asyncio.to_thread(report.add, batch)
-        await asyncio.to_thread(report.close)
+        upload = attempt.work_dir / f"upload.{attempt.task.format}"
+        thread = ReadingThread()
+        try:
+            report = await thread.call(
+                functools.partial(RejectedRowsReport, path, upload, handler, self._settings.limits)
+            )
+            try:
+                async for batch in rejected_rows(conn, sheets):
+                    await thread.call(functools.partial(report.add, batch))
+            finally:
+                await thread.call(report.close)
+        finally:
+            thread.close()
         return await self._storage.publish(path, f"{attempt.task.id}.report.xlsx")
 
     def _report_name(self, task: Task) -> str:

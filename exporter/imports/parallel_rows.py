@@ -132,8 +132,8 @@ class ReadingProcesses:
 
 
 class ParallelRows:
-    """Reads an xlsx upload with ``processes`` reading processes. Blocking: run it in a
-    thread; ``close`` may be called from another thread and ends the processes at once."""
+    """Reads an xlsx upload with ``processes`` reading processes. Blocking: run it in one
+    thread; ``stop`` may be called from any other and ends the processes at once."""
 
     def __init__(
         self, path: Path, handler: ImportHandler, limits: ReadLimits, processes: int
@@ -144,7 +144,7 @@ class ParallelRows:
         self._processes = processes
         self._matched = MatchedSheets(handler)
         self._reading: ReadingProcesses | None = None
-        self._closed = threading.Event()
+        self._stopped = threading.Event()
         self._batches = self._read()
         self._pending: list[Record] = []
 
@@ -173,12 +173,16 @@ class ParallelRows:
             records += batch
         return records
 
-    def close(self) -> None:
-        """Stop reading: the processes end at once; a read under way ends with
-        ``ReadingStopped``."""
-        self._closed.set()
+    def stop(self) -> None:
+        """End the processes at once; a read under way ends with ``ReadingStopped``."""
+        self._stopped.set()
         if self._reading is not None:
             self._reading.stop()
+
+    def close(self) -> None:
+        """Stop reading, end the processes and let go of the file (in the reading thread)."""
+        self.stop()
+        self._batches.close()
 
     def _read(self) -> Generator[list[Record], None, None]:
         guard = RowGuard(self._limits)
@@ -188,10 +192,10 @@ class ParallelRows:
                 ShareJob(self._path, self._limits, self._names, share, self._processes)
                 for share in range(self._processes)
             ]
-            if self._closed.is_set():
+            if self._stopped.is_set():
                 raise ReadingStopped
             self._reading = reading = ReadingProcesses(jobs)
-            if self._closed.is_set():
+            if self._stopped.is_set():
                 reading.stop()
             try:
                 resume = yield from self._shared(reading, guard, [sheet.name for sheet in sheets])

@@ -9,6 +9,7 @@ numbers are the records' (the header is row 1). Any other upload, and a csv file
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from exporter.imports.readers import ReadLimits, TooManyImportRows
 from exporter.imports.readers.base import column_letters
 from exporter.imports.readers.csv_reader import CSV_SHEET_NAME
 from exporter.imports.readers.errors import CellTooLong
+from exporter.imports.reading_thread import ReadingThread
 from exporter.imports.upload_rows import RowSource
 from exporter.tasks.kinds import Progress
 
@@ -34,7 +36,9 @@ CHUNK_BYTES = 1024 * 1024
 BATCH_ROWS = 5000
 
 
-async def stage_rows(conn: Connection, rows: RowSource, progress: Progress) -> Staged:
+async def stage_rows(
+    conn: Connection, rows: RowSource, thread: ReadingThread, progress: Progress
+) -> Staged:
     """Copy the rows read here into a staging table; ``rows`` has started (its layout known)."""
     fields = rows.layout.fields
     await conn.execute(
@@ -44,14 +48,16 @@ async def stage_rows(conn: Connection, rows: RowSource, progress: Progress) -> S
     )
     await conn.copy_records_to_table(
         ROWS_TABLE,
-        records=_records(rows, progress),
+        records=_records(rows, thread, progress),
         columns=("seq", "sheet", "row_no", *fields),
     )
     return Staged(ROWS_TABLE, "{s}.sheet", "{s}.row_no", {field: field for field in fields})
 
 
-async def _records(rows: RowSource, progress: Progress) -> AsyncIterator[tuple[Any, ...]]:
-    while batch := await asyncio.to_thread(rows.records, BATCH_ROWS):
+async def _records(
+    rows: RowSource, thread: ReadingThread, progress: Progress
+) -> AsyncIterator[tuple[Any, ...]]:
+    while batch := await thread.call(functools.partial(rows.records, BATCH_ROWS)):
         progress.advance(len(batch))
         for record in batch:
             yield record

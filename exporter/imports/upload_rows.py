@@ -4,7 +4,6 @@ header, numbered in the order read, skipping rows with nothing in the type's col
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,8 +46,11 @@ class RowSource(Protocol):
     def records(self, size: int) -> list[Record]:
         """Up to ``size`` further records (more if that is cheaper); an empty list at the end."""
 
+    def stop(self) -> None:
+        """End at once whatever reads beside this thread (safe from any thread)."""
+
     def close(self) -> None:
-        """Stop reading. Safe to call from another thread while a read is under way."""
+        """Stop reading and let go of the file (in the thread that reads)."""
 
 
 class MatchedSheets:
@@ -127,10 +129,12 @@ class UploadRows:
         """Read up to the first matching sheet's header; HeaderMissing if there is none."""
         self._pending: UploadRow | None = next(self._rows, None)
 
+    def stop(self) -> None:
+        """Nothing reads beside the reading thread."""
+
     def close(self) -> None:
-        """Stop reading (the file is closed); left to the reading thread if one is under way."""
-        if inspect.getgeneratorstate(self._rows) != inspect.GEN_RUNNING:
-            self._rows.close()
+        """Stop reading (the file is closed)."""
+        self._rows.close()
 
     def batch(self, size: int) -> list[UploadRow]:
         """Up to ``size`` further rows; an empty list at the end."""

@@ -3,6 +3,7 @@ the mode and on-error say, reported row by row, and an export imports back uncha
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -20,6 +21,7 @@ from exporter.auth.accounts import Account
 from exporter.db import Pool, create_pool
 from exporter.exports.registry import load_handlers
 from exporter.imports.kind import ImportKind, ImportSettings
+from exporter.imports.parallel_rows import ParallelReading
 from exporter.imports.readers import ReadLimits, upload_format
 from exporter.imports.registry import import_registry
 from exporter.imports.requests import with_upload
@@ -86,14 +88,18 @@ class Importer:
         return xlsx_rows(path.read_bytes())
 
 
-@pytest.fixture
-async def importer(settings: Settings, db: asyncpg.Connection[Any]) -> AsyncIterator[Importer]:
+@contextlib.asynccontextmanager
+async def running_imports(
+    settings: Settings, db: asyncpg.Connection[Any], reading: ParallelReading
+) -> AsyncIterator[Importer]:
     pool: Pool = await create_pool(settings.database_url)
     try:
         load_handlers()
         deployment = await deployment_id(pool)
         storage = LocalStorage(settings.storage_dir, deployment)
-        imports = ImportKind(import_registry, pool, storage, ImportSettings("UTC", ReadLimits()))
+        imports = ImportKind(
+            import_registry, pool, storage, ImportSettings("UTC", ReadLimits(), reading)
+        )
         runner = TaskRunner(
             TaskRepository(pool),
             pool,
@@ -106,6 +112,21 @@ async def importer(settings: Settings, db: asyncpg.Connection[Any]) -> AsyncIter
         yield Importer(TaskRepository(pool), runner, imports, storage, owner)
     finally:
         await pool.close()
+
+
+@pytest.fixture
+async def importer(settings: Settings, db: asyncpg.Connection[Any]) -> AsyncIterator[Importer]:
+    async with running_imports(settings, db, ParallelReading()) as importer:
+        yield importer
+
+
+@pytest.fixture
+async def parallel_importer(
+    settings: Settings, db: asyncpg.Connection[Any]
+) -> AsyncIterator[Importer]:
+    """Reads every xlsx upload with two processes, however small."""
+    async with running_imports(settings, db, ParallelReading(2, 0)) as importer:
+        yield importer
 
 
 def write_csv(path: Path, rows: list[list[str]], encoding: str = "utf-8-sig") -> Path:
@@ -277,6 +298,35 @@ async def test_apply_with_skip_writes_the_valid_rows_and_reports_the_rest(
         == 0
     )
     assert len(await importer.report(task)) == 6
+
+
+async def test_an_xlsx_read_by_two_processes_is_checked_and_reported_as_read_by_one(
+    importer: Importer, parallel_importer: Importer, db: asyncpg.Connection[Any], tmp_path: Path
+) -> None:
+    before = await accounts_state(db)
+    # Sheets of many runs each, rows rejected in both, a key repeated across them.
+    bulk = [[f"bulk_{i}", f"昵称{i}", f"b{i}@example.com", "", "正常", ""] for i in range(3000)]
+    first, *rows = mixed_rows()
+    upload = write_xlsx(
+        tmp_path / "mixed.xlsx",
+        {
+            "一": [first, *bulk[:1500], *rows, *bulk[1500:2000]],
+            "notes": [["not accounts"]],
+            "二": [first, *bulk[2000:], *rows[2:], bulk[10]],
+        },
+    )
+
+    in_order = await importer.run(upload)
+    in_parallel = await parallel_importer.run(upload)
+
+    assert in_order.status is in_parallel.status is TaskStatus.FAILED
+    assert in_order.outcome is not None and in_parallel.outcome is not None
+    # Everything but where each report is kept.
+    assert {**in_parallel.outcome, "report_key": None} == {**in_order.outcome, "report_key": None}
+    assert in_order.outcome["counts"]["rejected"] == 11
+    assert {error["sheet"] for error in in_order.outcome["errors"]} == {"一", "二"}
+    assert await importer.report(in_parallel) == await importer.report(in_order)
+    assert await accounts_state(db) == before
 
 
 async def test_a_column_left_out_is_untouched_and_roles_are_found_by_name(

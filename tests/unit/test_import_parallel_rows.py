@@ -182,7 +182,7 @@ def test_sheets_with_other_columns_are_refused_as_in_order(
     assert in_parallel(other, handler) == in_order(other, handler)
 
 
-def test_closing_ends_the_processes_at_once(tmp_path: Path, handler: ImportHandler) -> None:
+def test_stopping_ends_the_processes_at_once(tmp_path: Path, handler: ImportHandler) -> None:
     path = tmp_path / "accounts.xlsx"
     write_workbook(path, constant_memory=True)
     rows = ParallelRows(path, handler, LIMITS, 2)
@@ -199,11 +199,11 @@ def test_closing_ends_the_processes_at_once(tmp_path: Path, handler: ImportHandl
 
     reader = threading.Thread(target=read_on)
     reader.start()
-    closed_at = time.monotonic()
-    rows.close()
+    stopped_at = time.monotonic()
+    rows.stop()
     reader.join(5)
 
-    assert time.monotonic() - closed_at < 1
+    assert time.monotonic() - stopped_at < 1
     assert not multiprocessing.active_children()
     assert not reader.is_alive()
     assert stopped
