@@ -15,6 +15,7 @@ raised exactly as reading the whole upload here would raise them.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import logging
 import multiprocessing
 import os
@@ -39,6 +40,7 @@ log = logging.getLogger("exporter.imports")
 
 # A process that does not end within this after SIGTERM is killed.
 STOP_WAIT_S = 1.0
+PIPE_BYTES = 1024 * 1024
 # Records put together at a time when reading in this process.
 IN_ORDER_BATCH = 1000
 
@@ -84,6 +86,9 @@ class ReadingProcesses:
         self._processes: list[BaseProcess] = []
         for job in jobs:
             receiver, sender = context.Pipe(duplex=False)
+            # Room for a few dozen runs: a process whose turn has not come reads on rather
+            # than waiting for the stager (the default 64 KiB holds one or two).
+            fcntl.fcntl(receiver.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
             process = context.Process(
                 target=read_share,
                 args=(job, sender, os.getpid()),

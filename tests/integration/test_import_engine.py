@@ -3,10 +3,13 @@ the mode and on-error say, reported row by row, and an export imports back uncha
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import hashlib
 import io
+import multiprocessing
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,21 +23,22 @@ import xlsxwriter
 from exporter.auth.accounts import Account
 from exporter.db import Pool, create_pool
 from exporter.exports.registry import load_handlers
+from exporter.imports.engine import stage_and_check
 from exporter.imports.kind import ImportKind, ImportSettings
 from exporter.imports.parallel_rows import ParallelReading
-from exporter.imports.readers import ReadLimits, upload_format
+from exporter.imports.readers import ReadLimits, UploadFormat, upload_format
 from exporter.imports.registry import import_registry
 from exporter.imports.requests import with_upload
 from exporter.storage.deployment import deployment_id
 from exporter.storage.local import LocalStorage
 from exporter.storage.scratch import ScratchSpace
-from exporter.tasks.kinds import TaskKinds, Upload
+from exporter.tasks.kinds import Progress, TaskKinds, Upload
 from exporter.tasks.models import Task, TaskStatus
 from exporter.tasks.repository import NewTask, Quotas, TaskRepository
 from exporter.tasks.runner import RunnerConfig, TaskRunner
 from settings import Settings
 from tests.conftest import account_id
-from tests.support import ApiUser, xlsx_rows
+from tests.support import ApiUser, wait_until, xlsx_rows
 
 QUOTAS = Quotas(max_active_per_user=10, max_kept_bytes_per_user=10**9, queue_full=False)
 ACCOUNT_HEADER = ["用户名", "昵称", "邮箱", "手机号", "状态", "角色"]
@@ -378,3 +382,38 @@ async def test_roles_import_permissions_split_at_commas(
         "from a file",
         ["account:read", "export:create"],
     )
+
+
+async def test_a_cancelled_import_ends_its_reading_processes_within_a_second(
+    db: asyncpg.Connection[Any], tmp_path: Path
+) -> None:
+    load_handlers()
+    rows = [[f"bulk_{i}", f"昵称{i}", f"b{i}@example.com", "", "正常", ""] for i in range(20000)]
+    upload = write_xlsx(tmp_path / "many.xlsx", {"一": [ACCOUNT_HEADER, *rows]})
+    progress = Progress()
+
+    async def stage() -> None:
+        async with db.transaction():
+            await stage_and_check(
+                db,
+                import_registry.get("account"),
+                upload,
+                UploadFormat.XLSX,
+                ReadLimits(),
+                ParallelReading(2, 0),
+                progress,
+            )
+
+    async def rows_staged() -> int:
+        return progress.done
+
+    staging = asyncio.create_task(stage())
+    await wait_until(rows_staged, what="rows staged")
+    assert len(multiprocessing.active_children()) == 2
+    cancelled_at = time.monotonic()
+    staging.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await staging
+
+    assert not multiprocessing.active_children()
+    assert time.monotonic() - cancelled_at < 1
