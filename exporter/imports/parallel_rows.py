@@ -23,6 +23,7 @@ import threading
 import zipfile
 from collections.abc import Generator
 from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
@@ -85,22 +86,32 @@ class ReadingProcesses:
         self._stopped = threading.Event()
         self._pipes: list[Connection] = []
         self._processes: list[BaseProcess] = []
-        for job in jobs:
-            receiver, sender = context.Pipe(duplex=False)
-            # Room for a few dozen runs: a process whose turn has not come reads on rather
-            # than waiting for the stager (the default 64 KiB holds one or two).
-            fcntl.fcntl(receiver.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-            process = context.Process(
-                target=read_share,
-                args=(job, sender, os.getpid()),
-                name=f"import-reader-{job.share}",
-                daemon=True,
-            )
-            self._processes.append(process)
-            self._pipes.append(receiver)
+        try:
+            for job in jobs:
+                self._start(context, job)
+        except BaseException:
+            self.stop()
+            self.close_pipes()
+            raise
+
+    def _start(self, context: SpawnContext, job: ShareJob) -> None:
+        receiver, sender = context.Pipe(duplex=False)
+        self._pipes.append(receiver)
+        # Room for a few dozen runs: a process whose turn has not come reads on rather than
+        # waiting for the stager (the default 64 KiB holds one or two).
+        fcntl.fcntl(receiver.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        process = context.Process(
+            target=read_share,
+            args=(job, sender, os.getpid()),
+            name=f"import-reader-{job.share}",
+            daemon=True,
+        )
+        try:
             process.start()
+        finally:
             # Only the reading process holds the sending end: its end is the pipe's end.
             sender.close()
+        self._processes.append(process)
 
     def receive(self, run: int) -> RunRows | SheetDone | None:
         """What the process reading ``run`` sends next; None when it has ended instead."""

@@ -8,13 +8,14 @@ read on from there itself. Rows are counted by the stager, all shares together.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 from exporter.imports.layout import CellPicker, HeaderNames
-from exporter.imports.readers import CellValue, ReadLimits
+from exporter.imports.readers import CellValue, ReadLimits, UploadRejected
 from exporter.imports.readers.base import RowGuard
 from exporter.imports.readers.xlsx_shares import read_xlsx_share
 from exporter.imports.readers.zip_guard import open_checked_zip
@@ -56,7 +57,12 @@ def read_share(job: ShareJob, out: Connection, parent_pid: int) -> None:
     die_with_parent(parent_pid)
     # Rows are counted where all shares' rows meet; here each row's size is checked.
     guard = RowGuard(dataclasses.replace(job.limits, max_rows=sys.maxsize))
-    with out, open_checked_zip(job.upload, job.limits) as archive:
+    # An upload refused here is refused by the reading in order too, which says why.
+    with (
+        out,
+        contextlib.suppress(UploadRejected),
+        open_checked_zip(job.upload, job.limits) as archive,
+    ):
         for sheet in read_xlsx_share(archive, guard, job.share, job.shares):
             picker: CellPicker | None = None
             for read in sheet.runs:

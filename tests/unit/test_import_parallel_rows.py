@@ -94,8 +94,10 @@ def outcome(source: RowSource) -> object:
         assert not multiprocessing.active_children()
 
 
-def rewrite_sheet(path: Path, part: str, change: re.Pattern[bytes], to: bytes) -> Path:
-    target = path.with_name(f"changed-{path.name}")
+def rewrite_sheet(
+    path: Path, part: str, change: re.Pattern[bytes], to: bytes, name: str = "changed"
+) -> Path:
+    target = path.with_name(f"{name}-{path.name}")
     with zipfile.ZipFile(path) as original, zipfile.ZipFile(target, "w") as copy:
         for member in original.infolist():
             data = original.read(member)
@@ -156,10 +158,14 @@ def test_errors_are_those_of_reading_in_order(tmp_path: Path, handler: ImportHan
     too_long = rewrite_sheet(
         path, "xl/worksheets/sheet3.xml", re.compile(rb"-user2500<"), b"x" * 40 + b"<"
     )
+    broken_off = rewrite_sheet(
+        path, "xl/worksheets/sheet3.xml", re.compile(rb'(?s)<row r="2000".*'), b"", "broken"
+    )
     short_cells = ReadLimits(max_rows=100_000, max_cell_chars=30)
 
     for limits, upload in [
         (short_cells, too_long),
+        (LIMITS, broken_off),
         (ReadLimits(max_rows=ROWS + 10), path),
         (ReadLimits(max_rows=2 * ROWS + 10), path),
     ]:
