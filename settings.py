@@ -75,6 +75,10 @@ class Settings(DatabaseSettings):
     encode_processes: int = Field(
         default_factory=lambda: os.cpu_count() or 1, alias="EXPORTER_ENCODE_PROCESSES", ge=0, le=256
     )
+    # Processes that read one large xlsx upload together (1: the worker reads it alone).
+    import_processes: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, alias="EXPORTER_IMPORT_PROCESSES", ge=1, le=64
+    )
     parallel_min_rows: int = Field(100_000, alias="EXPORTER_PARALLEL_MIN_ROWS", ge=1)
     loop_lag_log: Path | None = Field(
         None, alias="EXPORTER_LOOP_LAG_LOG", description="file for the worker's loop-lag probe"

@@ -11,10 +11,12 @@ from typing import Any
 
 from exporter.db import Connection
 from exporter.imports.checks import CHECKED, REPEATS, CheckPlan, TargetColumn, plan_checks
+from exporter.imports.parallel_rows import ParallelReading, open_rows
 from exporter.imports.problems import Problem, RowError
 from exporter.imports.readers import ReadLimits, UploadFormat
 from exporter.imports.readers.csv_reader import CSV_SHEET_NAME
 from exporter.imports.readers.detect import require_csv_encoding
+from exporter.imports.reading_thread import ReadingThread
 from exporter.imports.registry import ImportHandler
 from exporter.imports.staging import stage_csv, stage_rows
 from exporter.imports.upload_rows import UploadRows
@@ -44,6 +46,15 @@ SELECT sheet, row_no, problems FROM {CHECKED} WHERE action = 'reject' ORDER BY s
 ALL_REJECTED = f"""
 SELECT sheet, row_no, problems FROM {CHECKED} WHERE action = 'reject' ORDER BY seq
 """
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportSettings:
+    """What running an import takes from the deployment's settings."""
+
+    time_zone: str
+    limits: ReadLimits
+    reading: ParallelReading = dataclasses.field(default_factory=ParallelReading)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,9 +95,8 @@ async def stage_and_check(
     handler: ImportHandler,
     upload: Path,
     upload_format: UploadFormat,
-    limits: ReadLimits,
+    settings: ImportSettings,
     progress: Progress,
-    time_zone: str,
     *,
     writes: bool,
 ) -> Checked:
@@ -96,21 +106,31 @@ async def stage_and_check(
         await conn.execute(TAKE_TURNS, handler.table)
     await conn.execute(WORK_MEM)
     await conn.execute(STATISTICS_TARGET)
-    rows = UploadRows(upload, handler, limits)
-    await asyncio.to_thread(rows.start)
-    layout, sheets = rows.layout, list(rows.sheets)
-    staged = None
-    if upload_format is UploadFormat.CSV:
-        rows.close()
-        encoding = await asyncio.to_thread(require_csv_encoding, upload)
-        staged = await stage_csv(conn, upload, encoding, layout, limits, progress)
+    thread = ReadingThread()
+    rows = open_rows(upload, upload_format, handler, settings.limits, settings.reading)
+    try:
+        await thread.call(rows.start)
+        layout, sheets = rows.layout, list(rows.sheets)
+        staged = None
+        if upload_format is UploadFormat.CSV:
+            await thread.call(rows.close)
+            encoding = await asyncio.to_thread(require_csv_encoding, upload)
+            staged = await stage_csv(conn, upload, encoding, layout, settings.limits, progress)
+            if staged is None:
+                progress.done = 0
+                rows = UploadRows(upload, handler, settings.limits)
+                await thread.call(rows.start)
         if staged is None:
-            progress.done = 0
-            rows = UploadRows(upload, handler, limits)
-            await asyncio.to_thread(rows.start)
-    if staged is None:
-        staged = await stage_rows(conn, rows, progress)
-        sheets = rows.sheets
+            staged = await stage_rows(conn, rows, thread, progress)
+            sheets = rows.sheets
+    finally:
+        # At once (a cancelled import ends its reading processes here), then in the thread
+        # that read.
+        rows.stop()
+        try:
+            await thread.call(rows.close)
+        finally:
+            thread.close()
     targets = {
         record["attname"]: TargetColumn(record["attnotnull"])
         for record in await conn.fetch(TARGET_COLUMNS, handler.table)
@@ -126,7 +146,7 @@ async def stage_and_check(
         {column.field: targets[column.declared.column] for column in layout.columns},
         staged,
         unguard=upload_format is UploadFormat.CSV,
-        time_zone=time_zone,
+        time_zone=settings.time_zone,
     )
     # Temporary tables are never analysed by autovacuum: without statistics the planner
     # guesses, and sorts a million rows to disk where a hash join takes a moment.

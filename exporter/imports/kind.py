@@ -9,9 +9,8 @@ without writing twice.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,9 +20,16 @@ from pydantic import BaseModel
 from exporter.auth.accounts import Account, require_permissions
 from exporter.db import Connection, Pool
 from exporter.errors import ExporterError
-from exporter.imports.engine import Counts, rejected_rows, stage_and_check, write_rows
+from exporter.imports.engine import (
+    Counts,
+    ImportSettings,
+    rejected_rows,
+    stage_and_check,
+    write_rows,
+)
 from exporter.imports.problems import RowError
 from exporter.imports.readers import ReadLimits, UploadFormat
+from exporter.imports.reading_thread import ReadingThread
 from exporter.imports.registry import ImportHandler, ImportRegistry
 from exporter.imports.report import RejectedRowsReport
 from exporter.imports.requests import (
@@ -60,14 +66,6 @@ class AttemptLost(ExporterError):
     """The task stopped being this attempt's before its rows were written."""
 
     code = "attempt_lost"
-
-
-@dataclass(frozen=True)
-class ImportSettings:
-    """What running an import takes from the deployment's settings."""
-
-    time_zone: str
-    limits: ReadLimits
 
 
 class ImportOutcome(BaseModel):
@@ -161,9 +159,8 @@ class ImportKind:
                 handler,
                 upload,
                 UploadFormat(task.format),
-                self._settings.limits,
+                self._settings,
                 attempt.progress,
-                self._settings.time_zone,
                 writes=params.mode is ImportMode.APPLY,
             )
             counts = checked.counts
@@ -204,16 +201,19 @@ class ImportKind:
         """Write the rejected rows' report and store it (before the commit, so that a task
         whose rows were written always has its report)."""
         path = attempt.work_dir / "report.xlsx"
-        report = await asyncio.to_thread(
-            RejectedRowsReport,
-            path,
-            attempt.work_dir / f"upload.{attempt.task.format}",
-            handler,
-            self._settings.limits,
-        )
-        async for batch in rejected_rows(conn, sheets):
-            await asyncio.to_thread(report.add, batch)
-        await asyncio.to_thread(report.close)
+        upload = attempt.work_dir / f"upload.{attempt.task.format}"
+        thread = ReadingThread()
+        try:
+            report = await thread.call(
+                functools.partial(RejectedRowsReport, path, upload, handler, self._settings.limits)
+            )
+            try:
+                async for batch in rejected_rows(conn, sheets):
+                    await thread.call(functools.partial(report.add, batch))
+            finally:
+                await thread.call(report.close)
+        finally:
+            thread.close()
         # The attempt's own name: a stale attempt still finishing must not overwrite the
         # report of the one that took the task over.
         task = attempt.task

@@ -60,6 +60,8 @@ class RejectedRowsReport:
             self.rows_written += 1
 
     def close(self) -> None:
+        """Write the workbook out and stop reading the upload."""
+        self._rows.close()
         self._workbook.close()
 
     def _find(self, sheet: int, number: int) -> UploadRow:

@@ -10,6 +10,7 @@ here, sheet by sheet, and its rows copied in.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,8 @@ from exporter.imports.readers.base import column_letters
 from exporter.imports.readers.csv_grammar import is_strict_csv
 from exporter.imports.readers.csv_reader import CSV_SHEET_NAME
 from exporter.imports.readers.errors import CellTooLong
-from exporter.imports.upload_rows import UploadRows
+from exporter.imports.reading_thread import ReadingThread
+from exporter.imports.upload_rows import RowSource
 from exporter.tasks.kinds import Progress
 
 ROWS_TABLE = "import_rows"
@@ -36,7 +38,9 @@ CHUNK_BYTES = 1024 * 1024
 BATCH_ROWS = 5000
 
 
-async def stage_rows(conn: Connection, rows: UploadRows, progress: Progress) -> Staged:
+async def stage_rows(
+    conn: Connection, rows: RowSource, thread: ReadingThread, progress: Progress
+) -> Staged:
     """Copy the rows read here into a staging table; ``rows`` has started (its layout known)."""
     fields = rows.layout.fields
     await conn.execute(
@@ -46,17 +50,19 @@ async def stage_rows(conn: Connection, rows: UploadRows, progress: Progress) -> 
     )
     await conn.copy_records_to_table(
         ROWS_TABLE,
-        records=_records(rows, progress),
+        records=_records(rows, thread, progress),
         columns=("seq", "sheet", "row_no", *fields),
     )
     return Staged(ROWS_TABLE, "{s}.sheet", "{s}.row_no", {field: field for field in fields})
 
 
-async def _records(rows: UploadRows, progress: Progress) -> AsyncIterator[tuple[Any, ...]]:
-    while batch := await asyncio.to_thread(rows.batch, BATCH_ROWS):
+async def _records(
+    rows: RowSource, thread: ReadingThread, progress: Progress
+) -> AsyncIterator[tuple[Any, ...]]:
+    while batch := await thread.call(functools.partial(rows.records, BATCH_ROWS)):
         progress.advance(len(batch))
-        for row in batch:
-            yield (row.seq, row.sheet, row.number, *row.values)
+        for record in batch:
+            yield record
 
 
 async def stage_csv(

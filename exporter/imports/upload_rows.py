@@ -4,12 +4,16 @@ header, numbered in the order read, skipping rows with nothing in the type's col
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Generator
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 from exporter.imports.layout import SheetLayout, match_header, no_header, same_columns
-from exporter.imports.readers import CellValue, ReadLimits, read_upload
+from exporter.imports.readers import CellValue, ReadLimits, Row, read_upload
 from exporter.imports.registry import ImportHandler
+
+# What is staged of a row: (seq, sheet, row number, the text of each of the type's columns).
+Record = tuple[Any, ...]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -25,18 +29,96 @@ class UploadRow:
     values: list[str | None]
 
 
+class RowSource(Protocol):
+    """An upload's rows as staging reads them, however they are read."""
+
+    @property
+    def layout(self) -> SheetLayout:
+        """The first matching sheet's layout (every other one holds the same columns)."""
+
+    @property
+    def sheets(self) -> list[str]:
+        """The names of the matching sheets met so far (a record's sheet is an index here)."""
+
+    def start(self) -> None:
+        """Read up to the first matching sheet's header; HeaderMissing if there is none."""
+
+    def records(self, size: int) -> list[Record]:
+        """Up to ``size`` further records (more if that is cheaper); an empty list at the end."""
+
+    def stop(self) -> None:
+        """End at once whatever reads beside this thread (safe from any thread)."""
+
+    def close(self) -> None:
+        """Stop reading and let go of the file (in the thread that reads)."""
+
+
+class MatchedSheets:
+    """The sheets of one upload that are the type's, as they are met in order, and the
+    positions of their rows."""
+
+    def __init__(self, handler: ImportHandler) -> None:
+        self.handler = handler
+        self.sheets: list[str] = []
+        self.layouts: list[SheetLayout] = []
+        self.seq = 0
+
+    def match(self, name: str, header: Sequence[CellValue] | None) -> int | None:
+        """The sheet's index among the matching ones, or None when its first row (None: it
+        has none) is not the type's header and the sheet is skipped."""
+        layout = None if header is None else match_header(self.handler, header)
+        if layout is None:
+            return None
+        if self.layouts:
+            same_columns(self.layouts[0], name, layout, self.sheets[0])
+        self.sheets.append(name)
+        self.layouts.append(layout)
+        return len(self.sheets) - 1
+
+    def sheet_rows(self, name: str, rows: Iterator[Row]) -> Iterator[UploadRow]:
+        """A sheet's rows from its first (its header) on."""
+        first = next(rows, None)
+        sheet = self.match(name, None if first is None else first[1])
+        yield from self.rows_after_header(sheet, rows)
+
+    def rows_after_header(self, sheet: int | None, rows: Iterator[Row]) -> Iterator[UploadRow]:
+        """The rows of a matching sheet that hold something in the type's columns; those of a
+        skipped one (None) are read, and so counted and checked, but give nothing."""
+        if sheet is None:
+            for _ in rows:
+                pass
+            return
+        values_of = self.layouts[sheet].values
+        for number, cells in rows:
+            values = values_of(cells)
+            if any(values):
+                self.seq += 1
+                yield UploadRow(self.seq, sheet, number, cells, values)
+
+    def records(self, sheet: int, numbered: list[Record]) -> list[Record]:
+        """(number, *values) of a sheet's rows, in order, as records."""
+        seq = self.seq
+        self.seq += len(numbered)
+        return [(position, sheet, *row) for position, row in enumerate(numbered, seq + 1)]
+
+    def finish(self) -> None:
+        """Raise HeaderMissing if no sheet matched."""
+        if not self.layouts:
+            raise no_header(self.handler)
+
+
 class UploadRows:
-    """Reads an upload once, front to back. Blocking: run it in a thread.
+    """Reads an upload once, front to back, in this process. Blocking: run it in a thread.
 
     Two reads of the same file give the same rows with the same positions, which is how the
     report of rejected rows finds their original cells again.
     """
 
     def __init__(self, path: Path, handler: ImportHandler, limits: ReadLimits) -> None:
-        self._handler = handler
+        self._matched = MatchedSheets(handler)
         self._rows = self._read(path, limits)
-        self.sheets: list[str] = []
-        self.layouts: list[SheetLayout] = []
+        self.sheets = self._matched.sheets
+        self.layouts = self._matched.layouts
 
     @property
     def layout(self) -> SheetLayout:
@@ -46,6 +128,9 @@ class UploadRows:
     def start(self) -> None:
         """Read up to the first matching sheet's header; HeaderMissing if there is none."""
         self._pending: UploadRow | None = next(self._rows, None)
+
+    def stop(self) -> None:
+        """Nothing reads beside the reading thread."""
 
     def close(self) -> None:
         """Stop reading (the file is closed)."""
@@ -63,25 +148,11 @@ class UploadRows:
                 break
         return rows
 
+    def records(self, size: int) -> list[Record]:
+        """Up to ``size`` further rows as staged; an empty list at the end."""
+        return [(row.seq, row.sheet, row.number, *row.values) for row in self.batch(size)]
+
     def _read(self, path: Path, limits: ReadLimits) -> Generator[UploadRow, None, None]:
-        seq = 0
         for sheet in read_upload(path, limits):
-            first = next(sheet.rows, None)
-            layout = None if first is None else match_header(self._handler, first[1])
-            if layout is None:
-                # Not one of the type's sheets (a notes sheet, an empty one): skipped whole.
-                for _ in sheet.rows:
-                    pass
-                continue
-            if self.layouts:
-                same_columns(self.layout, sheet.name, layout, self.sheets[0])
-            index = len(self.sheets)
-            self.sheets.append(sheet.name)
-            self.layouts.append(layout)
-            for number, cells in sheet.rows:
-                values = layout.values(cells)
-                if any(values):
-                    seq += 1
-                    yield UploadRow(seq, index, number, cells, values)
-        if not self.layouts:
-            raise no_header(self._handler)
+            yield from self._matched.sheet_rows(sheet.name, sheet.rows)
+        self._matched.finish()

@@ -26,7 +26,8 @@ from exporter.auth.account_repository import AccountRepository
 from exporter.db import create_pool
 from exporter.exports.kind import ExportKind, ExportSettings
 from exporter.exports.registry import load_handlers
-from exporter.imports.kind import ImportKind, ImportSettings
+from exporter.imports.engine import ImportSettings
+from exporter.imports.kind import ImportKind
 from exporter.imports.readers import ReadLimits
 from exporter.imports.registry import import_registry
 from exporter.ops.storage import open_storage

@@ -21,7 +21,9 @@ from exporter.exports.formats.base import ParallelEncoding
 from exporter.exports.formats.xlsx_workbook import check_xlsxwriter
 from exporter.exports.kind import ExportKind, ExportSettings
 from exporter.exports.registry import load_handlers
-from exporter.imports.kind import ImportKind, ImportSettings
+from exporter.imports.engine import ImportSettings
+from exporter.imports.kind import ImportKind
+from exporter.imports.parallel_rows import ParallelReading
 from exporter.imports.readers import ReadLimits
 from exporter.imports.registry import import_registry
 from exporter.ops.loop_lag import record_loop_lag
@@ -102,7 +104,11 @@ async def startup(ctx: dict[str, Any]) -> None:
         import_registry,
         pool,
         storage,
-        ImportSettings(settings.time_zone, ReadLimits(max_rows=settings.max_import_rows)),
+        ImportSettings(
+            settings.time_zone,
+            ReadLimits(max_rows=settings.max_import_rows),
+            ParallelReading(settings.import_processes),
+        ),
     )
     queue = TaskQueue(ctx["redis"], settings.queue_name)
     sweeper = Sweeper(pool, queue, lease_s=settings.lease_s, max_attempts=settings.max_attempts)

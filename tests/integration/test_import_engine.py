@@ -4,11 +4,13 @@ the mode and on-error say, reported row by row, and an export imports back uncha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import hashlib
+import multiprocessing
+import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,10 @@ from exporter.db import Pool, create_pool
 from exporter.exports.columns import Column, ColumnKind
 from exporter.exports.registry import ExportHandler, ExportParams, load_handlers
 from exporter.exports.row_query import RowQuery
-from exporter.imports.kind import ImportKind, ImportSettings
-from exporter.imports.readers import ReadLimits, upload_format
+from exporter.imports.engine import ImportSettings, stage_and_check
+from exporter.imports.kind import ImportKind
+from exporter.imports.parallel_rows import ParallelReading
+from exporter.imports.readers import ReadLimits, UploadFormat, upload_format
 from exporter.imports.registry import (
     ImportField,
     ImportRegistry,
@@ -34,14 +38,14 @@ from exporter.imports.requests import with_upload
 from exporter.storage.deployment import deployment_id
 from exporter.storage.local import LocalStorage
 from exporter.storage.scratch import ScratchSpace
-from exporter.tasks.kinds import TaskKinds, Upload
+from exporter.tasks.kinds import Progress, TaskKinds, Upload
 from exporter.tasks.models import Task, TaskStatus
 from exporter.tasks.repository import NewTask, Quotas, TaskRepository
 from exporter.tasks.runner import RunnerConfig, TaskRunner
 from settings import Settings
 from tests.conftest import account_id
 from tests.imports import ACCOUNT_HEADER, accounts_state, write_csv, write_xlsx
-from tests.support import ApiUser, xlsx_rows
+from tests.support import ApiUser, wait_until, xlsx_rows
 
 TIME_ZONE = "Asia/Shanghai"
 QUOTAS = Quotas(max_active_per_user=10, max_kept_bytes_per_user=10**9, queue_full=False)
@@ -89,16 +93,24 @@ class Importer:
         return xlsx_rows(path.read_bytes())
 
 
-@asynccontextmanager
+@contextlib.asynccontextmanager
 async def running_imports(
-    settings: Settings, db: asyncpg.Connection[Any], handlers: ImportRegistry
+    settings: Settings,
+    db: asyncpg.Connection[Any],
+    handlers: ImportRegistry,
+    reading: ParallelReading | None = None,
 ) -> AsyncIterator[Importer]:
     """Imports of ``handlers``' types run in this process, with the tests' time zone."""
     pool: Pool = await create_pool(settings.database_url)
     try:
         deployment = await deployment_id(pool)
         storage = LocalStorage(settings.storage_dir, deployment)
-        imports = ImportKind(handlers, pool, storage, ImportSettings(TIME_ZONE, ReadLimits()))
+        imports = ImportKind(
+            handlers,
+            pool,
+            storage,
+            ImportSettings(TIME_ZONE, ReadLimits(), reading or ParallelReading()),
+        )
         runner = TaskRunner(
             TaskRepository(pool),
             pool,
@@ -116,8 +128,18 @@ async def running_imports(
 @pytest.fixture
 async def importer(settings: Settings, db: asyncpg.Connection[Any]) -> AsyncIterator[Importer]:
     load_handlers()
-    async with running_imports(settings, db, import_registry) as running:
-        yield running
+    async with running_imports(settings, db, import_registry) as importer:
+        yield importer
+
+
+@pytest.fixture
+async def parallel_importer(
+    settings: Settings, db: asyncpg.Connection[Any]
+) -> AsyncIterator[Importer]:
+    """Reads every xlsx upload with two processes, however small."""
+    load_handlers()
+    async with running_imports(settings, db, import_registry, ParallelReading(2, 0)) as importer:
+        yield importer
 
 
 async def test_an_exported_csv_imports_back_with_every_row_unchanged(
@@ -261,6 +283,35 @@ async def test_apply_with_skip_writes_the_valid_rows_and_reports_the_rest(
         == 0
     )
     assert len(await importer.report(task)) == 6
+
+
+async def test_an_xlsx_read_by_two_processes_is_checked_and_reported_as_read_by_one(
+    importer: Importer, parallel_importer: Importer, db: asyncpg.Connection[Any], tmp_path: Path
+) -> None:
+    before = await accounts_state(db)
+    # Sheets of many runs each, rows rejected in both, a key repeated across them.
+    bulk = [[f"bulk_{i}", f"昵称{i}", f"b{i}@example.com", "", "正常", ""] for i in range(3000)]
+    first, *rows = mixed_rows()
+    upload = write_xlsx(
+        tmp_path / "mixed.xlsx",
+        {
+            "一": [first, *bulk[:1500], *rows, *bulk[1500:2000]],
+            "notes": [["not accounts"]],
+            "二": [first, *bulk[2000:], *rows[2:], bulk[10]],
+        },
+    )
+
+    in_order = await importer.run(upload)
+    in_parallel = await parallel_importer.run(upload)
+
+    assert in_order.status is in_parallel.status is TaskStatus.FAILED
+    assert in_order.outcome is not None and in_parallel.outcome is not None
+    # Everything but where each report is kept.
+    assert {**in_parallel.outcome, "report_key": None} == {**in_order.outcome, "report_key": None}
+    assert in_order.outcome["counts"]["rejected"] == 11
+    assert {error["sheet"] for error in in_order.outcome["errors"]} == {"一", "二"}
+    assert await importer.report(in_parallel) == await importer.report(in_order)
+    assert await accounts_state(db) == before
 
 
 async def test_a_column_left_out_is_untouched_and_roles_are_found_by_name(
@@ -516,3 +567,38 @@ async def test_two_imports_creating_the_same_account_at_once_both_finish_cleanly
 
     for task in tasks:
         assert task.status is TaskStatus.COMPLETED, (task.error_code, task.error)
+
+
+async def test_a_cancelled_import_ends_its_reading_processes_within_a_second(
+    db: asyncpg.Connection[Any], tmp_path: Path
+) -> None:
+    load_handlers()
+    rows = [[f"bulk_{i}", f"昵称{i}", f"b{i}@example.com", "", "正常", ""] for i in range(20000)]
+    upload = write_xlsx(tmp_path / "many.xlsx", {"一": [ACCOUNT_HEADER, *rows]})
+    progress = Progress()
+
+    async def stage() -> None:
+        async with db.transaction():
+            await stage_and_check(
+                db,
+                import_registry.get("account"),
+                upload,
+                UploadFormat.XLSX,
+                ImportSettings("UTC", ReadLimits(), ParallelReading(2, 0)),
+                progress,
+                writes=False,
+            )
+
+    async def rows_staged() -> int:
+        return progress.done
+
+    staging = asyncio.create_task(stage())
+    await wait_until(rows_staged, what="rows staged")
+    assert len(multiprocessing.active_children()) == 2
+    cancelled_at = time.monotonic()
+    staging.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await staging
+
+    assert not multiprocessing.active_children()
+    assert time.monotonic() - cancelled_at < 1

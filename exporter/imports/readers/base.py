@@ -65,16 +65,25 @@ class RowGuard:
         str (a csv row), which spares looking for the others."""
         self.rows_read += 1
         if self.rows_read > self.limits.max_rows:
-            raise TooManyImportRows(
-                f"The file holds more than {self.limits.max_rows} rows",
-                params={"limit": self.limits.max_rows},
-            )
+            raise self._too_many()
         if len(cells) > self.limits.max_columns:
             raise too_many_columns(sheet, len(cells), self.limits.max_columns)
         # Measured in C (map, max) rather than cell by cell: this runs for every row read.
         texts = cells if all_text else [cell for cell in cells if cell.__class__ is str]
         if max(map(len, texts), default=0) > self.limits.max_cell_chars:  # type: ignore[arg-type]
             self._too_long(sheet, row_number, cells)
+
+    def count(self, rows: int) -> None:
+        """Count rows read and checked elsewhere (by another process) against the limit."""
+        self.rows_read += rows
+        if self.rows_read > self.limits.max_rows:
+            raise self._too_many()
+
+    def _too_many(self) -> TooManyImportRows:
+        return TooManyImportRows(
+            f"The file holds more than {self.limits.max_rows} rows",
+            params={"limit": self.limits.max_rows},
+        )
 
     def _too_long(self, sheet: str, row_number: int, cells: list[CellValue]) -> None:
         max_chars = self.limits.max_cell_chars

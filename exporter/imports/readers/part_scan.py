@@ -14,7 +14,7 @@ import dataclasses
 import re
 import zipfile
 from collections.abc import Callable, Iterator
-from typing import IO, Any, Protocol
+from typing import IO, Any, Final, Protocol
 
 from lxml import etree
 
@@ -63,25 +63,35 @@ class PlainRun:
     text: str
 
 
-def scan_part(archive: zipfile.ZipFile, part: str, items: Items) -> Iterator[PlainRun | Any]:
+# A run that was cut where every reader of the part cuts it but neither checked nor decoded:
+# another process reads it (see ``scan_part``'s ``wanted``).
+SKIPPED: Final = PlainRun("")
+
+
+def scan_part(
+    archive: zipfile.ZipFile,
+    part: str,
+    items: Items,
+    wanted: Callable[[int], bool] | None = None,
+) -> Iterator[PlainRun | Any]:
     """The items of ``part`` in order: ``PlainRun`` runs and lxml elements (to ``forget`` once
-    read). Every failure to parse is a ``CorruptUpload``."""
+    read). Every failure to parse is a ``CorruptUpload``.
+
+    ``wanted`` picks the runs to read by their place among the pieces yielded; the others
+    are yielded as ``SKIPPED`` unread. Runs are cut at the same places whichever are read, so
+    processes reading the same part with complementary choices share its runs between them.
+    """
     try:
         with archive.open(part) as stream:
-            yield from scan(stream, part, items)
+            yield from scan(stream, part, items, wanted)
     except PART_FAILURES as exc:
         raise corrupt(exc) from exc
 
 
-def scan(stream: IO[bytes], part: str, items: Items) -> Iterator[PlainRun | Any]:
-    head = stream.read(BLOCK_BYTES)
-    if declares_dtd(head[:PROLOG_BYTES]):
-        raise dtd_refused(part)
-    while (found := items.container.search(head)) is None and len(head) < MAX_RUN_BYTES:
-        block = stream.read(BLOCK_BYTES)
-        if not block:
-            break
-        head += block
+def scan(
+    stream: IO[bytes], part: str, items: Items, wanted: Callable[[int], bool] | None = None
+) -> Iterator[PlainRun | Any]:
+    head, found = read_to_container(stream, part, items)
     skeleton = Skeleton(part, items)
     grammar = None if found is None else skeleton.open(head[: found.end()])
     if found is None or grammar is None:
@@ -89,6 +99,7 @@ def scan(stream: IO[bytes], part: str, items: Items) -> Iterator[PlainRun | Any]
         return
     prefix, pending = head[: found.end()], head[found.end() :]
     ended = False
+    runs = 0
     while not ended:
         end = pending.find(items.end)
         if end >= 0:
@@ -102,14 +113,35 @@ def scan(stream: IO[bytes], part: str, items: Items) -> Iterator[PlainRun | Any]
             cut, ended = (boundary(pending, items.item), False) if block else (len(pending), True)
             if cut <= 0 and not ended and len(pending) < MAX_RUN_BYTES:
                 continue
+        if cut > 0 and wanted is not None and not wanted(runs):
+            runs += 1
+            yield SKIPPED
+            pending = pending[cut:]
+            continue
         text = grammar.is_plain(pending[:cut]) if cut > 0 else None
         if text is None and (cut > 0 or not ended):
             yield from parse(Chained(prefix + pending, stream), part, (items.item_tag,))
             return
         if text is not None:
+            runs += 1
             yield PlainRun(text)
         pending = pending[cut:]
     yield from skeleton.close(pending, stream)
+
+
+def read_to_container(
+    stream: IO[bytes], part: str, items: Items
+) -> tuple[bytes, re.Match[bytes] | None]:
+    """The part's first bytes, up to its items' container start tag if there is one soon."""
+    head = stream.read(BLOCK_BYTES)
+    if declares_dtd(head[:PROLOG_BYTES]):
+        raise dtd_refused(part)
+    while (found := items.container.search(head)) is None and len(head) < MAX_RUN_BYTES:
+        block = stream.read(BLOCK_BYTES)
+        if not block:
+            break
+        head += block
+    return head, found
 
 
 def boundary(data: bytes, item: bytes) -> int:

@@ -4,6 +4,7 @@ else one lxml <row> at a time. Both give the same values."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import zipfile
@@ -22,11 +23,12 @@ from exporter.imports.readers.base import (
 )
 from exporter.imports.readers.errors import CorruptUpload
 from exporter.imports.readers.excel_dates import serial_to_datetime
-from exporter.imports.readers.part_scan import PlainRun, scan_part
+from exporter.imports.readers.part_scan import SKIPPED, PlainRun, scan_part
 from exporter.imports.readers.plain_rows import SHEET_ROWS, items_of, xml_text
 from exporter.imports.readers.safe_xml import MAIN_NS, forget
 from exporter.imports.readers.string_table import StringTable
 from exporter.imports.readers.xlsx_parts import (
+    WorkbookParts,
     item_text,
     read_date_styles,
     read_shared_strings,
@@ -58,25 +60,61 @@ class SheetContext:
         return known
 
 
-def read_xlsx(archive: zipfile.ZipFile, guard: RowGuard) -> Iterator[Sheet]:
-    """Every sheet in the workbook's order. A formula cell gives the value Excel cached
-    when it last saved the file; nothing is evaluated."""
+@dataclasses.dataclass(frozen=True)
+class ResumeAt:
+    """Where reading a workbook picks up: the sheet (its place in the workbook), the run of
+    its rows (its place among the pieces ``scan_part`` yields) and the number of the row
+    read last before it."""
+
+    sheet: int = 0
+    run: int = 0
+    previous: int = 0
+
+
+def read_xlsx(
+    archive: zipfile.ZipFile, guard: RowGuard, resume: ResumeAt = ResumeAt()
+) -> Iterator[Sheet]:
+    """Every sheet in the workbook's order (from ``resume`` on). A formula cell gives the
+    value Excel cached when it last saved the file; nothing is evaluated."""
     parts = read_workbook(archive)
-    date_styles = read_date_styles(archive, parts.styles_part)
-    strings = read_shared_strings(archive, parts.shared_strings_part, guard.limits)
+    context = sheet_context(archive, parts, guard.limits)
     try:
-        context = SheetContext(strings, date_styles, parts.date1904)
-        for sheet in parts.sheets:
-            yield Sheet(sheet.name, sheet_rows(archive, sheet.part, sheet.name, context, guard))
+        for index, sheet in enumerate(parts.sheets[resume.sheet :], resume.sheet):
+            start = resume if index == resume.sheet else ResumeAt(index)
+            rows = sheet_rows(archive, sheet.part, sheet.name, context, guard, start)
+            yield Sheet(sheet.name, rows)
     finally:
-        strings.close()
+        context.strings.close()
+
+
+def sheet_context(
+    archive: zipfile.ZipFile, parts: WorkbookParts, limits: ReadLimits
+) -> SheetContext:
+    """What decoding the workbook's cells needs: its shared strings (close them when done),
+    date styles, epoch."""
+    date_styles = read_date_styles(archive, parts.styles_part)
+    return SheetContext(
+        read_shared_strings(archive, parts.shared_strings_part, limits),
+        date_styles,
+        parts.date1904,
+    )
 
 
 def sheet_rows(
-    archive: zipfile.ZipFile, part: str, name: str, context: SheetContext, guard: RowGuard
+    archive: zipfile.ZipFile,
+    part: str,
+    name: str,
+    context: SheetContext,
+    guard: RowGuard,
+    start: ResumeAt = ResumeAt(),
 ) -> Iterator[Row]:
-    previous = 0
-    for piece in scan_part(archive, part, SHEET_ROWS):
+    previous = start.previous
+    first = start.run
+    for piece in scan_part(
+        archive, part, SHEET_ROWS, (lambda run: run >= first) if first else None
+    ):
+        if piece is SKIPPED:
+            continue
         if isinstance(piece, PlainRun):
             for number, cells in plain_rows(piece, previous, name, context, guard.limits):
                 previous = number
