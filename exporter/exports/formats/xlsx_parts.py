@@ -84,8 +84,13 @@ async def _encode_part_while_wanted(job: PartJob) -> Deflated | None:
 async def _encode_part(job: PartJob) -> Deflated | None:
     part_dir = job.work_dir / f"part-{job.index}"
     part_dir.mkdir()
+    # A part's rows go after the frame's header; only a whole workbook writes its own.
     writer = XlsxExportWriter(
-        job.output or part_dir / "part.xlsx", job.title, job.columns, first_row=job.range.first_row
+        job.output or part_dir / "part.xlsx",
+        job.title,
+        job.columns,
+        first_row=job.range.first_row,
+        header=job.output is not None,
     )
     try:
         async with connection_in_snapshot(job.dsn, job.snapshot, job.time_zone) as conn:

@@ -115,8 +115,9 @@ class XlsxExportWriter:
 
     Every xlsxwriter call's return code is checked, so no cell is dropped silently.
 
-    A *part* of a parallel export (``first_row`` > 1) writes no header and its rows at their
-    final positions in the sheet; :meth:`finish_part` then hands over the sheet's row XML.
+    A *part* of a parallel export (``header`` false) writes no header and its rows at their
+    final positions in the sheet (from data row ``first_row``); :meth:`finish_part` then hands
+    over the sheet's row XML, which the frame's header row precedes.
     """
 
     def __init__(
@@ -127,6 +128,7 @@ class XlsxExportWriter:
         *,
         max_sheet_rows: int = MAX_SHEET_DATA_ROWS,
         first_row: int = 1,
+        header: bool = True,
     ) -> None:
         self._workbook = text_safe_workbook(path)
         self._title = title
@@ -140,7 +142,7 @@ class XlsxExportWriter:
         self._date_format._get_xf_index()
         self._sheets = 0
         self._row = 0
-        self._sheet = self._new_sheet(header=first_row == 1)
+        self._sheet = self._new_sheet(header=header and first_row == 1)
         self._row = first_row - 1
         self.rows_written = 0
 
