@@ -12,6 +12,22 @@ from pathlib import Path
 import pytest
 import xlsxwriter
 
+from bench.xlsb_writer import (
+    CELL_XFS,
+    DATE_STYLE,
+    DATETIME_STYLE,
+    DAYS_STYLE,
+    DIMENSION,
+    GENERAL_STYLE,
+    NUMBER_STYLE,
+    PHONETIC_FLAG,
+    XF,
+    Formula,
+    Styled,
+    XlsbCell,
+    record,
+    write_xlsb,
+)
 from exporter.imports.readers import (
     CellTooLong,
     CompressionTooHigh,
@@ -30,22 +46,6 @@ from exporter.imports.readers import (
 from exporter.imports.readers.base import CellValue
 from exporter.imports.readers.excel_dates import is_date_format, serial_to_datetime
 from exporter.imports.readers.xlsx_parts import unescape
-from tests.xlsb_writer import (
-    CELL_XFS,
-    DATE_STYLE,
-    DATETIME_STYLE,
-    DAYS_STYLE,
-    DIMENSION,
-    GENERAL_STYLE,
-    NUMBER_STYLE,
-    PHONETIC_FLAG,
-    XF,
-    Formula,
-    Styled,
-    XlsbCell,
-    record,
-    write_xlsb,
-)
 
 LIMITS = ReadLimits()
 WHEN = datetime.datetime(2024, 2, 29, 13, 45, 7)
@@ -324,7 +324,7 @@ def test_a_cell_past_the_last_column_is_refused(tmp_path: Path) -> None:
     assert error.params == {"sheet": "s", "columns": 21, "limit": 10}
 
 
-# xlsb (written by tests/xlsb_writer.py; python-calamine reads the same cells back)
+# xlsb (written by bench/xlsb_writer.py; python-calamine reads the same cells back)
 
 XLSB_SHEETS: dict[str, dict[int, list[XlsbCell | Formula]]] = {
     "账户": {
