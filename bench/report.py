@@ -12,6 +12,7 @@ from typing import Any, TypedDict
 
 from bench.ceiling_process import CeilingResult
 from bench.exports import ExportBatch
+from bench.imports import ImportSize
 from bench.load import LoadResult
 from bench.stack import API_PROCESSES, DEFAULT_PARALLEL_MIN_ROWS
 
@@ -69,6 +70,8 @@ class Measurements:
     trivial: LoadResult | None = None
     post: LoadResult | None = None
     listing: LoadResult | None = None
+    imports: ImportSize | None = None  # of ``rows`` rows
+    imports_small: ImportSize | None = None  # of ``small_rows`` rows
 
 
 class Target(TypedDict):

@@ -33,6 +33,7 @@ QUEUE_PREFIX = "exporter-bench:"
 TIME_ZONE = "Asia/Shanghai"
 
 MAX_PENDING = 1_000_000
+MAX_UPLOAD_BYTES = 2 * 1024**3
 # The worker's own default: xlsx exports of at least this many rows are encoded in parallel.
 DEFAULT_PARALLEL_MIN_ROWS: int = Settings.model_fields["parallel_min_rows"].default
 # The API and the trivial endpoint it is compared with: one process per core each.
@@ -171,6 +172,9 @@ class Stack:
             EXPORTER_MAX_PENDING=str(MAX_PENDING),
             # Set here, not inherited, so the rows' labels say which path the exports took.
             EXPORTER_PARALLEL_MIN_ROWS=str(parallel_min_rows),
+            # The import bench uploads its whole data set in one file (a million rows of csv
+            # are about 100 MB); the default cap is for what people send.
+            EXPORTER_MAX_UPLOAD_BYTES=str(MAX_UPLOAD_BYTES),
             PYTHONUNBUFFERED="1",
         )
         self._logs = run_dir / "logs"

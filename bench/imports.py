@@ -1,0 +1,193 @@
+"""Imports through the real API and worker: POST the file, poll until finished, check the
+counts; and the baseline a csv import is measured against, a plain ``COPY FROM`` of the file."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from bench.exports import ApiUser, ExportFailed
+from bench.import_files import ImportFiles
+from bench.loop_lag import max_loop_lag_ms
+from bench.memory import PeakRss
+from bench.stack import Stack
+from bench.statement_split import StatementSampler, StatementSplit
+
+log = logging.getLogger("bench")
+
+IMPORT_TYPE = "account"
+IMPORTED_TABLE = "accounts"
+# The csv export's 9 columns, all text, in a temporary table as the import's staging is.
+BARE_TABLE = "bare_accounts"
+BARE_COLUMNS = tuple(f"c_{position}" for position in range(9))
+FIRST_ERRORS_LOGGED = 5
+
+
+@dataclass(frozen=True)
+class ImportCounts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+
+
+@dataclass(frozen=True)
+class ImportRun:
+    """One import, POST to finished, and what the worker did meanwhile."""
+
+    file_format: str
+    mode: str  # validate or apply
+    rows: int
+    file_bytes: int
+    seconds: float  # the POST (upload included) until the task reads completed
+    counts: ImportCounts
+    expected: ImportCounts
+    worker_peak_rss_bytes: int
+    loop_lag_ms: float | None
+    split: StatementSplit | None
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds
+
+
+@dataclass(frozen=True)
+class ImportSize:
+    """Every import of one size of data set, and the COPY baseline of its csv file."""
+
+    rows: int
+    copy_s: float
+    round_trips: tuple[ImportRun, ...]  # every row unchanged
+    creating: ImportRun  # the csv with new usernames, applied: every row created
+
+    @property
+    def copy_rows_per_s(self) -> float:
+        return self.rows / self.copy_s
+
+    def run(self, file_format: str, mode: str) -> ImportRun | None:
+        return next(
+            (r for r in self.round_trips if (r.file_format, r.mode) == (file_format, mode)), None
+        )
+
+
+class ImportApiUser(ApiUser):
+    tasks_path = "/api/import-tasks"
+
+    async def upload(self, path: Path, mode: str) -> str:
+        form = aiohttp.FormData()
+        form.add_field("type", IMPORT_TYPE)
+        form.add_field("mode", mode)
+        form.add_field("on_error", "abort")
+        with path.open("rb") as file:
+            form.add_field("file", file, filename=path.name)
+            answer = await self._request("POST", self.tasks_path, data=form)
+        task_id: str = answer["id"]
+        return task_id
+
+    async def delete(self, task_id: str) -> None:
+        """Deleted once measured: each task keeps its upload, and the uploads count against
+        the user's quota of kept bytes."""
+        async with self._session.delete(
+            f"{self._base_url}{self.tasks_path}/{task_id}", headers=self._headers
+        ) as response:
+            if response.status != 204:
+                raise ExportFailed(f"DELETE import {task_id}: {response.status}")
+
+
+def _counts(task: dict[str, Any]) -> ImportCounts:
+    return ImportCounts(**task["counts"])
+
+
+async def run_import(
+    stack: Stack, api: ImportApiUser, path: Path, mode: str, expected: ImportCounts
+) -> ImportRun:
+    """One import of ``path``, timed from the POST to completion, the worker sampled."""
+    worker = stack.worker
+    assert worker is not None, "imports need the worker running"
+    rows = stack.database.rows
+    started_wall = time.time()
+    sampler = StatementSampler(stack.database.url, IMPORTED_TABLE)
+    with PeakRss(worker.service.pid, children=False) as rss:
+        async with sampler:
+            started = time.perf_counter()
+            task_id = await api.upload(path, mode)
+            task = await api.wait_finished(task_id)
+            seconds = time.perf_counter() - started
+    stack.check_running()
+    # An apply that rejects rows fails, and says what it found: that is measured too.
+    if task["counts"] is None:
+        raise ExportFailed(f"import {task_id} ended {task['status']}: {task['error']}")
+    await api.delete(task_id)
+    counts = _counts(task)
+    if counts != expected:
+        log.warning(
+            "import of %s (%s): counts %s, expected %s; first errors: %s",
+            path.name,
+            mode,
+            counts,
+            expected,
+            task["errors"][:FIRST_ERRORS_LOGGED],
+        )
+    return ImportRun(
+        file_format=task["format"],
+        mode=mode,
+        rows=rows,
+        file_bytes=path.stat().st_size,
+        seconds=seconds,
+        counts=counts,
+        expected=expected,
+        worker_peak_rss_bytes=rss.peak_bytes,
+        loop_lag_ms=await max_loop_lag_ms(
+            worker.loop_lag_log, started_wall, started_wall + seconds
+        ),
+        split=sampler.split,
+    )
+
+
+async def copy_baseline(url: str, csv_file: Path) -> float:
+    """Seconds to COPY the csv file into a bare temporary table of text columns."""
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                f"CREATE TEMP TABLE {BARE_TABLE} ("
+                + ", ".join(f"{column} text" for column in BARE_COLUMNS)
+                + ") ON COMMIT DROP"
+            )
+            started = time.perf_counter()
+            await conn.copy_to_table(
+                BARE_TABLE, source=csv_file, columns=BARE_COLUMNS, format="csv", header=True
+            )
+            return time.perf_counter() - started
+    finally:
+        await conn.close()
+
+
+async def import_size(stack: Stack, files: ImportFiles, api: ImportApiUser) -> ImportSize:
+    """The baseline, then each format validated and applied (every row unchanged), then the
+    csv of new usernames applied (every row created)."""
+    rows = stack.database.rows
+    copy_s = await copy_baseline(stack.database.url, files.csv)
+    unchanged = ImportCounts(unchanged=rows)
+    round_trips = []
+    for file_format, path in files.by_format().items():
+        for mode in ("validate", "apply"):
+            run = await run_import(stack, api, path, mode, unchanged)
+            log.info(
+                "import %s %s, %s rows: %.1f s, %s",
+                file_format,
+                mode,
+                f"{rows:,}",
+                run.seconds,
+                run.counts,
+            )
+            round_trips.append(run)
+    creating = await run_import(stack, api, files.new_csv, "apply", ImportCounts(created=rows))
+    log.info("import of new accounts, %s rows: %.1f s", f"{rows:,}", creating.seconds)
+    return ImportSize(rows, copy_s, tuple(round_trips), creating)
