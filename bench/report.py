@@ -12,6 +12,7 @@ from typing import Any
 
 from bench.ceiling_process import CeilingResult
 from bench.exports import ExportBatch
+from bench.import_report import import_notes, import_rows
 from bench.imports import ImportSize
 from bench.load import LoadResult
 from bench.stack import API_PROCESSES, DEFAULT_PARALLEL_MIN_ROWS
@@ -345,8 +346,16 @@ def _lowered_threshold(m: Measurements) -> str:
 
 
 def build_report(
-    m: Measurements, *, clients: int, meta: dict[str, Any], error: str | None
+    m: Measurements,
+    *,
+    clients: int,
+    meta: dict[str, Any],
+    error: str | None,
+    only: str | None = None,
 ) -> Report:
+    if only == "imports":  # none of the export rows would have been measured
+        imports = import_rows(m.imports, m.imports_small)
+        return Report(imports, import_notes(m.imports, m.imports_small), meta, m, error)
     rows = [
         *_ceiling_rows(m),
         *_export_rows(m),
@@ -354,6 +363,7 @@ def build_report(
         _lag_row(m),
         *_concurrency_rows(m),
         *_api_rows(m, clients),
+        *import_rows(m.imports, m.imports_small),
     ]
     notes = [
         "Exports are timed from POST to the task reading completed (polled at 2% of the time "
@@ -384,6 +394,7 @@ def build_report(
         f"trivial endpoint each run in {API_PROCESSES} processes sharing the port "
         "(EXPORTER_API_PROCESSES).",
     ]
+    notes.extend(import_notes(m.imports, m.imports_small))
     if _lag_row(m).lag == "n/a":
         notes.append("Loop lag n/a: the worker wrote no lag probe file (EXPORTER_LOOP_LAG_LOG).")
     return Report(rows, notes, meta, m, error)

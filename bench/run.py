@@ -285,8 +285,8 @@ class Bench:
         m.imports_small = await self._import_size(session, m.small_rows)
 
     async def _import_size(self, session: aiohttp.ClientSession, rows: int) -> ImportSize:
-        """The files exported, then imported by a fresh worker (what exporting left in the
-        worker's memory is not charged to the imports)."""
+        """The files exported, then imported (by a fresh worker per format: what exporting or
+        another format left in the worker's memory is not charged to the imports)."""
         async with (
             self._database(rows, 1, IMPORT_PERMISSIONS) as db,
             # The xlsx written whole by one process: a parallel export repeats the header row
@@ -307,8 +307,6 @@ class Bench:
                     _bound_s(4 * rows),
                     import_files(stack, session, db.users[0], work_dir),
                 )
-                await stack.stop_worker()
-                await stack.start_worker(SINGLE_PROCESS)
                 api = ImportApiUser(session, stack.base_url, db.users[0])
                 # Seven imports: three formats validated and applied, and the new accounts.
                 return await _phase(
@@ -369,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "machine": platform.platform(),
     }
-    report = build_report(bench.m, clients=options.clients, meta=meta, error=error)
+    report = build_report(
+        bench.m, clients=options.clients, meta=meta, error=error, only=options.only
+    )
     markdown, data = report.write(run_dir)
     print(report.markdown())
     print(f"written: {markdown} and {data}")

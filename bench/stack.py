@@ -180,6 +180,7 @@ class Stack:
         self._logs = run_dir / "logs"
         self.api: Service | None = None
         self.worker: Worker | None = None
+        self._worker_starts = 0
 
     async def start(self, session: aiohttp.ClientSession, encode_processes: int) -> None:
         self._logs.mkdir(parents=True, exist_ok=True)
@@ -194,7 +195,8 @@ class Stack:
     async def start_worker(self, encode_processes: int) -> None:
         """A worker with ``EXPORTER_ENCODE_PROCESSES=encode_processes``, ready for jobs."""
         assert self.worker is None, "one worker at a time: the measurements are per worker"
-        name = f"{self.database.rows}-{encode_processes}p"
+        self._worker_starts += 1
+        name = f"{self.database.rows}-{encode_processes}p-{self._worker_starts}"
         # Its own file: a killed worker's half-written last line cannot run into another's.
         loop_lag_log = self._logs / f"loop-lag-{name}.jsonl"
         env = dict(
@@ -224,6 +226,13 @@ class Stack:
         if self.worker is None or self.worker.encode_processes != encode_processes:
             await self.stop_worker()
             await self.start_worker(encode_processes)
+
+    async def restart_worker(self) -> None:
+        """The worker stopped and started again as it was: a process with fresh memory."""
+        assert self.worker is not None, "no worker to restart"
+        encode_processes = self.worker.encode_processes
+        await self.stop_worker()
+        await self.start_worker(encode_processes)
 
     def check_running(self) -> None:
         if self.api is not None:
