@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,13 +80,18 @@ class ApiUser:
         task_id: str = task["id"]
         return task_id
 
-    async def wait_finished(self, task_id: str) -> dict[str, Any]:
-        """The task once it is neither pending nor running."""
+    async def wait_finished(
+        self, task_id: str, check: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
+        """The task once it is neither pending nor running; ``check`` (which raises when the
+        task can no longer finish: its worker died, say) is called at every poll."""
         started = time.perf_counter()
         while True:
             task = await self._request("GET", f"{self.tasks_path}/{task_id}")
             if task["status"] not in ("pending", "running"):
                 return task
+            if check is not None:
+                check()
             waited = time.perf_counter() - started
             await asyncio.sleep(min(POLL_MAX_S, max(POLL_MIN_S, POLL_SHARE * waited)))
 

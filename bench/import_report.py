@@ -120,7 +120,8 @@ def _split_note(run: ImportRun) -> str:
         return f"{_what(run)}: not sampled"
     steps = ", ".join(f"{step} {split.seconds[step]:.1f} s" for step in STEPS)
     rest = run.seconds - sum(split.seconds.values())
-    return f"{_what(run)}, {run.seconds:.1f} s: {steps}, the rest {rest:.1f} s"
+    top = "; ".join(f"`{head}…` {seconds:.1f} s" for head, seconds in split.top_statements)
+    return f"{_what(run)}, {run.seconds:.1f} s: {steps}, the rest {rest:.1f} s. Longest: {top}"
 
 
 def import_notes(full: ImportSize | None, small: ImportSize | None) -> list[str]:

@@ -112,12 +112,12 @@ async def run_import(
     assert worker is not None, "imports need the worker running"
     rows = stack.database.rows
     started_wall = time.time()
-    sampler = StatementSampler(stack.database.url, IMPORTED_TABLE)
+    sampler = StatementSampler(stack.database.url, IMPORTED_TABLE, worker.service.pid)
     with PeakRss(worker.service.pid, children=False) as rss:
         async with sampler:
             started = time.perf_counter()
             task_id = await api.upload(path, mode)
-            task = await api.wait_finished(task_id)
+            task = await api.wait_finished(task_id, stack.check_running)
             seconds = time.perf_counter() - started
     stack.check_running()
     # An apply that rejects rows fails, and says what it found: that is measured too.
@@ -173,7 +173,8 @@ async def _fresh_worker(stack: Stack, files: ImportFiles, api: ImportApiUser) ->
     """A worker started afresh, so that its peak memory is the next format's own, and warmed up
     by a small import (its first task opens connections and plans statements)."""
     await stack.restart_worker()
-    task = await api.wait_finished(await api.upload(files.warm_up_csv, "validate"))
+    task_id = await api.upload(files.warm_up_csv, "validate")
+    task = await api.wait_finished(task_id, stack.check_running)
     if task["status"] != "completed":
         raise ExportFailed(f"warm-up import {task['id']} ended {task['status']}: {task['error']}")
     await api.delete(task["id"])

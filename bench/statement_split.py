@@ -1,5 +1,6 @@
-"""Where an import's time goes, seen from PostgreSQL: what the database's sessions are running,
-sampled from ``pg_stat_activity``, with no change to the code being measured.
+"""Where an import's time goes, seen from PostgreSQL: what the worker's sessions are running,
+sampled from ``pg_stat_activity`` (the sessions whose client ports are the worker process's),
+with no change to the code being measured.
 
 Each sample names the steps some session is in: ``staging`` (a COPY into the staging table:
 for an xlsx or xlsb file it lasts as long as the worker reads rows and feeds them), ``writing``
@@ -20,24 +21,34 @@ from dataclasses import dataclass
 from types import TracebackType
 
 import asyncpg
+import psutil
 
 SAMPLE_INTERVAL_S = 0.05
 SESSIONS = """
 SELECT state, query FROM pg_stat_activity
-WHERE datname = current_database() AND pid <> pg_backend_pid()
-  AND backend_type = 'client backend' AND state IN ('active', 'idle in transaction')
+WHERE datname = current_database() AND client_port = ANY($1::int[])
+  AND state IN ('active', 'idle in transaction')
 """
 STEPS = ("staging", "checking", "writing", "between statements")
+STATEMENT_HEAD_CHARS = 60
+TOP_STATEMENTS = 3
 _BOOKKEEPING = re.compile(r"\b(tasks|task_\w+)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class StatementSplit:
-    """Estimated seconds in each step (see the module's docstring), and the time sampled."""
+    """Estimated seconds in each step (see the module's docstring), the statements seen most
+    (their first words, and seconds), and the time sampled."""
 
     seconds: dict[str, float]
+    top_statements: list[tuple[str, float]]
     sampled_s: float
     samples: int
+
+
+def statement_head(query: str) -> str:
+    """The first words of a statement, on one line."""
+    return " ".join(query.split())[:STATEMENT_HEAD_CHARS]
 
 
 def step_of(state: str, query: str, table: str) -> str | None:
@@ -58,11 +69,15 @@ def step_of(state: str, query: str, table: str) -> str | None:
 class StatementSampler:
     """Samples the sessions of one database until the ``async with`` block ends."""
 
-    def __init__(self, url: str, table: str, interval_s: float = SAMPLE_INTERVAL_S) -> None:
+    def __init__(
+        self, url: str, table: str, worker_pid: int, interval_s: float = SAMPLE_INTERVAL_S
+    ) -> None:
         self._url = url
+        self._worker = psutil.Process(worker_pid)
         self._table = table
         self._interval_s = interval_s
         self._counts: Counter[str] = Counter()
+        self._statements: Counter[str] = Counter()
         self._samples = 0
         self._started = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -70,14 +85,25 @@ class StatementSampler:
 
     async def _sample(self, conn: asyncpg.Connection) -> None:
         while True:
-            steps = {
-                step
-                for record in await conn.fetch(SESSIONS)
-                if (step := step_of(record["state"], record["query"] or "", self._table))
-            }
+            steps = set()
+            for record in await conn.fetch(SESSIONS, self._client_ports()):
+                query = record["query"] or ""
+                step = step_of(record["state"], query, self._table)
+                if step is not None:
+                    steps.add(step)
+                    if record["state"] == "active":
+                        self._statements[statement_head(query)] += 1
             self._counts.update(steps)
             self._samples += 1
             await asyncio.sleep(self._interval_s)
+
+    def _client_ports(self) -> list[int]:
+        """The local ports of the worker's TCP connections (its database sessions among them)."""
+        try:
+            connections = self._worker.net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            return []
+        return [connection.laddr.port for connection in connections if connection.laddr]
 
     async def __aenter__(self) -> StatementSampler:
         conn = await asyncpg.connect(self._url)
@@ -107,5 +133,11 @@ class StatementSampler:
             pass
         per_sample_s = sampled_s / max(self._samples, 1)
         self.split = StatementSplit(
-            {step: self._counts[step] * per_sample_s for step in STEPS}, sampled_s, self._samples
+            {step: self._counts[step] * per_sample_s for step in STEPS},
+            [
+                (head, count * per_sample_s)
+                for head, count in self._statements.most_common(TOP_STATEMENTS)
+            ],
+            sampled_s,
+            self._samples,
         )
