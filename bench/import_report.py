@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.imports import ImportCounts, ImportRun, ImportSize
+from bench.imports import ImportCounts, ImportCrash, ImportRun, ImportSize
 from bench.statement_split import STEPS
 from bench.table import (
     MB,
@@ -50,10 +50,10 @@ def _counts_text(counts: ImportCounts) -> str:
     return ", ".join(f"{name} {value:,}" for name, value in vars(counts).items() if value)
 
 
-def _what(run: ImportRun) -> str:
+def _what(run: ImportRun | ImportCrash) -> str:
     if run.expected.created:
-        return f"import csv apply, {run.rows:,} new rows (all created)"
-    return f"import {run.file_format} {run.mode}, {run.rows:,} rows (all unchanged)"
+        return f"import csv apply, {run.expected.created:,} new rows (all created)"
+    return f"import {run.file_format} {run.mode}, {run.expected.unchanged:,} rows (all unchanged)"
 
 
 def _run_row(run: ImportRun, copy_s: float) -> Row:
@@ -71,14 +71,14 @@ def _run_row(run: ImportRun, copy_s: float) -> Row:
     )
 
 
-def _runs(size: ImportSize) -> list[ImportRun]:
-    return [*size.round_trips, size.creating]
+def _crash_row(crash: ImportCrash) -> Row:
+    return Row(_what(crash), rate=f"not measured: the worker died ({crash.reason})")
 
 
 def _peak_mb(size: ImportSize | None, file_format: str) -> float | None:
     if size is None:
         return None
-    peaks = [r.worker_peak_rss_bytes for r in _runs(size) if r.file_format == file_format]
+    peaks = [r.worker_peak_rss_bytes for r in size.runs if r.file_format == file_format]
     return max(peaks) / MB if peaks else None
 
 
@@ -97,14 +97,15 @@ def import_rows(full: ImportSize | None, small: ImportSize | None) -> list[Row]:
     """The COPY baseline, every import at full size, peak memory, and its growth by format."""
     if full is None:
         return [Row("imports", rate="not measured")]
-    peak = max(r.worker_peak_rss_bytes for r in _runs(full)) / MB
+    peak = max((r.worker_peak_rss_bytes for r in full.runs), default=0) / MB
     return [
         Row(
             f"baseline: COPY FROM the csv into a bare table, {full.rows:,} rows",
             full.copy_s,
             rate=rate_text(full.copy_rows_per_s, "rows"),
         ),
-        *(_run_row(run, full.copy_s) for run in _runs(full)),
+        *(_run_row(run, full.copy_s) for run in full.runs),
+        *(_crash_row(crash) for crash in full.crashes),
         Row(
             f"memory: worker peak, {full.rows:,}-row imports",
             rss=f"{peak:.0f}",
@@ -147,5 +148,10 @@ def import_notes(full: ImportSize | None, small: ImportSize | None) -> list[str]
         "statements the worker's Python inside the transaction; the rest is the upload, the "
         "queue, the commit and polling.",
     ]
-    notes.extend(_split_note(run) for run in _runs(full))
+    notes.extend(_split_note(run) for run in full.runs)
+    if small is not None:
+        notes.extend(
+            f"{_what(crash)}: not measured, the worker died ({crash.reason})"
+            for crash in small.crashes
+        )
     return notes

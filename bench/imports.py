@@ -16,7 +16,7 @@ from bench.exports import ApiUser, ExportFailed
 from bench.import_files import ImportFiles
 from bench.loop_lag import max_loop_lag_ms
 from bench.memory import PeakRss
-from bench.stack import Stack
+from bench.stack import Stack, StackFailed
 from bench.statement_split import StatementSampler, StatementSplit
 
 log = logging.getLogger("bench")
@@ -58,22 +58,27 @@ class ImportRun:
 
 
 @dataclass(frozen=True)
+class ImportCrash:
+    """An import during which the worker died."""
+
+    file_format: str
+    mode: str
+    expected: ImportCounts
+    reason: str  # the process's exit, and where its log is
+
+
+@dataclass(frozen=True)
 class ImportSize:
     """Every import of one size of data set, and the COPY baseline of its csv file."""
 
     rows: int
     copy_s: float
-    round_trips: tuple[ImportRun, ...]  # every row unchanged
-    creating: ImportRun  # the csv with new usernames, applied: every row created
+    runs: tuple[ImportRun, ...]
+    crashes: tuple[ImportCrash, ...]
 
     @property
     def copy_rows_per_s(self) -> float:
         return self.rows / self.copy_s
-
-    def run(self, file_format: str, mode: str) -> ImportRun | None:
-        return next(
-            (r for r in self.round_trips if (r.file_format, r.mode) == (file_format, mode)), None
-        )
 
 
 class ImportApiUser(ApiUser):
@@ -104,10 +109,23 @@ def _counts(task: dict[str, Any]) -> ImportCounts:
     return ImportCounts(**task["counts"])
 
 
+@dataclass(frozen=True)
+class PlannedImport:
+    file_format: str
+    path: Path
+    mode: str
+    expected: ImportCounts
+
+
 async def run_import(
-    stack: Stack, api: ImportApiUser, path: Path, mode: str, expected: ImportCounts
-) -> ImportRun:
-    """One import of ``path``, timed from the POST to completion, the worker sampled."""
+    stack: Stack,
+    api: ImportApiUser,
+    planned: PlannedImport,
+) -> ImportRun | ImportCrash:
+    """One import, timed from the POST to completion, the worker sampled; an ``ImportCrash``
+    if the worker died meanwhile (its task deleted: the sweeper would run it again beside the
+    next import)."""
+    path, mode, expected = planned.path, planned.mode, planned.expected
     worker = stack.worker
     assert worker is not None, "imports need the worker running"
     rows = stack.database.rows
@@ -117,9 +135,12 @@ async def run_import(
         async with sampler:
             started = time.perf_counter()
             task_id = await api.upload(path, mode)
-            task = await api.wait_finished(task_id, stack.check_running)
+            try:
+                task = await api.wait_finished(task_id, stack.check_running)
+            except StackFailed as exc:
+                await api.delete(task_id)
+                return ImportCrash(planned.file_format, mode, expected, str(exc))
             seconds = time.perf_counter() - started
-    stack.check_running()
     # An apply that rejects rows fails, and says what it found: that is measured too.
     if task["counts"] is None:
         raise ExportFailed(f"import {task_id} ended {task['status']}: {task['error']}")
@@ -180,24 +201,40 @@ async def _fresh_worker(stack: Stack, files: ImportFiles, api: ImportApiUser) ->
     await api.delete(task["id"])
 
 
+def planned_imports(files: ImportFiles, rows: int) -> list[list[PlannedImport]]:
+    """By format, each with a fresh worker: every file validated and applied (every row
+    unchanged), and after the csv the csv of new usernames applied (every row created)."""
+    unchanged, created = ImportCounts(unchanged=rows), ImportCounts(created=rows)
+    plan = [
+        [PlannedImport(file_format, path, mode, unchanged) for mode in ("validate", "apply")]
+        for file_format, path in files.by_format().items()
+    ]
+    plan[0].append(PlannedImport("csv", files.new_csv, "apply", created))
+    return plan
+
+
 async def import_size(stack: Stack, files: ImportFiles, api: ImportApiUser) -> ImportSize:
-    """The baseline, then each format validated and applied (every row unchanged), and after
-    the csv the csv of new usernames applied (every row created); a fresh worker per format."""
+    """The COPY baseline, then the planned imports; a worker that dies is started again and
+    the next import measured."""
     rows = stack.database.rows
     copy_s = await copy_baseline(stack.database.url, files.csv)
-    unchanged = ImportCounts(unchanged=rows)
-    round_trips = []
-    creating = None
-    for file_format, path in files.by_format().items():
+    runs: list[ImportRun] = []
+    crashes: list[ImportCrash] = []
+    for imports in planned_imports(files, rows):
         await _fresh_worker(stack, files, api)
-        for mode in ("validate", "apply"):
-            run = await run_import(stack, api, path, mode, unchanged)
-            log.info("import %s %s: %.1f s, %s", file_format, mode, run.seconds, run.counts)
-            round_trips.append(run)
-        if file_format == "csv":
-            creating = await run_import(
-                stack, api, files.new_csv, "apply", ImportCounts(created=rows)
+        for planned in imports:
+            result = await run_import(stack, api, planned)
+            if isinstance(result, ImportCrash):
+                log.error("import %s %s: %s", planned.file_format, planned.mode, result.reason)
+                crashes.append(result)
+                await stack.restart_worker()
+                continue
+            log.info(
+                "import %s %s: %.1f s, %s",
+                planned.path.name,
+                planned.mode,
+                result.seconds,
+                result.counts,
             )
-            log.info("import of new accounts: %.1f s, %s", creating.seconds, creating.counts)
-    assert creating is not None
-    return ImportSize(rows, copy_s, tuple(round_trips), creating)
+            runs.append(result)
+    return ImportSize(rows, copy_s, tuple(runs), tuple(crashes))

@@ -176,6 +176,9 @@ class Stack:
             # are about 100 MB); the default cap is for what people send.
             EXPORTER_MAX_UPLOAD_BYTES=str(MAX_UPLOAD_BYTES),
             PYTHONUNBUFFERED="1",
+            # A process that crashes (a C extension's abort) leaves every thread's Python stack
+            # in its log.
+            PYTHONFAULTHANDLER="1",
         )
         self._logs = run_dir / "logs"
         self.api: Service | None = None
