@@ -104,12 +104,14 @@ PHONE = r"^[+]?[0-9][0-9 ()-]{2,30}$"
     table="accounts",
     key="username",
     fields=[
-        ImportField("username", required=True, max_length=64),
-        ImportField("nickname", max_length=64),
-        ImportField("email", max_length=254, pattern=EMAIL),
-        ImportField("phone", max_length=32, pattern=PHONE),
+        ImportField("username", required=True, max_length=64, example="zhangsan"),
+        ImportField("nickname", max_length=64, example="张三"),
+        ImportField("email", max_length=254, pattern=EMAIL, example="zhangsan@example.com"),
+        ImportField("phone", max_length=32, pattern=PHONE, example="13800138000"),
         ImportField("status"),
-        ImportField("role_name", target="role_id", references=Reference("roles", "name")),
+        ImportField(
+            "role_name", target="role_id", references=Reference("roles", "name"), example="运营"
+        ),
     ],
 )
 @export_handler(

@@ -60,9 +60,11 @@ PERMISSION = r"^([*]|[a-z_]+:[a-z_]+)$"
     table="roles",
     key="name",
     fields=[
-        ImportField("name", required=True, max_length=64),
-        ImportField("description", max_length=500),
-        ImportField("permissions", split=",", item_pattern=PERMISSION),
+        ImportField("name", required=True, max_length=64, example="客服主管"),
+        ImportField("description", max_length=500, example="处理客户工单"),
+        ImportField(
+            "permissions", split=",", item_pattern=PERMISSION, example="account:read,export:create"
+        ),
     ],
 )
 @export_handler(

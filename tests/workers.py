@@ -44,7 +44,9 @@ async def janitor_round(settings: Settings) -> RetentionResult:
         deployment = await deployment_id(pool)
         storage = LocalStorage(settings.storage_dir, deployment)
         scratch = ScratchSpace(settings.scratch_dir, deployment)
-        return await Retention(pool, storage, scratch, retention_days=7).run()
+        return await Retention(
+            pool, storage, scratch, retention_days=7, upload_pause_s=settings.body_timeout_s
+        ).run()
     finally:
         await pool.close()
 

@@ -126,11 +126,12 @@ SSE_EVENT = {
     "type": "object",
     "required": ["data"],
     "properties": {
-        "event": {"type": "string", "description": "ready, task or deleted"},
+        "event": {"type": "string", "description": "ready, task, import_task or deleted"},
         "data": {
             "type": "string",
-            "description": "JSON: the task as GET /api/export-tasks/{task_id} shows it (task), "
-            "its id (deleted)",
+            "description": "JSON: an export as GET /api/export-tasks/{task_id} shows it (task), "
+            "an import as GET /api/import-tasks/{task_id} shows it (import_task), its id "
+            "(deleted)",
         },
         "retry": {"type": "integer", "minimum": 0},
         "id": {"type": "string"},

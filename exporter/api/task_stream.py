@@ -1,8 +1,9 @@
 """GET /api/export-tasks/stream: the caller's task changes, live, as server-sent events.
 
-Events: ``ready`` once connected (the page reloads its list then, so nothing announced while it
+Events: ``ready`` once connected (the page reloads its lists then, so nothing announced while it
 was away is missed) and again whenever the stream fell behind and events were dropped, ``task``
-with the task as GET /api/export-tasks/{id} shows it, and ``deleted`` with its id. Only the
+with an export as GET /api/export-tasks/{id} shows it, ``import_task`` with an import as GET
+/api/import-tasks/{id} shows it, and ``deleted`` with the id of a task of either kind. Only the
 caller's own tasks are ever sent. A stream ends when its token expires, and within
 ``RECHECK_S`` once its caller is refused (account no longer active, session revoked).
 """
@@ -14,7 +15,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -22,8 +23,10 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
 from exporter.api.auth import SESSION_COOKIE, caller_identity, current_account
+from exporter.api.import_schemas import ImportTaskOut
+from exporter.api.import_tasks import IMPORTS_PATH
 from exporter.api.schemas import TaskOut
-from exporter.api.services import SERVICES
+from exporter.api.services import SERVICES, Services
 from exporter.api.tasks import TASKS_PATH
 from exporter.errors import ExporterError, TaskNotFound
 from exporter.tasks.changes import (
@@ -35,6 +38,7 @@ from exporter.tasks.changes import (
     TaskChangeFeed,
 )
 from exporter.tasks.kinds import TaskKind
+from exporter.tasks.models import Task
 from exporter.tasks.repository import TaskRepository
 
 log = logging.getLogger("exporter.api")
@@ -52,13 +56,41 @@ RECHECK_S = 5.0
 PING_INTERVAL_S = 5.0
 
 
+@dataclass(frozen=True)
+class StreamedKind:
+    """A kind whose tasks the stream tells of: the event naming them, and their JSON."""
+
+    kind: TaskKind
+    event: str
+    render: Callable[[Task], str]
+
+
+def streamed_kinds(services: Services) -> dict[str, StreamedKind]:
+    """Every kind the stream tells of, by name: exports as ``task`` (what the stream sent before
+    there were imports), imports as ``import_task``."""
+    kinds = (
+        StreamedKind(
+            services.exports,
+            "task",
+            lambda task: TaskOut.of(task, TASKS_PATH + "/").model_dump_json(),
+        ),
+        StreamedKind(
+            services.imports,
+            "import_task",
+            lambda task: ImportTaskOut.of(task, IMPORTS_PATH + "/").model_dump_json(),
+        ),
+    )
+    return {streamed.kind.name: streamed for streamed in kinds}
+
+
 async def task_change_feed(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the feed the streams subscribe to (it connects on the first one)."""
     services = app[SERVICES]
     settings = services.settings
+    kinds = streamed_kinds(services)
 
     async def render(change: TaskChange) -> StreamEvent | None:
-        return await _event_of(services.tasks, services.exports, change)
+        return await _event_of(services.tasks, kinds, change)
 
     limits = StreamLimits(per_owner=settings.max_streams_per_user, total=settings.max_streams)
     feed = TaskChangeFeed(settings.database_url, render, limits)
@@ -76,17 +108,18 @@ async def end_task_streams(app: web.Application) -> None:
 
 
 async def _event_of(
-    tasks: TaskRepository, kind: TaskKind, change: TaskChange
+    tasks: TaskRepository, kinds: Mapping[str, StreamedKind], change: TaskChange
 ) -> StreamEvent | None:
-    if change.kind != kind.name:
-        return None  # another kind's task: its own stream tells of it
+    streamed = kinds.get(change.kind)
+    if streamed is None:
+        return None  # a kind no page shows
     if change.deleted:
         return StreamEvent("deleted", json.dumps({"id": str(change.task_id)}))
     try:
-        task = await tasks.get_own(change.task_id, change.owner_id, kind)
+        task = await tasks.get_own(change.task_id, change.owner_id, streamed.kind)
     except TaskNotFound:
         return None  # deleted since; its own event follows
-    return StreamEvent("task", TaskOut.of(task, TASKS_PATH + "/").model_dump_json())
+    return StreamEvent(streamed.event, streamed.render(task))
 
 
 async def _forward(changes: ChangeQueue, stream: EventSourceResponse) -> None:

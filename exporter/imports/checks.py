@@ -21,6 +21,7 @@ import enum
 import json
 from collections.abc import Mapping
 
+from exporter.exports.columns import ColumnKind
 from exporter.imports.registry import ImportColumn, ImportHandler
 
 REPEATS = "import_repeats"
@@ -40,6 +41,17 @@ class FieldKind(enum.Enum):
     CHOICE = "choice"
     REFERENCE = "reference"
     LIST = "list"
+    DATETIME = "datetime"
+
+
+# A date as people type it: 2026-01-31, 2026/1/31, 2026.1.31 or 2026年1月31日, with or without
+# a time (8:05, 08:05:09, 08:05:09.5); an export writes 2026-01-31 08:05:09. A plain number is
+# an Excel serial (days since 1899-12-30), as a csv saved from Excel may hold.
+DATE_PATTERN = (
+    r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?"
+    r"(?:[ T]+(\d{1,2}):(\d{1,2})(?::(\d{1,2}(?:\.\d+)?))?)?$"
+)
+SERIAL_PATTERN = r"^\d{1,6}(\.\d+)?$"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +92,8 @@ def kind_of(column: ImportColumn) -> FieldKind:
         return FieldKind.LIST
     if column.is_enum:
         return FieldKind.CHOICE
+    if column.export.kind is ColumnKind.DATETIME:
+        return FieldKind.DATETIME
     return FieldKind.TEXT
 
 
@@ -117,10 +131,15 @@ class _Field:
     label: str
     not_null: bool
     is_key: bool
+    time_zone: str
 
     @property
     def x(self) -> str:
         return f"x_{self.index}"
+
+    @property
+    def p(self) -> str:
+        return f"p_{self.index}"
 
     @property
     def w(self) -> str:
@@ -134,6 +153,32 @@ class _Field:
         """Step 1: the cell as text."""
         cell = f"s.{ident(staged.fields[self.column.field])}"
         return f"nullif({_CSV_UNGUARD.format(v=cell) if unguard else cell}, '')"
+
+    def step_1(self, staged: Staged, unguard: bool) -> str:
+        """Step 1: the cell as text, and a date's parts."""
+        text = f"{self.text(staged, unguard)} AS {self.x}"
+        if self.kind is not FieldKind.DATETIME:
+            return text
+        parts = f"regexp_match(btrim({self.text(staged, unguard)}), {literal(DATE_PATTERN)})"
+        return f"{text}, {parts} AS {self.p}"
+
+    def _datetime(self) -> str:
+        p, x, zone = f"n.{self.p}", f"n.{self.x}", literal(self.time_zone)
+        year, month, day = f"{p}[1]::int", f"{p}[2]::int", f"{p}[3]::int"
+        hour, minute = f"coalesce({p}[4], '0')::int", f"coalesce({p}[5], '0')::int"
+        second = f"coalesce({p}[6], '0')::float8"
+        last_day = f"extract(day FROM make_date({year}, {month}, 1) + interval '1 month - 1 day')"
+        # In this order, so that make_date and make_timestamptz only see values they take.
+        valid = (
+            f"{year} >= 1 AND {month} BETWEEN 1 AND 12 AND {day} BETWEEN 1 AND {last_day}"
+            f" AND {hour} < 24 AND {minute} < 60 AND {second} < 60"
+        )
+        return (
+            f"CASE WHEN {p} IS NOT NULL THEN CASE WHEN {valid} THEN make_timestamptz("
+            f"{year}, {month}, {day}, {hour}, {minute}, {second}, {zone}) END"
+            f" WHEN btrim({x}) ~ {literal(SERIAL_PATTERN)} THEN (timestamp '1899-12-30'"
+            f" + btrim({x})::numeric * interval '1 day') AT TIME ZONE {zone} END"
+        )
 
     def join(self) -> str | None:
         """Step 2: the lookup of a reference."""
@@ -155,6 +200,8 @@ class _Field:
             return f"({literal(choices)}::jsonb ->> lower(btrim({x})))"
         if self.kind is FieldKind.REFERENCE:
             return f"ref_{self.index}.key"
+        if self.kind is FieldKind.DATETIME:
+            return self._datetime()
         if self.kind is FieldKind.LIST:
             separator = literal(self.column.declared.split or ",")
             return (
@@ -169,6 +216,9 @@ class _Field:
         stored = f"t.{ident(self.column.declared.column)}"
         if self.kind is FieldKind.TEXT and not self.not_null:
             return f"coalesce({stored}, '') <> coalesce({self.value()}, '')"
+        if self.kind is FieldKind.DATETIME:
+            # A file holds whole seconds (what an export writes).
+            return f"date_trunc('second', {stored}) IS DISTINCT FROM {self.value()}"
         return f"{stored} IS DISTINCT FROM {self.value()}"
 
     def problems(self) -> list[str]:
@@ -187,6 +237,8 @@ class _Field:
                     f"jsonb_build_object('allowed', {allowed})",
                 )
             )
+        if self.kind is FieldKind.DATETIME:
+            found.append(_when(f"{given} AND {w} IS NULL", label, "invalid_date"))
         if self.kind is FieldKind.REFERENCE:
             found.append(
                 _when(
@@ -196,9 +248,7 @@ class _Field:
                     f"jsonb_build_object('value', btrim({x}))",
                 )
             )
-        needed = declared.required or (
-            self.not_null and self.kind in (FieldKind.CHOICE, FieldKind.REFERENCE)
-        )
+        needed = declared.required or (self.not_null and self.kind is not FieldKind.TEXT)
         if needed and not self.is_key:
             empty = f"cardinality({w}) = 0" if self.kind is FieldKind.LIST else f"NOT {given}"
             found.append(_when(empty, label, "required"))
@@ -238,10 +288,11 @@ def plan_checks(
     staged: Staged,
     *,
     unguard: bool,
+    time_zone: str,
 ) -> CheckPlan:
     """The SQL for staged rows holding ``columns`` (the key among them). ``labels`` names each
     field as the file's header does, ``targets`` describes the column each field is written
-    to, ``unguard`` takes the csv formula guard off."""
+    to, ``unguard`` takes the csv formula guard off; dates are wall times in ``time_zone``."""
     fields = [
         _Field(
             index,
@@ -250,6 +301,7 @@ def plan_checks(
             labels[column.field],
             targets[column.field].not_null,
             column is handler.key_column,
+            time_zone,
         )
         for index, column in enumerate(columns)
     ]
@@ -257,7 +309,7 @@ def plan_checks(
     others = [field for field in fields if not field.is_key]
     table, key_column = ident(handler.table), ident(key.column.declared.column)
     first = staged.row_no.format(s="first")
-    texts = ", ".join(f"{field.text(staged, unguard)} AS {field.x}" for field in fields)
+    texts = ", ".join(field.step_1(staged, unguard) for field in fields)
     step_1 = (
         f"SELECT s.seq, {staged.sheet.format(s='s')} AS sheet, {staged.row_no.format(s='s')}"
         f" AS row_no, {texts} FROM {staged.table} s WHERE {staged.counts} OFFSET 0"

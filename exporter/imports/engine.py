@@ -83,6 +83,7 @@ async def stage_and_check(
     upload_format: UploadFormat,
     limits: ReadLimits,
     progress: Progress,
+    time_zone: str,
 ) -> Checked:
     """Read the upload into a staging table and check every row (in the open transaction)."""
     await conn.execute(WORK_MEM)
@@ -117,6 +118,7 @@ async def stage_and_check(
         {column.field: targets[column.declared.column] for column in layout.columns},
         staged,
         unguard=upload_format is UploadFormat.CSV,
+        time_zone=time_zone,
     )
     # Temporary tables are never analysed by autovacuum: without statistics the planner
     # guesses, and sorts a million rows to disk where a hash join takes a moment.

@@ -162,6 +162,7 @@ class ImportKind:
                 UploadFormat(task.format),
                 self._settings.limits,
                 attempt.progress,
+                self._settings.time_zone,
             )
             counts = checked.counts
             attempt.progress.total = attempt.progress.done = counts.rows

@@ -22,6 +22,7 @@ MESSAGES: Mapping[str, Mapping[str, str]] = {
         "unknown_reference": "{column} {value!r} does not exist",
         "duplicate_key": "{column} {value!r} is repeated; it first appears in row {first_row}",
         "invalid_item": "{column}: {item!r} is not valid",
+        "invalid_date": "{column} is not a date (e.g. 2026-01-31 or 2026-01-31 08:00)",
     },
     "zh-CN": {
         "required": "{column}不能为空",
@@ -31,6 +32,7 @@ MESSAGES: Mapping[str, Mapping[str, str]] = {
         "unknown_reference": "{column}“{value}”不存在",
         "duplicate_key": "{column}“{value}”重复，第一次出现在第 {first_row} 行",
         "invalid_item": "{column}中的“{item}”无效",
+        "invalid_date": "{column}不是有效的日期（例如 2026-01-31 或 2026-01-31 08:00）",
     },
 }
 

@@ -106,7 +106,13 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     queue = TaskQueue(ctx["redis"], settings.queue_name)
     sweeper = Sweeper(pool, queue, lease_s=settings.lease_s, max_attempts=settings.max_attempts)
-    retention = Retention(pool, storage, scratch, retention_days=settings.retention_days)
+    retention = Retention(
+        pool,
+        storage,
+        scratch,
+        retention_days=settings.retention_days,
+        upload_pause_s=settings.body_timeout_s,
+    )
     ctx.update(
         encoders=encoders,
         pool=pool,

@@ -64,6 +64,21 @@ class ScratchSpace:
         a slow upload's would look to the janitor like a crashed attempt's."""
         return self.root / "uploads"
 
+    def uploads_before(self, cutoff: datetime) -> list[Path]:
+        """Uploads still being received, or left by an API process that stopped mid-upload,
+        last written before ``cutoff``."""
+        if not self.upload_dir.is_dir():
+            return []
+        stale = []
+        for path in self.upload_dir.iterdir():
+            try:
+                written = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+            except FileNotFoundError:  # stored or removed meanwhile
+                continue
+            if written < cutoff:
+                stale.append(path)
+        return stale
+
     async def discard(self, path: Path) -> None:
         """Remove a work directory, whatever is left of it."""
         # In a thread: freeing a work directory of several hundred megabytes takes the kernel

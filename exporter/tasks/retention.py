@@ -7,6 +7,7 @@ does a work directory's.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
@@ -81,15 +82,26 @@ class Retention:
     """Deletes files past their retention, and leftovers of crashed or deleted tasks."""
 
     def __init__(
-        self, pool: Pool, storage: Storage, scratch: ScratchSpace, *, retention_days: float
+        self,
+        pool: Pool,
+        storage: Storage,
+        scratch: ScratchSpace,
+        *,
+        retention_days: float,
+        upload_pause_s: float = ORPHAN_MIN_AGE_S,
     ) -> None:
         self._pool = pool
         self._storage = storage
         self._scratch = scratch
         self._retention_days = retention_days
+        # An upload being received is written to at least this often (the API's body timeout).
+        self._upload_pause_s = upload_pause_s
 
     async def run(self) -> RetentionResult:
-        return RetentionResult(await self._expire_files(), await self._remove_orphans())
+        return RetentionResult(
+            await self._expire_files(),
+            await self._remove_orphans() + await self._remove_stale_uploads(),
+        )
 
     async def _expire_files(self) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -123,6 +135,15 @@ class Retention:
             await self._storage.delete(stored.key)
             log.info("removed orphaned %s", stored.key)
         return len(orphans) + await self._remove_work_dirs(work_dirs, owners)
+
+    async def _remove_stale_uploads(self) -> int:
+        """Uploads an API process stopped receiving (it crashed, or was killed) mid-way."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=self._upload_pause_s + ORPHAN_MIN_AGE_S)
+        stale = self._scratch.uploads_before(cutoff)
+        for path in stale:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+            log.info("removed the unfinished upload %s", path.name)
+        return len(stale)
 
     async def _remove_work_dirs(
         self, work_dirs: list[WorkDir], owners: dict[uuid.UUID, asyncpg.Record]

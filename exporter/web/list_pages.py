@@ -208,3 +208,20 @@ TASK_COLUMNS = tuple(
         "actions",
     )
 )
+
+# The imports' table on the tasks page.
+IMPORT_TASK_COLUMNS = tuple(
+    ListColumn(field, f"imports.col.{field}")
+    for field in (
+        "type",
+        "file",
+        "mode",
+        "status",
+        "progress",
+        "counts",
+        "created",
+        "finished",
+        "errors",
+        "actions",
+    )
+)

@@ -25,7 +25,9 @@ from exporter.web.i18n import (
     page_catalogs,
     type_key,
 )
+from exporter.web.import_form import ImportForm, import_form
 from exporter.web.list_pages import (
+    IMPORT_TASK_COLUMNS,
     TASK_COLUMNS,
     ListPageView,
     is_time,
@@ -196,7 +198,20 @@ async def _list_page(request: web.Request, list_page: ListPageView) -> web.Respo
         ],
         may_export=account.may(*handler.export_permissions),
         formats=list(FORMATS),
+        import_form=_import_form(request, account, list_page.export_type),
     )
+
+
+def _import_form(request: web.Request, account: Account, type_name: str) -> ImportForm | None:
+    """The Import dialog of ``type_name``, for who may import it."""
+    services = services_of(request)
+    if type_name not in services.imports.handlers:
+        return None
+    handler = services.imports.handlers.get(type_name)
+    if not account.may(*handler.import_permissions):
+        return None
+    messages = request.app[SITE].catalogs[language_of(request)]
+    return import_form(handler, messages, services.settings.max_upload_bytes)
 
 
 def _list_page_route(list_page: ListPageView) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -258,24 +273,33 @@ async def login_page(request: web.Request) -> web.Response:
 
 @routes.get("/tasks")
 async def tasks_page(request: web.Request) -> web.Response:
-    """Every account sees its own tasks; retry is offered for the types it may still export."""
+    """Every account sees its own exports and imports; retry is offered for the types it may
+    still export or import."""
     session = await _signed_in(request)
-    handlers = services_of(request).exports.handlers
+    services = services_of(request)
+    handlers = services.exports.handlers
     account = session.account
     exportable = [h.name for h in handlers if account.may(*h.export_permissions)]
+    importable = [h.name for h in services.imports.handlers if account.may(*h.import_permissions)]
     site = request.app[SITE]
-    export_page = next(
-        (
-            asdict(NavLink(page.path, page.title))
-            for page in site.list_pages
-            if page.export_type in exportable
-        ),
-        None,
-    )
+
+    def first_page(types: list[str]) -> dict[str, str] | None:
+        """The first list page of one of ``types``: where an empty table sends its reader."""
+        return next(
+            (
+                asdict(NavLink(page.path, page.title))
+                for page in site.list_pages
+                if page.export_type in types
+            ),
+            None,
+        )
+
     access = {
         "exportable_types": exportable,
+        "importable_types": importable,
         "readable_types": [h.name for h in handlers if account.may(h.permission)],
-        "export_page": export_page,
+        "export_page": first_page(exportable),
+        "import_page": first_page(importable),
     }
     return _render(
         request,
@@ -283,6 +307,7 @@ async def tasks_page(request: web.Request) -> web.Response:
         session,
         title="tasks.title",
         columns=TASK_COLUMNS,
+        import_columns=IMPORT_TASK_COLUMNS,
         type_titles={handler.name: handler.title for handler in handlers},
         type_params=site.type_params,
         access=access,

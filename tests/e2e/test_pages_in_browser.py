@@ -69,7 +69,7 @@ async def test_an_account_export_goes_pending_running_completed_live_and_downloa
         "created_from": "2023-06-01",
     }
 
-    await notice.get_by_role("link", name="前往“导出任务”查看进度并下载").click()
+    await notice.get_by_role("link", name="前往“导入导出任务”查看进度并下载").click()
     await page.wait_for_url(lambda url: urlsplit(url).path == "/tasks")
     row = page.locator(f'tr[data-task-id="{task["id"]}"]')
     await expect(row.locator(".badge")).to_have_text("等待中")  # no worker is running yet
@@ -112,7 +112,7 @@ async def test_running_failed_and_finished_exports_side_by_side_then_cancel_retr
 ) -> None:
     page = await open_page()
     await sign_in(page, "admin", "admin-password")
-    await expect(page.locator("tr.state.empty")).to_contain_text("还没有导出任务")
+    await expect(page.locator("#tasks-table tr.state.empty")).to_contain_text("还没有导出任务")
     await expect(page.locator("#live-state")).to_have_text("实时更新中")
 
     accounts = await admin.create("account", "xlsx", status="active", keyword="张")
@@ -131,7 +131,7 @@ async def test_running_failed_and_finished_exports_side_by_side_then_cancel_retr
     await expect(failed_row.locator(".badge")).to_have_text("失败")
     assert failed["status"] == "failed" and "exploded on purpose" in failed["error"]
     await expect(failed_row.locator(".col-error")).to_have_text(
-        "导出失败（内部错误），请重试或联系管理员"  # noqa: RUF001
+        "导出失败（内部错误），请重试或联系管理员"
     )
     finished_row = page.locator(f'tr[data-task-id="{finished["id"]}"]')
     await expect(finished_row.get_by_role("link", name="下载")).to_be_visible()
@@ -168,7 +168,7 @@ async def test_a_second_user_sees_none_of_the_first_users_tasks_not_even_live(
     await admin.create("role", "csv")
     page = await open_page()
     await sign_in(page, "colleague", "colleague-password")
-    await expect(page.locator("tr.state.empty")).to_be_visible()
+    await expect(page.locator("#tasks-table tr.state.empty")).to_be_visible()
     await expect(page.locator("#live-state")).to_have_text("实时更新中")
     await screenshot(page, "tasks-empty")
 

@@ -27,7 +27,7 @@ async def test_each_role_sees_only_the_lists_and_buttons_it_may_use(
     page = await open_page()
     await sign_in(page, "limited", "limited-password")
     nav = page.get_by_role("navigation", name="主导航")
-    await expect(nav.get_by_role("link")).to_have_text(["账号管理", "导出任务"])
+    await expect(nav.get_by_role("link")).to_have_text(["账号管理", "导入导出任务"])
     row = page.locator(f'tr[data-task-id="{failed["id"]}"]')
     await expect(row.locator(".badge")).to_have_text("失败")
     await expect(row.get_by_role("button", name="删除")).to_be_visible()
@@ -52,7 +52,7 @@ async def test_each_role_sees_only_the_lists_and_buttons_it_may_use(
     await set_permissions(db, "limited", "role:read", "role:write", "export:create")
     await page.goto("/roles")
     nav = page.get_by_role("navigation", name="Main")
-    await expect(nav.get_by_role("link")).to_have_text(["Roles", "Export tasks"])
+    await expect(nav.get_by_role("link")).to_have_text(["Roles", "Tasks"])
     await page.get_by_role("button", name="Export", exact=True).click()
     await expect(page.locator("#export-notice")).to_contain_text("Export created: all rows.")
     response = await page.goto("/accounts")
@@ -68,8 +68,8 @@ async def test_an_account_without_a_role_has_only_its_tasks_page(
     await sign_in(page, "nobody", "nobody-password")
 
     nav = page.get_by_role("navigation", name="主导航")
-    await expect(nav.get_by_role("link")).to_have_text(["导出任务"])
-    await expect(page.locator("tr.state.empty")).to_have_text(
+    await expect(nav.get_by_role("link")).to_have_text(["导入导出任务"])
+    await expect(page.locator("#tasks-table tr.state.empty")).to_have_text(
         "还没有导出任务。你的角色没有创建导出的权限。"
     )
     for path in ("/accounts", "/roles"):

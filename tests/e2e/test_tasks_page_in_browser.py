@@ -239,13 +239,14 @@ async def test_filters_read_in_the_forms_order_and_times_as_dates_in_a_readable_
         (
             "zh-CN",
             "Asia/Shanghai",
-            "你创建的导出任务，最新的在前；状态和进度会自动更新。"
-            "时间按中国标准时间（UTC+08:00）显示。",  # noqa: RUF001
+            "你创建的导出和导入任务，各自最新的在前；状态和进度会自动更新。"
+            "时间按中国标准时间（UTC+08:00）显示。",
         ),
         (
             "en",
             "America/New_York",
-            "Your exports, newest first; status and progress update by themselves."
+            "Your exports and imports, each newest first; status and progress update by"
+            " themselves."
             " Times are in Eastern Standard Time (UTC-05:00).",
         ),
     ],
@@ -333,7 +334,7 @@ async def test_the_tasks_table_keeps_words_whole_and_dates_year_first(
         cell = task_row(page, task).locator(column)
         await expect(cell).not_to_be_empty()
         assert await broken_words(cell) == []
-    wrap = page.locator(".table-wrap")
+    wrap = page.locator("#exports .table-wrap")
     assert await wrap.evaluate("wrap => wrap.scrollWidth <= wrap.clientWidth"), (
         "it scrolls sideways"
     )

@@ -151,7 +151,7 @@ async def test_no_api_route_serves_an_account_no_longer_active(
 
     refused = []
     for method, path in checked:
-        url = path.replace("{task_id}", str(uuid.uuid4()))
+        url = path.replace("{task_id}", str(uuid.uuid4())).replace("{type}", "account")
         response = await client.request(method, url, headers=headers, json={})
         code = None
         if response.status == 403:  # else the body may be an open event stream

@@ -368,6 +368,43 @@ async def test_a_client_that_leaves_mid_upload_leaves_no_file_behind(
     assert await db.fetchval("SELECT count(*) FROM tasks") == 0
 
 
+@pytest.fixture
+async def impatient(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    """The API waiting at most half a second for the next chunk of a body."""
+    quick = settings.model_copy(update={"body_timeout_s": 0.5})
+    async with TestClient(TestServer(create_app(quick))) as test_client:
+        yield test_client
+
+
+async def test_an_upload_that_pauses_too_long_gets_408_and_leaves_no_file(
+    impatient: TestClient[Any, Any], admin: ApiUser, settings: Settings
+) -> None:
+    boundary = "b0undary"
+    start = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="type"\r\n\r\naccount\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n\r\n'
+    ).encode() + ACCOUNTS_CSV
+    head = (
+        f"POST {IMPORTS} HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: {admin.headers['Authorization']}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(start) + 100}\r\n\r\n"
+    ).encode()
+    port = impatient.server.port
+    assert port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head + start)  # and nothing more
+        await writer.drain()
+        async with asyncio.timeout(10):
+            answer = await reader.readuntil(b"\r\n\r\n")
+    finally:
+        writer.close()
+
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert uploads_in_progress(settings) == []
+
+
 @pytest.mark.parametrize(
     "permissions",
     [["account:read", "import:create"], ["account:write"], ["role:write", "import:create"]],

@@ -4,10 +4,12 @@ the mode and on-error say, reported row by row, and an export imports back uncha
 from __future__ import annotations
 
 import csv
+import datetime
 import hashlib
 import io
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,17 @@ import xlsxwriter
 
 from exporter.auth.accounts import Account
 from exporter.db import Pool, create_pool
-from exporter.exports.registry import load_handlers
+from exporter.exports.columns import Column, ColumnKind
+from exporter.exports.registry import ExportHandler, ExportParams, load_handlers
+from exporter.exports.row_query import RowQuery
 from exporter.imports.kind import ImportKind, ImportSettings
 from exporter.imports.readers import ReadLimits, upload_format
-from exporter.imports.registry import import_registry
+from exporter.imports.registry import (
+    ImportField,
+    ImportRegistry,
+    build_import_handler,
+    import_registry,
+)
 from exporter.imports.requests import with_upload
 from exporter.storage.deployment import deployment_id
 from exporter.storage.local import LocalStorage
@@ -34,6 +43,7 @@ from settings import Settings
 from tests.conftest import account_id
 from tests.support import ApiUser, xlsx_rows
 
+TIME_ZONE = "Asia/Shanghai"
 QUOTAS = Quotas(max_active_per_user=10, max_kept_bytes_per_user=10**9, queue_full=False)
 ACCOUNT_HEADER = ["用户名", "昵称", "邮箱", "手机号", "状态", "角色"]
 # Every column of the accounts table an import may change, in a stable order.
@@ -86,14 +96,16 @@ class Importer:
         return xlsx_rows(path.read_bytes())
 
 
-@pytest.fixture
-async def importer(settings: Settings, db: asyncpg.Connection[Any]) -> AsyncIterator[Importer]:
+@asynccontextmanager
+async def running_imports(
+    settings: Settings, db: asyncpg.Connection[Any], handlers: ImportRegistry
+) -> AsyncIterator[Importer]:
+    """Imports of ``handlers``' types run in this process, with the tests' time zone."""
     pool: Pool = await create_pool(settings.database_url)
     try:
-        load_handlers()
         deployment = await deployment_id(pool)
         storage = LocalStorage(settings.storage_dir, deployment)
-        imports = ImportKind(import_registry, pool, storage, ImportSettings("UTC", ReadLimits()))
+        imports = ImportKind(handlers, pool, storage, ImportSettings(TIME_ZONE, ReadLimits()))
         runner = TaskRunner(
             TaskRepository(pool),
             pool,
@@ -106,6 +118,13 @@ async def importer(settings: Settings, db: asyncpg.Connection[Any]) -> AsyncIter
         yield Importer(TaskRepository(pool), runner, imports, storage, owner)
     finally:
         await pool.close()
+
+
+@pytest.fixture
+async def importer(settings: Settings, db: asyncpg.Connection[Any]) -> AsyncIterator[Importer]:
+    load_handlers()
+    async with running_imports(settings, db, import_registry) as running:
+        yield running
 
 
 def write_csv(path: Path, rows: list[list[str]], encoding: str = "utf-8-sig") -> Path:
@@ -328,3 +347,87 @@ async def test_roles_import_permissions_split_at_commas(
         "from a file",
         ["account:read", "export:create"],
     )
+
+
+EVENTS = """
+CREATE TABLE test_events (name text PRIMARY KEY, happened_at timestamptz NOT NULL);
+INSERT INTO test_events VALUES ('kept', '2026-01-31 08:05:09.123456+08');
+"""
+
+
+def events_handlers() -> ImportRegistry:
+    """An import type with a date column, registered nowhere else."""
+    export = ExportHandler(
+        "test_event",
+        "事件",
+        ExportParams,
+        (
+            Column("名称", "e.name", field="name"),
+            Column("发生时间", "e.happened_at", ColumnKind.DATETIME, field="happened_at"),
+        ),
+        lambda params: RowQuery("test_events e"),
+        "test_event:read",
+    )
+    handlers = ImportRegistry()
+    handlers.add(
+        build_import_handler(
+            export,
+            table="test_events",
+            key="name",
+            fields=[ImportField("name", required=True), ImportField("happened_at")],
+        )
+    )
+    return handlers
+
+
+async def test_dates_are_read_from_excel_dates_serials_and_text_in_common_forms(
+    settings: Settings, db: asyncpg.Connection[Any], tmp_path: Path
+) -> None:
+    await db.execute(EVENTS)
+    rows: list[list[Any]] = [
+        ["名称", "发生时间"],
+        ["kept", "2026-01-31 08:05:09"],
+        ["excel", datetime.datetime(2026, 2, 1, 9, 30)],
+        ["serial", 46054.5],
+        ["slashes", "2026/2/3"],
+        ["chinese", "2026年2月4日 7:08"],
+        ["dots", "2026.02.05 23:59:59"],
+        ["february 30", "2026-02-30"],
+        ["words", "next tuesday"],
+    ]
+    path = tmp_path / "events.xlsx"
+    workbook = xlsxwriter.Workbook(str(path))
+    sheet = workbook.add_worksheet()
+    date_format = workbook.add_format({"num_format": "yyyy-mm-dd hh:mm"})
+    for line, (name, value) in enumerate(rows):
+        sheet.write_string(line, 0, name)
+        if isinstance(value, datetime.datetime):
+            sheet.write_datetime(line, 1, value, date_format)
+        elif isinstance(value, float):
+            sheet.write_number(line, 1, value)
+        else:
+            sheet.write_string(line, 1, value)
+    workbook.close()
+
+    async with running_imports(settings, db, events_handlers()) as importer:
+        task = await importer.run(path, type_name="test_event", on_error="skip")
+
+    assert task.status is TaskStatus.COMPLETED, task.error
+    assert task.outcome is not None
+    assert task.outcome["counts"] == {"created": 5, "updated": 0, "unchanged": 1, "rejected": 2}
+    assert [(e["row"], e["code"]) for e in task.outcome["errors"]] == [
+        (8, "invalid_date"),
+        (9, "invalid_date"),
+    ]
+    stored = await db.fetch(
+        "SELECT name, to_char(happened_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD HH24:MI:SS')"
+        " AS local FROM test_events ORDER BY name"
+    )
+    assert {r["name"]: r["local"] for r in stored} == {
+        "chinese": "2026-02-04 07:08:00",
+        "dots": "2026-02-05 23:59:59",
+        "excel": "2026-02-01 09:30:00",
+        "kept": "2026-01-31 08:05:09",
+        "serial": "2026-02-01 12:00:00",
+        "slashes": "2026-02-03 00:00:00",
+    }

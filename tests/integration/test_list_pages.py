@@ -168,9 +168,9 @@ async def test_its_page_and_nav_link_are_in_its_words_for_who_may_see_it(
         ("/accounts", "账号管理"),
         ("/roles", "角色管理"),
         ("/test-gadgets", "小工具管理"),
-        ("/tasks", "导出任务"),
+        ("/tasks", "导入导出任务"),
     ]
-    assert _nav(own) == [("/test-gadgets", "Gadgets"), ("/tasks", "Export tasks")]
+    assert _nav(own) == [("/test-gadgets", "Gadgets"), ("/tasks", "Tasks")]
     assert refused == 403
 
 

@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from exporter.auth.tokens import issue_token
 from exporter.ops.app import create_app
 from exporter.ops.migrate import migrate
+from exporter.storage.scratch import ScratchSpace
 from settings import Settings
 from tests.conftest import SECRET
 from tests.support import ApiUser, files_in, migrate_before
@@ -153,3 +154,20 @@ async def test_the_janitor_keeps_a_tasks_own_file_and_removes_what_no_task_owns(
 
     assert result.orphans_removed == len(strays)
     assert files_in(settings.storage_dir) == [own.name]
+
+
+async def test_the_janitor_removes_uploads_an_api_stopped_receiving_and_keeps_live_ones(
+    settings: Settings, db: asyncpg.Connection[Any]
+) -> None:
+    deployment = await db.fetchval("SELECT id FROM deployment")
+    uploads = ScratchSpace(settings.scratch_dir, deployment).upload_dir
+    uploads.mkdir(parents=True)
+    abandoned, receiving = uploads / "abandoned.part", uploads / "receiving.part"
+    for path in (abandoned, receiving):
+        path.write_bytes(b"half an upload")
+    os.utime(abandoned, (HOUR_AGO, HOUR_AGO))
+
+    result = await janitor_round(settings)
+
+    assert result.orphans_removed == 1
+    assert sorted(path.name for path in uploads.iterdir()) == ["receiving.part"]

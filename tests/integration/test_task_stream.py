@@ -112,6 +112,34 @@ async def test_a_deleted_task_is_announced_by_id(admin: ApiUser) -> None:
     assert await stream.next() == ("deleted", {"id": task["id"]})
 
 
+async def test_an_import_is_announced_as_an_import_task_and_its_deletion_by_id(
+    admin: ApiUser,
+) -> None:
+    stream = await open_stream(admin)
+    form = aiohttp.FormData()
+    form.add_field("type", "role")
+    form.add_field(
+        "file", "名称,描述\r\n运营,\r\n".encode(), filename="roles.csv", content_type="text/csv"
+    )
+    response = await admin.client.post("/api/import-tasks", data=form, headers=admin.headers)
+    assert response.status == 202, await response.text()
+    created = await response.json()
+
+    event, task = await stream.next()
+    assert event == "import_task"
+    assert (task["id"], task["status"], task["mode"], task["file_name"]) == (
+        created["id"],
+        "pending",
+        "validate",
+        "roles.csv",
+    )
+    response = await admin.client.delete(
+        f"/api/import-tasks/{created['id']}", headers=admin.headers
+    )
+    assert response.status == 204
+    assert await stream.next() == ("deleted", {"id": created["id"]})
+
+
 async def test_the_stream_needs_credentials(client: TestClient[Any, Any]) -> None:
     response = await client.get(STREAM)
 

@@ -20,6 +20,7 @@ from exporter.imports.readers.safe_xml import (
     forget,
     iter_elements,
 )
+from exporter.imports.readers.string_table import StringTable
 from exporter.imports.readers.zip_guard import corrupt
 
 # OOXML escapes a character XML cannot hold as _xHHHH_ (and a literal "_x" as _x005F_x).
@@ -91,11 +92,21 @@ def present(archive: zipfile.ZipFile, part: str | None) -> str | None:
 
 def read_shared_strings(
     archive: zipfile.ZipFile, part: str | None, limits: ReadLimits
-) -> list[str]:
-    """The shared string table (held in memory: sheets refer to it in any order)."""
-    if part is None:
-        return []
-    strings: list[str] = []
+) -> StringTable:
+    """The shared string table (sheets refer to it in any order)."""
+    strings = StringTable()
+    try:
+        if part is not None:
+            _read_strings(archive, part, limits, strings)
+    except BaseException:
+        strings.close()
+        raise
+    return strings.seal()
+
+
+def _read_strings(
+    archive: zipfile.ZipFile, part: str, limits: ReadLimits, strings: StringTable
+) -> None:
     for piece in scan_part(archive, part, SHARED_STRINGS):
         if isinstance(piece, PlainRun):
             texts = [unescape(text) for text in texts_of(piece.text)]
@@ -104,18 +115,16 @@ def read_shared_strings(
             forget(piece)
         for text in texts:
             if len(text) > limits.max_cell_chars:
-                raise CellTooLong(
-                    f"Shared string {len(strings)} holds more than "
-                    f"{limits.max_cell_chars} characters",
-                    params={
-                        "sheet": None,
-                        "row": None,
-                        "column": None,
-                        "limit": limits.max_cell_chars,
-                    },
-                )
+                raise shared_string_too_long(len(strings), limits)
             strings.append(text)
-    return strings
+
+
+def shared_string_too_long(index: int, limits: ReadLimits) -> CellTooLong:
+    """The error for a shared string longer than a cell may hold."""
+    return CellTooLong(
+        f"Shared string {index} holds more than {limits.max_cell_chars} characters",
+        params={"sheet": None, "row": None, "column": None, "limit": limits.max_cell_chars},
+    )
 
 
 def item_text(item: Any) -> str:

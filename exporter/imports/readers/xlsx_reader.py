@@ -23,6 +23,7 @@ from exporter.imports.readers.excel_dates import serial_to_datetime
 from exporter.imports.readers.part_scan import PlainRun, scan_part
 from exporter.imports.readers.plain_rows import SHEET_ROWS, items_of, xml_text
 from exporter.imports.readers.safe_xml import MAIN_NS, forget
+from exporter.imports.readers.string_table import StringTable
 from exporter.imports.readers.xlsx_parts import (
     item_text,
     read_date_styles,
@@ -40,7 +41,7 @@ BOOLEAN_TEXT = {"1": True, "0": False, "true": True, "false": False}
 class SheetContext:
     """What decoding one sheet's cells needs from the rest of the workbook."""
 
-    def __init__(self, strings: list[str], date_styles: frozenset[int], date1904: bool) -> None:
+    def __init__(self, strings: StringTable, date_styles: frozenset[int], date1904: bool) -> None:
         self.strings = strings
         self.date_styles = date_styles
         self.date1904 = date1904
@@ -59,13 +60,14 @@ def read_xlsx(archive: zipfile.ZipFile, guard: RowGuard) -> Iterator[Sheet]:
     """Every sheet in the workbook's order. A formula cell gives the value Excel cached
     when it last saved the file; nothing is evaluated."""
     parts = read_workbook(archive)
-    context = SheetContext(
-        read_shared_strings(archive, parts.shared_strings_part, guard.limits),
-        read_date_styles(archive, parts.styles_part),
-        parts.date1904,
-    )
-    for sheet in parts.sheets:
-        yield Sheet(sheet.name, sheet_rows(archive, sheet.part, sheet.name, context, guard))
+    date_styles = read_date_styles(archive, parts.styles_part)
+    strings = read_shared_strings(archive, parts.shared_strings_part, guard.limits)
+    try:
+        context = SheetContext(strings, date_styles, parts.date1904)
+        for sheet in parts.sheets:
+            yield Sheet(sheet.name, sheet_rows(archive, sheet.part, sheet.name, context, guard))
+    finally:
+        strings.close()
 
 
 def sheet_rows(

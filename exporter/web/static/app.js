@@ -37,6 +37,8 @@ window.Exporter = (() => {
     for (const [name, value] of Object.entries(params || {})) {
       if (name.endsWith("_field")) {
         values[name] = fieldLabel(String(value), labels);
+      } else if (Array.isArray(value)) {
+        values[name] = value.join(t("list.separator"));
       } else {
         values[name] = typeof value === "number" ? formatNumber(value) : value;
       }
@@ -47,8 +49,9 @@ window.Exporter = (() => {
   // An API error, or a failed task's ({code: error_code, params: error_params, message:
   // error}), in the page's language, from its stable code and params; the English message only
   // for a code this page does not know. A bad request says each field once, under its label:
-  // `fields` maps each field name to its message, for a form to show by its input.
-  function describeError(error, labels = {}) {
+  // `fields` maps each field name to its message, for a form to show by its input. A `scope`
+  // ("import") has its own words for the codes whose export words would mislead.
+  function describeError(error, labels = {}, scope = "") {
     const fields = new Map();
     if (["invalid_params", "invalid_request"].includes(error.code)) {
       for (const detail of error.details || []) {
@@ -64,7 +67,8 @@ window.Exporter = (() => {
     if (fields.size) {
       return { text: [...fields.values()].join(t("error.separator")), fields };
     }
-    const key = `error.${error.code}`;
+    const scoped = `${scope}.error.${error.code}`;
+    const key = scope && scoped in messages ? scoped : `error.${error.code}`;
     const text = key in messages ? t(key, readableParams(error.params, labels)) : error.message;
     return { text: text || t("error.unknown"), fields };
   }
@@ -76,14 +80,19 @@ window.Exporter = (() => {
 
   // Every call sends the session cookie; those that change something also send the CSRF value
   // the page was rendered with, which is what lets the API accept the cookie for them.
+  function csrfToken() {
+    const csrf = document.querySelector('meta[name="csrf-token"]');
+    return csrf ? csrf.content : null;
+  }
+
   async function api(method, path, body) {
     const headers = { Accept: "application/json" };
     if (body !== undefined) {
       headers["Content-Type"] = "application/json";
     }
-    const csrf = document.querySelector('meta[name="csrf-token"]');
+    const csrf = csrfToken();
     if (!["GET", "HEAD"].includes(method) && csrf) {
-      headers["X-CSRF-Token"] = csrf.content;
+      headers["X-CSRF-Token"] = csrf;
     }
     let response;
     try {
@@ -187,8 +196,8 @@ window.Exporter = (() => {
 
   // Trying again helps only when the network or the server failed; a refused request (4xx)
   // would be refused again. The pager's count was for the list that is no longer shown.
-  function failedRow(tbody, columns, problem, retry) {
-    clearPager();
+  function failedRow(tbody, columns, problem, retry, pager = "page") {
+    clearPager(pager);
     let button;
     if (problem.status === 0 || problem.status >= 500) {
       button = element("button", t("list.retry"));
@@ -198,19 +207,20 @@ window.Exporter = (() => {
     stateRow(tbody, columns, t("list.failed", { message: problem.message }), "error", button);
   }
 
-  function clearPager() {
-    document.getElementById("page-info").textContent = "";
-    document.getElementById("page-prev").disabled = true;
-    document.getElementById("page-next").disabled = true;
+  // A table's pager: the elements `${pager}-info`, `${pager}-prev` and `${pager}-next`.
+  function clearPager(pager = "page") {
+    document.getElementById(`${pager}-info`).textContent = "";
+    document.getElementById(`${pager}-prev`).disabled = true;
+    document.getElementById(`${pager}-next`).disabled = true;
   }
 
-  function showPage(page, pageSize, total, onMove) {
+  function showPage(page, pageSize, total, onMove, pager = "page") {
     const pages = Math.max(1, Math.ceil(total / pageSize));
-    document.getElementById("page-info").textContent = t("list.page_info", {
+    document.getElementById(`${pager}-info`).textContent = t("list.page_info", {
       page: formatNumber(page), pages: formatNumber(pages), total: formatNumber(total),
     });
-    const previous = document.getElementById("page-prev");
-    const next = document.getElementById("page-next");
+    const previous = document.getElementById(`${pager}-prev`);
+    const next = document.getElementById(`${pager}-next`);
     previous.disabled = page <= 1;
     next.disabled = page >= pages;
     previous.onclick = () => onMove(page - 1);
@@ -249,7 +259,7 @@ window.Exporter = (() => {
   document.addEventListener("DOMContentLoaded", setUpTopBar);
 
   return {
-    t, api, ApiError, describeError, language, formatDateTime, formatNumber, formatBytes,
-    timeZone, element, stateRow, failedRow, clearPager, showPage, toast,
+    t, api, ApiError, describeError, csrfToken, signInAgain, language, formatDateTime,
+    formatNumber, formatBytes, timeZone, element, stateRow, failedRow, clearPager, showPage, toast,
   };
 })();
