@@ -60,12 +60,16 @@ run: $(STAMP) ## migrate, seed, start API + worker (EMBEDDED=1 forces embedded s
 ROWS ?= 1000000
 
 .PHONY: bench
-bench: $(STAMP) ## ceilings, exports (xlsx in 1 and N processes), concurrency, API load (ROWS=1000000)
+bench: $(STAMP) ## ceilings, exports (xlsx in 1 and N processes), concurrency, API load, imports (ROWS=1000000)
 	$(BIN)/python -m bench.run --rows $(ROWS)
 
 .PHONY: bench-api
 bench-api: $(STAMP) ## the API load tests of make bench alone (about a minute)
 	$(BIN)/python -m bench.run --only api
+
+.PHONY: bench-imports
+bench-imports: $(STAMP) ## the imports of make bench alone: csv, xlsx, xlsb against COPY (ROWS=1000000)
+	$(BIN)/python -m bench.run --only imports --rows $(ROWS)
 
 .PHONY: clean
 clean: ## remove caches and local state (keeps .venv)

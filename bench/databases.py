@@ -34,14 +34,17 @@ BENCH_TOKEN_TTL_S = 24 * 3600
 _ROWS_VARIABLE = re.compile(r":rows\b")
 _STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
 
-# Users are existing active accounts whose role may export accounts (docs/api.md, Permissions), so
-# the seeded data set stays exactly what it is.
+# Users are existing active accounts whose role has the permissions they need (docs/api.md,
+# Permissions), so the seeded data set stays exactly what it is.
 SELECT_ACTIVE_ACCOUNTS = """
 SELECT a.id FROM accounts a JOIN roles r ON r.id = a.role_id
-WHERE a.status = 'active'
-  AND (r.permissions @> ARRAY['*'] OR r.permissions @> ARRAY['account:read', 'export:create'])
+WHERE a.status = 'active' AND (r.permissions @> ARRAY['*'] OR r.permissions @> $2::text[])
 ORDER BY a.id LIMIT $1
 """
+# What exporting accounts takes; importing them takes these too (the bench exports the files it
+# imports).
+EXPORT_PERMISSIONS = ("account:read", "export:create")
+IMPORT_PERMISSIONS = (*EXPORT_PERMISSIONS, "account:write", "import:create")
 
 # Finished tasks, one a minute back in time, so "newest first" has a real order to sort.
 VACUUM_TASKS = "VACUUM ANALYZE tasks, task_counts, task_events"
@@ -107,10 +110,10 @@ class BenchDatabase:
         await _run_admin(self.url, VACUUM_TASKS)
 
     async def active_users(self, count: int) -> tuple[BenchUser, ...]:
-        """Up to ``count`` active accounts with tokens, lowest ids first."""
+        """Up to ``count`` active accounts that may export, with tokens, lowest ids first."""
         conn = await asyncpg.connect(self.url)
         try:
-            return await _active_users(conn, count)
+            return await _active_users(conn, count, EXPORT_PERMISSIONS)
         finally:
             await conn.close()
 
@@ -143,19 +146,24 @@ async def _run_admin(server: str, statement: str) -> None:
         await conn.close()
 
 
-async def _active_users(conn: asyncpg.Connection, count: int) -> tuple[BenchUser, ...]:
+async def _active_users(
+    conn: asyncpg.Connection, count: int, permissions: tuple[str, ...]
+) -> tuple[BenchUser, ...]:
+    records = await conn.fetch(SELECT_ACTIVE_ACCOUNTS, count, permissions)
     return tuple(
         BenchUser(id_, issue_token(BENCH_SECRET, id_, ttl_s=BENCH_TOKEN_TTL_S))
-        for id_ in [record["id"] for record in await conn.fetch(SELECT_ACTIVE_ACCOUNTS, count)]
+        for id_ in [record["id"] for record in records]
     )
 
 
-async def _seed(url: str, rows: int, user_count: int) -> tuple[BenchUser, ...]:
+async def _seed(
+    url: str, rows: int, user_count: int, permissions: tuple[str, ...]
+) -> tuple[BenchUser, ...]:
     conn = await asyncpg.connect(url)
     try:
         for statement in seed_statements(rows):
             await conn.execute(statement)
-        users = await _active_users(conn, user_count)
+        users = await _active_users(conn, user_count, permissions)
     finally:
         await conn.close()
     if len(users) < user_count:
@@ -167,9 +175,15 @@ async def _seed(url: str, rows: int, user_count: int) -> tuple[BenchUser, ...]:
 
 @asynccontextmanager
 async def bench_database(
-    server: str, rows: int, *, user_count: int, timeout_s: float
+    server: str,
+    rows: int,
+    *,
+    user_count: int,
+    timeout_s: float,
+    permissions: tuple[str, ...] = EXPORT_PERMISSIONS,
 ) -> AsyncIterator[BenchDatabase]:
-    """A fresh database with ``rows`` seeded accounts; dropped on exit, even on failure."""
+    """A fresh database with ``rows`` seeded accounts, its users ``user_count`` active accounts
+    with ``permissions``; dropped on exit, even on failure."""
     # The suffix keeps two runs on one server (two clones, say) from dropping each other's data.
     name = f"{DATABASE_PREFIX}{rows}_{uuid.uuid4().hex[:8]}"
     # CREATE DATABASE takes no parameters; the name is built here from a number and hex digits.
@@ -179,7 +193,7 @@ async def bench_database(
         started = time.monotonic()
         async with asyncio.timeout(timeout_s):
             await migrate(url)
-            users = await _seed(url, rows, user_count)
+            users = await _seed(url, rows, user_count, permissions)
         log.info(
             "database %s: %s rows seeded in %.1f s", name, f"{rows:,}", time.monotonic() - started
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,14 +57,17 @@ class ExportBatch:
 
 
 class ApiUser:
+    tasks_path = "/api/export-tasks"
+
     def __init__(self, session: aiohttp.ClientSession, base_url: str, user: BenchUser) -> None:
         self._session = session
         self._base_url = base_url
         self._headers = {"Authorization": f"Bearer {user.token}"}
 
-    async def _json(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    async def _request(self, method: str, path: str, **body: Any) -> dict[str, Any]:
+        """The JSON answer; ``body`` is aiohttp's ``json=`` or ``data=``."""
         async with self._session.request(
-            method, self._base_url + path, json=body, headers=self._headers
+            method, self._base_url + path, headers=self._headers, **body
         ) as response:
             answer: dict[str, Any] = await response.json()
             if response.status >= 400:
@@ -72,20 +76,30 @@ class ApiUser:
 
     async def create(self, file_format: str) -> str:
         body = {"type": EXPORT_TYPE, "format": file_format, "params": {}}
-        task = await self._json("POST", "/api/export-tasks", body)
+        task = await self._request("POST", self.tasks_path, json=body)
         task_id: str = task["id"]
         return task_id
 
-    async def wait_completed(self, task_id: str) -> dict[str, Any]:
+    async def wait_finished(
+        self, task_id: str, check: Callable[[], None] | None = None
+    ) -> dict[str, Any]:
+        """The task once it is neither pending nor running; ``check`` (which raises when the
+        task can no longer finish: its worker died, say) is called at every poll."""
         started = time.perf_counter()
         while True:
-            task = await self._json("GET", f"/api/export-tasks/{task_id}")
-            if task["status"] == "completed":
-                return task
+            task = await self._request("GET", f"{self.tasks_path}/{task_id}")
             if task["status"] not in ("pending", "running"):
-                raise ExportFailed(f"task {task_id} ended {task['status']}: {task['error']}")
+                return task
+            if check is not None:
+                check()
             waited = time.perf_counter() - started
             await asyncio.sleep(min(POLL_MAX_S, max(POLL_MIN_S, POLL_SHARE * waited)))
+
+    async def wait_completed(self, task_id: str) -> dict[str, Any]:
+        task = await self.wait_finished(task_id)
+        if task["status"] != "completed":
+            raise ExportFailed(f"task {task_id} ended {task['status']}: {task['error']}")
+        return task
 
     async def download(self, task: dict[str, Any], dest: Path) -> int:
         """Stream the file to ``dest``; the number of bytes written."""

@@ -8,14 +8,27 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 from bench.ceiling_process import CeilingResult
 from bench.exports import ExportBatch
+from bench.import_report import import_notes, import_rows
+from bench.imports import ImportSize
 from bench.load import LoadResult
 from bench.stack import API_PROCESSES, DEFAULT_PARALLEL_MIN_ROWS
-
-MB = 1024 * 1024
+from bench.table import (
+    COLUMNS,
+    MB,
+    NO_TARGET,
+    Row,
+    Target,
+    lag_text,
+    mb_text,
+    rate_text,
+    ratio_of,
+    target_of,
+    times_text,
+)
 
 # The issue's targets, each compared with figures from the same run.
 CSV_MAX_TIMES_COPY = 1.5
@@ -27,19 +40,6 @@ LOOP_LAG_MAX_MS = 100
 CONCURRENT_MAX_TIMES_SEQUENTIAL = 0.6
 POST_MIN_TIMES_TRIVIAL = 0.25
 API_P99_MAX_MS = 50
-
-COLUMNS = (
-    "what",
-    "s",
-    "download s",
-    "rate",
-    "p50 / p99 ms",
-    "peak RSS MB",
-    "loop lag ms",
-    "ratio",
-    "target",
-    "met",
-)
 
 
 @dataclass
@@ -69,45 +69,8 @@ class Measurements:
     trivial: LoadResult | None = None
     post: LoadResult | None = None
     listing: LoadResult | None = None
-
-
-class Target(TypedDict):
-    target: str
-    met: str
-
-
-NO_TARGET = Target(target="", met="")
-
-
-@dataclass(frozen=True)
-class Row:
-    what: str
-    seconds: float | None = None
-    download_s: float | None = None
-    rate: str = ""
-    latency: str = ""
-    rss: str = ""
-    lag: str = ""
-    ratio: str = ""
-    target: str = ""
-    met: str = ""
-
-    def cells(self) -> list[str]:
-        seconds, download = (
-            "" if s is None else f"{s:.2f}" for s in (self.seconds, self.download_s)
-        )
-        return [
-            self.what,
-            seconds,
-            download,
-            self.rate,
-            self.latency,
-            self.rss,
-            self.lag,
-            self.ratio,
-            self.target,
-            self.met,
-        ]
+    imports: ImportSize | None = None  # of ``rows`` rows
+    imports_small: ImportSize | None = None  # of ``small_rows`` rows
 
 
 @dataclass
@@ -148,27 +111,11 @@ class Report:
         return markdown, data
 
 
-def _mb(value: int) -> str:
-    return f"{value / MB:.0f}"
-
-
-def _rate(per_s: float, unit: str) -> str:
-    return f"{per_s:,.0f} {unit}/s"
-
-
-def _met(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("yes" if ok else "NO")
-
-
-def _lag(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0f}"
-
-
 def _ceiling_row(what: str, ceiling: CeilingResult | None) -> Row:
     if ceiling is None:
         return Row(what, rate="not measured")
-    rate = _rate(ceiling.rows_per_s, "rows")
-    return Row(what, ceiling.seconds, rate=rate, rss=_mb(ceiling.peak_rss_bytes))
+    rate = rate_text(ceiling.rows_per_s, "rows")
+    return Row(what, ceiling.seconds, rate=rate, rss=mb_text(ceiling.peak_rss_bytes))
 
 
 def _export_row(
@@ -176,35 +123,17 @@ def _export_row(
 ) -> Row:
     if batch is None:
         return Row(what, rate="not measured")
-    child = _mb(batch.child_peak_rss_bytes) if batch.child_peak_rss_bytes else "none"
+    child = mb_text(batch.child_peak_rss_bytes) if batch.child_peak_rss_bytes else "none"
     return Row(
         what,
         batch.wall_s,
         max(export.download_s for export in batch.exports),
-        _rate(batch.rows_per_s, "rows"),
-        rss=f"worker {_mb(batch.worker_peak_rss_bytes)}, child {child}",
-        lag=_lag(batch.loop_lag_ms),
+        rate_text(batch.rows_per_s, "rows"),
+        rss=f"worker {mb_text(batch.worker_peak_rss_bytes)}, child {child}",
+        lag=lag_text(batch.loop_lag_ms),
         ratio=ratio,
         **check,
     )
-
-
-def _times(value: float | None, of: str) -> str:
-    return "" if value is None else f"{value:.2f}x {of}"
-
-
-def _ratio(numerator: float | None, denominator: float | None) -> float | None:
-    if numerator is None or denominator is None or denominator == 0:
-        return None
-    return numerator / denominator
-
-
-def _target(
-    value: float | None, limit: float, *, most: bool, unit: str = "x", note: str = ""
-) -> Target:
-    """The target's text, and whether ``value`` is at most (or at least) ``limit``."""
-    met = None if value is None else value <= limit if most else value >= limit
-    return Target(target=f"{'≤' if most else '≥'} {limit}{unit}{note}", met=_met(met))
 
 
 def _seconds(item: CeilingResult | ExportBatch | None) -> float | None:
@@ -235,41 +164,43 @@ def _connections(count: int) -> str:
 
 def _parallel_row(m: Measurements, processes: int) -> Row:
     batch = m.xlsx_parallel.get(processes)
-    writer_ratio = _ratio(_seconds(m.xlsxwriter), _seconds(batch))
-    speedup = _ratio(_seconds(m.xlsx), _seconds(batch))
+    writer_ratio = ratio_of(_seconds(m.xlsxwriter), _seconds(batch))
+    speedup = ratio_of(_seconds(m.xlsx), _seconds(batch))
     ratio = ", ".join(
-        text for text in (_times(writer_ratio, "xlsxwriter"), _times(speedup, "1 process")) if text
+        text
+        for text in (times_text(writer_ratio, "xlsxwriter"), times_text(speedup, "1 process"))
+        if text
     )
     return _export_row(
         f"export xlsx, {m.rows:,} rows, {_processes(processes)}",
         batch,
         ratio=ratio,
-        check=_target(writer_ratio, XLSX_PARALLEL_MIN_TIMES_WRITER, most=False),
+        check=target_of(writer_ratio, XLSX_PARALLEL_MIN_TIMES_WRITER, most=False),
     )
 
 
 def _export_rows(m: Measurements) -> list[Row]:
     n, small = f"{m.rows:,}", f"{m.small_rows:,}"
-    csv_ratio = _ratio(_seconds(m.csv), _seconds(m.copy))
+    csv_ratio = ratio_of(_seconds(m.csv), _seconds(m.copy))
     # Throughput against the writer's, so more than 1x means faster than one xlsxwriter.
-    xlsx_ratio = _ratio(_seconds(m.xlsxwriter), _seconds(m.xlsx))
+    xlsx_ratio = ratio_of(_seconds(m.xlsxwriter), _seconds(m.xlsx))
     return [
         _export_row(
             f"export csv, {n} rows, {_connections(m.cores)}",
             m.csv,
-            ratio=_times(csv_ratio, "COPY time"),
-            check=_target(csv_ratio, CSV_MAX_TIMES_COPY, most=True),
+            ratio=times_text(csv_ratio, "COPY time"),
+            check=target_of(csv_ratio, CSV_MAX_TIMES_COPY, most=True),
         ),
         _export_row(
             f"export csv, {n} rows, {_connections(1)}",
             m.csv_single,
-            ratio=_times(_ratio(_seconds(m.csv_single), _seconds(m.copy)), "COPY time"),
+            ratio=times_text(ratio_of(_seconds(m.csv_single), _seconds(m.copy)), "COPY time"),
         ),
         _export_row(
             f"export xlsx, {n} rows, {_processes(1)}",
             m.xlsx,
-            ratio=_times(xlsx_ratio, "xlsxwriter"),
-            check=_target(xlsx_ratio, XLSX_MIN_TIMES_WRITER, most=False),
+            ratio=times_text(xlsx_ratio, "xlsxwriter"),
+            check=target_of(xlsx_ratio, XLSX_MIN_TIMES_WRITER, most=False),
         ),
         *(_parallel_row(m, processes) for processes in m.parallel_processes),
         _export_row(f"export csv, {small} rows", m.csv_small),
@@ -290,7 +221,7 @@ def _growth_row(
     return Row(
         f"memory growth {what}, {m.small_rows:,} → {m.rows:,} rows",
         rss=", ".join(f"{process} {round(mb):+d}" for process, mb in growth.items()),
-        **_target(
+        **target_of(
             max(growth.values(), default=None), RSS_GROWTH_MAX_MB, most=True, unit=" MB more"
         ),
     )
@@ -312,12 +243,12 @@ def _memory_rows(m: Measurements) -> list[Row]:
         Row(
             f"memory: worker peak, {m.rows:,}-row exports",
             rss="" if worker_mb is None else f"{worker_mb:.0f}",
-            **_target(worker_mb, PEAK_RSS_MAX_MB, most=True, unit=" MB"),
+            **target_of(worker_mb, PEAK_RSS_MAX_MB, most=True, unit=" MB"),
         ),
         Row(
             f"memory: largest encoding process, {m.rows:,}-row exports",
             rss="none spawned" if child_mb is None else f"{child_mb:.0f}",
-            **_target(child_mb, PEAK_RSS_MAX_MB, most=True, unit=" MB"),
+            **target_of(child_mb, PEAK_RSS_MAX_MB, most=True, unit=" MB"),
         ),
         _growth_row("csv", m, m.csv, m.csv_small),
         _growth_row(f"xlsx, {_processes(1)}", m, m.xlsx, m.xlsx_small),
@@ -340,8 +271,8 @@ def _lag_row(m: Measurements) -> Row:
     worst = max(lags, default=None)
     return Row(
         "worker event loop: worst lag during any export",
-        lag=_lag(worst),
-        **_target(worst, LOOP_LAG_MAX_MS, most=True, unit=" ms"),
+        lag=lag_text(worst),
+        **target_of(worst, LOOP_LAG_MAX_MS, most=True, unit=" ms"),
     )
 
 
@@ -349,14 +280,14 @@ def _concurrency_rows(m: Measurements) -> list[Row]:
     quarter = f"{m.quarter_rows:,}"
     alone = _seconds(m.xlsx_quarter)
     sequential = None if alone is None else 4 * alone
-    ratio = _ratio(_seconds(m.xlsx_quarter_concurrent), sequential)
+    ratio = ratio_of(_seconds(m.xlsx_quarter_concurrent), sequential)
     return [
         _export_row(f"export xlsx, {quarter} rows, alone, {_processes(1)}", m.xlsx_quarter),
         _export_row(
             f"4 concurrent xlsx exports of {quarter} rows, 4 users, {_processes(m.cores)}",
             m.xlsx_quarter_concurrent,
-            ratio=_times(ratio, "4 x alone"),
-            check=_target(ratio, CONCURRENT_MAX_TIMES_SEQUENTIAL, most=True),
+            ratio=times_text(ratio, "4 x alone"),
+            check=target_of(ratio, CONCURRENT_MAX_TIMES_SEQUENTIAL, most=True),
         ),
     ]
 
@@ -370,7 +301,7 @@ def _load_row(
     return Row(
         what,
         result.seconds,
-        rate=_rate(result.requests_per_s, "req") + errors,
+        rate=rate_text(result.requests_per_s, "req") + errors,
         latency=f"{result.p50_ms:.1f} / {result.p99_ms:.1f}",
         ratio=ratio,
         **check,
@@ -378,7 +309,7 @@ def _load_row(
 
 
 def _api_rows(m: Measurements, clients: int) -> list[Row]:
-    post_share = _ratio(
+    post_share = ratio_of(
         None if m.post is None else m.post.requests_per_s,
         None if m.trivial is None else m.trivial.requests_per_s,
     )
@@ -389,18 +320,18 @@ def _api_rows(m: Measurements, clients: int) -> list[Row]:
         _load_row(
             f"POST /api/export-tasks, {clients} clients",
             m.post,
-            ratio=_times(post_share, "trivial req/s"),
-            check=_target(post_share, POST_MIN_TIMES_TRIVIAL, most=False),
+            ratio=times_text(post_share, "trivial req/s"),
+            check=target_of(post_share, POST_MIN_TIMES_TRIVIAL, most=False),
         ),
         Row(
             "POST /api/export-tasks: p99",
             latency="" if post_p99 is None else f"{post_p99:.1f}",
-            **_target(post_p99, API_P99_MAX_MS, most=True, unit=" ms p99"),
+            **target_of(post_p99, API_P99_MAX_MS, most=True, unit=" ms p99"),
         ),
         _load_row(
             f"GET /api/export-tasks (10,000 tasks), {clients} clients",
             m.listing,
-            check=_target(list_p99, API_P99_MAX_MS, most=True, unit=" ms p99"),
+            check=target_of(list_p99, API_P99_MAX_MS, most=True, unit=" ms p99"),
         ),
     ]
 
@@ -415,8 +346,16 @@ def _lowered_threshold(m: Measurements) -> str:
 
 
 def build_report(
-    m: Measurements, *, clients: int, meta: dict[str, Any], error: str | None
+    m: Measurements,
+    *,
+    clients: int,
+    meta: dict[str, Any],
+    error: str | None,
+    only: str | None = None,
 ) -> Report:
+    if only == "imports":  # none of the export rows would have been measured
+        imports = import_rows(m.imports, m.imports_small)
+        return Report(imports, import_notes(m.imports, m.imports_small), meta, m, error)
     rows = [
         *_ceiling_rows(m),
         *_export_rows(m),
@@ -424,6 +363,7 @@ def build_report(
         _lag_row(m),
         *_concurrency_rows(m),
         *_api_rows(m, clients),
+        *import_rows(m.imports, m.imports_small),
     ]
     notes = [
         "Exports are timed from POST to the task reading completed (polled at 2% of the time "
@@ -454,6 +394,7 @@ def build_report(
         f"trivial endpoint each run in {API_PROCESSES} processes sharing the port "
         "(EXPORTER_API_PROCESSES).",
     ]
+    notes.extend(import_notes(m.imports, m.imports_small))
     if _lag_row(m).lag == "n/a":
         notes.append("Loop lag n/a: the worker wrote no lag probe file (EXPORTER_LOOP_LAG_LOG).")
     return Report(rows, notes, meta, m, error)

@@ -6,8 +6,10 @@ xlsx both in one process (the worker with ``EXPORTER_ENCODE_PROCESSES=1``) and i
 (one encoding process per core, and 2 as well if there are more cores); the same at a tenth of
 the rows; four concurrent quarter-size xlsx exports from four users (in parallel) against one
 alone (in one process); a load test of the API next to a trivial aiohttp endpoint. Prints one
-table and writes it under ``bench-results/``. Everything it creates or starts is removed or
-stopped when it ends, fails or is interrupted.
+table and writes it under ``bench-results/``. Then imports (``bench.imports``): the accounts
+exported as csv and xlsx, and as an xlsb, imported back in each mode, a csv of new accounts
+applied, at ``--rows`` and at a tenth of it, against a ``COPY FROM`` of the csv file.
+Everything it creates or starts is removed or stopped when it ends, fails or is interrupted.
 """
 
 from __future__ import annotations
@@ -31,8 +33,17 @@ import aiohttp
 
 from bench.ceiling_process import CeilingResult
 from bench.ceilings import MAX_SHEET_DATA_ROWS, measure_ceiling
-from bench.databases import BenchDatabase, BenchUser, bench_database, server_url
+from bench.databases import (
+    EXPORT_PERMISSIONS,
+    IMPORT_PERMISSIONS,
+    BenchDatabase,
+    BenchUser,
+    bench_database,
+    server_url,
+)
 from bench.exports import ExportBatch, export_batch
+from bench.import_files import import_files
+from bench.imports import ImportApiUser, ImportSize, import_size
 from bench.load import LoadResult, Request, load_test
 from bench.report import Measurements, build_report
 from bench.stack import (
@@ -126,15 +137,23 @@ class Bench:
                 if self.only == "concurrency":
                     await self._concurrency(session)
                     return
+                if self.only == "imports":
+                    await self._imports(session)
+                    return
                 await self._full_size(session)
                 await self._small_size(session)
                 await self._concurrency(session)
+                await self._imports(session)
         finally:
             for storage in self.run_dir.glob("storage-*"):
                 shutil.rmtree(storage, ignore_errors=True)
 
-    def _database(self, rows: int, users: int) -> AbstractAsyncContextManager[BenchDatabase]:
-        return bench_database(self.server, rows, user_count=users, timeout_s=_bound_s(rows))
+    def _database(
+        self, rows: int, users: int, permissions: tuple[str, ...] = EXPORT_PERMISSIONS
+    ) -> AbstractAsyncContextManager[BenchDatabase]:
+        return bench_database(
+            self.server, rows, user_count=users, timeout_s=_bound_s(rows), permissions=permissions
+        )
 
     def _stack(
         self, db: BenchDatabase, session: aiohttp.ClientSession, encode_processes: int
@@ -260,6 +279,44 @@ class Bench:
                 stack, session, db.users, "xlsx", m.cores
             )
 
+    async def _imports(self, session: aiohttp.ClientSession) -> None:
+        m = self.m
+        m.imports = await self._import_size(session, m.rows)
+        m.imports_small = await self._import_size(session, m.small_rows)
+
+    async def _import_size(self, session: aiohttp.ClientSession, rows: int) -> ImportSize:
+        """The files exported, then imported (by a fresh worker per format: what exporting or
+        another format left in the worker's memory is not charged to the imports)."""
+        async with (
+            self._database(rows, 1, IMPORT_PERMISSIONS) as db,
+            # The xlsx written whole by one process: a parallel export repeats the header row
+            # (the first part writes one too), which an import reads as a row of data.
+            running_stack(
+                db,
+                self.redis_url,
+                self.run_dir,
+                session,
+                encode_processes=SINGLE_PROCESS,
+                parallel_min_rows=rows + 1,
+            ) as stack,
+        ):
+            work_dir = self.work_dir / f"imports-{rows}"
+            try:
+                files = await _phase(
+                    f"import files of {rows:,} rows",
+                    _bound_s(4 * rows),
+                    import_files(stack, session, db.users[0], work_dir),
+                )
+                api = ImportApiUser(session, stack.base_url, db.users[0])
+                # Seven imports: three formats validated and applied, and the new accounts.
+                return await _phase(
+                    f"imports of {rows:,} rows",
+                    _bound_s(7 * rows),
+                    import_size(stack, files, api),
+                )
+            finally:
+                shutil.rmtree(work_dir, ignore_errors=True)
+
 
 def _options(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
@@ -274,8 +331,9 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["api", "concurrency"],
-        help="run only these measurements: the API load tests, or the concurrent exports",
+        choices=["api", "concurrency", "imports"],
+        help="run only these measurements: the API load tests, the concurrent exports, or the "
+        "imports",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("bench-results"), help="where results are written"
@@ -309,7 +367,9 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "machine": platform.platform(),
     }
-    report = build_report(bench.m, clients=options.clients, meta=meta, error=error)
+    report = build_report(
+        bench.m, clients=options.clients, meta=meta, error=error, only=options.only
+    )
     markdown, data = report.write(run_dir)
     print(report.markdown())
     print(f"written: {markdown} and {data}")

@@ -33,6 +33,7 @@ QUEUE_PREFIX = "exporter-bench:"
 TIME_ZONE = "Asia/Shanghai"
 
 MAX_PENDING = 1_000_000
+MAX_UPLOAD_BYTES = 2 * 1024**3
 # The worker's own default: xlsx exports of at least this many rows are encoded in parallel.
 DEFAULT_PARALLEL_MIN_ROWS: int = Settings.model_fields["parallel_min_rows"].default
 # The API and the trivial endpoint it is compared with: one process per core each.
@@ -171,11 +172,18 @@ class Stack:
             EXPORTER_MAX_PENDING=str(MAX_PENDING),
             # Set here, not inherited, so the rows' labels say which path the exports took.
             EXPORTER_PARALLEL_MIN_ROWS=str(parallel_min_rows),
+            # The import bench uploads its whole data set in one file (a million rows of csv
+            # are about 100 MB); the default cap is for what people send.
+            EXPORTER_MAX_UPLOAD_BYTES=str(MAX_UPLOAD_BYTES),
             PYTHONUNBUFFERED="1",
+            # A process that crashes (a C extension's abort) leaves every thread's Python stack
+            # in its log.
+            PYTHONFAULTHANDLER="1",
         )
         self._logs = run_dir / "logs"
         self.api: Service | None = None
         self.worker: Worker | None = None
+        self._worker_starts = 0
 
     async def start(self, session: aiohttp.ClientSession, encode_processes: int) -> None:
         self._logs.mkdir(parents=True, exist_ok=True)
@@ -190,7 +198,8 @@ class Stack:
     async def start_worker(self, encode_processes: int) -> None:
         """A worker with ``EXPORTER_ENCODE_PROCESSES=encode_processes``, ready for jobs."""
         assert self.worker is None, "one worker at a time: the measurements are per worker"
-        name = f"{self.database.rows}-{encode_processes}p"
+        self._worker_starts += 1
+        name = f"{self.database.rows}-{encode_processes}p-{self._worker_starts}"
         # Its own file: a killed worker's half-written last line cannot run into another's.
         loop_lag_log = self._logs / f"loop-lag-{name}.jsonl"
         env = dict(
@@ -220,6 +229,13 @@ class Stack:
         if self.worker is None or self.worker.encode_processes != encode_processes:
             await self.stop_worker()
             await self.start_worker(encode_processes)
+
+    async def restart_worker(self) -> None:
+        """The worker stopped and started again as it was: a process with fresh memory."""
+        assert self.worker is not None, "no worker to restart"
+        encode_processes = self.worker.encode_processes
+        await self.stop_worker()
+        await self.start_worker(encode_processes)
 
     def check_running(self) -> None:
         if self.api is not None:

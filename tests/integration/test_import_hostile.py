@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from bench.xlsb_writer import Formula, XlsbCell, write_xlsb
 from settings import Settings
 from tests.imports import (
     ACCOUNT_HEADER,
@@ -32,7 +33,6 @@ from tests.imports import (
 )
 from tests.support import ApiUser, xlsx_rows
 from tests.workers import drain_queue
-from tests.xlsb_writer import Formula, XlsbCell, write_xlsb
 
 SHEET = "xl/worksheets/sheet1.xml"
 SHARED_STRINGS = "xl/sharedStrings.xml"

@@ -14,6 +14,7 @@ import asyncpg
 import openpyxl
 import pytest
 
+from bench.xlsb_writer import XlsbCell, write_xlsb
 from exporter.exports.formats import xlsx as xlsx_format
 from settings import Settings
 from tests.imports import (
@@ -27,7 +28,6 @@ from tests.imports import (
 )
 from tests.support import ApiUser, csv_rows, xlsx_rows
 from tests.workers import running_worker
-from tests.xlsb_writer import XlsbCell, write_xlsb
 
 # Nicknames that Excel would run as formulas, and some that look like it and are not.
 AWKWARD = {

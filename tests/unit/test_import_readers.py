@@ -12,6 +12,22 @@ from pathlib import Path
 import pytest
 import xlsxwriter
 
+from bench.xlsb_writer import (
+    CELL_XFS,
+    DATE_STYLE,
+    DATETIME_STYLE,
+    DAYS_STYLE,
+    DIMENSION,
+    GENERAL_STYLE,
+    NUMBER_STYLE,
+    PHONETIC_FLAG,
+    XF,
+    Formula,
+    Styled,
+    XlsbCell,
+    record,
+    write_xlsb,
+)
 from exporter.imports.readers import (
     CellTooLong,
     CompressionTooHigh,
@@ -31,22 +47,6 @@ from exporter.imports.readers import (
 from exporter.imports.readers.base import CellValue
 from exporter.imports.readers.excel_dates import is_date_format, serial_to_datetime
 from exporter.imports.readers.xlsx_parts import unescape
-from tests.xlsb_writer import (
-    CELL_XFS,
-    DATE_STYLE,
-    DATETIME_STYLE,
-    DAYS_STYLE,
-    DIMENSION,
-    GENERAL_STYLE,
-    NUMBER_STYLE,
-    PHONETIC_FLAG,
-    XF,
-    Formula,
-    Styled,
-    XlsbCell,
-    record,
-    write_xlsb,
-)
 
 LIMITS = ReadLimits()
 WHEN = datetime.datetime(2024, 2, 29, 13, 45, 7)
@@ -400,7 +400,8 @@ def test_an_xlsb_row_numbered_past_excels_rows_is_corrupt(tmp_path: Path) -> Non
     assert "row 3000000000" in refused(path, CorruptUpload).params["reason"]
 
 
-# xlsb (written by tests/xlsb_writer.py; python-calamine reads the same cells back)
+# xlsb (written by bench/xlsb_writer.py; python-calamine reads the same cells back)
+# xlsb (written by bench/xlsb_writer.py; python-calamine reads the same cells back)
 
 XLSB_SHEETS: dict[str, dict[int, list[XlsbCell | Formula]]] = {
     "账户": {
