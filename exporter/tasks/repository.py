@@ -124,12 +124,13 @@ RETURNING {TASK_COLUMNS}
 """
 
 # Back to pending for another delivery; $3 says whether this attempt counts against the limit
-# (a crash-like loss does, a graceful shutdown does not).
+# (a crash-like loss does, a graceful shutdown does not). Never a task whose user asked to
+# cancel it: pending so, no worker would claim it nor the sweeper enqueue it again.
 RELEASE_TASK = f"""
 UPDATE tasks
 SET status = 'pending', worker_id = NULL, lease_expires_at = NULL, rows_done = 0,
     attempts = attempts - CASE WHEN $3 THEN 0 ELSE 1 END, status_note = $4, enqueued_at = NULL
-WHERE id = $1 AND worker_id = $2 AND status = 'running'
+WHERE id = $1 AND worker_id = $2 AND status = 'running' AND NOT cancel_requested
 RETURNING {TASK_COLUMNS}
 """
 
@@ -356,7 +357,8 @@ class TaskRepository:
     async def release(
         self, task_id: uuid.UUID, worker_id: str, *, counts_as_attempt: bool, note: str
     ) -> Task | None:
-        """Put a running task back to pending so that another delivery can claim it."""
+        """Put a running task back to pending so that another delivery can claim it; None when
+        it is no longer this worker's or its user asked to cancel it."""
         return _one(
             await self._pool.fetchrow(RELEASE_TASK, task_id, worker_id, counts_as_attempt, note)
         )

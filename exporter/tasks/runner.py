@@ -227,13 +227,13 @@ class TaskRunner:
         )
         try:
             if retry:
-                await self._tasks.release(
+                released = await self._tasks.release(
                     task.id,
                     self._config.worker_id,
                     counts_as_attempt=True,
                     note=f"{failure.message}; queued again",
                 )
-                return Outcome.RETRYING
+                return Outcome.RETRYING if released else await self._ended_elsewhere(task)
             if await self._tasks.fail(task.id, self._config.worker_id, failure) is None:
                 return await self._ended_elsewhere(task)
         except DATABASE_ERRORS as record_error:

@@ -386,3 +386,25 @@ async def test_without_redis_the_api_accepts_lists_and_the_sweeper_enqueues_late
 
     assert done["status"] == "completed"
     assert download_status == 200
+
+
+@pytest.mark.usefixtures("worker")
+async def test_a_task_cancelled_as_its_database_connection_drops_ends_cancelled(
+    admin: ApiUser, db: asyncpg.Connection[Any]
+) -> None:
+    task = await admin.create("test_slow", "csv", rows=200_000)
+    await running(admin, task["id"])
+
+    # The cancel and a lost connection (an attempt that would be retried) at the same moment.
+    await db.execute(
+        "UPDATE tasks SET cancel_requested = true WHERE id = $1",
+        uuid.UUID(task["id"]),
+    )
+    await db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND query LIKE '%pg_sleep%'"
+        " AND pid <> pg_backend_pid()"
+    )
+    done = await admin.finished(task["id"], timeout_s=10)
+
+    assert done["status"] == "cancelled", done
