@@ -390,7 +390,8 @@ async def test_a_cancelled_import_ends_its_reading_processes_within_a_second(
     db: asyncpg.Connection[Any], tmp_path: Path
 ) -> None:
     load_handlers()
-    rows = [[f"bulk_{i}", f"昵称{i}", f"b{i}@example.com", "", "正常", ""] for i in range(20000)]
+    # More rows than the processes' pipes hold: neither can have sent all its share yet.
+    rows = [[f"bulk_{i}", f"昵称{i}", f"b{i}@example.com", "", "正常", ""] for i in range(60000)]
     upload = write_xlsx(tmp_path / "many.xlsx", {"一": [ACCOUNT_HEADER, *rows]})
     progress = Progress()
 
