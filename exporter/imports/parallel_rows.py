@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 import zipfile
 from collections.abc import Generator
 from multiprocessing.connection import Connection
@@ -39,8 +40,9 @@ from exporter.imports.upload_rows import MatchedSheets, Record, RowSource, Uploa
 
 log = logging.getLogger("exporter.imports")
 
-# A process that does not end within this after SIGTERM is killed.
-STOP_WAIT_S = 1.0
+# A process that does not end within this after SIGTERM is killed (a cancel ends the
+# processes within a second).
+STOP_WAIT_S = 0.5
 PIPE_BYTES = 1024 * 1024
 # Records put together at a time when reading in this process.
 IN_ORDER_BATCH = 1000
@@ -137,8 +139,9 @@ class ReadingProcesses:
         for process in self._processes:
             if process.exitcode is None:
                 process.terminate()
+        deadline = time.monotonic() + STOP_WAIT_S
         for process in self._processes:
-            process.join(STOP_WAIT_S)
+            process.join(max(0.0, deadline - time.monotonic()))
             if process.exitcode is None:
                 process.kill()
                 process.join()

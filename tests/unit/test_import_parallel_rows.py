@@ -192,8 +192,9 @@ def test_stopping_ends_the_processes_at_once(tmp_path: Path, handler: ImportHand
     path = tmp_path / "accounts.xlsx"
     write_workbook(path, constant_memory=True)
     rows = ParallelRows(path, handler, LIMITS, 2)
+    # (Whether the processes are still reading here depends on timing; the integration test
+    # of a cancelled import reads too much for them to be done.)
     rows.start()
-    assert len(multiprocessing.active_children()) == 2
     stopped: list[BaseException] = []
 
     def read_on() -> None:
