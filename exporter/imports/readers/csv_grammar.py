@@ -18,7 +18,8 @@ from pathlib import Path
 FIELD = rb'(?:"(?:[^"]|"")*+"|[^",\r\n]*+)'
 STRICT = re.compile(rb"(?:" + FIELD + rb"(?:,|\r\n|\n|\r))*+" + FIELD)
 END_OF_DATA = re.compile(rb"(?:^|[\r\n])\\\.(?:\r|\n|$)")
-PIECE_BYTES = 8 * 1024 * 1024
+# Small, so that checking holds little of the file at a time (a few pieces: carry, slice).
+PIECE_BYTES = 1024 * 1024
 
 
 def is_strict_csv(path: Path, skip: int = 0) -> bool:
