@@ -75,7 +75,8 @@ async def stage_csv(
 ) -> Staged | None:
     """COPY the csv file into a staging table of the header's width; None when COPY would read
     it otherwise than Excel does, or refuses it (nothing staged then: read it here instead)."""
-    if not await asyncio.to_thread(is_strict_csv, path, _bom_length(path, encoding)):
+    bom = _bom_length(path, encoding)
+    if not await asyncio.to_thread(is_strict_csv, path, bom):
         return None
     width = len(layout.header)
     columns = [f"c_{position}" for position in range(width)]
@@ -88,7 +89,7 @@ async def stage_csv(
             )
             await conn.copy_to_table(
                 CSV_TABLE,
-                source=_chunks(path, encoding, progress),
+                source=_chunks(path, bom, progress),
                 columns=columns,
                 format="csv",
                 encoding="UTF8" if encoding == "utf-8-sig" else "GB18030",
@@ -110,9 +111,9 @@ def _bom_length(path: Path, encoding: str) -> int:
     return len(UTF8_BOM) if encoding == "utf-8-sig" and starts == UTF8_BOM else 0
 
 
-async def _chunks(path: Path, encoding: str, progress: Progress) -> AsyncIterator[bytes]:
+async def _chunks(path: Path, skip: int, progress: Progress) -> AsyncIterator[bytes]:
     with path.open("rb") as upload:
-        upload.seek(_bom_length(path, encoding))
+        upload.seek(skip)
         while chunk := await asyncio.to_thread(upload.read, CHUNK_BYTES):
             # Lines, not records (a cell may span lines): progress only needs to move.
             progress.advance(chunk.count(b"\n"))
