@@ -58,9 +58,10 @@ class WorkerContext(TypedDict):
     encoders: EncoderPool | None
 
 
-def new_worker_id() -> str:
-    """Names this process in task rows and logs; unique across restarts of the same pid."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+def new_worker_id(machine: str | None = None) -> str:
+    """Names this process in task rows and logs, on ``machine`` (default: the host name);
+    unique across restarts of the same pid."""
+    return f"{machine or socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 async def maintain(sweeper: Sweeper, retention: Retention, interval_s: float) -> None:
@@ -84,7 +85,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     storage = open_storage(settings, deployment)
     scratch = ScratchSpace(settings.scratch_dir, deployment)
     handlers = load_handlers(settings.handler_modules)
-    worker_id = new_worker_id()
+    worker_id = new_worker_id(settings.worker_name)
     encoders = EncoderPool(settings.encode_processes) if settings.encode_processes else None
     parallel = (
         None
