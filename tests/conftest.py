@@ -27,11 +27,13 @@ from exporter.auth.passwords import hash_password
 from exporter.auth.tokens import issue_token
 from exporter.ops.app import create_app
 from exporter.ops.migrate import migrate
+from exporter.ops.seaweedfs import SeaweedFS, create_bucket, running_seaweedfs
 from exporter.ops.seed import seed
 from exporter.tasks.queue import redis_settings
 from settings import Settings
 from tests import failing_handlers  # registers the test-only export types on import
 from tests.processes import WorkerProcesses
+from tests.seaweed import ACCESS_KEY, SECRET_KEY, TEST_BUCKET
 from tests.support import ApiUser
 from tests.workers import running_worker
 
@@ -150,6 +152,27 @@ async def database_url(service_urls: Servers, template_database: str) -> AsyncIt
         await _check_task_counts(url)
     finally:
         await run_on(service_urls.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """A real S3 server (SeaweedFS) for the session, holding the empty bucket ``TEST_BUCKET``."""
+    data_dir = tmp_path_factory.mktemp("seaweedfs")
+    with running_seaweedfs(data_dir, access_key=ACCESS_KEY, secret_key=SECRET_KEY) as server:
+        asyncio.run(create_bucket(server, TEST_BUCKET))
+        yield server
+
+
+@pytest.fixture
+def s3_storage_url(seaweedfs: SeaweedFS) -> str:
+    """``s3://`` storage of this test alone: a fresh prefix in the session's bucket."""
+    return f"s3://{TEST_BUCKET}/{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def s3_env(seaweedfs: SeaweedFS, s3_storage_url: str) -> dict[str, str]:
+    """The variables that put a process's storage on ``s3_storage_url`` (for subprocesses)."""
+    return {**seaweedfs.env(), "EXPORTER_STORAGE_URL": s3_storage_url}
 
 
 @pytest.fixture
