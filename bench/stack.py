@@ -161,7 +161,7 @@ class Stack:
             DATABASE_URL=database.url,
             REDIS_URL=redis_url,
             EXPORTER_SECRET=BENCH_SECRET,
-            EXPORTER_STORAGE_DIR=str(run_dir / f"storage-{database.rows}"),
+            EXPORTER_STORAGE_URL=(run_dir / f"storage-{database.rows}").resolve().as_uri(),
             EXPORTER_HOST=HOST,
             EXPORTER_PORT=str(self.port),
             EXPORTER_QUEUE_NAME=self.queue_name,

@@ -100,7 +100,9 @@ class Retention:
     async def run(self) -> RetentionResult:
         return RetentionResult(
             await self._expire_files(),
-            await self._remove_orphans() + await self._remove_stale_uploads(),
+            await self._remove_orphans()
+            + await self._remove_stale_uploads()
+            + await self._abort_unfinished(),
         )
 
     async def _expire_files(self) -> int:
@@ -144,6 +146,29 @@ class Retention:
             await asyncio.to_thread(path.unlink, missing_ok=True)
             log.info("removed the unfinished upload %s", path.name)
         return len(stale)
+
+    async def _abort_unfinished(self) -> int:
+        """Files whose writer stopped before finishing them (a copy into place, an upload to
+        the object store); never a live task's, nor one begun within the upload pause."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=self._upload_pause_s + ORPHAN_MIN_AGE_S)
+        begun = {
+            upload: _task_id_of(upload.key)
+            for upload in await self._storage.unfinished()
+            if upload.started_at < cutoff
+        }
+        if not begun:
+            return 0
+        task_ids = [task_id for task_id in begun.values() if task_id is not None]
+        owners = {r["id"]: r for r in await self._pool.fetch(OWNERS, task_ids)}
+        left = [
+            upload
+            for upload, task_id in begun.items()
+            if task_id is None or not _works_in(owners.get(task_id))
+        ]
+        for upload in left:
+            await self._storage.abort(upload)
+            log.info("aborted the unfinished %s", upload.key)
+        return len(left)
 
     async def _remove_work_dirs(
         self, work_dirs: list[WorkDir], owners: dict[uuid.UUID, asyncpg.Record]
