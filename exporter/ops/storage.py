@@ -27,6 +27,8 @@ S3_CLIENT_CONFIG = AioConfig(
     connect_timeout=10,
     read_timeout=60,
     s3={"addressing_style": "path"},
+    # Presigned URLs too: SigV2 (botocore's default for them) is refused by newer regions.
+    signature_version="s3v4",
 )
 
 

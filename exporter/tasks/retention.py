@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from exporter.db import Pool
-from exporter.storage.base import Storage, StoredObject
+from exporter.storage.base import Storage, StoredObject, UnfinishedUpload
 from exporter.storage.scratch import ScratchSpace, WorkDir
 
 log = logging.getLogger("exporter.retention")
@@ -76,6 +76,13 @@ def _owns(owner: asyncpg.Record | None, stored: StoredObject) -> bool:
 
 def _works_in(owner: asyncpg.Record | None) -> bool:
     return owner is not None and bool(owner["live"])
+
+
+def _abandoned(upload: UnfinishedUpload, owner: asyncpg.Record | None, cutoff: datetime) -> bool:
+    # An upload to the API is stored before its task exists: only its age tells.
+    if owner is None:
+        return upload.started_at < cutoff
+    return not owner["live"]
 
 
 class Retention:
@@ -149,13 +156,10 @@ class Retention:
 
     async def _abort_unfinished(self) -> int:
         """Files whose writer stopped before finishing them (a copy into place, an upload to
-        the object store); never a live task's, nor one begun within the upload pause."""
+        the object store): those of a task that is not running, and those of no task at all
+        (an upload to the API) once past the upload pause."""
         cutoff = datetime.now(UTC) - timedelta(seconds=self._upload_pause_s + ORPHAN_MIN_AGE_S)
-        begun = {
-            upload: _task_id_of(upload.key)
-            for upload in await self._storage.unfinished()
-            if upload.started_at < cutoff
-        }
+        begun = {upload: _task_id_of(upload.key) for upload in await self._storage.unfinished()}
         if not begun:
             return 0
         task_ids = [task_id for task_id in begun.values() if task_id is not None]
@@ -163,7 +167,7 @@ class Retention:
         left = [
             upload
             for upload, task_id in begun.items()
-            if task_id is None or not _works_in(owners.get(task_id))
+            if _abandoned(upload, owners.get(task_id) if task_id else None, cutoff)
         ]
         for upload in left:
             await self._storage.abort(upload)
