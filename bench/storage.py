@@ -15,6 +15,7 @@ import secrets
 import statistics
 import time
 import uuid
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ import asyncpg
 from bench.databases import BenchDatabase
 from bench.exports import DOWNLOAD_CHUNK_BYTES, ApiUser, ExportFailed
 from bench.memory import PeakRss
-from bench.stack import running_stack
+from bench.stack import Stack, running_stack
 from exporter.ops.seaweedfs import create_bucket, running_seaweedfs, s3_client
 
 if TYPE_CHECKING:
@@ -168,29 +169,26 @@ async def compare_storages(
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     user = database.users[0]
     timings = {file_format: _Timings() for file_format in FORMATS}
+
+    def stack(storage_env: dict[str, str] | None = None) -> AbstractAsyncContextManager[Stack]:
+        return running_stack(
+            database,
+            redis_url,
+            run_dir,
+            session,
+            encode_processes=encode_processes,
+            parallel_min_rows=parallel_min_rows,
+            storage_env=storage_env,
+        )
+
     with running_seaweedfs(
         run_dir / "seaweedfs", access_key=ACCESS_KEY, secret_key=secrets.token_hex(16)
     ) as server:
         await create_bucket(server, BUCKET)
         s3_env = server.env() | {"EXPORTER_STORAGE_URL": f"s3://{BUCKET}/{prefix}"}
         async with (
-            running_stack(
-                database,
-                redis_url,
-                run_dir,
-                session,
-                encode_processes=encode_processes,
-                parallel_min_rows=parallel_min_rows,
-            ) as local,
-            running_stack(
-                database,
-                redis_url,
-                run_dir,
-                session,
-                encode_processes=encode_processes,
-                parallel_min_rows=parallel_min_rows,
-                storage_env=s3_env,
-            ) as s3,
+            stack() as local,
+            stack(s3_env) as s3,
             s3_client(server) as client,
         ):
             assert s3.worker is not None, "the S3 stack runs its worker"
