@@ -12,6 +12,7 @@ soon as it is measured.
 from __future__ import annotations
 
 import secrets
+import shutil
 import statistics
 import time
 import uuid
@@ -153,6 +154,28 @@ async def _downloads(
     timings.file_bytes = direct
 
 
+async def _one_round(
+    database: BenchDatabase,
+    local_api: ApiUser,
+    s3_api: ApiUser,
+    client: S3Client,
+    prefix: str,
+    work_dir: Path,
+    timings: dict[str, _Timings],
+) -> None:
+    """Each format exported locally, then to S3 and downloaded both ways; all deleted."""
+    for file_format, timing in timings.items():
+        task, seconds = await _timed_export(local_api, file_format, database.rows)
+        timing.local_s.append(seconds)
+        await local_api.delete(task["id"])
+        task, seconds = await _timed_export(s3_api, file_format, database.rows)
+        timing.s3_s.append(seconds)
+        key = f"{prefix}/{await _object_key(database, task['id'])}"
+        dest = work_dir / f"{task['id']}.{file_format}"
+        await _downloads(s3_api, client, task, key, dest, timing)
+        await s3_api.delete(task["id"])
+
+
 async def compare_storages(
     database: BenchDatabase,
     redis_url: str,
@@ -167,6 +190,7 @@ async def compare_storages(
     work_dir = run_dir / "work" / "storage"
     work_dir.mkdir(parents=True, exist_ok=True)
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    store_dir = run_dir / "seaweedfs"
     user = database.users[0]
     timings = {file_format: _Timings() for file_format in FORMATS}
 
@@ -181,33 +205,30 @@ async def compare_storages(
             storage_env=storage_env,
         )
 
-    with running_seaweedfs(
-        run_dir / "seaweedfs", access_key=ACCESS_KEY, secret_key=secrets.token_hex(16)
-    ) as server:
-        await create_bucket(server, BUCKET)
-        s3_env = server.env() | {"EXPORTER_STORAGE_URL": f"s3://{BUCKET}/{prefix}"}
-        async with (
-            stack() as local,
-            stack(s3_env) as s3,
-            s3_client(server) as client,
-        ):
-            assert s3.worker is not None, "the S3 stack runs its worker"
-            local_api = ApiUser(session, local.base_url, user)
-            s3_api = ApiUser(session, s3.base_url, user)
-            with PeakRss(s3.worker.service.pid) as rss:
-                for _ in range(REPEATS):
-                    for file_format, timing in timings.items():
-                        task, seconds = await _timed_export(local_api, file_format, database.rows)
-                        timing.local_s.append(seconds)
-                        await local_api.delete(task["id"])
-                        task, seconds = await _timed_export(s3_api, file_format, database.rows)
-                        timing.s3_s.append(seconds)
-                        key = f"{prefix}/{await _object_key(database, task['id'])}"
-                        dest = work_dir / f"{task['id']}.{file_format}"
-                        await _downloads(s3_api, client, task, key, dest, timing)
-                        await s3_api.delete(task["id"])
-            local.check_running()
-            s3.check_running()
+    try:
+        with running_seaweedfs(
+            store_dir, access_key=ACCESS_KEY, secret_key=secrets.token_hex(16)
+        ) as server:
+            await create_bucket(server, BUCKET)
+            s3_env = server.env() | {"EXPORTER_STORAGE_URL": f"s3://{BUCKET}/{prefix}"}
+            async with (
+                stack() as local,
+                stack(s3_env) as s3,
+                s3_client(server) as client,
+            ):
+                assert s3.worker is not None, "the S3 stack runs its worker"
+                local_api = ApiUser(session, local.base_url, user)
+                s3_api = ApiUser(session, s3.base_url, user)
+                with PeakRss(s3.worker.service.pid) as rss:
+                    for _ in range(REPEATS):
+                        await _one_round(
+                            database, local_api, s3_api, client, prefix, work_dir, timings
+                        )
+                local.check_running()
+                s3.check_running()
+    finally:
+        # The store's volumes keep deleted files' bytes until compacted: gigabytes at full size.
+        shutil.rmtree(store_dir, ignore_errors=True)
     return StorageComparison(
         database.rows,
         tuple(timing.result(file_format) for file_format, timing in timings.items()),
