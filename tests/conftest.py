@@ -22,6 +22,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from arq.connections import ArqRedis, create_pool
 from arq.worker import Worker
+from pydantic import SecretStr
 
 from exporter.auth.passwords import hash_password
 from exporter.auth.tokens import issue_token
@@ -181,7 +182,7 @@ def settings(database_url: str, service_urls: Servers, tmp_path: Path) -> Settin
         database_url=database_url,
         redis_url=with_redis_db(service_urls.redis_url, TEST_REDIS_DB),
         secret=SECRET,
-        storage_dir=tmp_path / "exports",
+        storage_url=(tmp_path / "exports").as_uri(),
         queue_name=f"exporter-test:{uuid.uuid4().hex}",
         time_zone="Asia/Shanghai",
         job_timeout_s=60,
@@ -191,6 +192,26 @@ def settings(database_url: str, service_urls: Servers, tmp_path: Path) -> Settin
         shutdown_grace_s=1,
         handler_modules=failing_handlers.HANDLER_MODULES,
     )
+
+
+def on_s3(settings: Settings, server: SeaweedFS, storage_url: str) -> Settings:
+    """``settings`` with its storage at ``storage_url`` on ``server``."""
+    return settings.model_copy(
+        update={
+            "storage_url": storage_url,
+            "s3_endpoint_url": server.endpoint_url,
+            "aws_access_key_id": server.access_key,
+            "aws_secret_access_key": SecretStr(server.secret_key),
+            "aws_region": server.region,
+        }
+    )
+
+
+@pytest.fixture
+def s3_settings(settings: Settings, seaweedfs: SeaweedFS, s3_storage_url: str) -> Settings:
+    """The test's settings with storage on ``s3_storage_url`` (``settings_env`` of
+    tests/processes.py turns them into a subprocess's environment)."""
+    return on_s3(settings, seaweedfs, s3_storage_url)
 
 
 @pytest.fixture

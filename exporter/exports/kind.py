@@ -15,7 +15,7 @@ from exporter.auth.accounts import Account, require_permissions
 from exporter.db import Pool, unencodable_argument
 from exporter.errors import FieldProblem, HandlerNotFound
 from exporter.exports.export_file import ExportRequest, export_to_file
-from exporter.exports.formats import DEFAULT_FORMAT
+from exporter.exports.formats import DEFAULT_FORMAT, FORMATS
 from exporter.exports.formats.base import ParallelEncoding
 from exporter.exports.formats.names import FormatName
 from exporter.exports.registry import ExportHandler, HandlerRegistry
@@ -102,9 +102,17 @@ class ExportKind:
             settings.max_rows,
             settings.parallel,
         )
-        async with self._pool.acquire() as conn:
-            rows = await export_to_file(conn, request, attempt.progress)
-        return TaskResult(rows, path, self._file_name(task))
+        file_format = FORMATS.get(task.format)
+        if file_format is None or not file_format.grows_at_end:
+            async with self._pool.acquire() as conn:
+                rows = await export_to_file(conn, request, attempt.progress)
+            return TaskResult(rows, path, self._file_name(task))
+        # Sent to storage while COPY writes it: an upload after the file would take about as
+        # long again as the export (a 1M-row csv: ~1.2 s to write, ~1 s to send to an S3 store).
+        async with attempt.publishing(path) as publication:
+            async with self._pool.acquire() as conn:
+                rows = await export_to_file(conn, request, attempt.progress)
+        return TaskResult(rows, file_name=self._file_name(task), published=publication.stored)
 
     def describe_failure(self, exc: BaseException) -> TaskFailure | None:
         if isinstance(transient_cause(exc), BrokenProcessPool):
