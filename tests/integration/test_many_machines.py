@@ -27,10 +27,12 @@ import psutil
 import pytest
 
 from exporter.auth.tokens import issue_token
+from exporter.ops.seaweedfs import SeaweedFS
 from exporter.ops.seed import seed
 from settings import Settings
-from tests.conftest import SECRET, add_account
+from tests.conftest import SECRET, add_account, on_s3
 from tests.processes import ApiProcesses, WorkerProcesses, pid_of
+from tests.seaweed import object_keys, unfinished_uploads
 from tests.support import ApiUser, csv_rows, wait_until, xlsx_rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
@@ -102,9 +104,11 @@ class Cluster:
 
 
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
-    """The test's settings, for every machine: four users with three exports or more each."""
-    return settings.model_copy(update={"max_active_per_user": len(EXPORTS)})
+def settings(settings: Settings, seaweedfs: SeaweedFS, s3_storage_url: str) -> Settings:
+    """The test's settings, for every machine: files in the bucket, and four users with three
+    exports or more each."""
+    on_bucket = on_s3(settings, seaweedfs, s3_storage_url)
+    return on_bucket.model_copy(update={"max_active_per_user": len(EXPORTS)})
 
 
 @pytest.fixture
@@ -192,8 +196,70 @@ async def events_of(db: asyncpg.Connection[Any], task_id: str) -> list[tuple[str
     return [(record["status"], record["worker_id"]) for record in records]
 
 
+async def create_exports(cluster: Cluster, users: dict[str, ApiUser]) -> list[str]:
+    """Every export of EXPORTS, created alternately through each API machine: their ids."""
+    ids = []
+    for number, export in enumerate(EXPORTS):
+        user = users[export.user]
+        user.client = cluster.apis[number % 2]
+        ids.append((await user.create(export.type, export.format, **export.params))["id"])
+    return ids
+
+
+async def kill_mid_way(
+    db: asyncpg.Connection[Any], task_id: str
+) -> tuple[str, list[psutil.Process]]:
+    """SIGKILL the worker running the task once it has saved progress, not yet all of it: the
+    killed worker's id, and the processes it had started."""
+
+    async def mid_way() -> asyncpg.Record | None:
+        return await db.fetchrow(
+            "SELECT worker_id, rows_done, rows_total FROM tasks"
+            " WHERE id = $1 AND status = 'running' AND rows_done > 0",
+            uuid.UUID(task_id),
+        )
+
+    running = await wait_until(mid_way, timeout_s=60, what="the large export to make progress")
+    process = psutil.Process(pid_of(running["worker_id"]))
+    children = process.children(recursive=True)  # its encoding processes
+    process.send_signal(signal.SIGKILL)
+    print(f"SIGKILL {running['worker_id']} at {running['rows_done']}/{running['rows_total']} rows")
+    assert running["rows_done"] < running["rows_total"]
+    return running["worker_id"], children
+
+
+async def completed(db: asyncpg.Connection[Any], task_ids: list[str]) -> list[asyncpg.Record]:
+    """The tasks' rows, in the order of ``task_ids``, once every one of them has completed."""
+
+    async def probe() -> list[asyncpg.Record] | None:
+        records = await db.fetch(
+            "SELECT id, status, attempts, file_key, file_size FROM tasks"
+            " WHERE id = ANY($1::uuid[]) ORDER BY created_at",
+            [uuid.UUID(task_id) for task_id in task_ids],
+        )
+        return records if all(r["status"] == "completed" for r in records) else None
+
+    return await wait_until(probe, timeout_s=90, what="every export to complete")
+
+
+def assert_completed_once(
+    histories: dict[str, list[tuple[str, str | None]]], killed: str, done: list[asyncpg.Record]
+) -> None:
+    """Every task completed once, its attempts counted by claims. Each attempt the killed
+    worker had begun completed before the kill, or was taken over by another machine."""
+    for record in done:
+        history = histories[str(record["id"])]
+        attempts = attempts_in(history)
+        ends = [end for _, end in attempts]
+        assert ends.count("completed") == 1 and ends[-1] == "completed", history
+        assert record["attempts"] == len(ends), history
+        for (worker, end), (next_worker, _) in itertools.pairwise(attempts):
+            assert (worker, end) == (killed, "pending"), history
+            assert machine_of(next_worker) != machine_of(killed), history
+
+
 async def test_twelve_exports_on_three_workers_and_two_apis_survive_a_killed_worker(
-    cluster: Cluster, db: asyncpg.Connection[Any], database_url: str
+    cluster: Cluster, db: asyncpg.Connection[Any], database_url: str, seaweedfs: SeaweedFS
 ) -> None:
     await seed(database_url, accounts=LARGE_ACCOUNTS, admin_password=None)
     users = {
@@ -201,92 +267,60 @@ async def test_twelve_exports_on_three_workers_and_two_apis_survive_a_killed_wor
         for name, rights in USERS.items()
     }
     expected = [[str(r["id"]) for r in await db.fetch(export.ids_sql)] for export in EXPORTS]
+    location = cluster.settings.s3_location
+    assert location is not None
 
-    tasks = []
-    for number, export in enumerate(EXPORTS):
-        user = users[export.user]
-        user.client = cluster.apis[number % 2]  # alternately through each API machine
-        tasks.append(await user.create(export.type, export.format, **export.params))
-    large = tasks[0]["id"]
+    task_ids = await create_exports(cluster, users)
+    killed, its_processes = await kill_mid_way(db, task_ids[0])
+    victim = machine_of(killed)
+    done = await completed(db, task_ids)
+    histories = {task_id: await events_of(db, task_id) for task_id in task_ids}
 
-    async def mid_way() -> asyncpg.Record | None:
-        row = await db.fetchrow(
-            "SELECT worker_id, rows_done, rows_total FROM tasks"
-            " WHERE id = $1 AND status = 'running' AND rows_done > 0",
-            uuid.UUID(large),
-        )
-        return row
-
-    running = await wait_until(mid_way, timeout_s=60, what="the large export to make progress")
-    victim = machine_of(running["worker_id"])
-    process = psutil.Process(pid_of(running["worker_id"]))
-    helpers = process.children(recursive=True)  # its encoding processes
-    process.send_signal(signal.SIGKILL)
-    print(f"SIGKILL {victim} at {running['rows_done']} of {running['rows_total']} rows")
-    assert running["rows_done"] < running["rows_total"]
-
-    async def all_completed() -> list[asyncpg.Record] | None:
-        records = await db.fetch(
-            "SELECT id, status, attempts, row_count, file_key, file_size, file_name FROM tasks"
-            " WHERE id = ANY($1::uuid[]) ORDER BY created_at",
-            [uuid.UUID(task["id"]) for task in tasks],
-        )
-        return records if all(r["status"] == "completed" for r in records) else None
-
-    done = await wait_until(all_completed, timeout_s=90, what="every export to complete")
-    # Nothing of the killed machine's worker lives on.
-    assert psutil.wait_procs(helpers, timeout=10)[1] == []
-    histories = {task["id"]: await events_of(db, task["id"]) for task in tasks}
-
-    # Every task completed once. Each attempt the killed worker had begun either completed
-    # before the kill or was taken over by another machine; the large export's was.
-    killed = running["worker_id"]
-    attempts = {task["id"]: attempts_in(histories[task["id"]]) for task in tasks}
-    for task, record in zip(tasks, done, strict=True):
-        ends = [end for _, end in attempts[task["id"]]]
-        assert ends.count("completed") == 1 and ends[-1] == "completed", histories[task["id"]]
-        assert record["attempts"] == len(ends)
-        for (worker, end), (next_worker, _) in itertools.pairwise(attempts[task["id"]]):
-            assert (worker, end) == (killed, "pending"), histories[task["id"]]
-            assert machine_of(next_worker) != victim, histories[task["id"]]
-    assert [(machine_of(worker), end) for worker, end in attempts[large]] == [
+    assert psutil.wait_procs(its_processes, timeout=10)[1] == []  # nothing of it lives on
+    assert_completed_once(histories, killed, done)
+    # The large export's attempt was the one taken over, by another machine.
+    taken_over = attempts_in(histories[task_ids[0]])
+    assert [(machine_of(worker), end) for worker, end in taken_over] == [
         (victim, "pending"),
-        (machine_of(attempts[large][1][0]), "completed"),
+        (machine_of(taken_over[1][0]), "completed"),
     ]
-    assert {machine_of(worker) for each in attempts.values() for worker, _ in each} == set(MACHINES)
+    assert {machine_of(w) for h in histories.values() for w, _ in attempts_in(h)} <= set(MACHINES)
 
     # Every file, from either API machine: the same bytes, holding the rows asked for.
-    for export, task, ids in zip(EXPORTS, tasks, expected, strict=True):
+    for export, task_id, ids, record in zip(EXPORTS, task_ids, expected, done, strict=True):
         user = users[export.user]
         files = []
         for api in cluster.apis:
             user.client = api
-            status, content, headers = await user.download(task["id"])
-            assert status == 200, (task["id"], status)
+            status, content, headers = await user.download(task_id)
+            assert status == 200, (task_id, status)
             files.append((content, headers["Content-Disposition"]))
         assert files[0] == files[1]
+        assert len(files[0][0]) == record["file_size"]
         assert first_column(export.format, files[0][0]) == ids, export
     assert len(expected[0]) > LARGE_ACCOUNTS
     assert all(expected), "every export holds rows"
 
-    # The store keeps one file per task, no more.
-    stored = sorted(
-        str(path.relative_to(cluster.settings.storage_dir))
-        for path in cluster.settings.storage_dir.rglob("*")
-        if path.is_file() and ".work" not in path.parts
-    )
-    assert stored == sorted(record["file_key"] for record in done)
+    # The bucket keeps one object per task, no more.
+    in_bucket = await object_keys(seaweedfs, location.bucket, location.prefix)
+    assert in_bucket == sorted(f"{location.prefix}/{record['file_key']}" for record in done)
 
     # The machine comes back: its janitor removes what the killed attempt left on its disk.
-    left = left_in(cluster.worker_dirs[victim])
-    assert left != []
+    assert left_in(cluster.worker_dirs[victim]) != []
     for path in cluster.worker_dirs[victim].rglob("*"):
         os.utime(path, (HOUR_AGO, HOUR_AGO))
     cluster.start_worker(victim)
-
     scratch_dirs = [*cluster.worker_dirs.values(), *cluster.api_dirs]
 
     async def cleared() -> bool:
         return all(left_in(work_dir) == [] for work_dir in scratch_dirs)
 
     await wait_until(cleared, timeout_s=30, what="the janitor to clear every scratch disk")
+
+    # An upload the killed worker had begun (a csv goes up while it is written) is aborted by
+    # the janitor of any machine once its task is no longer running.
+    async def no_unfinished_upload() -> bool:
+        return await unfinished_uploads(seaweedfs, location.bucket, location.prefix) == []
+
+    await wait_until(no_unfinished_upload, timeout_s=30, what="no unfinished upload")
+    assert await object_keys(seaweedfs, location.bucket, location.prefix) == in_bucket
