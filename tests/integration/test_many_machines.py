@@ -29,8 +29,9 @@ import pytest
 from exporter.auth.tokens import issue_token
 from exporter.ops.seaweedfs import SeaweedFS
 from exporter.ops.seed import seed
+from exporter.storage.deployment import SELECT_DEPLOYMENT
 from settings import Settings
-from tests.conftest import SECRET, add_account, on_s3
+from tests.conftest import SECRET, account_id, add_account, on_s3
 from tests.processes import ApiProcesses, WorkerProcesses, pid_of
 from tests.seaweed import object_keys, unfinished_uploads
 from tests.support import ApiUser, csv_rows, wait_until, xlsx_rows
@@ -39,7 +40,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
 MACHINES = ("machine-a", "machine-b", "machine-c")
 # Enough that the large xlsx is still being written seconds after it started, on 2 cores.
-LARGE_ACCOUNTS = 200_000
+LARGE_ACCOUNTS = 150_000
 HOUR_AGO = time.time() - 3600
 # A row of a sheet and its first cell: a number (<v>), or an inline string (the header).
 FIRST_CELL = re.compile(
@@ -324,3 +325,52 @@ async def test_twelve_exports_on_three_workers_and_two_apis_survive_a_killed_wor
 
     await wait_until(no_unfinished_upload, timeout_s=30, what="no unfinished upload")
     assert await object_keys(seaweedfs, location.bucket, location.prefix) == in_bucket
+
+
+async def test_a_worker_killed_while_its_csv_goes_up_leaves_one_object_and_no_upload_behind(
+    cluster: Cluster, db: asyncpg.Connection[Any], seaweedfs: SeaweedFS
+) -> None:
+    admin = ApiUser(cluster.apis[0], issue_token(SECRET, await account_id(db, "admin")))
+    location = cluster.settings.s3_location
+    assert location is not None
+    # ~3 kB a row at ~1 ms a row: its first 8 MiB part goes up while the rest is written.
+    task = await admin.create("test_slow_wide", "csv", rows=6_000)
+    key = f"{location.prefix}/{await db.fetchval(SELECT_DEPLOYMENT)}/{task['id']}.csv"
+
+    async def uploading() -> str | None:
+        row = await db.fetchrow(
+            "SELECT worker_id FROM tasks WHERE id = $1 AND status = 'running'",
+            uuid.UUID(task["id"]),
+        )
+        begun = await unfinished_uploads(seaweedfs, location.bucket, location.prefix)
+        return row["worker_id"] if row is not None and begun == [key] else None
+
+    killed = await wait_until(uploading, timeout_s=30, what="the csv's upload to begin")
+    os.kill(pid_of(killed), signal.SIGKILL)
+    done = await completed(db, [task["id"]])
+    history = await events_of(db, task["id"])
+    files = []
+    for api in cluster.apis:
+        admin.client = api
+        status, content, _ = await admin.download(task["id"])
+        assert status == 200
+        files.append(content)
+
+    assert [(machine_of(worker), end) for worker, end in attempts_in(history)] == [
+        (machine_of(killed), "pending"),
+        (machine_of(attempts_in(history)[1][0]), "completed"),
+    ]
+    assert machine_of(attempts_in(history)[1][0]) != machine_of(killed)
+    assert files[0] == files[1]
+    assert first_column("csv", files[0]) == [str(n) for n in range(1, 6_001)]
+    assert len(files[0]) == done[0]["file_size"] > 16 * 1024**2
+
+    # The dead attempt's upload of the same key is aborted by a janitor of a machine still up,
+    # and the object the second attempt stored survives it.
+    async def no_unfinished_upload() -> bool:
+        return await unfinished_uploads(seaweedfs, location.bucket, location.prefix) == []
+
+    await wait_until(no_unfinished_upload, timeout_s=30, what="the dead upload to be aborted")
+    assert await object_keys(seaweedfs, location.bucket, location.prefix) == [key]
+    status, content, _ = await admin.download(task["id"])
+    assert (status, content) == (200, files[0])
