@@ -19,6 +19,7 @@ from exporter.exports.formats import DEFAULT_FORMAT
 from exporter.exports.formats.base import ParallelEncoding
 from exporter.exports.formats.names import FormatName
 from exporter.exports.registry import ExportHandler, HandlerRegistry
+from exporter.exports.row_source import ReplicaSettings, RowSources
 from exporter.tasks.failures import transient_cause
 from exporter.tasks.kinds import Attempt, TaskResult, TaskSpec
 from exporter.tasks.models import Task, TaskFailure
@@ -41,11 +42,13 @@ class CreateTaskRequest(BaseModel):
 
 @dataclass(frozen=True)
 class ExportSettings:
-    """What running an export takes from the deployment's settings."""
+    """What running an export takes from the deployment's settings; with ``replica``, exports
+    read their rows there."""
 
     time_zone: str
     max_rows: int
     parallel: ParallelEncoding | None = None
+    replica: ReplicaSettings | None = None
 
 
 class ExportKind:
@@ -56,7 +59,7 @@ class ExportKind:
 
     def __init__(self, handlers: HandlerRegistry, pool: Pool, settings: ExportSettings) -> None:
         self.handlers = handlers
-        self._pool = pool
+        self._rows = RowSources(pool, settings.replica)
         self._settings = settings
 
     def handler(self, type_name: str) -> ExportHandler[Any]:
@@ -102,9 +105,9 @@ class ExportKind:
             settings.max_rows,
             settings.parallel,
         )
-        async with self._pool.acquire() as conn:
-            rows = await export_to_file(conn, request, attempt.progress)
-        return TaskResult(rows, path, self._file_name(task))
+        async with self._rows.open(task) as source:
+            rows = await export_to_file(source, request, attempt.progress)
+        return TaskResult(rows, path, self._file_name(task), note=source.note)
 
     def describe_failure(self, exc: BaseException) -> TaskFailure | None:
         if isinstance(transient_cause(exc), BrokenProcessPool):
