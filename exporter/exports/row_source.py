@@ -109,7 +109,7 @@ async def _caught_up_replica(
         await _close(conn)
         return None, (
             f"the replica was still {short_by} bytes of WAL short of the task's creation "
-            f"after {waited_s:.1f} s (EXPORTER_REPLICA_MAX_WAIT_S={replica.max_wait_s:g})"
+            f"after waiting {waited_s:.1f} s (EXPORTER_REPLICA_MAX_WAIT_S={replica.max_wait_s:g})"
         )
     return conn, f"caught up with the task's creation in {waited_s:.2f} s"
 

@@ -4,6 +4,8 @@ creation; a replica that lags past the bound, or is down, leaves them to the pri
 from __future__ import annotations
 
 import logging
+import re
+import time
 from typing import Any
 
 import asyncpg
@@ -13,6 +15,7 @@ from exporter.ops.seed import seed
 from settings import Settings
 from tests.conftest import with_database
 from tests.expected import ACCOUNT_HEADER, ACCOUNT_TEXT_COLUMNS, account_rows, as_csv
+from tests.integration.test_lifecycle import running
 from tests.replica import StreamingReplica, free_port
 from tests.support import ApiUser, csv_rows, wait_until, xlsx_rows
 from tests.workers import running_worker
@@ -80,6 +83,19 @@ async def accounts_read_on(url: str) -> int:
     return int(scans)
 
 
+async def sessions_on(url: str) -> int:
+    """Connections to the database of ``url`` on its server, besides this one."""
+    conn = await asyncpg.connect(url)
+    try:
+        count = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return int(count)
+
+
 async def expected_csv(db: asyncpg.Connection[Any]) -> list[list[str]]:
     return [ACCOUNT_HEADER, *(as_csv(row, ACCOUNT_TEXT_COLUMNS) for row in await account_rows(db))]
 
@@ -139,12 +155,14 @@ async def test_a_replica_lagging_past_the_bound_leaves_the_export_to_the_primary
     assert csv_rows(content) == await expected_csv(db)
     assert task["row_count"] == ACCOUNTS_IN_ALL  # with the new rows, which the replica lacks
     [message] = replica_messages(caplog, task["id"])
-    assert message.startswith(
-        f"task {task['id']}: reading rows from the primary: the replica was still "
+    said = re.fullmatch(
+        f"task {task['id']}: reading rows from the primary: the replica was still [0-9]+ bytes"
+        r" of WAL short of the task's creation after waiting ([0-9.]+) s"
+        r" \(EXPORTER_REPLICA_MAX_WAIT_S=0\.5\)",
+        message,
     )
-    assert message.endswith(
-        "bytes of WAL short of the task's creation after 0.5 s (EXPORTER_REPLICA_MAX_WAIT_S=0.5)"
-    )
+    assert said is not None, message
+    assert float(said[1]) >= 0.5
     [record] = [r for r in caplog.records if r.getMessage() == message]
     assert record.levelno == logging.WARNING
     assert task["history"][-1]["detail"].startswith("rows read from the primary: the replica was")
@@ -161,12 +179,7 @@ async def test_a_replica_that_catches_up_within_the_bound_is_read(
     caplog.set_level(logging.INFO, "exporter.worker")
     async with running_worker(settings.model_copy(update={"replica_max_wait_s": 20.0})):
         created = await admin.create("account", "csv")
-
-        async def waiting() -> bool:
-            task = await admin.task(created["id"])
-            return task["status"] == "running"
-
-        await wait_until(waiting, what="the export to wait for the replica")
+        await running(admin, created["id"])  # and waiting for the replica
         await paused_replay.execute("SELECT pg_wal_replay_resume()")
         task = await admin.finished(created["id"])
         status, content, _ = await admin.download(task["id"])
@@ -177,6 +190,30 @@ async def test_a_replica_that_catches_up_within_the_bound_is_read(
     [message] = replica_messages(caplog, task["id"])
     assert message.startswith(f"task {task['id']}: reading rows from the replica (caught up")
     assert task["history"][-1]["detail"] == "rows read from the replica"
+
+
+@pytest.mark.usefixtures("accounts_the_replica_lacks")
+async def test_an_export_waiting_for_a_lagging_replica_is_cancelled_at_once(
+    admin: ApiUser, replica_url: str, settings: Settings
+) -> None:
+    async with running_worker(settings.model_copy(update={"replica_max_wait_s": 30.0})):
+        task = await admin.create("account", "csv")
+        await running(admin, task["id"])
+        asked = time.monotonic()
+        response = await admin.client.post(
+            f"/api/export-tasks/{task['id']}/cancel", headers=admin.headers
+        )
+        finished = await admin.finished(task["id"])
+        took_s = time.monotonic() - asked
+
+    assert response.status == 200
+    assert finished["status"] == "cancelled"
+    assert took_s < 1.5
+
+    async def replica_let_go() -> bool:
+        return await sessions_on(replica_url) == 0
+
+    await wait_until(replica_let_go, timeout_s=5, what="the worker to leave the replica")
 
 
 @pytest.mark.usefixtures("new_accounts")
