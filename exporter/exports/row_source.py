@@ -99,10 +99,11 @@ async def _caught_up_replica(
         return None, f"the replica could not be reached: {_reason(exc)}"
     try:
         short_by = await _replay_shortfall(conn, task.created_lsn, replica.max_wait_s)
-    except BaseException as exc:
+    except DATABASE_ERRORS as exc:
+        conn.terminate()
+        return None, f"the replica stopped answering: {_reason(exc)}"
+    except BaseException:
         conn.terminate()  # at once: a cancel must not wait for a polite goodbye
-        if isinstance(exc, DATABASE_ERRORS):
-            return None, f"the replica stopped answering: {_reason(exc)}"
         raise
     waited_s = time.monotonic() - started
     if short_by > 0:
