@@ -95,7 +95,9 @@ async def _caught_up_replica(
     started = time.monotonic()
     try:
         conn = await connect(replica.dsn, timeout=CONNECT_TIMEOUT_S)
-    except DATABASE_ERRORS as exc:  # refused, timed out (an OSError), starting up, …
+    except TimeoutError:
+        return None, f"the replica could not be reached: no answer in {CONNECT_TIMEOUT_S:g} s"
+    except DATABASE_ERRORS as exc:  # refused, unknown host or database, starting up, …
         return None, f"the replica could not be reached: {_reason(exc)}"
     try:
         short_by = await _replay_shortfall(conn, task.created_lsn, replica.max_wait_s)

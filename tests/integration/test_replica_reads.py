@@ -3,6 +3,7 @@ creation; a replica that lags past the bound, or is down, leaves them to the pri
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -11,6 +12,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from exporter.exports.row_source import CONNECT_TIMEOUT_S
 from exporter.ops.seed import seed
 from settings import Settings
 from tests.conftest import with_database
@@ -236,6 +238,46 @@ async def test_a_replica_that_is_down_leaves_the_export_to_the_primary(
     [message] = replica_messages(caplog, task["id"])
     assert message.startswith(
         f"task {task['id']}: reading rows from the primary: the replica could not be reached: "
+    )
+
+
+@pytest.mark.usefixtures("new_accounts")
+async def test_a_replica_that_never_answers_is_given_up_after_the_connect_timeout(
+    admin: ApiUser,
+    db: asyncpg.Connection[Any],
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "exporter.worker")
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # accepted, and never a byte in answer
+
+    silent = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    try:
+        started = time.monotonic()
+        task, content = await export_accounts(
+            admin,
+            settings.model_copy(
+                update={"replica_database_url": f"postgresql://postgres@127.0.0.1:{port}/x"}
+            ),
+        )
+        took_s = time.monotonic() - started
+    finally:
+        for writer in held:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
+
+    assert csv_rows(content) == await expected_csv(db)
+    assert held, "the worker never tried the replica"
+    assert CONNECT_TIMEOUT_S <= took_s < CONNECT_TIMEOUT_S + 5
+    [message] = replica_messages(caplog, task["id"])
+    assert message == (
+        f"task {task['id']}: reading rows from the primary: the replica could not be reached: "
+        f"no answer in {CONNECT_TIMEOUT_S:g} s"
     )
 
 
