@@ -7,6 +7,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -218,66 +219,52 @@ async def test_an_export_waiting_for_a_lagging_replica_is_cancelled_at_once(
     await wait_until(replica_let_go, timeout_s=5, what="the worker to leave the replica")
 
 
+@pytest.fixture(params=["closed port", "silent server"])
+async def unreachable_replica(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, str]]:
+    """The URL of a replica that is down, and how the worker is to say so: nothing listens on
+    its port, or a server accepts and never answers (given up after the connect timeout)."""
+    if request.param == "closed port":
+        yield f"postgresql://postgres@127.0.0.1:{free_port()}/x", "[Errno 111] Connect call failed"
+        return
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # and never a byte in answer
+
+    silent = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    yield f"postgresql://postgres@127.0.0.1:{port}/x", f"no answer in {CONNECT_TIMEOUT_S:g} s"
+    for writer in held:
+        writer.close()
+    silent.close()
+    await silent.wait_closed()
+
+
 @pytest.mark.usefixtures("new_accounts")
 async def test_a_replica_that_is_down_leaves_the_export_to_the_primary(
     admin: ApiUser,
     db: asyncpg.Connection[Any],
     settings: Settings,
+    unreachable_replica: tuple[str, str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, "exporter.worker")
-    closed = f"postgresql://postgres@127.0.0.1:{free_port()}/exporter"
+    url, reason = unreachable_replica
 
     # The worker starts although the replica cannot be reached.
+    started = time.monotonic()
     task, content = await export_accounts(
-        admin, settings.model_copy(update={"replica_database_url": closed})
+        admin, settings.model_copy(update={"replica_database_url": url})
     )
+    took_s = time.monotonic() - started
 
     assert csv_rows(content) == await expected_csv(db)
     assert task["row_count"] == ACCOUNTS_IN_ALL
+    assert took_s < CONNECT_TIMEOUT_S + 5
     [message] = replica_messages(caplog, task["id"])
     assert message.startswith(
         f"task {task['id']}: reading rows from the primary: the replica could not be reached: "
-    )
-
-
-@pytest.mark.usefixtures("new_accounts")
-async def test_a_replica_that_never_answers_is_given_up_after_the_connect_timeout(
-    admin: ApiUser,
-    db: asyncpg.Connection[Any],
-    settings: Settings,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.INFO, "exporter.worker")
-    held: list[asyncio.StreamWriter] = []
-
-    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)  # accepted, and never a byte in answer
-
-    silent = await asyncio.start_server(hold, "127.0.0.1", 0)
-    port = silent.sockets[0].getsockname()[1]
-    try:
-        started = time.monotonic()
-        task, content = await export_accounts(
-            admin,
-            settings.model_copy(
-                update={"replica_database_url": f"postgresql://postgres@127.0.0.1:{port}/x"}
-            ),
-        )
-        took_s = time.monotonic() - started
-    finally:
-        for writer in held:
-            writer.close()
-        silent.close()
-        await silent.wait_closed()
-
-    assert csv_rows(content) == await expected_csv(db)
-    assert held, "the worker never tried the replica"
-    assert CONNECT_TIMEOUT_S <= took_s < CONNECT_TIMEOUT_S + 5
-    [message] = replica_messages(caplog, task["id"])
-    assert message == (
-        f"task {task['id']}: reading rows from the primary: the replica could not be reached: "
-        f"no answer in {CONNECT_TIMEOUT_S:g} s"
+        + reason
     )
 
 
