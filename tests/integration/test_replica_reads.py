@@ -46,7 +46,9 @@ def settings(settings: Settings, replica_url: str) -> Settings:
 
 
 @pytest.fixture
-async def paused_replay(streaming_replica: StreamingReplica) -> Any:
+async def paused_replay(
+    streaming_replica: StreamingReplica,
+) -> AsyncIterator[asyncpg.Connection[Any]]:
     """The replica stops replaying the primary's changes (it lags) until the test resumes it."""
     replica = await asyncpg.connect(streaming_replica.replica_url())
     await replica.execute("SELECT pg_wal_replay_pause()")
