@@ -71,6 +71,10 @@ bench-api: $(STAMP) ## the API load tests of make bench alone (about a minute)
 bench-imports: $(STAMP) ## the imports of make bench alone: csv, xlsx, xlsb against COPY (ROWS=1000000)
 	$(BIN)/python -m bench.run --only imports --rows $(ROWS)
 
+.PHONY: bench-storage
+bench-storage: $(STAMP) ## exports to S3 (SeaweedFS) against a local directory, and downloads (ROWS=1000000)
+	$(BIN)/python -m bench.run --only storage --rows $(ROWS)
+
 .PHONY: clean
 clean: ## remove caches and local state (keeps .venv)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache var test-artifacts

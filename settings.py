@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_STORAGE_DIR = Path("var/exports")
+# Where attempts write their files when storage is not a local directory.
+DEFAULT_WORK_DIR = Path("var/work")
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 class SettingsError(Exception):
@@ -23,6 +30,15 @@ def postgres_url(value: str) -> str:
     if not value.startswith(("postgresql://", "postgres://")):
         raise ValueError("must start with postgresql://")
     return value
+
+
+@dataclass(frozen=True)
+class S3Location:
+    """Where an ``s3://bucket/prefix`` storage URL points (``prefix`` without slashes at its
+    ends, maybe empty)."""
+
+    bucket: str
+    prefix: str
 
 
 class DatabaseSettings(BaseSettings):
@@ -43,7 +59,19 @@ class Settings(DatabaseSettings):
 
     redis_url: str = Field("redis://127.0.0.1:6379/0", alias="REDIS_URL")
     secret: SecretStr = Field(alias="EXPORTER_SECRET", min_length=32)
-    storage_dir: Path = Field(Path("var/exports"), alias="EXPORTER_STORAGE_DIR")
+    storage_url: str = Field(
+        default_factory=lambda: DEFAULT_STORAGE_DIR.resolve().as_uri(),
+        alias="EXPORTER_STORAGE_URL",
+        description="file:///absolute/dir or s3://bucket/prefix: where finished files are kept",
+    )
+    s3_endpoint_url: str | None = Field(
+        None, alias="EXPORTER_S3_ENDPOINT_URL", description="an S3-compatible store's address"
+    )
+    aws_access_key_id: str | None = Field(None, alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = Field(None, alias="AWS_SECRET_ACCESS_KEY")
+    aws_region: str = Field("us-east-1", alias="AWS_REGION", min_length=1)
+    # Downloads answered with a 303 to a presigned URL of the store, when storage is s3.
+    download_redirect: bool = Field(False, alias="EXPORTER_DOWNLOAD_REDIRECT")
     work_dir: Path | None = Field(
         None, alias="EXPORTER_WORK_DIR", description="where exports are written before publishing"
     )
@@ -106,10 +134,46 @@ class Settings(DatabaseSettings):
     )
 
     @property
+    def storage_dir(self) -> Path | None:
+        """The directory of a ``file://`` storage URL; None when storage is elsewhere (s3)."""
+        parts = urlsplit(self.storage_url)
+        return Path(unquote(parts.path)) if parts.scheme == "file" else None
+
+    @property
+    def s3_location(self) -> S3Location | None:
+        """The bucket and key prefix of an ``s3://`` storage URL; None for a local directory."""
+        parts = urlsplit(self.storage_url)
+        if parts.scheme != "s3":
+            return None
+        return S3Location(parts.netloc, parts.path.strip("/"))
+
+    @property
     def scratch_dir(self) -> Path:
-        """The work directories' root: ``EXPORTER_WORK_DIR``, else ``.work`` in the storage dir."""
+        """The work directories' root: ``EXPORTER_WORK_DIR``, else ``.work`` in the storage
+        directory, else (s3) ``var/work``."""
+        if self.work_dir is not None:
+            return self.work_dir
         # On the storage directory's disk by default, so that publishing a file is a rename.
-        return self.work_dir or self.storage_dir / ".work"
+        return DEFAULT_WORK_DIR if self.storage_dir is None else self.storage_dir / ".work"
+
+    @field_validator("storage_url")
+    @classmethod
+    def _storage_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme == "file":
+            if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+                raise ValueError("a file URL names an absolute directory: file:///var/exports")
+        elif parts.scheme == "s3":
+            if not BUCKET_NAME.fullmatch(parts.netloc):
+                raise ValueError(
+                    "the bucket must be 3-63 lowercase letters, digits, dots or hyphens:"
+                    " s3://bucket/prefix"
+                )
+        else:
+            raise ValueError("must be file:///absolute/dir or s3://bucket/prefix")
+        if parts.query or parts.fragment:
+            raise ValueError("takes no query (?) nor fragment (#)")
+        return value
 
     @field_validator("time_zone")
     @classmethod
@@ -145,7 +209,9 @@ class Settings(DatabaseSettings):
 
 # Variables whose value is a secret: a settings error names them but never shows their value.
 SECRET_VARIABLES = frozenset(
-    str(field.alias) for field in Settings.model_fields.values() if field.annotation is SecretStr
+    str(field.alias)
+    for field in Settings.model_fields.values()
+    if field.annotation in (SecretStr, SecretStr | None)
 )
 
 

@@ -61,7 +61,7 @@ class DevStack:
         env.update(
             EXPORTER_HOST=HOST,
             EXPORTER_PORT=str(port),
-            EXPORTER_STORAGE_DIR=str(storage_dir),
+            EXPORTER_STORAGE_URL=storage_dir.resolve().as_uri(),
             PYTHONUNBUFFERED="1",
         )
         self.process = subprocess.Popen(

@@ -101,6 +101,13 @@ class ApiUser:
             raise ExportFailed(f"task {task_id} ended {task['status']}: {task['error']}")
         return task
 
+    async def delete(self, task_id: str) -> None:
+        """Delete the task and its file."""
+        url = f"{self._base_url}{self.tasks_path}/{task_id}"
+        async with self._session.delete(url, headers=self._headers) as response:
+            if response.status != 204:
+                raise ExportFailed(f"DELETE of task {task_id}: {response.status}")
+
     async def download(self, task: dict[str, Any], dest: Path) -> int:
         """Stream the file to ``dest``; the number of bytes written."""
         size = 0

@@ -16,6 +16,8 @@ from bench.import_report import import_notes, import_rows
 from bench.imports import ImportSize
 from bench.load import LoadResult
 from bench.stack import API_PROCESSES, DEFAULT_PARALLEL_MIN_ROWS
+from bench.storage import StorageComparison
+from bench.storage_report import storage_notes, storage_rows
 from bench.table import (
     COLUMNS,
     MB,
@@ -71,6 +73,7 @@ class Measurements:
     listing: LoadResult | None = None
     imports: ImportSize | None = None  # of ``rows`` rows
     imports_small: ImportSize | None = None  # of ``small_rows`` rows
+    storage: StorageComparison | None = None  # of ``rows`` rows
 
 
 @dataclass
@@ -356,6 +359,8 @@ def build_report(
     if only == "imports":  # none of the export rows would have been measured
         imports = import_rows(m.imports, m.imports_small)
         return Report(imports, import_notes(m.imports, m.imports_small), meta, m, error)
+    if only == "storage":
+        return Report(storage_rows(m.storage), storage_notes(m.storage), meta, m, error)
     rows = [
         *_ceiling_rows(m),
         *_export_rows(m),
@@ -364,6 +369,7 @@ def build_report(
         *_concurrency_rows(m),
         *_api_rows(m, clients),
         *import_rows(m.imports, m.imports_small),
+        *storage_rows(m.storage),
     ]
     notes = [
         "Exports are timed from POST to the task reading completed (polled at 2% of the time "
@@ -395,6 +401,7 @@ def build_report(
         "(EXPORTER_API_PROCESSES).",
     ]
     notes.extend(import_notes(m.imports, m.imports_small))
+    notes.extend(storage_notes(m.storage))
     if _lag_row(m).lag == "n/a":
         notes.append("Loop lag n/a: the worker wrote no lag probe file (EXPORTER_LOOP_LAG_LOG).")
     return Report(rows, notes, meta, m, error)

@@ -8,7 +8,10 @@ the rows; four concurrent quarter-size xlsx exports from four users (in parallel
 alone (in one process); a load test of the API next to a trivial aiohttp endpoint. Prints one
 table and writes it under ``bench-results/``. Then imports (``bench.imports``): the accounts
 exported as csv and xlsx, and as an xlsb, imported back in each mode, a csv of new accounts
-applied, at ``--rows`` and at a tenth of it, against a ``COPY FROM`` of the csv file.
+applied, at ``--rows`` and at a tenth of it, against a ``COPY FROM`` of the csv file. Last,
+storage (``bench.storage``): csv and xlsx exports stored in an S3 bucket (a SeaweedFS the bench
+starts) against the same exports stored in a local directory, and the stored files downloaded
+through the API against a GET from the store.
 Everything it creates or starts is removed or stopped when it ends, fails or is interrupted.
 """
 
@@ -54,6 +57,9 @@ from bench.stack import (
     running_stack,
     running_trivial_app,
 )
+from bench.storage import FORMATS as STORAGE_FORMATS
+from bench.storage import REPEATS as STORAGE_REPEATS
+from bench.storage import compare_storages
 from exporter.ops.logs import configure_logging
 
 log = logging.getLogger("bench")
@@ -140,10 +146,14 @@ class Bench:
                 if self.only == "imports":
                     await self._imports(session)
                     return
+                if self.only == "storage":
+                    await self._storage(session)
+                    return
                 await self._full_size(session)
                 await self._small_size(session)
                 await self._concurrency(session)
                 await self._imports(session)
+                await self._storage(session)
         finally:
             for storage in self.run_dir.glob("storage-*"):
                 shutil.rmtree(storage, ignore_errors=True)
@@ -284,6 +294,21 @@ class Bench:
         m.imports = await self._import_size(session, m.rows)
         m.imports_small = await self._import_size(session, m.small_rows)
 
+    async def _storage(self, session: aiohttp.ClientSession) -> None:
+        m = self.m
+        async with self._database(m.rows, 1) as db:
+            work = compare_storages(
+                db,
+                self.redis_url,
+                self.run_dir,
+                session,
+                encode_processes=m.cores,
+                parallel_min_rows=m.parallel_min_rows,
+            )
+            # Each format, both storages, REPEATS times, each S3 file downloaded twice.
+            bound = _bound_s(2 * len(STORAGE_FORMATS) * STORAGE_REPEATS * db.rows)
+            m.storage = await _phase(f"storages, {db.rows:,} rows", bound, work)
+
     async def _import_size(self, session: aiohttp.ClientSession, rows: int) -> ImportSize:
         """The files exported, then imported (by a fresh worker per format: what exporting or
         another format left in the worker's memory is not charged to the imports)."""
@@ -331,9 +356,9 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["api", "concurrency", "imports"],
-        help="run only these measurements: the API load tests, the concurrent exports, or the "
-        "imports",
+        choices=["api", "concurrency", "imports", "storage"],
+        help="run only these measurements: the API load tests, the concurrent exports, the "
+        "imports, or the exports to S3 against a local directory",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("bench-results"), help="where results are written"

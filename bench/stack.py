@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,7 +149,12 @@ class Stack:
     """
 
     def __init__(
-        self, database: BenchDatabase, redis_url: str, run_dir: Path, parallel_min_rows: int
+        self,
+        database: BenchDatabase,
+        redis_url: str,
+        run_dir: Path,
+        parallel_min_rows: int,
+        storage_env: Mapping[str, str] | None = None,
     ) -> None:
         self.database = database
         self.port = free_port()
@@ -161,7 +166,7 @@ class Stack:
             DATABASE_URL=database.url,
             REDIS_URL=redis_url,
             EXPORTER_SECRET=BENCH_SECRET,
-            EXPORTER_STORAGE_DIR=str(run_dir / f"storage-{database.rows}"),
+            EXPORTER_STORAGE_URL=(run_dir / f"storage-{database.rows}").resolve().as_uri(),
             EXPORTER_HOST=HOST,
             EXPORTER_PORT=str(self.port),
             EXPORTER_QUEUE_NAME=self.queue_name,
@@ -180,6 +185,10 @@ class Stack:
             # in its log.
             PYTHONFAULTHANDLER="1",
         )
+        # Another storage than the run's directory (an S3 bucket): its URL and credentials.
+        self.env.update(storage_env or {})
+        # Logs are named for the data set, and the storage when it is not the run's directory.
+        self._label = f"{database.rows}-s3" if storage_env else str(database.rows)
         self._logs = run_dir / "logs"
         self.api: Service | None = None
         self.worker: Worker | None = None
@@ -187,9 +196,8 @@ class Stack:
 
     async def start(self, session: aiohttp.ClientSession, encode_processes: int) -> None:
         self._logs.mkdir(parents=True, exist_ok=True)
-        rows = self.database.rows
         self.api = Service(
-            "API", [*EXPORTER_COMMAND, "serve"], self.env, self._logs / f"api-{rows}.log"
+            "API", [*EXPORTER_COMMAND, "serve"], self.env, self._logs / f"api-{self._label}.log"
         )
         async with asyncio.timeout(START_TIMEOUT_S):
             await self.api.wait_answering(session, f"{self.base_url}/readyz")
@@ -199,7 +207,7 @@ class Stack:
         """A worker with ``EXPORTER_ENCODE_PROCESSES=encode_processes``, ready for jobs."""
         assert self.worker is None, "one worker at a time: the measurements are per worker"
         self._worker_starts += 1
-        name = f"{self.database.rows}-{encode_processes}p-{self._worker_starts}"
+        name = f"{self._label}-{encode_processes}p-{self._worker_starts}"
         # Its own file: a killed worker's half-written last line cannot run into another's.
         loop_lag_log = self._logs / f"loop-lag-{name}.jsonl"
         env = dict(
@@ -264,10 +272,11 @@ async def running_stack(
     *,
     encode_processes: int,
     parallel_min_rows: int,
+    storage_env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Stack]:
     """API and worker up and ready; on exit, even on failure or Ctrl-C, both are stopped and
     the stack's keys are deleted from Redis."""
-    stack = Stack(database, redis_url, run_dir, parallel_min_rows)
+    stack = Stack(database, redis_url, run_dir, parallel_min_rows, storage_env)
     try:
         await stack.start(session, encode_processes)
         yield stack

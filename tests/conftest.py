@@ -22,17 +22,20 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from arq.connections import ArqRedis, create_pool
 from arq.worker import Worker
+from pydantic import SecretStr
 
 from exporter.auth.passwords import hash_password
 from exporter.auth.tokens import issue_token
 from exporter.ops.app import create_app
 from exporter.ops.migrate import migrate
+from exporter.ops.seaweedfs import SeaweedFS, create_bucket, running_seaweedfs
 from exporter.ops.seed import seed
 from exporter.tasks.queue import redis_settings
 from settings import Settings
 from tests import failing_handlers  # registers the test-only export types on import
 from tests.processes import WorkerProcesses
 from tests.replica import StreamingReplica, running_streaming_replica
+from tests.seaweed import ACCESS_KEY, SECRET_KEY, TEST_BUCKET
 from tests.support import ApiUser
 from tests.workers import running_worker
 
@@ -181,13 +184,34 @@ async def replicated_database_url(streaming_replica: StreamingReplica) -> AsyncI
         await run_on(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """A real S3 server (SeaweedFS) for the session, holding the empty bucket ``TEST_BUCKET``."""
+    data_dir = tmp_path_factory.mktemp("seaweedfs")
+    with running_seaweedfs(data_dir, access_key=ACCESS_KEY, secret_key=SECRET_KEY) as server:
+        asyncio.run(create_bucket(server, TEST_BUCKET))
+        yield server
+
+
+@pytest.fixture
+def s3_storage_url(seaweedfs: SeaweedFS) -> str:
+    """``s3://`` storage of this test alone: a fresh prefix in the session's bucket."""
+    return f"s3://{TEST_BUCKET}/{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def s3_env(seaweedfs: SeaweedFS, s3_storage_url: str) -> dict[str, str]:
+    """The variables that put a process's storage on ``s3_storage_url`` (for subprocesses)."""
+    return {**seaweedfs.env(), "EXPORTER_STORAGE_URL": s3_storage_url}
+
+
 @pytest.fixture
 def settings(database_url: str, service_urls: Servers, tmp_path: Path) -> Settings:
     return Settings(
         database_url=database_url,
         redis_url=with_redis_db(service_urls.redis_url, TEST_REDIS_DB),
         secret=SECRET,
-        storage_dir=tmp_path / "exports",
+        storage_url=(tmp_path / "exports").as_uri(),
         queue_name=f"exporter-test:{uuid.uuid4().hex}",
         time_zone="Asia/Shanghai",
         job_timeout_s=60,
@@ -197,6 +221,26 @@ def settings(database_url: str, service_urls: Servers, tmp_path: Path) -> Settin
         shutdown_grace_s=1,
         handler_modules=failing_handlers.HANDLER_MODULES,
     )
+
+
+def on_s3(settings: Settings, server: SeaweedFS, storage_url: str) -> Settings:
+    """``settings`` with its storage at ``storage_url`` on ``server``."""
+    return settings.model_copy(
+        update={
+            "storage_url": storage_url,
+            "s3_endpoint_url": server.endpoint_url,
+            "aws_access_key_id": server.access_key,
+            "aws_secret_access_key": SecretStr(server.secret_key),
+            "aws_region": server.region,
+        }
+    )
+
+
+@pytest.fixture
+def s3_settings(settings: Settings, seaweedfs: SeaweedFS, s3_storage_url: str) -> Settings:
+    """The test's settings with storage on ``s3_storage_url`` (``settings_env`` of
+    tests/processes.py turns them into a subprocess's environment)."""
+    return on_s3(settings, seaweedfs, s3_storage_url)
 
 
 @pytest.fixture

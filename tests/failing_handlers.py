@@ -1,4 +1,4 @@
-"""Export types that fail or dawdle on purpose, registered for the tests only.
+"""Export types that fail, dawdle or make large files on purpose, registered for the tests only.
 
 Worker processes started by the tests load this module through EXPORTER_HANDLER_MODULES.
 """
@@ -86,3 +86,14 @@ def killing_rows(params: NoParams) -> RowQuery:
 )
 def int4_rows(params: AtMostParams) -> RowQuery:
     return RowQuery("test_series g", order_by="g.n").where("g.n <= {}", params.at_most)
+
+
+# About 60 bytes a row: 250,000 rows make a csv of ~15 MB, two parts of an upload to S3.
+@export_handler(
+    "test_wide",
+    title="宽行",
+    params=SlowParams,
+    columns=[Column("N", "g.n", ColumnKind.INTEGER), Column("文本", "repeat('宽', 16) || g.n")],
+)
+def wide_rows(params: SlowParams) -> RowQuery:
+    return RowQuery("test_series g", order_by="g.n").where("g.n <= {}", params.rows)

@@ -10,9 +10,9 @@ from contextlib import asynccontextmanager
 from arq.worker import Worker
 
 from exporter.db import create_pool
+from exporter.ops.storage import open_storage
 from exporter.ops.worker import worker_options
 from exporter.storage.deployment import deployment_id
-from exporter.storage.local import LocalStorage
 from exporter.storage.scratch import ScratchSpace
 from exporter.tasks.retention import Retention, RetentionResult
 from settings import Settings
@@ -42,11 +42,11 @@ async def janitor_round(settings: Settings) -> RetentionResult:
     pool = await create_pool(settings.database_url, max_size=1)
     try:
         deployment = await deployment_id(pool)
-        storage = LocalStorage(settings.storage_dir, deployment)
         scratch = ScratchSpace(settings.scratch_dir, deployment)
-        return await Retention(
-            pool, storage, scratch, retention_days=7, upload_pause_s=settings.body_timeout_s
-        ).run()
+        async with open_storage(settings, deployment) as storage:
+            return await Retention(
+                pool, storage, scratch, retention_days=7, upload_pause_s=settings.body_timeout_s
+            ).run()
     finally:
         await pool.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -89,10 +90,11 @@ def create_app(settings: Settings) -> web.Application:
     app.on_response_prepare.append(private_headers)
 
     async def services(app: web.Application) -> AsyncIterator[None]:
+        resources = AsyncExitStack()
         pool = await create_pool(settings.database_url)
         redis = connect_lazily(settings.redis_url)
         deployment = await deployment_id(pool)
-        storage = open_storage(settings, deployment)
+        storage = await resources.enter_async_context(open_storage(settings, deployment))
         app[SERVICES] = Services(
             settings=settings,
             pool=pool,
@@ -112,6 +114,7 @@ def create_app(settings: Settings) -> web.Application:
         try:
             yield
         finally:
+            await resources.aclose()
             await redis.aclose()
             await pool.close()
 

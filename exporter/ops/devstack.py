@@ -299,7 +299,6 @@ def _run(*, embedded: bool, accounts: int) -> None:
     os.environ["EXPORTER_SECRET"] = os.environ.get("EXPORTER_SECRET") or _kept_secret(
         state_dir / "secret", lambda: secrets.token_urlsafe(48)
     )
-    os.environ.setdefault("EXPORTER_STORAGE_DIR", DEFAULT_STORAGE_DIR)
     admin_password = _kept_secret(state_dir / "admin_password", _new_password)
     settings = load_settings(Settings)
     _ensure_port_free(settings.host, settings.port)

@@ -10,6 +10,7 @@ import os
 import secrets
 import socket
 import uuid
+from contextlib import AsyncExitStack
 from typing import Any, TypedDict
 
 from arq.connections import ArqRedis
@@ -82,7 +83,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     pool = await create_pool(settings.database_url, max_size=settings.worker_concurrency * 2 + 2)
     deployment = await deployment_id(pool)
-    storage = open_storage(settings, deployment)
+    resources = AsyncExitStack()
+    storage = await resources.enter_async_context(open_storage(settings, deployment))
     scratch = ScratchSpace(settings.scratch_dir, deployment)
     handlers = load_handlers(settings.handler_modules)
     worker_id = new_worker_id()
@@ -125,6 +127,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx.update(
         encoders=encoders,
         pool=pool,
+        resources=resources,
         runner=TaskRunner(
             TaskRepository(pool), pool, storage, scratch, TaskKinds(exports, imports), config
         ),
@@ -136,7 +139,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         "worker %s ready: queue=%s storage=%s work=%s",
         worker_id,
         settings.queue_name,
-        settings.storage_dir,
+        settings.storage_url,
         scratch.root,
     )
 
@@ -151,6 +154,9 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     encoders: EncoderPool | None = ctx.get("encoders")
     if encoders is not None:
         await asyncio.to_thread(encoders.shutdown)
+    resources: AsyncExitStack | None = ctx.get("resources")
+    if resources is not None:
+        await resources.aclose()
     pool: Pool | None = ctx.get("pool")
     if pool is not None:
         await pool.close()

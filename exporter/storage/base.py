@@ -8,6 +8,7 @@ sharing a directory or a bucket never touch each other's files.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +34,16 @@ class StoredObject:
     modified_at: datetime
 
 
+@dataclass(frozen=True)
+class UnfinishedUpload:
+    """A file begun and never finished (its writer died mid-way), as the janitor sees it:
+    the key it would have had, when it was begun, and the store's handle on it."""
+
+    key: str
+    started_at: datetime
+    handle: str
+
+
 class Storage(Protocol):
     """Finished files of one deployment."""
 
@@ -41,10 +52,18 @@ class Storage(Protocol):
         consumed. OSError when it cannot be stored."""
         ...
 
+    async def publish_growing(
+        self, source: Path, name: str, written: asyncio.Future[None]
+    ) -> StoredFile:
+        """Keep ``source`` as ``name`` while a writer still appends to it: done once ``written``
+        is, whole or not at all (``written``'s error aborts it). ``source`` is consumed."""
+        ...
+
     async def download(
         self, key: str, *, content_type: str, content_disposition: str
     ) -> web.StreamResponse | None:
-        """The response that serves the file (HTTP ``Range`` included); None if it is gone."""
+        """The response that serves the file (HTTP ``Range`` and ``HEAD`` included, or a
+        redirect to the store); None if it is gone."""
         ...
 
     async def retrieve(self, key: str, target: Path) -> bool:
@@ -58,4 +77,12 @@ class Storage(Protocol):
 
     async def owned(self) -> list[StoredObject]:
         """Every file this deployment published: never another's, nor a legacy file."""
+        ...
+
+    async def unfinished(self) -> list[UnfinishedUpload]:
+        """Files of this deployment begun and not yet finished (being written, or abandoned)."""
+        ...
+
+    async def abort(self, upload: UnfinishedUpload) -> None:
+        """Remove what was stored of an unfinished file, if anything still is."""
         ...

@@ -19,12 +19,15 @@ from pathlib import Path
 
 from aiohttp import web
 
-from exporter.storage.base import StoredFile, StoredObject
+from exporter.storage.base import StoredFile, StoredObject, UnfinishedUpload
+
+# ``<name>.partial-<8 hex>``: a copy into place that has not finished (see _copy_into_place).
+PARTIAL_MARK = ".partial-"
 
 
 def _copy_into_place(source: Path, final: Path) -> None:
     # Copied beside the final name first, then renamed: a reader never sees half a file.
-    partial = final.with_name(f"{final.name}.partial-{secrets.token_hex(4)}")
+    partial = final.with_name(f"{final.name}{PARTIAL_MARK}{secrets.token_hex(4)}")
     try:
         shutil.copyfile(source, partial)
         os.replace(partial, final)
@@ -49,6 +52,7 @@ def _move_into_place(source: Path, final: Path) -> int:
 
 
 def _files_in(directory: Path, prefix: str) -> list[StoredObject]:
+    """Every file in ``directory``, partial copies included, with key ``<prefix>/<name>``."""
     try:
         entries = list(os.scandir(directory))
     except FileNotFoundError:
@@ -64,6 +68,10 @@ def _files_in(directory: Path, prefix: str) -> list[StoredObject]:
         modified_at = datetime.fromtimestamp(stat.st_mtime, UTC)
         found.append(StoredObject(f"{prefix}/{entry.name}", stat.st_size, modified_at))
     return found
+
+
+def _is_partial(stored: StoredObject) -> bool:
+    return PARTIAL_MARK in stored.key.rsplit("/", 1)[-1]
 
 
 class LocalStorage:
@@ -86,6 +94,13 @@ class LocalStorage:
         # In a thread: a copy across disks takes as long as the file is large.
         size = await asyncio.to_thread(_move_into_place, source, self._root / name)
         return StoredFile(f"{self._prefix}/{name}", size)
+
+    async def publish_growing(
+        self, source: Path, name: str, written: asyncio.Future[None]
+    ) -> StoredFile:
+        # A rename is instant: nothing is gained by starting before the writer is done.
+        await written
+        return await self.publish(source, name)
 
     async def download(
         self, key: str, *, content_type: str, content_disposition: str
@@ -115,4 +130,16 @@ class LocalStorage:
             await asyncio.to_thread(path.unlink, missing_ok=True)
 
     async def owned(self) -> list[StoredObject]:
-        return await asyncio.to_thread(_files_in, self._root, self._prefix)
+        files = await asyncio.to_thread(_files_in, self._root, self._prefix)
+        return [stored for stored in files if not _is_partial(stored)]
+
+    async def unfinished(self) -> list[UnfinishedUpload]:
+        files = await asyncio.to_thread(_files_in, self._root, self._prefix)
+        return [
+            UnfinishedUpload(stored.key.split(PARTIAL_MARK)[0], stored.modified_at, stored.key)
+            for stored in files
+            if _is_partial(stored)
+        ]
+
+    async def abort(self, upload: UnfinishedUpload) -> None:
+        await self.delete(upload.handle)

@@ -8,13 +8,15 @@ task of it does. It registers with :class:`TaskKinds`, which the API and the wor
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from exporter.auth.accounts import Account
-from exporter.storage.base import StoredFile
+from exporter.storage.base import Storage, StoredFile
 from exporter.tasks.models import Task, TaskFailure
+from exporter.tasks.publishing import Publication, publishing
 
 
 class Progress:
@@ -51,13 +53,25 @@ class TaskSpec:
     upload: Upload | None = None
 
 
+def published_name(task: Task, file: Path) -> str:
+    """The name a task's file is kept under in storage: ``<task id>.<suffix>``."""
+    return f"{task.id}{file.suffix}"
+
+
 @dataclass(frozen=True)
 class Attempt:
-    """One attempt at a task: the task as claimed, a scratch directory of its own, its progress."""
+    """One attempt at a task: the task as claimed, a scratch directory of its own, its
+    progress, and the storage its file is published to."""
 
     task: Task
     work_dir: Path
     progress: Progress
+    storage: Storage
+
+    def publishing(self, file: Path) -> AbstractAsyncContextManager[Publication]:
+        """Publish ``file`` while the block writes it (only at its end): the kind returns
+        ``TaskResult(published=publication.stored)``."""
+        return publishing(self.storage, file, published_name(self.task, file))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from exporter.db import Pool
-from exporter.storage.base import Storage, StoredObject
+from exporter.storage.base import Storage, StoredObject, UnfinishedUpload
 from exporter.storage.scratch import ScratchSpace, WorkDir
 
 log = logging.getLogger("exporter.retention")
@@ -78,6 +78,13 @@ def _works_in(owner: asyncpg.Record | None) -> bool:
     return owner is not None and bool(owner["live"])
 
 
+def _abandoned(upload: UnfinishedUpload, owner: asyncpg.Record | None, cutoff: datetime) -> bool:
+    # An upload to the API is stored before its task exists: only its age tells.
+    if owner is None:
+        return upload.started_at < cutoff
+    return not owner["live"]
+
+
 class Retention:
     """Deletes files past their retention, and leftovers of crashed or deleted tasks."""
 
@@ -100,7 +107,9 @@ class Retention:
     async def run(self) -> RetentionResult:
         return RetentionResult(
             await self._expire_files(),
-            await self._remove_orphans() + await self._remove_stale_uploads(),
+            await self._remove_orphans()
+            + await self._remove_stale_uploads()
+            + await self._abort_unfinished(),
         )
 
     async def _expire_files(self) -> int:
@@ -144,6 +153,26 @@ class Retention:
             await asyncio.to_thread(path.unlink, missing_ok=True)
             log.info("removed the unfinished upload %s", path.name)
         return len(stale)
+
+    async def _abort_unfinished(self) -> int:
+        """Files whose writer stopped before finishing them (a copy into place, an upload to
+        the object store): those of a task that is not running, and those of no task at all
+        (an upload to the API) once past the upload pause."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=self._upload_pause_s + ORPHAN_MIN_AGE_S)
+        begun = {upload: _task_id_of(upload.key) for upload in await self._storage.unfinished()}
+        if not begun:
+            return 0
+        task_ids = [task_id for task_id in begun.values() if task_id is not None]
+        owners = {r["id"]: r for r in await self._pool.fetch(OWNERS, task_ids)}
+        left = [
+            upload
+            for upload, task_id in begun.items()
+            if _abandoned(upload, owners.get(task_id) if task_id else None, cutoff)
+        ]
+        for upload in left:
+            await self._storage.abort(upload)
+            log.info("aborted the unfinished %s", upload.key)
+        return len(left)
 
     async def _remove_work_dirs(
         self, work_dirs: list[WorkDir], owners: dict[uuid.UUID, asyncpg.Record]

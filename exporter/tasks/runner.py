@@ -29,6 +29,7 @@ from exporter.tasks.kinds import (
     TaskKind,
     TaskKinds,
     TaskResult,
+    published_name,
 )
 from exporter.tasks.models import Task
 from exporter.tasks.repository import TaskRepository
@@ -118,13 +119,14 @@ class TaskRunner:
             return await self._stopped(task, heartbeat.result())
         await _stop_task(heartbeat)
         try:
-            result = work.result()
+            result, stored = work.result()
         except FailedWithResult as refused:
             return await self._refused(task, refused, work_dir)
         except Exception as exc:
             await self._discard(work_dir)
             return await self._failed(task, exc, time.monotonic() - started)
-        return await self._publish(task, result, work_dir, time.monotonic() - started)
+        await self._discard(work_dir)
+        return await self._record(task, result, stored, time.monotonic() - started)
 
     def _kind(self, task: Task) -> TaskKind:
         return self._kinds.get(task.kind)
@@ -132,14 +134,21 @@ class TaskRunner:
     def _timeout_s(self, task: Task) -> int:
         return self._kind(task).timeout_s(task) or self._config.default_timeout_s
 
-    async def _produce(self, task: Task, progress: Progress, work_dir: list[Path]) -> TaskResult:
-        """What the kind made of the task (``work_dir`` names the attempt's directory at once,
-        so that it is removed even when the work is stopped midway)."""
+    async def _produce(
+        self, task: Task, progress: Progress, work_dir: list[Path]
+    ) -> tuple[TaskResult, StoredFile | None]:
+        """What the kind made of the task, and its file as stored (``work_dir`` names the
+        attempt's directory at once, so that it is removed even when the work is stopped
+        midway)."""
         async with asyncio.timeout(self._timeout_s(task)):
             # Claiming the task made it ours: what an earlier, dead attempt left is garbage.
             await self._scratch.discard_attempts(task.id)
             work_dir.append(self._scratch.make_work_dir(task.id))
-            return await self._kind(task).run(Attempt(task, work_dir[0], progress))
+            attempt = Attempt(task, work_dir[0], progress, self._storage)
+            result = await self._kind(task).run(attempt)
+        # Stored while the heartbeat still runs: an upload takes a while, and the task stays
+        # this worker's, and cancellable, until its file is durable.
+        return result, await self._store(task, result)
 
     async def _heartbeat(self, task: Task, progress: Progress) -> _Stop:
         config = self._config
@@ -176,7 +185,7 @@ class TaskRunner:
     async def _hand_back(
         self,
         task: Task,
-        work: asyncio.Task[TaskResult],
+        work: asyncio.Task[tuple[TaskResult, StoredFile | None]],
         heartbeat: asyncio.Task[_Stop],
         work_dir: list[Path],
     ) -> None:
@@ -270,17 +279,11 @@ class TaskRunner:
     async def _store(self, task: Task, result: TaskResult) -> StoredFile | None:
         if result.file is None:
             return result.published
-        return await self._storage.publish(result.file, f"{task.id}{result.file.suffix}")
+        return await self._storage.publish(result.file, published_name(task, result.file))
 
-    async def _publish(
-        self, task: Task, result: TaskResult, work_dir: list[Path], elapsed_s: float
+    async def _record(
+        self, task: Task, result: TaskResult, stored: StoredFile | None, elapsed_s: float
     ) -> Outcome:
-        try:
-            stored = await self._store(task, result)
-        except OSError as exc:
-            await self._discard(work_dir)
-            return await self._failed(task, exc, elapsed_s)
-        await self._discard(work_dir)
         done = await self._tasks.complete(
             task.id,
             self._config.worker_id,

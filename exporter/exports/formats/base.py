@@ -57,6 +57,12 @@ class FileFormat(Protocol):
     @property
     def content_type(self) -> str: ...
 
+    @property
+    def grows_at_end(self) -> bool:
+        """Whether the file, while written, only ever grows at its end (never rewritten
+        behind): then it can be published while it is written."""
+        ...
+
     def value_sql(self, column: Column, value: str, args: list[Any]) -> str:
         """The select-list entries that give the file ``column``'s typed ``value``
         (see :data:`exporter.exports.sql.ValueSql`)."""

@@ -51,6 +51,7 @@ class CsvFormat:
 
     name = "csv"
     content_type = "text/csv; charset=utf-8"
+    grows_at_end = True
 
     def value_sql(self, column: Column, value: str, args: list[Any]) -> str:
         if column.kind is ColumnKind.INTEGER:

@@ -44,6 +44,8 @@ class XlsxFormat:
     name = "xlsx"
     # Not left to the mimetypes table of the host, which may not know xlsx.
     content_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    # The zip is put together once every sheet is written: nothing to send before the end.
+    grows_at_end = False
 
     def value_sql(self, column: Column, value: str, args: list[Any]) -> str:
         if column.kind is ColumnKind.DATETIME:

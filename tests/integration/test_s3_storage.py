@@ -1,0 +1,168 @@
+"""Files in a real S3 store (SeaweedFS): exports and imports kept as objects, downloads streamed
+with their headers and ranges or redirected to the store, failures that leave nothing behind."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import asyncpg
+import pytest
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
+from yarl import URL
+
+from exporter.ops.app import create_app
+from exporter.ops.seaweedfs import SeaweedFS, s3_client
+from settings import Settings
+from tests.conftest import on_s3
+from tests.seaweed import TEST_BUCKET, FlakyStore, object_keys, part_upload, unfinished_uploads
+from tests.support import ApiUser
+from tests.workers import running_worker
+
+
+@pytest.fixture
+def settings(settings: Settings, seaweedfs: SeaweedFS, s3_storage_url: str) -> Settings:
+    """Every stack of these tests keeps its files in the test's own prefix of the bucket."""
+    return on_s3(settings, seaweedfs, s3_storage_url)
+
+
+def _prefix(settings: Settings) -> str:
+    location = settings.s3_location
+    assert location is not None
+    return location.prefix
+
+
+async def _stored_bytes(server: SeaweedFS, key: str) -> bytes:
+    async with s3_client(server) as client:
+        got = await client.get_object(Bucket=TEST_BUCKET, Key=key)
+        return await got["Body"].read()
+
+
+@pytest.mark.parametrize("file_format", ["csv", "xlsx"])
+async def test_an_export_is_kept_as_one_object_and_downloads_byte_identical(
+    settings: Settings,
+    seaweedfs: SeaweedFS,
+    admin: ApiUser,
+    db: asyncpg.Connection[Any],
+    file_format: str,
+) -> None:
+    async with running_worker(settings):
+        task = await admin.finished((await admin.create("account", file_format))["id"])
+
+    status, content, headers = await admin.download(task["id"])
+
+    deployment = await db.fetchval("SELECT id FROM deployment")
+    key = f"{_prefix(settings)}/{deployment}/{task['id']}.{file_format}"
+    assert task["status"] == "completed", task
+    assert await object_keys(seaweedfs, TEST_BUCKET, _prefix(settings)) == [key]
+    assert await unfinished_uploads(seaweedfs, TEST_BUCKET, _prefix(settings)) == []
+    assert status == 200
+    assert content == await _stored_bytes(seaweedfs, key)
+    assert len(content) == task["file_size"] == int(headers["Content-Length"])
+    assert headers["Accept-Ranges"] == "bytes"
+    assert headers["Content-Disposition"].startswith("attachment;")
+    assert "Etag" in headers and "Last-Modified" in headers
+    assert [path for path in settings.scratch_dir.rglob("*") if path.is_file()] == []
+
+
+async def test_a_range_gets_206_one_past_the_end_416_and_head_the_headers_alone(
+    settings: Settings, admin: ApiUser
+) -> None:
+    async with running_worker(settings):
+        task = await admin.finished((await admin.create("account", "csv"))["id"])
+    _, whole, full = await admin.download(task["id"])
+    url = f"/api/export-tasks/{task['id']}/download"
+
+    first = await admin.client.get(url, headers={**admin.headers, "Range": "bytes=0-9"})
+    last = await admin.client.get(url, headers={**admin.headers, "Range": "bytes=-5"})
+    past = await admin.client.get(url, headers={**admin.headers, "Range": f"bytes={len(whole)}-"})
+    head = await admin.client.head(url, headers=admin.headers)
+
+    assert (first.status, await first.read()) == (206, whole[:10])
+    assert first.headers["Content-Range"] == f"bytes 0-9/{len(whole)}"
+    assert (last.status, await last.read()) == (206, whole[-5:])
+    assert past.status == 416
+    assert past.headers["Content-Range"] == f"bytes */{len(whole)}"
+    assert (head.status, await head.read()) == (200, b"")
+    for name in ("Content-Type", "Content-Disposition", "Content-Length", "Etag"):
+        assert head.headers[name] == full[name], name
+    for name in ("Content-Type", "Content-Disposition", "Cache-Control"):
+        assert first.headers[name] == full[name], name
+
+
+async def test_in_redirect_mode_a_get_is_a_303_to_a_short_lived_url_that_names_the_file(
+    settings: Settings, admin: ApiUser
+) -> None:
+    async with running_worker(settings):
+        task = await admin.finished((await admin.create("account", "csv"))["id"])
+    _, whole, streamed = await admin.download(task["id"])
+    url = f"/api/export-tasks/{task['id']}/download"
+    redirecting = settings.model_copy(update={"download_redirect": True})
+
+    async with TestClient(TestServer(create_app(redirecting))) as client:
+        get = await client.get(url, headers=admin.headers, allow_redirects=False)
+        head = await client.head(url, headers=admin.headers, allow_redirects=False)
+    location = get.headers["Location"]
+    async with ClientSession() as browser, browser.get(URL(location, encoded=True)) as direct:
+        body, direct_headers = await direct.read(), direct.headers
+
+    assert get.status == 303
+    assert int(parse_qs(urlsplit(location).query)["X-Amz-Expires"][0]) <= 300
+    assert body == whole
+    assert direct_headers["Content-Disposition"] == streamed["Content-Disposition"]
+    assert direct_headers["Content-Type"] == streamed["Content-Type"]
+    # The page asks HEAD before it navigates: answered here, never sent to the store.
+    assert head.status == 200
+    assert "Location" not in head.headers
+    assert head.headers["Content-Length"] == str(len(whole))
+
+
+async def test_a_store_that_keeps_failing_fails_the_task_after_retries_and_keeps_nothing(
+    settings: Settings, seaweedfs: SeaweedFS, admin: ApiUser
+) -> None:
+    store = FlakyStore(seaweedfs.endpoint_url, refuses=part_upload)
+    async with store.running() as endpoint_url:
+        flaky = settings.model_copy(update={"s3_endpoint_url": endpoint_url})
+        async with running_worker(flaky):
+            task = await admin.finished(
+                (await admin.create("test_wide", "csv", rows=250_000))["id"]
+            )
+
+    assert task["status"] == "failed"
+    assert task["error"].startswith("storage error: the object store could not store part ")
+    assert task["error"].endswith(" after 4 tries: SlowDown: Please reduce your request rate.")
+    assert len(store.refused) >= 4
+    assert await object_keys(seaweedfs, TEST_BUCKET, _prefix(settings)) == []
+    assert await unfinished_uploads(seaweedfs, TEST_BUCKET, _prefix(settings)) == []
+
+
+async def test_wrong_credentials_fail_the_task_at_once_saying_so(
+    settings: Settings, seaweedfs: SeaweedFS, admin: ApiUser
+) -> None:
+    wrong = settings.model_copy(update={"aws_secret_access_key": SecretStr("not-the-secret")})
+    async with running_worker(wrong):
+        task = await admin.finished((await admin.create("account", "csv"))["id"])
+
+    assert task["status"] == "failed"
+    assert task["error"].startswith("storage error: the object store could not store ")
+    assert "SignatureDoesNotMatch" in task["error"]
+    assert await object_keys(seaweedfs, TEST_BUCKET, _prefix(settings)) == []
+
+
+async def test_a_large_csv_goes_up_in_parts_while_written_and_downloads_whole(
+    settings: Settings, seaweedfs: SeaweedFS, admin: ApiUser
+) -> None:
+    async with running_worker(settings):
+        task = await admin.finished((await admin.create("test_wide", "csv", rows=250_000))["id"])
+    status, content, _ = await admin.download(task["id"])
+    (key,) = await object_keys(seaweedfs, TEST_BUCKET, _prefix(settings))
+    async with s3_client(seaweedfs) as client:
+        head = await client.head_object(Bucket=TEST_BUCKET, Key=key)
+
+    assert task["status"] == "completed", task
+    assert (status, len(content)) == (200, task["file_size"])
+    assert content.count(b"\n") == 250_001
+    assert head["ETag"].strip('"').endswith("-2")  # two parts of 8 MiB at most
+    assert content == await _stored_bytes(seaweedfs, key)
