@@ -25,6 +25,13 @@ class SettingsError(Exception):
     """A setting has a bad value; the message names its environment variable."""
 
 
+def postgres_url(value: str) -> str:
+    """``value`` if it is a PostgreSQL URL; ValueError otherwise."""
+    if not value.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must start with postgresql://")
+    return value
+
+
 @dataclass(frozen=True)
 class S3Location:
     """Where an ``s3://bucket/prefix`` storage URL points (``prefix`` without slashes at its
@@ -44,9 +51,7 @@ class DatabaseSettings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:
-        if not value.startswith(("postgresql://", "postgres://")):
-            raise ValueError("must start with postgresql://")
-        return value
+        return postgres_url(value)
 
 
 class Settings(DatabaseSettings):
@@ -117,6 +122,14 @@ class Settings(DatabaseSettings):
         default_factory=lambda: os.cpu_count() or 1, alias="EXPORTER_IMPORT_PROCESSES", ge=1, le=64
     )
     parallel_min_rows: int = Field(100_000, alias="EXPORTER_PARALLEL_MIN_ROWS", ge=1)
+    replica_database_url: str | None = Field(
+        None,
+        alias="EXPORTER_REPLICA_DATABASE_URL",
+        description="a streaming replica that exports read their rows from",
+    )
+    # How long an export waits for the replica to replay its task's creation before reading
+    # from the primary instead.
+    replica_max_wait_s: float = Field(5.0, alias="EXPORTER_REPLICA_MAX_WAIT_S", ge=0, le=600)
     loop_lag_log: Path | None = Field(
         None, alias="EXPORTER_LOOP_LAG_LOG", description="file for the worker's loop-lag probe"
     )
@@ -188,6 +201,12 @@ class Settings(DatabaseSettings):
         # 10.0.0.1/8 is refused (host bits set): whether one address or all of 10/8 was meant
         # would be a guess.
         return tuple(ip_network(part.strip()) for part in value.split(",") if part.strip())
+
+    @field_validator("replica_database_url")
+    @classmethod
+    def _replica_url(cls, value: str | None) -> str | None:
+        # Set but empty (EXPORTER_REPLICA_DATABASE_URL= in an env file) means no replica.
+        return postgres_url(value) if value else None
 
     @field_validator("redis_url")
     @classmethod

@@ -100,9 +100,11 @@ class Pool:
     goes past a waiter). The pool itself then never has a waiter.
     """
 
-    def __init__(self, pool: asyncpg.Pool, size: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, size: int, dsn: str) -> None:
         self._pool = pool
         self._turns = asyncio.Semaphore(size)
+        # The server's URL, for connections of their own (those reading an export's parts).
+        self.dsn = dsn
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
@@ -139,4 +141,16 @@ async def create_pool(dsn: str, *, max_size: int = 10) -> Pool:
         dsn, min_size=1, max_size=max_size, init=_init_connection, reset=_keep_session
     )
     assert pool is not None
-    return Pool(pool, max_size)
+    return Pool(pool, max_size, dsn)
+
+
+async def connect(dsn: str, *, timeout: float) -> asyncpg.Connection:
+    """A connection of its own that reads and writes json/jsonb as the pool's do; ``timeout``
+    bounds the connecting (TimeoutError)."""
+    conn = await asyncpg.connect(dsn, timeout=timeout)
+    try:
+        await _init_connection(conn)
+    except BaseException:
+        conn.terminate()
+        raise
+    return conn

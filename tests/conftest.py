@@ -34,6 +34,7 @@ from exporter.tasks.queue import redis_settings
 from settings import Settings
 from tests import failing_handlers  # registers the test-only export types on import
 from tests.processes import WorkerProcesses
+from tests.replica import StreamingReplica, running_streaming_replica
 from tests.seaweed import ACCESS_KEY, SECRET_KEY, TEST_BUCKET
 from tests.support import ApiUser
 from tests.workers import running_worker
@@ -41,6 +42,7 @@ from tests.workers import running_worker
 SECRET = "test-secret-" + "x" * 32
 ROOT = Path(__file__).resolve().parent.parent
 TEST_REDIS_DB = 15
+REPLICATED_TEMPLATE = "exporter_template"
 
 
 def with_database(url: str, database: str) -> str:
@@ -84,27 +86,29 @@ async def run_on(url: str, statements: str) -> None:
         await conn.close()
 
 
+async def create_template(server_url: str, name: str) -> None:
+    """Create the database that tests clone: migrated and seeded, with a table of numbers."""
+    await run_on(server_url, f'CREATE DATABASE "{name}"')
+    url = with_database(server_url, name)
+    await migrate(url)
+    await seed(url, accounts=300, admin_password="admin-password")
+    await run_on(
+        url,
+        "CREATE TABLE test_series (n integer PRIMARY KEY);"
+        "INSERT INTO test_series SELECT generate_series(1, 250000);"
+        "ANALYZE test_series;",
+    )
+
+
 @pytest.fixture(scope="session")
 def template_database(service_urls: Servers) -> Iterator[str]:
     """A database migrated and seeded once per session, cloned for every test."""
     name = f"exporter_tpl_{uuid.uuid4().hex[:12]}"
 
-    async def create() -> None:
-        await run_on(service_urls.database_url, f'CREATE DATABASE "{name}"')
-        url = with_database(service_urls.database_url, name)
-        await migrate(url)
-        await seed(url, accounts=300, admin_password="admin-password")
-        await run_on(
-            url,
-            "CREATE TABLE test_series (n integer PRIMARY KEY);"
-            "INSERT INTO test_series SELECT generate_series(1, 250000);"
-            "ANALYZE test_series;",
-        )
-
     async def drop() -> None:
         await run_on(service_urls.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    asyncio.run(create())
+    asyncio.run(create_template(service_urls.database_url, name))
     yield name
     asyncio.run(drop())
 
@@ -153,6 +157,31 @@ async def database_url(service_urls: Servers, template_database: str) -> AsyncIt
         await _check_task_counts(url)
     finally:
         await run_on(service_urls.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def streaming_replica() -> Iterator[StreamingReplica]:
+    """A PostgreSQL primary and its streaming replica, of this session alone (a few seconds to
+    start), with the template database on both."""
+    with running_streaming_replica() as servers:
+        asyncio.run(create_template(servers.primary_url(), REPLICATED_TEMPLATE))
+        yield servers
+
+
+@pytest.fixture
+async def replicated_database_url(streaming_replica: StreamingReplica) -> AsyncIterator[str]:
+    """A fresh database on the streaming replica's primary, already on the replica too; the
+    same name on ``streaming_replica.replica_url`` reads it there."""
+    server_url = streaming_replica.primary_url()
+    name = f"exporter_test_{uuid.uuid4().hex[:12]}"
+    await run_on(server_url, f'CREATE DATABASE "{name}" TEMPLATE "{REPLICATED_TEMPLATE}"')
+    await streaming_replica.caught_up()
+    url = with_database(server_url, name)
+    yield url
+    try:
+        await _check_task_counts(url)
+    finally:
+        await run_on(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

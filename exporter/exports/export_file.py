@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exporter.db import Connection
 from exporter.errors import ExportFailed, TooManyRows
 from exporter.exports.formats import FORMATS
 from exporter.exports.formats.base import FileFormat, FileJob, ParallelEncoding
 from exporter.exports.registry import ExportHandler
+from exporter.exports.row_source import RowSource
 from exporter.exports.sql import SESSION_SETTINGS, build_export_sql
 from exporter.tasks.kinds import Progress
 
@@ -28,12 +28,14 @@ class ExportRequest:
     parallel: ParallelEncoding | None = None
 
 
-async def export_to_file(conn: Connection, request: ExportRequest, progress: Progress) -> int:
+async def export_to_file(source: RowSource, request: ExportRequest, progress: Progress) -> int:
     """Write the export to ``request.path`` and return the number of data rows.
 
-    Everything is read in one read-only, repeatable-read transaction, so the row count
-    announced at the start is exactly the number of rows in the file.
+    Everything is read from ``source`` in one read-only, repeatable-read transaction (parts on
+    connections of their own, in its snapshot), so the row count announced at the start is
+    exactly the number of rows in the file.
     """
+    conn = source.conn
     handler = request.handler
     file_format = _format_named(request.file_format)
     sql = build_export_sql(
@@ -56,6 +58,7 @@ async def export_to_file(conn: Connection, request: ExportRequest, progress: Pro
             tuple(handler.columns),
             request.path,
             request.time_zone,
+            source.dsn,
             request.parallel,
         )
         rows = await file_format.write(conn, job, progress)

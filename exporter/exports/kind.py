@@ -19,8 +19,9 @@ from exporter.exports.formats import DEFAULT_FORMAT, FORMATS
 from exporter.exports.formats.base import ParallelEncoding
 from exporter.exports.formats.names import FormatName
 from exporter.exports.registry import ExportHandler, HandlerRegistry
+from exporter.exports.row_source import ReplicaSettings, RowSources
 from exporter.tasks.failures import transient_cause
-from exporter.tasks.kinds import Attempt, TaskResult, TaskSpec
+from exporter.tasks.kinds import Attempt, Progress, TaskResult, TaskSpec
 from exporter.tasks.models import Task, TaskFailure
 from exporter.validation import validate
 
@@ -41,11 +42,13 @@ class CreateTaskRequest(BaseModel):
 
 @dataclass(frozen=True)
 class ExportSettings:
-    """What running an export takes from the deployment's settings."""
+    """What running an export takes from the deployment's settings; with ``replica``, exports
+    read their rows there."""
 
     time_zone: str
     max_rows: int
     parallel: ParallelEncoding | None = None
+    replica: ReplicaSettings | None = None
 
 
 class ExportKind:
@@ -56,7 +59,7 @@ class ExportKind:
 
     def __init__(self, handlers: HandlerRegistry, pool: Pool, settings: ExportSettings) -> None:
         self.handlers = handlers
-        self._pool = pool
+        self._rows = RowSources(pool, settings.replica)
         self._settings = settings
 
     def handler(self, type_name: str) -> ExportHandler[Any]:
@@ -104,15 +107,22 @@ class ExportKind:
         )
         file_format = FORMATS.get(task.format)
         if file_format is None or not file_format.grows_at_end:
-            async with self._pool.acquire() as conn:
-                rows = await export_to_file(conn, request, attempt.progress)
-            return TaskResult(rows, path, self._file_name(task))
+            rows, note = await self._write(task, request, attempt.progress)
+            return TaskResult(rows, path, self._file_name(task), note=note)
         # Sent to storage while COPY writes it: an upload after the file would take about as
         # long again as the export (a 1M-row csv: ~1.2 s to write, ~1 s to send to an S3 store).
         async with attempt.publishing(path) as publication:
-            async with self._pool.acquire() as conn:
-                rows = await export_to_file(conn, request, attempt.progress)
-        return TaskResult(rows, file_name=self._file_name(task), published=publication.stored)
+            rows, note = await self._write(task, request, attempt.progress)
+        return TaskResult(
+            rows, file_name=self._file_name(task), published=publication.stored, note=note
+        )
+
+    async def _write(
+        self, task: Task, request: ExportRequest, progress: Progress
+    ) -> tuple[int, str | None]:
+        """The rows written, and where they were read (the note for the task's history)."""
+        async with self._rows.open(task) as source:
+            return await export_to_file(source, request, progress), source.note
 
     def describe_failure(self, exc: BaseException) -> TaskFailure | None:
         if isinstance(transient_cause(exc), BrokenProcessPool):

@@ -22,6 +22,7 @@ from exporter.exports.formats.base import ParallelEncoding
 from exporter.exports.formats.xlsx_workbook import check_xlsxwriter
 from exporter.exports.kind import ExportKind, ExportSettings
 from exporter.exports.registry import load_handlers
+from exporter.exports.row_source import ReplicaSettings
 from exporter.imports.engine import ImportSettings
 from exporter.imports.kind import ImportKind
 from exporter.imports.parallel_rows import ParallelReading
@@ -89,10 +90,12 @@ async def startup(ctx: dict[str, Any]) -> None:
     handlers = load_handlers(settings.handler_modules)
     worker_id = new_worker_id(settings.worker_name)
     encoders = EncoderPool(settings.encode_processes) if settings.encode_processes else None
-    parallel = (
+    parallel = None if encoders is None else ParallelEncoding(encoders, settings.parallel_min_rows)
+    # Nothing connects to the replica before an export asks: one that is down stops no worker.
+    replica = (
         None
-        if encoders is None
-        else ParallelEncoding(encoders, settings.parallel_min_rows, settings.database_url)
+        if settings.replica_database_url is None
+        else ReplicaSettings(settings.replica_database_url, settings.replica_max_wait_s)
     )
     config = RunnerConfig(
         worker_id=worker_id,
@@ -101,7 +104,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         default_timeout_s=settings.job_timeout_s,
     )
     exports = ExportKind(
-        handlers, pool, ExportSettings(settings.time_zone, settings.max_rows, parallel)
+        handlers, pool, ExportSettings(settings.time_zone, settings.max_rows, parallel, replica)
     )
     imports = ImportKind(
         import_registry,

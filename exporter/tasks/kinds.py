@@ -78,13 +78,15 @@ class Attempt:
 class TaskResult:
     """What a finished attempt hands to the lifecycle: rows handled and, if any, a file to
     publish under ``file_name`` (the name its owner downloads it as), or one the kind
-    published itself (``published``), and the ``outcome`` the task then shows."""
+    published itself (``published``), the ``outcome`` the task then shows, and a ``note`` on
+    how the work was done that the task's history keeps with its completion."""
 
     rows: int
     file: Path | None = None
     file_name: str | None = None
     published: StoredFile | None = None
     outcome: dict[str, Any] | None = None
+    note: str | None = None
 
 
 class FailedWithResult(Exception):

@@ -27,7 +27,9 @@ class TaskStatus(StrEnum):
 class Task:
     """One row of the tasks table. ``kind`` names the work (``export``); ``type`` and
     ``format`` mean what that kind says they mean. ``file_*`` is the file the task made,
-    ``upload_*`` the one it was given, ``outcome`` what the kind reports beyond its rows."""
+    ``upload_*`` the one it was given, ``outcome`` what the kind reports beyond its rows;
+    ``created_lsn`` is where the primary's write-ahead log stood at create (a byte position;
+    None for tasks older than migration 0016)."""
 
     id: uuid.UUID
     kind: str
@@ -56,6 +58,7 @@ class Task:
     upload_name: str | None
     upload_size: int | None
     outcome: dict[str, Any] | None
+    created_lsn: int | None
 
 
 @dataclass(frozen=True)

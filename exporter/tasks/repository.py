@@ -97,11 +97,13 @@ WHERE id = $1 AND worker_id = $2 AND attempts = $6 AND status = 'running'
 RETURNING cancel_requested
 """
 
+# The note becomes the completion's detail in the task's history (the trigger of migration 0013).
 COMPLETE_TASK = f"""
 UPDATE tasks
 SET status = 'completed', finished_at = now(), file_name = $3, file_key = $4, file_size = $5,
     row_count = $6, rows_done = $6, rows_total = $6, error = NULL, error_code = NULL,
-    error_params = NULL, lease_expires_at = NULL, outcome = coalesce($7, outcome)
+    error_params = NULL, lease_expires_at = NULL, outcome = coalesce($7, outcome),
+    status_note = $8
 WHERE id = $1 AND worker_id = $2 AND status = 'running' AND NOT cancel_requested
 RETURNING {TASK_COLUMNS}
 """
@@ -317,10 +319,21 @@ class TaskRepository:
         file_size: int | None,
         rows: int,
         outcome: dict[str, Any] | None = None,
+        note: str | None = None,
     ) -> Task | None:
+        """Mark the task completed; ``note`` (how the work was done) becomes its status note and
+        the completion's detail in its history."""
         return _one(
             await self._pool.fetchrow(
-                COMPLETE_TASK, task_id, worker_id, file_name, file_key, file_size, rows, outcome
+                COMPLETE_TASK,
+                task_id,
+                worker_id,
+                file_name,
+                file_key,
+                file_size,
+                rows,
+                outcome,
+                note,
             )
         )
 

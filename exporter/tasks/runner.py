@@ -292,6 +292,7 @@ class TaskRunner:
             file_size=None if stored is None else stored.size,
             rows=result.rows,
             outcome=result.outcome,
+            note=result.note,
         )
         if done is None:
             # Cancelled, deleted or taken over while the file was finished: keep no orphan.

@@ -52,6 +52,8 @@ async def test_two_processes_migrating_at_once_both_succeed(empty_database_url: 
         ("EXPORTER_JOB_TIMEOUT_S", "0"),
         ("DATABASE_URL", "mysql://localhost/x"),
         ("EXPORTER_SECRET", "short"),
+        ("EXPORTER_REPLICA_DATABASE_URL", "mysql://replica/x"),
+        ("EXPORTER_REPLICA_MAX_WAIT_S", "-1"),
     ],
 )
 def test_a_bad_setting_stops_start_up_naming_the_variable(
@@ -62,6 +64,13 @@ def test_a_bad_setting_stops_start_up_naming_the_variable(
 
     with pytest.raises(SettingsError, match=variable):
         load_settings(Settings)
+
+
+def test_an_empty_replica_url_means_no_replica(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXPORTER_SECRET", SECRET)
+    monkeypatch.setenv("EXPORTER_REPLICA_DATABASE_URL", "")
+
+    assert load_settings(Settings).replica_database_url is None
 
 
 def test_a_missing_secret_stops_start_up_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,13 +20,13 @@ class ParallelEncoding:
 
     encoders: EncoderPool
     min_rows: int
-    dsn: str
 
 
 @dataclass(frozen=True)
 class FileJob:
     """One file to write: the export's statements (shaped by the format), the rows counted in
-    the export's snapshot, and where the file goes (its directory takes the scratch files)."""
+    the export's snapshot, and where the file goes (its directory takes the scratch files).
+    ``dsn`` is the server of that snapshot, where connections reading parts of it go."""
 
     sql: ExportSql
     total: int
@@ -34,6 +34,7 @@ class FileJob:
     columns: tuple[Column, ...]
     path: Path
     time_zone: str
+    dsn: str
     parallel: ParallelEncoding | None
 
 

@@ -73,7 +73,7 @@ class CsvFormat:
                 return await copy_rows(conn, job.sql.rows, job.sql.args, file, progress)
             return await copy_rows_in_parts(
                 conn,
-                dsn=parallel.dsn,
+                dsn=job.dsn,
                 sql=job.sql,
                 total=job.total,
                 parts=parallel.encoders.processes,

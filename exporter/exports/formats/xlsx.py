@@ -71,7 +71,7 @@ async def _write_in_parts(
             conn,
             encoders=parallel.encoders.executor,
             parts_per_sheet=parallel.encoders.processes,
-            dsn=parallel.dsn,
+            dsn=job.dsn,
             sql=job.sql.ranged,
             args=job.sql.args,
             total=job.total,
