@@ -56,6 +56,8 @@ class Task:
     upload_name: str | None
     upload_size: int | None
     outcome: dict[str, Any] | None
+    # The X-Request-ID of the API request that created the task, for its log lines.
+    request_id: str | None
 
 
 @dataclass(frozen=True)
