@@ -8,6 +8,7 @@ The tasks waiting and running are counted in PostgreSQL at each scrape.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -114,5 +115,6 @@ async def scrape(request: web.Request) -> web.Response:
         log.warning("metrics: tasks not counted, the database is unavailable: %s", exc)
     else:
         extra.append(_UnfinishedTasks([tuple(record.values()) for record in records]))
-    body = metrics.exposition(settings.metrics_dir, *extra)
+    # In a thread: with every process's files to read it takes some milliseconds.
+    body = await asyncio.to_thread(metrics.exposition, settings.metrics_dir, *extra)
     return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
