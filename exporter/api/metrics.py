@@ -18,6 +18,7 @@ from aiohttp.typedefs import Handler
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from exporter import metrics
+from exporter.api.errors import CLIENT_CLOSED_REQUEST
 from exporter.api.services import services_of
 from exporter.db import DATABASE_ERRORS
 from exporter.errors import ServiceUnavailable, Unauthorized
@@ -58,6 +59,10 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
         return response
     except web.HTTPException as exc:
         status = exc.status
+        raise
+    except asyncio.CancelledError:
+        # Cancelled (the server stopping, or its client gone): no answer was sent.
+        status = CLIENT_CLOSED_REQUEST
         raise
     finally:
         route = route_of(request)

@@ -33,7 +33,7 @@ from tests.processes import (
     pid_of,
     settings_env,
 )
-from tests.support import TERMINAL, wait_until
+from tests.support import TERMINAL, ApiUser, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +77,7 @@ def rows_of(records: Iterable[asyncpg.Record]) -> dict[tuple[str, ...], float]:
 
 
 @pytest.fixture
-def scrape_settings(settings: Settings, tmp_path: Path) -> Settings:
+def scrape_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"metrics_token": SecretStr(METRICS_TOKEN)})
 
 
@@ -381,3 +381,24 @@ async def test_a_worker_refuses_the_api_processes_directory(
 
     assert process.returncode == 1
     assert "PROMETHEUS_MULTIPROC_DIR is for `exporter serve` only" in output
+
+
+async def test_open_event_streams_are_counted_until_they_close(admin: ApiUser) -> None:
+    async def streams_open() -> float:
+        response = await admin.client.get("/metrics")
+        text = await response.text()
+        families = text_string_to_metric_families(text)
+        return total([s for f in families for s in f.samples], "exporter_event_streams_open")
+
+    before = await streams_open()
+    stream = await admin.client.get("/api/export-tasks/stream", headers=admin.headers)
+    assert stream.status == 200
+    opened = await streams_open()
+    stream.close()
+
+    async def closed() -> bool:
+        return await streams_open() == before
+
+    assert opened == before + 1
+    # The server learns of a closed stream at its next ping (every 5 s).
+    await wait_until(closed, timeout_s=15, what="the stream to be counted closed")
