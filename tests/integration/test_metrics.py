@@ -239,6 +239,29 @@ async def test_a_scrape_agrees_with_the_database_while_exports_run_and_after(
     assert "exporter_webhook_deliveries_total" not in {s.name for s in both}
 
 
+async def test_a_restarted_server_counts_from_zero_in_the_same_directory(
+    scrape_settings: Settings, token: str, tmp_path: Path
+) -> None:
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    env = {
+        **os.environ,
+        **settings_env(scrape_settings, port=free_port(), api_processes=2),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+    body = {"type": "account", "format": "csv", "params": {}}
+    async with api_server(env, tmp_path / "first.log") as url:
+        await create(url, token, body)
+        first = await scrape(url)
+    async with api_server(env, tmp_path / "second.log") as url:
+        second = await scrape(url)
+
+    assert total(first, "exporter_tasks_created_total") == 1
+    # The killed run's files were removed as the new one started: nothing of it is counted.
+    assert total(second, "exporter_tasks_created_total") == 0
+    assert total(second, "exporter_http_requests_total", route="/api/export-tasks") == 0
+
+
 async def test_lease_take_overs_and_enqueues_of_the_sweeper_are_counted(
     settings: Settings,
     db: asyncpg.Connection[Any],
