@@ -22,7 +22,14 @@ from exporter.auth.tokens import issue_token
 from settings import Settings
 from tests.conftest import SECRET, account_id
 from tests.failing_handlers import HANDLER_MODULES
-from tests.processes import ROOT, WorkerProcesses, api_server, free_port, settings_env
+from tests.processes import (
+    ROOT,
+    WorkerProcesses,
+    api_server,
+    exporter_command,
+    free_port,
+    settings_env,
+)
 from tests.support import ApiUser, wait_until
 
 REQUEST_ID = "trace-4f1c.7:a"
@@ -203,3 +210,12 @@ async def test_exporter_worker_prints_each_line_once_and_every_line_as_json(
     once(text, f"task:{task_id}:1:run_task", "←")
     once(text, f"task {task_id}: completed")
     assert len({(line["time"], line["message"]) for line in lines}) == len(lines)
+
+
+def test_an_unknown_log_format_stops_every_command_naming_the_variable() -> None:
+    process = exporter_command("migrate", env={"EXPORTER_LOG_FORMAT": "xml"})
+    output, _ = process.communicate(timeout=60)
+
+    assert process.returncode == 1
+    assert "EXPORTER_LOG_FORMAT='xml'" in output
+    assert "Traceback" not in output
