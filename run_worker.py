@@ -11,11 +11,11 @@ from settings import Settings, SettingsError, load_settings
 
 try:
     _settings = load_settings(Settings)
+    _options = worker_options(_settings)
 except SettingsError as exc:
     sys.exit(str(exc))
 
-configure_logging()
-_options = worker_options(_settings)
+configure_logging(_settings.log_format)
 
 
 class WorkerSettings:

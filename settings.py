@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar, get_args
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -41,10 +41,16 @@ class S3Location:
     prefix: str
 
 
-class DatabaseSettings(BaseSettings):
-    """What the commands that only touch the database need (migrate, seed): no secret."""
+class LogSettings(BaseSettings):
+    """How every command logs: read before anything else, so that its first line is right."""
 
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    log_format: Literal["text", "json"] = Field("text", alias="EXPORTER_LOG_FORMAT")
+
+
+class DatabaseSettings(LogSettings):
+    """What the commands that only touch the database need (migrate, seed): no secret."""
 
     database_url: str = Field("postgresql://postgres@127.0.0.1:5432/exporter", alias="DATABASE_URL")
 
@@ -136,6 +142,15 @@ class Settings(DatabaseSettings):
     handler_modules: str = Field(
         "", alias="EXPORTER_HANDLER_MODULES", description="extra modules that register handlers"
     )
+    # A scrape of /metrics must then carry it as a bearer token (the API's and the worker's).
+    metrics_token: SecretStr | None = Field(None, alias="EXPORTER_METRICS_TOKEN", min_length=16)
+    # Where the API processes keep their metrics, added up at each scrape (prometheus-client
+    # reads the variable itself); needed when EXPORTER_API_PROCESSES > 1.
+    metrics_dir: Path | None = Field(None, alias="PROMETHEUS_MULTIPROC_DIR")
+    worker_metrics_port: int | None = Field(
+        None, alias="EXPORTER_WORKER_METRICS_PORT", ge=1, le=65535
+    )
+    worker_metrics_host: str = Field("127.0.0.1", alias="EXPORTER_WORKER_METRICS_HOST")
     trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = Field(
         (),
         alias="EXPORTER_TRUSTED_PROXIES",
@@ -220,7 +235,7 @@ class Settings(DatabaseSettings):
 SECRET_VARIABLES = frozenset(
     str(field.alias)
     for field in Settings.model_fields.values()
-    if field.annotation in (SecretStr, SecretStr | None)
+    if SecretStr in (field.annotation, *get_args(field.annotation))
 )
 
 
@@ -251,7 +266,7 @@ def _problem(error: ErrorDetails) -> str:
     return f"{name}={_shown(name, error.get('input'))}: {message}"
 
 
-S = TypeVar("S", bound=DatabaseSettings)
+S = TypeVar("S", bound=LogSettings)
 
 
 def load_settings(kind: type[S], *, env_file: Path | None = None) -> S:

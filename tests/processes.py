@@ -8,12 +8,14 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
+import psutil
 
 from settings import Settings
 from tests.failing_handlers import HANDLER_MODULES, SUICIDE_ALLOWED_ENV
@@ -48,6 +50,30 @@ def start_exporter(command: str, env: dict[str, str], log: Path) -> subprocess.P
             stdout=output,
             stderr=subprocess.STDOUT,
         )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@asynccontextmanager
+async def api_server(env: dict[str, str], log: Path) -> AsyncIterator[str]:
+    """``exporter serve`` with ``env`` (its EXPORTER_PORT included), ready; yields its URL and
+    kills it and every process it started at the end."""
+    process = start_exporter("serve", env, log)
+    parent = psutil.Process(process.pid)
+    url = f"http://127.0.0.1:{env['EXPORTER_PORT']}"
+    try:
+        async with aiohttp.ClientSession(url) as client:
+            await wait_for_api(client)
+        yield url
+    finally:
+        family = [parent, *parent.children(recursive=True)] if parent.is_running() else []
+        for member in family:
+            member.kill()
+        process.wait()
 
 
 async def wait_for_api(client: aiohttp.ClientSession) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from exporter import log_context
 from exporter.api.services import services_of
 from exporter.auth.accounts import Account
 from exporter.auth.tokens import TokenIdentity, identity_from_token
@@ -50,6 +51,7 @@ async def _checked_account(request: web.Request, identity: TokenIdentity) -> Acc
         raise AccountInactive(f"account is {account.status}")
     if not session_live:
         raise Unauthorized("the session has ended; sign in again")
+    log_context.account_id.set(account.id)
     return account
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 from typing import Protocol
 from urllib.parse import quote
 
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from exporter import log_context
 from exporter.api.auth import current_account
 from exporter.api.schemas import ListTasksQuery
 from exporter.api.services import Services, services_of
@@ -25,6 +27,7 @@ from exporter.errors import (
 from exporter.tasks.kinds import TaskKind
 from exporter.tasks.models import Task, TaskStatus
 from exporter.tasks.repository import Creation, NewTask, Quotas
+from exporter.tasks.task_metrics import count_created, count_finished
 from exporter.validation import validate
 
 log = logging.getLogger("exporter.api")
@@ -76,7 +79,8 @@ async def submit(services: Services, kind: TaskKind, account: Account, new: NewT
     """Create (or find) the task within the quotas, and enqueue it if it is new."""
     settings = services.settings
     creation = await services.tasks.create(
-        new,
+        # The request's id, which its log lines carry, for the worker's lines about the task.
+        replace(new, request_id=log_context.request_id.get()),
         kind,
         Quotas(
             settings.max_active_per_user,
@@ -86,6 +90,7 @@ async def submit(services: Services, kind: TaskKind, account: Account, new: NewT
     )
     task = creation.task
     if creation.created:
+        count_created(task)
         try:
             await services.queue.enqueue(task.id, task.enqueue_count)
         except (RedisError, OSError) as exc:
@@ -122,6 +127,7 @@ async def cancel(services: Services, kind: TaskKind, task_id: uuid.UUID, account
             params={"status": current.status.value},
         )
     log.info("task %s: cancel requested by account %d (was %s)", task.id, account.id, task.status)
+    count_finished(task)  # a pending task is cancelled at once
     return task
 
 

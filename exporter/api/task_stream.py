@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
+from exporter import metrics
 from exporter.api.auth import SESSION_COOKIE, caller_identity, current_account
 from exporter.api.import_schemas import ImportTaskOut
 from exporter.api.import_tasks import IMPORTS_PATH
@@ -214,7 +215,8 @@ async def stream_task_changes(request: web.Request) -> web.StreamResponse:
             expires_at - time.time(), stream.stop_streaming
         )
         try:
-            await stream.wait()
+            with metrics.event_streams_open.track_inprogress():
+                await stream.wait()
         finally:
             expiry.cancel()
             for job in jobs:

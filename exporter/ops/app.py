@@ -13,6 +13,7 @@ from exporter.api import (
     import_tasks,
     import_types,
     listings,
+    metrics,
     openapi,
     session,
     task_stream,
@@ -22,6 +23,7 @@ from exporter.api import (
 from exporter.api.errors import HEADER_TIMEOUT_S, error_middleware
 from exporter.api.headers import private_headers
 from exporter.api.proxies import trusted_proxies_middleware
+from exporter.api.request_ids import answer_request_id, request_ids
 from exporter.api.services import SERVICES, Services
 from exporter.auth.account_repository import AccountRepository
 from exporter.db import create_pool
@@ -62,7 +64,8 @@ def create_app(settings: Settings) -> web.Application:
         # First, so that the error middleware and every handler see the forwarded client.
         middlewares.insert(0, trusted_proxies_middleware(settings.trusted_proxies))
     app = web.Application(
-        middlewares=middlewares,
+        # Outermost: every answer is named and counted, whatever the others make of it.
+        middlewares=[request_ids, metrics.count_requests, *middlewares],
         client_max_size=settings.max_body_bytes,
         # aiohttp's keep-alive timer runs from a connection's opening and from each answer, and
         # data does not restart it: a request head still unfinished when it fires is closed
@@ -72,6 +75,7 @@ def create_app(settings: Settings) -> web.Application:
     app[HEADER_TIMEOUT_S] = settings.header_timeout_s
     for module in (
         health,
+        metrics,
         openapi,
         tasks,
         types,
@@ -88,6 +92,7 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(listings.list_routes(handlers))
     _refuse_shadowing(app.router, framework_routes)
     app.on_response_prepare.append(private_headers)
+    app.on_response_prepare.append(answer_request_id)
 
     async def services(app: web.Application) -> AsyncIterator[None]:
         resources = AsyncExitStack()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Callable
 from functools import partial
@@ -14,6 +15,7 @@ from arq.worker import run_worker
 from exporter.auth.account_repository import AccountRepository
 from exporter.auth.tokens import issue_token
 from exporter.db import DATABASE_ERRORS, create_pool
+from exporter.metrics import clear_other_processes
 from exporter.ops.app import create_app
 from exporter.ops.devstack import DEV_STACK_ENV
 from exporter.ops.logs import configure_logging
@@ -21,7 +23,9 @@ from exporter.ops.migrate import migrate
 from exporter.ops.seed import seed
 from exporter.ops.serving import serve
 from exporter.ops.worker import worker_options
-from settings import DatabaseSettings, S, Settings, SettingsError, load_settings
+from settings import DatabaseSettings, LogSettings, S, Settings, SettingsError, load_settings
+
+log = logging.getLogger("exporter.api")
 
 MAX_TOKEN_HOURS = 10 * 365 * 24
 
@@ -36,12 +40,30 @@ def _settings(kind: type[S], *, env_file: Path | None = None) -> S:
 
 def _serve(args: argparse.Namespace) -> None:
     settings = _settings(Settings)
-    serve(partial(create_app, settings), settings.host, settings.port, settings.api_processes)
+    if settings.metrics_dir is not None:
+        # Before the other processes start: what is there is a previous run's.
+        clear_other_processes(settings.metrics_dir)
+    elif settings.api_processes > 1:
+        log.warning(
+            "EXPORTER_API_PROCESSES=%d without PROMETHEUS_MULTIPROC_DIR: /metrics answers 503",
+            settings.api_processes,
+        )
+    serve(
+        partial(create_app, settings),
+        settings.host,
+        settings.port,
+        settings.api_processes,
+        log_format=settings.log_format,
+    )
 
 
 def _worker(args: argparse.Namespace) -> None:
     settings = _settings(Settings)
-    run_worker(worker_options(settings))
+    try:
+        options = worker_options(settings)
+    except SettingsError as exc:
+        sys.exit(str(exc))
+    run_worker(options)
 
 
 def _migrate(args: argparse.Namespace) -> None:
@@ -123,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    configure_logging()
+    configure_logging(_settings(LogSettings).log_format)
     run: Callable[[argparse.Namespace], None] = args.run
     try:
         run(args)

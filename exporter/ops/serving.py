@@ -24,7 +24,7 @@ from aiohttp import web
 
 from exporter.api.errors import HEADER_TIMEOUT_S, JsonErrorRequestHandler
 from exporter.api.proxies import ClientAccessLogger
-from exporter.ops.logs import configure_logging
+from exporter.ops.logs import LogFormat, configure_logging
 from exporter.processes import die_with_parent
 
 log = logging.getLogger("exporter.api")
@@ -40,7 +40,9 @@ STOPPED_EXIT_CODES = (0, -signal.SIGTERM, -signal.SIGINT)
 KEEPALIVE_TIMEOUT_S = 75.0
 
 
-def serve(make_app: AppFactory, host: str, port: int, processes: int = 1) -> None:
+def serve(
+    make_app: AppFactory, host: str, port: int, processes: int = 1, log_format: LogFormat = "text"
+) -> None:
     """Serve until SIGINT or SIGTERM (or a child's death), then stop every process."""
     if processes == 1:
         _run(make_app(), host, port, reuse_port=False, announce=True)
@@ -48,7 +50,9 @@ def serve(make_app: AppFactory, host: str, port: int, processes: int = 1) -> Non
     context = multiprocessing.get_context("spawn")
     children = [
         context.Process(
-            target=_serve_child, args=(make_app, host, port, os.getpid()), name=f"api-{number}"
+            target=_serve_child,
+            args=(make_app, host, port, os.getpid(), log_format),
+            name=f"api-{number}",
         )
         for number in range(1, processes)
     ]
@@ -72,9 +76,11 @@ def serve(make_app: AppFactory, host: str, port: int, processes: int = 1) -> Non
         sys.exit(f"API process {_names(failed)} stopped; the server stopped with it")
 
 
-def _serve_child(make_app: AppFactory, host: str, port: int, parent_pid: int) -> None:
+def _serve_child(
+    make_app: AppFactory, host: str, port: int, parent_pid: int, log_format: LogFormat
+) -> None:
     die_with_parent(parent_pid)
-    configure_logging()
+    configure_logging(log_format)
     _run(make_app(), host, port, reuse_port=True)
 
 

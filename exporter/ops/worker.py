@@ -14,9 +14,11 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any, TypedDict
 
+from aiohttp import web
 from arq.connections import ArqRedis
 from arq.worker import func
 
+from exporter import log_context
 from exporter.db import Pool, create_pool
 from exporter.exports.encoders import EncoderPool
 from exporter.exports.formats.base import ParallelEncoding
@@ -29,8 +31,10 @@ from exporter.imports.kind import ImportKind
 from exporter.imports.parallel_rows import ParallelReading
 from exporter.imports.readers import ReadLimits
 from exporter.imports.registry import import_registry
+from exporter.ops.logs import take_over_arq_logging
 from exporter.ops.loop_lag import record_loop_lag
 from exporter.ops.storage import open_storage
+from exporter.ops.worker_metrics import start_worker_metrics
 from exporter.storage.deployment import deployment_id
 from exporter.storage.scratch import ScratchSpace
 from exporter.tasks.kinds import TaskKinds
@@ -39,7 +43,7 @@ from exporter.tasks.repository import TaskRepository
 from exporter.tasks.retention import Retention
 from exporter.tasks.runner import RunnerConfig, TaskRunner
 from exporter.tasks.sweeper import Sweeper
-from settings import Settings
+from settings import Settings, SettingsError
 
 log = logging.getLogger("exporter.worker")
 
@@ -89,6 +93,7 @@ async def maintain(sweeper: Sweeper, retention: Retention, interval_s: float) ->
 
 
 async def startup(ctx: dict[str, Any]) -> None:
+    take_over_arq_logging()
     # Before any export: an xlsxwriter outside the tested releases stops the worker here, by
     # name, rather than failing exports one by one.
     check_xlsxwriter()
@@ -100,6 +105,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     scratch = ScratchSpace(settings.scratch_dir, deployment)
     handlers = load_handlers(settings.handler_modules)
     worker_id = new_worker_id(settings.worker_name)
+    # Every line of this worker's jobs and sweeps names it (arq's jobs inherit this context).
+    log_context.worker_id.set(worker_id)
     encoders = EncoderPool(settings.encode_processes) if settings.encode_processes else None
     parallel = None if encoders is None else ParallelEncoding(encoders, settings.parallel_min_rows)
     # Nothing connects to the replica before an export asks: one that is down stops no worker.
@@ -147,6 +154,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     )
     if settings.loop_lag_log is not None:
         ctx["loop_lag_probe"] = asyncio.create_task(record_loop_lag(settings.loop_lag_log))
+    ctx["metrics_server"] = await start_worker_metrics(settings)
     log.info(
         "worker %s ready: queue=%s storage=%s work=%s",
         worker_id,
@@ -163,6 +171,9 @@ async def shutdown(ctx: dict[str, Any]) -> None:
             background.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await background
+    metrics_server: web.AppRunner | None = ctx.get("metrics_server")
+    if metrics_server is not None:
+        await metrics_server.cleanup()
     encoders: EncoderPool | None = ctx.get("encoders")
     if encoders is not None:
         await asyncio.to_thread(encoders.shutdown)
@@ -181,6 +192,12 @@ async def run_task(ctx: WorkerContext, task_id: str) -> str:
 
 def worker_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``arq.Worker`` (and attributes of ``run_worker.WorkerSettings``)."""
+    if settings.metrics_dir is not None:
+        # Its files would be added up into the API's scrape, counting the worker there too.
+        raise SettingsError(
+            "PROMETHEUS_MULTIPROC_DIR is for `exporter serve` only: the worker serves its "
+            "metrics on EXPORTER_WORKER_METRICS_PORT"
+        )
     longest_deadline = max(
         [settings.job_timeout_s]
         + [h.timeout_s for h in load_handlers(settings.handler_modules) if h.timeout_s]

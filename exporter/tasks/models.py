@@ -59,6 +59,8 @@ class Task:
     upload_size: int | None
     outcome: dict[str, Any] | None
     created_lsn: int | None
+    # The X-Request-ID of the API request that created the task, for its log lines.
+    request_id: str | None
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,10 @@ from exporter.tasks.models import (
     task_from_record,
 )
 
-# The checks and the insert of a create, in one round trip (migrations 0013, 0014).
+# The checks and the insert of a create, in one round trip (migrations 0013, 0014, 0018).
 CREATE_TASK = """
 SELECT created.outcome AS created_outcome, created.active, created.kept, (created.task).*
-FROM create_task($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) AS created
+FROM create_task($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) AS created
 """
 
 SELECT_OWN_TASK = (
@@ -146,6 +146,8 @@ class NewTask:
     idempotency_key: str | None = None
     # Chosen before the create when a file is stored under the task's id first (an upload).
     task_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    # The API request creating it (X-Request-ID), carried into the worker's log lines.
+    request_id: str | None = None
 
     @property
     def request_hash(self) -> str:
@@ -205,6 +207,7 @@ class TaskRepository:
             upload and upload.key,
             upload and upload.name,
             upload and upload.size,
+            new.request_id,
         )
         assert record is not None  # the function returns one row
         outcome = record["created_outcome"]

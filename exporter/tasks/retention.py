@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from exporter import metrics
 from exporter.db import Pool
 from exporter.storage.base import Storage, StoredObject, UnfinishedUpload
 from exporter.storage.scratch import ScratchSpace, WorkDir
@@ -122,6 +123,7 @@ class Retention:
             for key in (record["file_key"], record["upload_key"]):
                 if key:
                     await self._storage.delete(key)
+                    metrics.files_expired.inc()
             log.info("task %s: file expired and removed", record["id"])
         return len(records)
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from exporter import log_context
 from exporter.db import DATABASE_ERRORS, Pool
 from exporter.errors import ExporterError
 from exporter.storage.base import Storage, StoredFile
@@ -33,6 +34,7 @@ from exporter.tasks.kinds import (
 )
 from exporter.tasks.models import Task
 from exporter.tasks.repository import TaskRepository
+from exporter.tasks.task_metrics import count_finished, count_started
 
 log = logging.getLogger("exporter.worker")
 
@@ -91,10 +93,14 @@ class TaskRunner:
     async def run(self, task_id: uuid.UUID) -> Outcome:
         """Claim the task and run it to an end; a no-op if it is not pending."""
         config = self._config
+        # arq runs each job in a task of its own: these stay with this task's lines.
+        log_context.task_id.set(task_id)
         task = await self._tasks.claim(task_id, config.worker_id, config.lease_s)
         if task is None:
             log.info("task %s: not pending, nothing to do", task_id)
             return Outcome.SKIPPED
+        log_context.request_id.set(task.request_id)
+        count_started(task)
         log.info(
             "task %s: running %s %s as %s, attempt %d",
             task.id,
@@ -206,7 +212,9 @@ class TaskRunner:
 
     async def _stopped(self, task: Task, reason: _Stop) -> Outcome:
         if reason is _Stop.CANCEL:
-            await self._tasks.mark_cancelled(task.id, self._config.worker_id)
+            cancelled = await self._tasks.mark_cancelled(task.id, self._config.worker_id)
+            if cancelled is not None:
+                count_finished(cancelled)
             log.info("task %s: cancelled while running; partial file removed", task.id)
             return Outcome.CANCELLED
         log.warning("task %s: no longer this worker's; stopped and cleaned up", task.id)
@@ -217,7 +225,10 @@ class TaskRunner:
         meanwhile (it ends cancelled, whatever else stopped it), or it is no longer ours."""
         cancelled = await self._tasks.mark_cancelled(task.id, self._config.worker_id)
         log.warning("task %s: ended but no longer this worker's to record", task.id)
-        return Outcome.CANCELLED if cancelled else Outcome.LOST
+        if cancelled is None:
+            return Outcome.LOST
+        count_finished(cancelled)
+        return Outcome.CANCELLED
 
     async def _failed(self, task: Task, exc: Exception, elapsed_s: float) -> Outcome:
         failure = describe_failure(exc, self._kind(task), self._timeout_s(task))
@@ -243,8 +254,10 @@ class TaskRunner:
                     note=f"{failure.message}; queued again",
                 )
                 return Outcome.RETRYING if released else await self._ended_elsewhere(task)
-            if await self._tasks.fail(task.id, self._config.worker_id, failure) is None:
+            failed = await self._tasks.fail(task.id, self._config.worker_id, failure)
+            if failed is None:
                 return await self._ended_elsewhere(task)
+            count_finished(failed)
         except DATABASE_ERRORS as record_error:
             # The database is gone too; the lease runs out and the sweeper takes over.
             log.error("task %s: could not record the failure: %s", task.id, record_error)
@@ -274,6 +287,7 @@ class TaskRunner:
             if stored is not None:
                 await self._storage.delete(stored.key)
             return await self._ended_elsewhere(task)
+        count_finished(done)
         return Outcome.FAILED
 
     async def _store(self, task: Task, result: TaskResult) -> StoredFile | None:
@@ -299,6 +313,7 @@ class TaskRunner:
             if stored is not None:
                 await self._storage.delete(stored.key)
             return await self._ended_elsewhere(task)
+        count_finished(done)
         log.info(
             "task %s: completed, %d rows, %s bytes in %.1f s",
             task.id,

@@ -11,8 +11,11 @@ from dataclasses import dataclass
 
 from arq.jobs import JobStatus
 
+from exporter import metrics
 from exporter.db import Pool
+from exporter.tasks.models import TASK_COLUMNS, task_from_record
 from exporter.tasks.queue import TaskQueue
+from exporter.tasks.task_metrics import count_finished
 
 log = logging.getLogger("exporter.sweeper")
 
@@ -44,7 +47,7 @@ SET status = CASE WHEN cancel_requested THEN 'cancelled'
     finished_at = CASE WHEN cancel_requested OR {GIVE_UP} THEN now() END,
     worker_id = NULL, lease_expires_at = NULL, rows_done = 0, enqueued_at = NULL
 WHERE status = 'running' AND lease_expires_at < now()
-RETURNING id, status, attempts
+RETURNING {TASK_COLUMNS}
 """
 
 # Pending tasks whose delivery may be lost: never enqueued (or released), or enqueued a while ago.
@@ -82,18 +85,20 @@ class Sweeper:
         self._max_attempts = max_attempts
 
     async def sweep(self) -> SweepResult:
-        expired = await self._pool.fetch(EXPIRE_LEASES, self._max_attempts)
-        for record in expired:
+        expired = [
+            task_from_record(record)
+            for record in await self._pool.fetch(EXPIRE_LEASES, self._max_attempts)
+        ]
+        for task in expired:
             log.warning(
-                "task %s: lease expired on attempt %d, now %s",
-                record["id"],
-                record["attempts"],
-                record["status"],
+                "task %s: lease expired on attempt %d, now %s", task.id, task.attempts, task.status
             )
+            metrics.lease_takeovers.labels(task.status.value).inc()
+            count_finished(task)
         enqueued = await self._enqueue_lost()
         return SweepResult(
-            requeued_after_lost_worker=sum(r["status"] == "pending" for r in expired),
-            failed_after_attempts=sum(r["status"] == "failed" for r in expired),
+            requeued_after_lost_worker=sum(t.status == "pending" for t in expired),
+            failed_after_attempts=sum(t.status == "failed" for t in expired),
             enqueued_again=enqueued,
         )
 
@@ -114,6 +119,7 @@ class Sweeper:
                 continue
             await self._queue.enqueue(task_id, new_count)
             log.info("task %s: enqueued again (delivery %d)", task_id, new_count)
+            metrics.sweeper_enqueued.inc()
             enqueued += 1
         return enqueued
 

@@ -9,7 +9,6 @@ import asyncio
 import io
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -28,7 +27,7 @@ from exporter.ops.migrate import migrate
 from exporter.ops.seed import seed
 from settings import Settings
 from tests.conftest import SECRET, account_id, with_database
-from tests.processes import WorkerProcesses, claimed, pid_of, task_row
+from tests.processes import WorkerProcesses, claimed, free_port, pid_of, task_row
 from tests.support import ApiUser, csv_rows, files_in, statuses, wait_until
 from tests.workers import drain_queue
 
@@ -125,12 +124,6 @@ async def test_a_task_that_kills_its_worker_every_time_fails_after_the_attempt_l
     assert (failed["error_code"], failed["error_params"]) == ("worker_lost", {"attempts": 3})
     assert sum(p.returncode == -signal.SIGKILL for p in workers) == 3
     assert other_done["status"] == "completed"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class OwnRedis:
