@@ -141,40 +141,6 @@ class WorkerProcesses:
         return iter(self.started)
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class ApiProcesses:
-    """`exporter serve` processes, each on a port of its own as API machines behind a load
-    balancer are, with a client of each; every one of them killed at the end."""
-
-    def __init__(self, settings: Settings, log_dir: Path) -> None:
-        self._settings = settings
-        self._log_dir = log_dir
-        self._started: list[tuple[subprocess.Popen[bytes], aiohttp.ClientSession]] = []
-
-    async def start(self, **overrides: Any) -> aiohttp.ClientSession:
-        """One more API process, once it answers: a client whose paths are relative to it."""
-        port = free_port()
-        env = {**os.environ, **settings_env(self._settings, port=port, **overrides)}
-        log = self._log_dir / f"api-{len(self._started)}.log"
-        process = start_exporter("serve", env, log)
-        client = aiohttp.ClientSession(f"http://127.0.0.1:{port}")
-        self._started.append((process, client))
-        await wait_for_api(client)
-        return client
-
-    async def stop_all(self) -> None:
-        for process, client in self._started:
-            await client.close()
-            process.kill()
-            process.wait(timeout=30)
-
-
 async def task_row(db: asyncpg.Connection[Any], task_id: str) -> asyncpg.Record:
     record = await db.fetchrow(
         "SELECT status, worker_id, rows_done, attempts FROM tasks WHERE id = $1",

@@ -17,6 +17,7 @@ import time
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from exporter.ops.seed import seed
 from exporter.storage.deployment import SELECT_DEPLOYMENT
 from settings import Settings
 from tests.conftest import SECRET, account_id, add_account, on_s3
-from tests.processes import ApiProcesses, WorkerProcesses, pid_of
+from tests.processes import WorkerProcesses, api_server, free_port, pid_of, settings_env
 from tests.seaweed import object_keys, unfinished_uploads
 from tests.support import ApiUser, csv_rows, wait_until, xlsx_rows
 
@@ -116,19 +117,19 @@ def settings(settings: Settings, seaweedfs: SeaweedFS, s3_storage_url: str) -> S
 async def cluster(
     settings: Settings, workers: WorkerProcesses, tmp_path: Path
 ) -> AsyncIterator[Cluster]:
-    (tmp_path / "api-logs").mkdir()
-    apis = ApiProcesses(settings, tmp_path / "api-logs")
     worker_dirs = {machine: tmp_path / machine / "work" for machine in MACHINES}
     api_dirs = [tmp_path / f"api-{number}" / "work" for number in range(2)]
     running = Cluster(settings, workers, worker_dirs, api_dirs, [])
-    try:
-        for machine in MACHINES:
-            running.start_worker(machine)
-        for work_dir in api_dirs:
-            running.apis.append(await apis.start(work_dir=work_dir))
+    for machine in MACHINES:
+        running.start_worker(machine)
+    async with AsyncExitStack() as machines:
+        for number, work_dir in enumerate(api_dirs):
+            env = {**os.environ, **settings_env(settings, port=free_port(), work_dir=work_dir)}
+            url = await machines.enter_async_context(
+                api_server(env, tmp_path / f"api-{number}.log")
+            )
+            running.apis.append(await machines.enter_async_context(aiohttp.ClientSession(url)))
         yield running
-    finally:
-        await apis.stop_all()
 
 
 def machine_of(worker_id: str) -> str:
