@@ -52,6 +52,10 @@ async def test_two_processes_migrating_at_once_both_succeed(empty_database_url: 
         ("EXPORTER_JOB_TIMEOUT_S", "0"),
         ("DATABASE_URL", "mysql://localhost/x"),
         ("EXPORTER_SECRET", "short"),
+        ("EXPORTER_STORAGE_URL", "var/exports"),
+        ("EXPORTER_STORAGE_URL", "file://relative/dir"),
+        ("EXPORTER_STORAGE_URL", "s3://Not_A_Bucket/prefix"),
+        ("EXPORTER_STORAGE_URL", "gs://bucket/prefix"),
     ],
 )
 def test_a_bad_setting_stops_start_up_naming_the_variable(
