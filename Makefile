@@ -71,6 +71,10 @@ bench-api: $(STAMP) ## the API load tests of make bench alone (about a minute)
 bench-imports: $(STAMP) ## the imports of make bench alone: csv, xlsx, xlsb against COPY (ROWS=1000000)
 	$(BIN)/python -m bench.run --only imports --rows $(ROWS)
 
+.PHONY: bench-s3
+bench-s3: $(STAMP) ## csv and xlsx exports to a local dir and to SeaweedFS, downloads against a direct GET (ROWS=1000000)
+	$(BIN)/python -m bench.s3 --rows $(ROWS)
+
 .PHONY: clean
 clean: ## remove caches and local state (keeps .venv)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache var test-artifacts

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,7 +149,12 @@ class Stack:
     """
 
     def __init__(
-        self, database: BenchDatabase, redis_url: str, run_dir: Path, parallel_min_rows: int
+        self,
+        database: BenchDatabase,
+        redis_url: str,
+        run_dir: Path,
+        parallel_min_rows: int,
+        extra_env: Mapping[str, str] | None = None,
     ) -> None:
         self.database = database
         self.port = free_port()
@@ -180,6 +185,8 @@ class Stack:
             # in its log.
             PYTHONFAULTHANDLER="1",
         )
+        # Settings a caller measures against (an S3 storage, say), over the defaults above.
+        self.env.update(extra_env or {})
         self._logs = run_dir / "logs"
         self.api: Service | None = None
         self.worker: Worker | None = None
@@ -264,10 +271,11 @@ async def running_stack(
     *,
     encode_processes: int,
     parallel_min_rows: int,
+    extra_env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Stack]:
     """API and worker up and ready; on exit, even on failure or Ctrl-C, both are stopped and
     the stack's keys are deleted from Redis."""
-    stack = Stack(database, redis_url, run_dir, parallel_min_rows)
+    stack = Stack(database, redis_url, run_dir, parallel_min_rows, extra_env)
     try:
         await stack.start(session, encode_processes)
         yield stack
