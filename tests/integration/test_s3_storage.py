@@ -25,7 +25,7 @@ from settings import Settings
 from tests.conftest import SECRET, on_s3
 from tests.imports import IMPORTS, form, import_finished, imported
 from tests.seaweed import TEST_BUCKET, FlakyStore, object_keys, part_upload, unfinished_uploads
-from tests.support import ApiUser
+from tests.support import ApiUser, wait_until
 from tests.workers import janitor_round, running_worker
 
 
@@ -283,3 +283,24 @@ async def _admin_id(settings: Settings) -> int:
         return int(await conn.fetchval("SELECT id FROM accounts WHERE username = 'admin'"))
     finally:
         await conn.close()
+
+
+async def test_cancelling_an_export_mid_upload_aborts_it_and_keeps_nothing(
+    settings: Settings, seaweedfs: SeaweedFS, admin: ApiUser
+) -> None:
+    async with running_worker(settings):
+        task = await admin.create("test_slow_wide", "csv", rows=20_000)
+
+        async def uploading() -> list[str]:
+            return await unfinished_uploads(seaweedfs, TEST_BUCKET, _prefix(settings))
+
+        await wait_until(uploading, timeout_s=30, what="the export's upload to begin")
+        response = await admin.client.post(
+            f"/api/export-tasks/{task['id']}/cancel", headers=admin.headers
+        )
+        assert response.status == 200, await response.text()
+        task = await admin.finished(task["id"])
+
+    assert task["status"] == "cancelled"
+    assert await object_keys(seaweedfs, TEST_BUCKET, _prefix(settings)) == []
+    assert await unfinished_uploads(seaweedfs, TEST_BUCKET, _prefix(settings)) == []
