@@ -304,3 +304,21 @@ async def test_cancelling_an_export_mid_upload_aborts_it_and_keeps_nothing(
     assert task["status"] == "cancelled"
     assert await object_keys(seaweedfs, TEST_BUCKET, _prefix(settings)) == []
     assert await unfinished_uploads(seaweedfs, TEST_BUCKET, _prefix(settings)) == []
+
+
+async def test_a_download_while_the_store_fails_is_a_503_and_the_file_stays_kept(
+    settings: Settings, seaweedfs: SeaweedFS, admin: ApiUser
+) -> None:
+    url, _, _ = await _downloaded(settings, admin)
+    store = FlakyStore(seaweedfs.endpoint_url, refuses=lambda _: True)
+    async with store.running() as endpoint_url:
+        failing = settings.model_copy(update={"s3_endpoint_url": endpoint_url})
+        async with TestClient(TestServer(create_app(failing))) as client:
+            response = await client.get(url, headers=admin.headers)
+            body = await response.json()
+    status, _, _ = await admin.download(url.split("/")[-2])
+
+    assert response.status == 503
+    assert body["error"]["code"] == "service_unavailable"
+    assert len(store.refused) == 4  # the HEAD, tried 4 times
+    assert status == 200
