@@ -14,6 +14,7 @@ import base64
 import hashlib
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -74,6 +75,7 @@ class ObjectUpload:
         try:
             with source.open("rb") as file:
                 await self._send_while_growing(file, written)
+                finished = time.monotonic()
                 rest = await asyncio.to_thread(file.read)
             if self._upload_id is None:
                 await self._put_whole(rest)
@@ -84,6 +86,14 @@ class ObjectUpload:
         except BaseException:
             await asyncio.shield(self._abort())
             raise
+        # What a csv export waits for after its last row: the tail of its upload.
+        log.info(
+            "stored %s: %d bytes in %d part(s), %.2f s after it was written",
+            self._key,
+            self._size,
+            max(self._started, 1),
+            time.monotonic() - finished,
+        )
         return self._size
 
     async def _send_while_growing(self, file: BinaryIO, written: asyncio.Future[None]) -> None:
