@@ -1,10 +1,11 @@
 """One local file into one S3 object, streamed: parts go up while the file still grows, a few
 at a time, each with its MD5 for the store to check; whole or not at all.
 
-Memory is bounded by the parts in flight (``PARTS_IN_FLIGHT`` x ``PART_BYTES``), whatever the
-file's size. A file shorter than one part goes up in one request. The object is checked once
-complete (its size, and its ETag against the parts' MD5s); any failure or cancellation aborts
-the multipart upload, so the store keeps neither an object nor an unfinished upload.
+Memory is bounded by the parts in flight and the one read next (``PARTS_IN_FLIGHT`` + 1 times
+``PART_BYTES``), whatever the file's size. A file shorter than one part goes up in one request.
+The object is checked once complete (its size, and its ETag against the parts' MD5s); any
+failure or cancellation aborts the multipart upload, so the store keeps neither an object nor
+an unfinished upload.
 """
 
 from __future__ import annotations
@@ -104,22 +105,22 @@ class ObjectUpload:
             if finished:
                 written.result()
             if _growth(file) >= PART_BYTES:
-                await self._start_part(await asyncio.to_thread(file.read, PART_BYTES), slot=True)
+                await self._start_part(await asyncio.to_thread(file.read, PART_BYTES))
             elif finished:
                 return
             else:
                 await asyncio.wait({written}, timeout=GROWTH_POLL_S)
 
-    async def _start_part(self, data: bytes, *, slot: bool = False) -> None:
-        """Send ``data`` as the next part in the background, once one of the slots is free."""
+    async def _start_part(self, data: bytes) -> None:
+        """Send ``data`` as the next part in the background, once one of the slots is free
+        (so at most one part more than those in flight is held)."""
         if self._upload_id is None:
             created = await retried(
                 f"begin the upload of {self._key}",
                 lambda: self._client.create_multipart_upload(Bucket=self._bucket, Key=self._key),
             )
             self._upload_id = created["UploadId"]
-        if not slot:
-            await self._slots.acquire()
+        await self._slots.acquire()
         self._started += 1
         self._size += len(data)
         sending = asyncio.create_task(self._send_part(self._upload_id, self._started, data))

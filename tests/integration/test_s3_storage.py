@@ -4,7 +4,9 @@ with their headers and ranges or redirected to the store, failures that leave no
 from __future__ import annotations
 
 import io
+import os
 import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,6 +23,9 @@ from exporter.ops.app import create_app
 from exporter.ops.migrate import migrate
 from exporter.ops.seaweedfs import SeaweedFS, s3_client
 from exporter.ops.seed import seed
+from exporter.ops.storage import open_storage
+from exporter.storage.base import StoredFile
+from exporter.storage.s3_upload import PART_BYTES, PARTS_IN_FLIGHT
 from settings import Settings
 from tests.conftest import SECRET, on_s3
 from tests.imports import IMPORTS, form, import_finished, imported
@@ -322,3 +327,22 @@ async def test_a_download_while_the_store_fails_is_a_503_and_the_file_stays_kept
     assert body["error"]["code"] == "service_unavailable"
     assert len(store.refused) == 4  # the HEAD, tried 4 times
     assert status == 200
+
+
+async def test_a_large_file_goes_up_three_parts_at_a_time_and_arrives_whole(
+    settings: Settings, seaweedfs: SeaweedFS, tmp_path: Path
+) -> None:
+    content = os.urandom(5 * PART_BYTES + 12345)
+    source = tmp_path / "large.csv"
+    source.write_bytes(content)
+    deployment = uuid.uuid4()
+    store = FlakyStore(seaweedfs.endpoint_url, refuses=lambda _: False)
+    async with store.running() as endpoint_url:
+        watched = settings.model_copy(update={"s3_endpoint_url": endpoint_url})
+        async with open_storage(watched, deployment) as storage:
+            stored = await storage.publish(source, "large.csv")
+
+    assert stored == StoredFile(f"{deployment}/large.csv", len(content))
+    assert store.most_parts_in_flight == PARTS_IN_FLIGHT
+    assert await _stored_bytes(seaweedfs, f"{_prefix(settings)}/{stored.key}") == content
+    assert not source.exists()
