@@ -98,7 +98,7 @@ async def _stacks(
         yield stacks
 
 
-async def measure(rows: int, repeat: int, run_dir: Path) -> Figures:
+async def measure(rows: int, repeat: int, formats: tuple[str, ...], run_dir: Path) -> Figures:
     figures = Figures()
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=BOUND_S)
     with running_seaweedfs(
@@ -111,7 +111,7 @@ async def measure(rows: int, repeat: int, run_dir: Path) -> Figures:
         ):
             users = stacks["local"].database.users
             for round_number in range(1, repeat + 1):
-                for file_format in FORMATS:
+                for file_format in formats:
                     for storage, stack in stacks.items():
                         batch = await export_batch(
                             stack, session, users, file_format, run_dir / "downloads"
@@ -123,12 +123,12 @@ async def measure(rows: int, repeat: int, run_dir: Path) -> Figures:
     return figures
 
 
-def report(figures: Figures, rows: int) -> str:
+def report(figures: Figures, rows: int, formats: tuple[str, ...]) -> str:
     lines = [
-        f"{rows:,} rows; medians of {len(figures.direct_s[FORMATS[0]])} runs",
+        f"{rows:,} rows; medians of {len(figures.direct_s[formats[0]])} runs",
         "format | local s | s3 s | s3/local | API download MB/s | direct GET MB/s | API/direct",
     ]
-    for file_format in FORMATS:
+    for file_format in formats:
         local = statistics.median(figures.export_s[("local", file_format)])
         s3 = statistics.median(figures.export_s[("s3", file_format)])
         megabytes = figures.file_bytes[file_format] / 1e6
@@ -147,11 +147,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.s3", description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--format", choices=FORMATS, action="append", help="csv, xlsx (both)")
     options = parser.parse_args()
     configure_logging()
     run_dir = Path("var/bench-s3") / time.strftime("%Y%m%d-%H%M%S")
-    figures = asyncio.run(measure(options.rows, options.repeat, run_dir))
-    print(report(figures, options.rows), flush=True)
+    formats = tuple(options.format or FORMATS)
+    figures = asyncio.run(measure(options.rows, options.repeat, formats, run_dir))
+    print(report(figures, options.rows, formats), flush=True)
 
 
 if __name__ == "__main__":
