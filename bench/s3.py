@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import secrets
+import signal
 import statistics
 import time
 from collections.abc import AsyncIterator
@@ -99,6 +100,11 @@ async def _stacks(
 
 
 async def measure(rows: int, repeat: int, formats: tuple[str, ...], run_dir: Path) -> Figures:
+    # `kill` and a closed terminal clean up like Ctrl-C: stacks, SeaweedFS and the database.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    for stop_signal in (signal.SIGTERM, signal.SIGHUP):
+        asyncio.get_running_loop().add_signal_handler(stop_signal, main_task.cancel)
     figures = Figures()
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=BOUND_S)
     with running_seaweedfs(
