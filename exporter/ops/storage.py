@@ -26,7 +26,9 @@ S3_CLIENT_CONFIG = AioConfig(
     max_pool_connections=PARTS_IN_FLIGHT + 30,
     connect_timeout=10,
     read_timeout=60,
-    s3={"addressing_style": "path"},
+    # Each part carries its MD5, which the store checks: hashing it again with SHA-256 for
+    # SigV4 (botocore's default over http) cost 0.07-0.1 s of CPU per 100 MB, measured.
+    s3={"addressing_style": "path", "payload_signing_enabled": False},
     # Presigned URLs too: SigV2 (botocore's default for them) is refused by newer regions.
     signature_version="s3v4",
 )
