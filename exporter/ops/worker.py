@@ -33,6 +33,7 @@ from exporter.imports.registry import import_registry
 from exporter.ops.logs import take_over_arq_logging
 from exporter.ops.loop_lag import record_loop_lag
 from exporter.ops.storage import open_storage
+from exporter.ops.webhooks import start_webhooks
 from exporter.ops.worker_metrics import start_worker_metrics
 from exporter.storage.deployment import deployment_id
 from exporter.storage.scratch import ScratchSpace
@@ -143,6 +144,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     if settings.loop_lag_log is not None:
         ctx["loop_lag_probe"] = asyncio.create_task(record_loop_lag(settings.loop_lag_log))
     ctx["metrics_server"] = await start_worker_metrics(settings)
+    ctx["webhook_sender"] = await start_webhooks(pool, settings)
     log.info(
         "worker %s ready: queue=%s storage=%s work=%s",
         worker_id,
@@ -153,7 +155,7 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    for name in ("maintenance", "loop_lag_probe"):
+    for name in ("maintenance", "loop_lag_probe", "webhook_sender"):
         background: asyncio.Task[None] | None = ctx.get(name)
         if background is not None:
             background.cancel()
