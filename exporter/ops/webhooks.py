@@ -10,17 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from dataclasses import dataclass
-from datetime import datetime
-
-from pydantic import BaseModel, Field
 
 from exporter import log_context, metrics
 from exporter.api.import_schemas import ImportTaskOut
 from exporter.api.import_tasks import IMPORTS_PATH
 from exporter.api.schemas import TaskOut
 from exporter.api.tasks import TASKS_PATH
+from exporter.api.webhook_schemas import WebhookEvent
 from exporter.db import Pool
 from exporter.tasks.models import TASK_COLUMNS, task_from_record
 from exporter.tasks.notify_url import AddressPolicy
@@ -45,15 +42,6 @@ BATCH = 10
 HOLD_MARGIN_S = 30.0
 
 SELECT_TASK = f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1"
-
-
-class WebhookEvent(BaseModel):
-    """The body of every webhook POST (README: Webhooks)."""
-
-    id: uuid.UUID = Field(description="the event's id: the same on every retry")
-    type: str = Field(description="task.completed, task.failed, task.cancelled or task.expired")
-    created_at: datetime = Field(description="when the task reached the status")
-    task: TaskOut | ImportTaskOut = Field(description="the task as GET shows it to its owner")
 
 
 @dataclass(frozen=True)
