@@ -22,6 +22,7 @@ from exporter.auth.tokens import issue_token
 from exporter.ops.app import create_app
 from settings import Settings
 from tests.conftest import SECRET, account_id
+from tests.imports import form, import_finished, import_task, imported
 from tests.processes import WorkerProcesses
 from tests.support import ApiUser, wait_until
 from tests.webhook_receivers import Receiver, running_receiver, verify_signature
@@ -359,3 +360,45 @@ async def test_the_worker_sends_nothing_without_a_notify_url(
     assert task["status"] == "completed"
     assert await deliveries(db, task["id"]) == []
     assert task["webhooks"] == []
+
+
+async def test_an_import_tells_its_end_with_the_import_as_the_api_shows_it(
+    settings: Settings, receiver: Receiver, admin: ApiUser, db: asyncpg.Connection[Any]
+) -> None:
+    hook = f"{receiver.url}/hook"
+    async with running_worker(settings):
+        created = await imported(admin, form(notify_url=hook))
+        task = await import_finished(admin, created["id"])
+        await settled(db, task["id"], 1)
+    [request] = receiver.at("/hook")
+    assert verify_signature(WEBHOOK_SECRET, request.headers["X-Exporter-Signature"], request.body)
+    event = request.event
+    assert event["type"] == f"task.{task['status']}"
+    shown = await import_task(admin, task["id"])
+    assert event["task"]["id"] == shown["id"]
+    assert event["task"]["mode"] == shown["mode"] == "validate"
+    assert event["task"]["counts"] == shown["counts"]
+    assert [a["status_code"] for a in shown["webhooks"]] == [200]
+
+
+async def test_a_task_the_sweeper_fails_is_told_once(
+    settings: Settings,
+    receiver: Receiver,
+    admin: ApiUser,
+    db: asyncpg.Connection[Any],
+    workers: WorkerProcesses,
+) -> None:
+    """Its worker dies; the sweeper of another worker finds the lease run out and, past the
+    attempts allowed, fails the task: the trigger makes the event there too."""
+    workers.start(max_attempts=1)
+    task_id = await create(admin, f"{receiver.url}/hook", "test_kills_worker")
+    await wait_until(lambda: _no_worker_alive(workers), timeout_s=30, what="the worker to die")
+    workers.start(max_attempts=1)
+    [row] = await settled(db, task_id, 1)
+    assert (row["event_type"], row["status"]) == ("task.failed", "delivered")
+    [request] = receiver.at("/hook")
+    assert request.event["task"]["status"] == "failed"
+
+
+async def _no_worker_alive(workers: WorkerProcesses) -> bool:
+    return not workers.alive()
