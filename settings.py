@@ -11,7 +11,7 @@ from typing import Annotated, Literal, TypeVar, get_args
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -147,8 +147,8 @@ class Settings(DatabaseSettings):
     # Webhooks (README "Webhooks"): every task's end is told to webhook_url too, signed with
     # webhook_secret; a failed attempt is tried again after webhook_backoff_s, then 4 times as
     # long each time (at most 6 h), up to webhook_max_attempts attempts in all.
-    webhook_url: str | None = Field(None, alias="EXPORTER_WEBHOOK_URL")
     webhook_secret: SecretStr | None = Field(None, alias="EXPORTER_WEBHOOK_SECRET", min_length=16)
+    webhook_url: str | None = Field(None, alias="EXPORTER_WEBHOOK_URL")
     webhook_max_attempts: int = Field(7, alias="EXPORTER_WEBHOOK_MAX_ATTEMPTS", ge=1, le=50)
     webhook_backoff_s: float = Field(30.0, alias="EXPORTER_WEBHOOK_BACKOFF_S", gt=0, le=3600)
     webhook_timeout_s: float = Field(10.0, alias="EXPORTER_WEBHOOK_TIMEOUT_S", gt=0, le=120)
@@ -232,15 +232,13 @@ class Settings(DatabaseSettings):
 
     @field_validator("webhook_url")
     @classmethod
-    def _webhook_url(cls, value: str | None) -> str | None:
-        # Set but empty means no deployment webhook.
-        return check_notify_url(value) if value else None
-
-    @model_validator(mode="after")
-    def _webhook_secret_set(self) -> Settings:
-        if self.webhook_url and self.webhook_secret is None:
-            raise ValueError("EXPORTER_WEBHOOK_SECRET is required with EXPORTER_WEBHOOK_URL")
-        return self
+    def _webhook_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if not value:  # set but empty: no deployment webhook
+            return None
+        # The secret is declared first: checked (or refused) already.
+        if "webhook_secret" in info.data and info.data["webhook_secret"] is None:
+            raise ValueError("needs EXPORTER_WEBHOOK_SECRET to sign what it is sent")
+        return check_notify_url(value)
 
     @field_validator("replica_database_url")
     @classmethod

@@ -3,6 +3,7 @@ and the URL's host must not be, nor resolve now to, an address webhooks may not 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from exporter.errors import FieldProblem, InvalidParams
@@ -10,6 +11,9 @@ from exporter.tasks.notify_url import AddressPolicy, AddressRefused, resolve_tar
 from settings import Settings
 
 log = logging.getLogger("exporter.api")
+
+# A create waits this long at most for the name to resolve; past it, delivery checks it.
+RESOLVE_TIMEOUT_S = 2.0
 
 
 async def check_notify_target(url: str, settings: Settings) -> None:
@@ -28,11 +32,12 @@ async def check_notify_target(url: str, settings: Settings) -> None:
             ],
         )
     try:
-        await resolve_target(url, AddressPolicy(settings.webhook_allow_hosts))
+        async with asyncio.timeout(RESOLVE_TIMEOUT_S):
+            await resolve_target(url, AddressPolicy(settings.webhook_allow_hosts))
     except AddressRefused as exc:
         raise InvalidParams(
             f"invalid request: notify_url: {exc}",
             [FieldProblem("notify_url", str(exc), "notify_url_not_allowed")],
         ) from None
-    except OSError as exc:
+    except (OSError, TimeoutError) as exc:
         log.info("notify_url %s does not resolve now (%s); checked again at delivery", url, exc)
