@@ -111,9 +111,7 @@ class TaskOut(BaseModel):
     cancel_requested: bool
     status_note: str | None
     download_url: str | None
-    notify_url: str | None = Field(
-        None, description="told of the task's end by a signed POST (not in list pages)"
-    )
+    notify_url: str | None = Field(None, description="told of the task's end by a signed POST")
     history: list[TaskEventOut] | None = Field(
         None, description="every status change, oldest first (GET /api/export-tasks/{id} only)"
     )
