@@ -402,3 +402,30 @@ async def test_a_task_the_sweeper_fails_is_told_once(
 
 async def _no_worker_alive(workers: WorkerProcesses) -> bool:
     return not workers.alive()
+
+
+async def test_a_cancel_before_start_and_a_lost_file_are_told_once_each(
+    settings: Settings, receiver: Receiver, admin: ApiUser, db: asyncpg.Connection[Any]
+) -> None:
+    """The API's own ends of a task: a pending task cancelled, a completed one whose file was
+    found gone at download (expired); a retry carries the notify_url to the new task."""
+    hook = f"{receiver.url}/hook"
+    pending = await create(admin, hook)  # no worker yet: it stays pending
+    response = await admin.client.post(f"/api/export-tasks/{pending}/cancel", headers=admin.headers)
+    assert (await response.json())["status"] == "cancelled"
+    async with running_worker(settings):
+        done = await admin.finished(await create(admin, hook))
+        assert settings.storage_dir is not None
+        (stored,) = settings.storage_dir.rglob("*.csv")
+        stored.unlink()
+        status, _, _ = await admin.download(done["id"])
+        assert status == 410
+        await settled(db, pending, 1)
+        await settled(db, done["id"], 2)
+    # No worker now: the retry stays pending and tells nothing yet.
+    retry = await admin.client.post(f"/api/export-tasks/{done['id']}/retry", headers=admin.headers)
+    assert (await retry.json())["notify_url"] == hook
+    told = sorted((r.event["task"]["id"], r.event["type"]) for r in receiver.at("/hook"))
+    assert told == sorted(
+        [(pending, "task.cancelled"), (done["id"], "task.completed"), (done["id"], "task.expired")]
+    )
