@@ -97,3 +97,17 @@ def int4_rows(params: AtMostParams) -> RowQuery:
 )
 def wide_rows(params: SlowParams) -> RowQuery:
     return RowQuery("test_series g", order_by="g.n").where("g.n <= {}", params.rows)
+
+
+# About 3 kB a row at about a millisecond a row: an upload of it is under way for seconds.
+@export_handler(
+    "test_slow_wide",
+    title="慢速宽行",
+    params=SlowParams,
+    columns=[
+        Column("N", "g.n + 0 * length(pg_sleep(0.001)::text)", ColumnKind.INTEGER),
+        Column("文本", "repeat('宽', 1000)"),
+    ],
+)
+def slow_wide_rows(params: SlowParams) -> RowQuery:
+    return RowQuery("test_series g", order_by="g.n").where("g.n <= {}", params.rows)
