@@ -147,19 +147,10 @@ class WebhookSender:
         finally:
             log_context.task_id.reset(token)
 
-    async def run(self) -> None:
-        """Send due deliveries forever; a failed round (database away) is logged and retried."""
-        while True:
-            try:
-                await self.send_due()
-            except Exception:
-                log.exception("webhook round failed; trying again in %.1f s", POLL_INTERVAL_S)
-            await asyncio.sleep(POLL_INTERVAL_S)
 
-
-async def start_webhooks(pool: Pool, settings: Settings) -> asyncio.Task[None] | None:
-    """Record the deployment's webhook URL for the trigger, and start sending; None when no
-    secret is set (then no task may carry a notify_url, nor the deployment a URL)."""
+async def webhook_sender(pool: Pool, settings: Settings) -> WebhookSender | None:
+    """Record the deployment's webhook URL for the trigger; the sender of this worker, or None
+    when no secret is set (then no task may carry a notify_url, nor the deployment a URL)."""
     await WebhookDeliveries(pool).record_deployment_url(settings.webhook_url)
     if settings.webhook_secret is None:
         return None
@@ -170,4 +161,4 @@ async def start_webhooks(pool: Pool, settings: Settings) -> asyncio.Task[None] |
         backoff_s=settings.webhook_backoff_s,
         timeout_s=settings.webhook_timeout_s,
     )
-    return asyncio.create_task(WebhookSender(pool, config).run())
+    return WebhookSender(pool, config)

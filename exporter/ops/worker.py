@@ -34,7 +34,7 @@ from exporter.imports.registry import import_registry
 from exporter.ops.logs import take_over_arq_logging
 from exporter.ops.loop_lag import record_loop_lag
 from exporter.ops.storage import open_storage
-from exporter.ops.webhooks import start_webhooks
+from exporter.ops.webhooks import POLL_INTERVAL_S, webhook_sender
 from exporter.ops.worker_metrics import start_worker_metrics
 from exporter.storage.deployment import deployment_id
 from exporter.storage.scratch import ScratchSpace
@@ -156,7 +156,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     if settings.loop_lag_log is not None:
         ctx["loop_lag_probe"] = asyncio.create_task(record_loop_lag(settings.loop_lag_log))
     ctx["metrics_server"] = await start_worker_metrics(settings)
-    ctx["webhook_sender"] = await start_webhooks(pool, settings)
+    sender = await webhook_sender(pool, settings)
+    if sender is not None:
+        ctx["webhook_sender"] = asyncio.create_task(
+            _every(POLL_INTERVAL_S, "webhook round", sender.send_due)
+        )
     log.info(
         "worker %s ready: queue=%s storage=%s work=%s",
         worker_id,
