@@ -74,13 +74,21 @@ async def post_webhook(
     policy: AddressPolicy,
     timeout_s: float,
 ) -> PostResult:
-    """POST ``body`` to ``url``; what came of it. Never raises for what the receiver does."""
+    """POST ``body`` to ``url`` once its addresses are checked; what came of it. Never raises
+    for what the receiver does."""
     try:
         target = await resolve_target(url, policy)
     except AddressRefused as exc:
         return PostResult(Outcome.REFUSED, error=str(exc))
     except OSError as exc:
         return PostResult(Outcome.CONNECTION_ERROR, error=f"cannot resolve: {exc}")
+    return await post_to(target, url, body, headers, timeout_s=timeout_s)
+
+
+async def post_to(
+    target: Target, url: str, body: bytes, headers: dict[str, str], *, timeout_s: float
+) -> PostResult:
+    """POST to ``url`` at ``target``'s addresses only (its host is never resolved again)."""
     timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s))
     connector = aiohttp.TCPConnector(resolver=_PinnedResolver(target), force_close=True)
     try:

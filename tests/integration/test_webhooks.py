@@ -20,6 +20,8 @@ from pydantic import SecretStr
 
 from exporter.auth.tokens import issue_token
 from exporter.ops.app import create_app
+from exporter.tasks.notify_url import Target
+from exporter.tasks.webhook_http import Outcome, post_to
 from settings import Settings
 from tests.conftest import SECRET, account_id
 from tests.imports import form, import_finished, import_task, imported
@@ -429,3 +431,16 @@ async def test_a_cancel_before_start_and_a_lost_file_are_told_once_each(
     assert told == sorted(
         [(pending, "task.cancelled"), (done["id"], "task.completed"), (done["id"], "task.expired")]
     )
+
+
+async def test_a_post_goes_to_the_address_checked_without_resolving_the_name_again(
+    receiver: Receiver,
+) -> None:
+    """A name that does not resolve at all (``.invalid``) reaches the receiver through the
+    address it was checked at: aiohttp never asks DNS, so a rebinding would change nothing."""
+    port = int(receiver.url.rsplit(":", 1)[1])
+    target = Target("hooks.invalid", port, ("127.0.0.1",))
+    result = await post_to(target, f"http://hooks.invalid:{port}/hook", b"{}", {}, timeout_s=2)
+    assert (result.outcome, result.status_code) == (Outcome.DELIVERED, 200)
+    [request] = receiver.at("/hook")
+    assert request.headers["Host"] == f"hooks.invalid:{port}"
