@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -12,12 +12,15 @@ from exporter.api.import_schemas import ImportTaskOut
 from exporter.api.schemas import TaskOut
 from exporter.tasks.webhooks import SIGNATURE_HEADER
 
+# What the trigger of migration 0019 names an event: ``task.`` and the status reached.
+EventType = Literal["task.completed", "task.failed", "task.cancelled", "task.expired"]
+
 
 class WebhookEvent(BaseModel):
     """What every webhook POST carries (README: Webhooks)."""
 
     id: uuid.UUID = Field(description="the event's id: the same on every retry")
-    type: str = Field(description="task.completed, task.failed, task.cancelled or task.expired")
+    type: EventType = Field(description="the status the task reached, as task.<status>")
     created_at: datetime = Field(description="when the task reached the status")
     task: TaskOut | ImportTaskOut = Field(description="the task as GET shows it to its owner")
 
