@@ -151,9 +151,13 @@ class NewTask:
 
     @property
     def request_hash(self) -> str:
-        # Without the kind: the hashes of exports made before kinds stay valid.
+        # Without the kind: the hashes of exports made before kinds stay valid; with the
+        # notify_url only when there is one, for the same reason.
         spec = self.spec
-        body = json.dumps([spec.type, spec.format, spec.params], sort_keys=True)
+        request: list[Any] = [spec.type, spec.format, spec.params]
+        if spec.notify_url is not None:
+            request.append(spec.notify_url)
+        body = json.dumps(request, sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()
 
 

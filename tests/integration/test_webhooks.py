@@ -444,3 +444,18 @@ async def test_a_post_goes_to_the_address_checked_without_resolving_the_name_aga
     assert (result.outcome, result.status_code) == (Outcome.DELIVERED, 200)
     [request] = receiver.at("/hook")
     assert request.headers["Host"] == f"hooks.invalid:{port}"
+
+
+async def test_an_idempotency_key_reused_with_another_notify_url_is_a_conflict(
+    admin: ApiUser, receiver: Receiver
+) -> None:
+    async def post(notify_url: str) -> int:
+        body = {"type": "role", "format": "csv", "notify_url": notify_url}
+        response = await admin.client.post(
+            "/api/export-tasks", json=body, headers={**admin.headers, "Idempotency-Key": "k1"}
+        )
+        return response.status
+
+    assert await post(f"{receiver.url}/hook") == 202
+    assert await post(f"{receiver.url}/hook") == 200
+    assert await post(f"{receiver.url}/other") == 422
