@@ -11,9 +11,11 @@ from typing import Annotated, Literal, TypeVar, get_args
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from exporter.tasks.notify_url import check_notify_url
 
 DEFAULT_STORAGE_DIR = Path("var/exports")
 # Where attempts write their files when storage is not a local directory.
@@ -151,6 +153,19 @@ class Settings(DatabaseSettings):
         None, alias="EXPORTER_WORKER_METRICS_PORT", ge=1, le=65535
     )
     worker_metrics_host: str = Field("127.0.0.1", alias="EXPORTER_WORKER_METRICS_HOST")
+    # Webhooks (README "Webhooks"): every task's end is told to webhook_url too, signed with
+    # webhook_secret; a failed attempt is tried again after webhook_backoff_s, then 4 times as
+    # long each time (at most 6 h), up to webhook_max_attempts attempts in all.
+    webhook_secret: SecretStr | None = Field(None, alias="EXPORTER_WEBHOOK_SECRET", min_length=16)
+    webhook_url: str | None = Field(None, alias="EXPORTER_WEBHOOK_URL")
+    webhook_max_attempts: int = Field(7, alias="EXPORTER_WEBHOOK_MAX_ATTEMPTS", ge=1, le=50)
+    webhook_backoff_s: float = Field(30.0, alias="EXPORTER_WEBHOOK_BACKOFF_S", gt=0, le=3600)
+    webhook_timeout_s: float = Field(10.0, alias="EXPORTER_WEBHOOK_TIMEOUT_S", gt=0, le=120)
+    webhook_allow_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        alias="EXPORTER_WEBHOOK_ALLOW_HOSTS",
+        description="host names or addresses webhooks may reach although private or loopback",
+    )
     trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = Field(
         (),
         alias="EXPORTER_TRUSTED_PROXIES",
@@ -216,6 +231,23 @@ class Settings(DatabaseSettings):
         # 10.0.0.1/8 is refused (host bits set): whether one address or all of 10/8 was meant
         # would be a guess.
         return tuple(ip_network(part.strip()) for part in value.split(",") if part.strip())
+
+    @field_validator("webhook_allow_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if not value:  # set but empty: no deployment webhook
+            return None
+        # The secret is declared first: checked (or refused) already.
+        if "webhook_secret" in info.data and info.data["webhook_secret"] is None:
+            raise ValueError("needs EXPORTER_WEBHOOK_SECRET to sign what it is sent")
+        return check_notify_url(value)
 
     @field_validator("replica_database_url")
     @classmethod

@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from exporter import log_context
 from exporter.api.auth import current_account
+from exporter.api.notify_targets import check_notify_target
 from exporter.api.schemas import ListTasksQuery
 from exporter.api.services import Services, services_of
 from exporter.auth.accounts import Account
@@ -79,6 +80,8 @@ async def _queue_full(services: Services) -> bool:
 async def submit(services: Services, kind: TaskKind, account: Account, new: NewTask) -> Creation:
     """Create (or find) the task within the quotas, and enqueue it if it is new."""
     settings = services.settings
+    if new.spec.notify_url is not None:
+        await check_notify_target(new.spec.notify_url, settings)
     creation = await services.tasks.create(
         # The request's id, which its log lines carry, for the worker's lines about the task.
         replace(new, request_id=log_context.request_id.get()),

@@ -6,6 +6,8 @@ kind, which checks what a request asks for.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aiohttp import web
 
 from exporter.api.auth import current_account
@@ -30,6 +32,7 @@ from exporter.exports.formats import FORMATS
 from exporter.tasks.kinds import TaskSpec
 from exporter.tasks.models import Task, TaskStatus
 from exporter.tasks.repository import NewTask
+from exporter.tasks.webhooks import WebhookDeliveries
 
 routes = web.RouteTableDef()
 
@@ -41,7 +44,8 @@ async def _task_json(
     services: Services, task: Task, status: int = 200, *, with_history: bool = False
 ) -> web.Response:
     history = await services.tasks.history(task.id) if with_history else None
-    response = json_model(TaskOut.of(task, TASKS_PATH + "/", history), status=status)
+    webhooks = await WebhookDeliveries(services.pool).task_log(task.id) if with_history else None
+    response = json_model(TaskOut.of(task, TASKS_PATH + "/", history, webhooks), status=status)
     response.headers["Location"] = f"{TASKS_PATH}/{task.id}"
     return response
 
@@ -95,7 +99,7 @@ async def retry_task(request: web.Request) -> web.Response:
     require_retryable(task, services.exports)
     # A retry is a new export: the account must still be allowed to create it.
     spec = services.exports.check(account, task.type, task.format, task.params)
-    return await _submit(services, account, spec, None)
+    return await _submit(services, account, replace(spec, notify_url=task.notify_url), None)
 
 
 @routes.delete(TASK_PATH)

@@ -34,6 +34,7 @@ from exporter.imports.registry import import_registry
 from exporter.ops.logs import take_over_arq_logging
 from exporter.ops.loop_lag import record_loop_lag
 from exporter.ops.storage import open_storage
+from exporter.ops.webhooks import POLL_INTERVAL_S, webhook_sender
 from exporter.ops.worker_metrics import start_worker_metrics
 from exporter.storage.deployment import deployment_id
 from exporter.storage.scratch import ScratchSpace
@@ -155,6 +156,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     if settings.loop_lag_log is not None:
         ctx["loop_lag_probe"] = asyncio.create_task(record_loop_lag(settings.loop_lag_log))
     ctx["metrics_server"] = await start_worker_metrics(settings)
+    sender = await webhook_sender(pool, settings)
+    if sender is not None:
+        ctx["webhook_sender"] = asyncio.create_task(
+            _every(POLL_INTERVAL_S, "webhook round", sender.send_due)
+        )
     log.info(
         "worker %s ready: queue=%s storage=%s work=%s",
         worker_id,
@@ -165,7 +171,7 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    for name in ("maintenance", "loop_lag_probe"):
+    for name in ("maintenance", "loop_lag_probe", "webhook_sender"):
         background: asyncio.Task[None] | None = ctx.get(name)
         if background is not None:
             background.cancel()
