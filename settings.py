@@ -106,6 +106,7 @@ class Settings(DatabaseSettings):
     body_timeout_s: float = Field(10.0, alias="EXPORTER_BODY_TIMEOUT_S", gt=0, le=3600)
     lease_s: float = Field(15.0, alias="EXPORTER_LEASE_S", ge=1.0, le=3600)
     sweep_interval_s: float = Field(5.0, alias="EXPORTER_SWEEP_INTERVAL_S", ge=0.1, le=3600)
+    janitor_interval_s: float = Field(60.0, alias="EXPORTER_JANITOR_INTERVAL_S", ge=0.1, le=86400)
     max_attempts: int = Field(3, alias="EXPORTER_MAX_ATTEMPTS", ge=1, le=100)
     retention_days: float = Field(7.0, alias="EXPORTER_RETENTION_DAYS", ge=0)
     shutdown_grace_s: int = Field(30, alias="EXPORTER_SHUTDOWN_GRACE_S", ge=0, le=3600)

@@ -218,6 +218,7 @@ def settings(database_url: str, service_urls: Servers, tmp_path: Path) -> Settin
         worker_concurrency=2,
         lease_s=2.0,
         sweep_interval_s=0.5,
+        janitor_interval_s=0.5,
         shutdown_grace_s=1,
         handler_modules=failing_handlers.HANDLER_MODULES,
     )

@@ -82,14 +82,17 @@ async def _every(interval_s: float, what: str, round_: Callable[[], Awaitable[ob
         await asyncio.sleep(interval_s)
 
 
-async def maintain(sweeper: Sweeper, retention: Retention, interval_s: float) -> None:
-    """Sweep leases and run the janitor forever, each in a loop of its own: a janitor round
-    lists every object and unfinished upload of the deployment, which in a bucket holding many
-    files takes seconds (0.6 s for 3,000 objects on a loopback SeaweedFS), and the sweep that
-    hands a dead worker's tasks to another must not wait for it."""
+async def maintain(
+    sweeper: Sweeper, retention: Retention, sweep_interval_s: float, janitor_interval_s: float
+) -> None:
+    """Sweep leases and run the janitor forever, each in a loop of its own and at a pace of its
+    own: a janitor round lists every object and unfinished upload of the deployment, which in a
+    bucket holding many files takes seconds (0.6 s for 3,000 objects on a loopback SeaweedFS)
+    and, from every worker every few seconds, would be a steady load of listing requests; the
+    sweep that hands a dead worker's tasks to another must not wait for it."""
     await asyncio.gather(
-        _every(interval_s, "sweep", sweeper.sweep),
-        _every(interval_s, "janitor round", retention.run),
+        _every(sweep_interval_s, "sweep", sweeper.sweep),
+        _every(janitor_interval_s, "janitor round", retention.run),
     )
 
 
@@ -151,7 +154,9 @@ async def startup(ctx: dict[str, Any]) -> None:
         runner=TaskRunner(
             TaskRepository(pool), pool, storage, scratch, TaskKinds(exports, imports), config
         ),
-        maintenance=asyncio.create_task(maintain(sweeper, retention, settings.sweep_interval_s)),
+        maintenance=asyncio.create_task(
+            maintain(sweeper, retention, settings.sweep_interval_s, settings.janitor_interval_s)
+        ),
     )
     if settings.loop_lag_log is not None:
         ctx["loop_lag_probe"] = asyncio.create_task(record_loop_lag(settings.loop_lag_log))
