@@ -88,6 +88,9 @@ class Settings(DatabaseSettings):
     api_processes: int = Field(1, alias="EXPORTER_API_PROCESSES", ge=1, le=256)
     worker_concurrency: int = Field(4, alias="EXPORTER_WORKER_CONCURRENCY", ge=1, le=256)
     queue_name: str = Field("exporter:queue", alias="EXPORTER_QUEUE_NAME", min_length=1)
+    worker_name: str | None = Field(
+        None, alias="EXPORTER_WORKER_NAME", min_length=1, max_length=100, pattern=r"^[\w.-]+$"
+    )
     max_body_bytes: int = Field(64 * 1024, alias="EXPORTER_MAX_BODY_BYTES", ge=1024)
     # An upload is streamed to disk, never held whole: EXPORTER_MAX_BODY_BYTES is not its cap.
     max_upload_bytes: int = Field(64 * 1024**2, alias="EXPORTER_MAX_UPLOAD_BYTES", ge=1024)

@@ -29,7 +29,7 @@ from exporter.errors import FileGone, TaskNotReady
 from exporter.exports.formats import FORMATS
 from exporter.tasks.kinds import TaskSpec
 from exporter.tasks.models import Task, TaskStatus
-from exporter.tasks.repository import NewTask
+from exporter.tasks.repository import Creation, NewTask
 
 routes = web.RouteTableDef()
 
@@ -92,10 +92,16 @@ async def retry_task(request: web.Request) -> web.Response:
     account = await current_account(request)
     services = services_of(request)
     task = await services.tasks.get_own(task_id_of(request), account.id, services.exports)
+    creation = await retry(services, account, task)
+    return await _task_json(services, creation.task, status=202 if creation.created else 200)
+
+
+async def retry(services: Services, account: Account, task: Task) -> Creation:
+    """Export again what ``task`` (the account's) asked for, as a new task of the account."""
     require_retryable(task, services.exports)
     # A retry is a new export: the account must still be allowed to create it.
     spec = services.exports.check(account, task.type, task.format, task.params)
-    return await _submit(services, account, spec, None)
+    return await submit(services, services.exports, account, NewTask(account.id, spec, None))
 
 
 @routes.delete(TASK_PATH)

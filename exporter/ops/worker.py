@@ -18,7 +18,7 @@ from arq.connections import ArqRedis
 from arq.worker import func
 
 from exporter import log_context
-from exporter.db import Pool, create_pool
+from exporter.db import DATABASE_ERRORS, Pool, create_pool
 from exporter.exports.encoders import EncoderPool
 from exporter.exports.formats.base import ParallelEncoding
 from exporter.exports.formats.xlsx_workbook import check_xlsxwriter
@@ -42,6 +42,7 @@ from exporter.tasks.repository import TaskRepository
 from exporter.tasks.retention import Retention
 from exporter.tasks.runner import RunnerConfig, TaskRunner
 from exporter.tasks.sweeper import Sweeper
+from exporter.tasks.workers import WorkerIdentity, WorkerRegistry
 from settings import Settings, SettingsError
 
 log = logging.getLogger("exporter.worker")
@@ -64,17 +65,22 @@ class WorkerContext(TypedDict):
     encoders: EncoderPool | None
 
 
-def new_worker_id() -> str:
-    """Names this process in task rows and logs; unique across restarts of the same pid."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+def new_worker_id(name: str | None = None) -> str:
+    """Names this process in task rows, logs and the workers table; unique across restarts of
+    the same pid. ``name`` (EXPORTER_WORKER_NAME) replaces the host name, for a container whose
+    host name says nothing."""
+    return f"{name or socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-async def maintain(sweeper: Sweeper, retention: Retention, interval_s: float) -> None:
+async def maintain(
+    sweeper: Sweeper, retention: Retention, registry: WorkerRegistry, interval_s: float
+) -> None:
     """Sweep forever; a failed round (database or Redis away) is logged and tried again."""
     while True:
         try:
             await sweeper.sweep()
             await retention.run()
+            await registry.prune()
         except Exception:
             log.exception("sweep failed; trying again in %.1f s", interval_s)
         await asyncio.sleep(interval_s)
@@ -92,7 +98,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     storage = await resources.enter_async_context(open_storage(settings, deployment))
     scratch = ScratchSpace(settings.scratch_dir, deployment)
     handlers = load_handlers(settings.handler_modules)
-    worker_id = new_worker_id()
+    worker_id = new_worker_id(settings.worker_name)
     # Every line of this worker's jobs and sweeps names it (arq's jobs inherit this context).
     log_context.worker_id.set(worker_id)
     encoders = EncoderPool(settings.encode_processes) if settings.encode_processes else None
@@ -131,14 +137,27 @@ async def startup(ctx: dict[str, Any]) -> None:
         retention_days=settings.retention_days,
         upload_pause_s=settings.body_timeout_s,
     )
+    runner = TaskRunner(
+        TaskRepository(pool), pool, storage, scratch, TaskKinds(exports, imports), config
+    )
+    registry = WorkerRegistry(
+        pool,
+        WorkerIdentity.of_this_process(worker_id, settings.queue_name),
+        settings.sweep_interval_s,
+    )
+    # Before the first job: an operator sees the worker as soon as it takes work.
+    await registry.beat(0.0)
     ctx.update(
         encoders=encoders,
         pool=pool,
         resources=resources,
-        runner=TaskRunner(
-            TaskRepository(pool), pool, storage, scratch, TaskKinds(exports, imports), config
+        runner=runner,
+        registry=registry,
+        maintenance=asyncio.create_task(
+            maintain(sweeper, retention, registry, settings.sweep_interval_s)
         ),
-        maintenance=asyncio.create_task(maintain(sweeper, retention, settings.sweep_interval_s)),
+        # Its own task: a long janitor round must not make a healthy worker look stale.
+        heartbeat=asyncio.create_task(registry.keep_beating(lambda: runner.rows_reported)),
     )
     if settings.loop_lag_log is not None:
         ctx["loop_lag_probe"] = asyncio.create_task(record_loop_lag(settings.loop_lag_log))
@@ -153,12 +172,18 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    for name in ("maintenance", "loop_lag_probe"):
+    for name in ("maintenance", "heartbeat", "loop_lag_probe"):
         background: asyncio.Task[None] | None = ctx.get(name)
         if background is not None:
             background.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await background
+    registry: WorkerRegistry | None = ctx.get("registry")
+    if registry is not None:
+        try:
+            await registry.stop()
+        except DATABASE_ERRORS as exc:
+            log.warning("could not record the worker's stop: %s", exc)
     metrics_server: web.AppRunner | None = ctx.get("metrics_server")
     if metrics_server is not None:
         await metrics_server.cleanup()
