@@ -15,6 +15,7 @@ from typing import Any, TypedDict
 
 from aiohttp import web
 from arq.connections import ArqRedis
+from arq.constants import health_check_key_suffix as HEALTH_CHECK_KEY_SUFFIX
 from arq.worker import func
 
 from exporter import log_context
@@ -70,6 +71,12 @@ def new_worker_id(name: str | None = None) -> str:
     the same pid. ``name`` (EXPORTER_WORKER_NAME) replaces the host name, for a container whose
     host name says nothing."""
     return f"{name or socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def health_check_key(settings: Settings) -> str:
+    """The Redis key of arq's health check for this worker name on this queue."""
+    name = settings.worker_name or socket.gethostname()
+    return f"{settings.queue_name}{HEALTH_CHECK_KEY_SUFFIX}:{name}"
 
 
 async def maintain(
@@ -229,5 +236,11 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         # arq's 0.5 s would be a third of a million-row csv export's time.
         "poll_delay": JOB_POLL_DELAY_S,
         "keep_result": 60,
+        # `arq --check run_worker.WorkerSettings` reads this key: one per worker name (the host
+        # name by default), so that a probe in a worker's container answers for that worker,
+        # not for any worker of the queue; written on the sweep's rhythm, it lapses soon after
+        # the worker dies (arq's default keeps it an hour).
+        "health_check_key": health_check_key(settings),
+        "health_check_interval": settings.sweep_interval_s,
         "ctx": {"settings": settings},
     }
