@@ -13,14 +13,15 @@ from pydantic import BaseModel, Field
 from exporter.db import Pool
 from exporter.errors import TaskNotFound
 from exporter.tasks.models import TASK_COLUMNS, Task, TaskStatus, task_from_record
-from exporter.tasks.workers import STALE_AFTER_BEATS
+from exporter.tasks.workers import STALE_AFTER_BEATS, STALE_AFTER_MIN_S
 
 # "Recent" for the slowest list: what finished within the last day, and what runs now.
 RECENT_S = 86400.0
 
 LIVE_WORKERS = """
 SELECT w.id, w.host, w.pid, w.started_at, w.heartbeat_at, w.rows_per_s,
-       w.heartbeat_at < now() - make_interval(secs => w.heartbeat_interval_s * $1) AS stale,
+       w.heartbeat_at < now() - make_interval(secs => greatest(w.heartbeat_interval_s * $1, $2))
+           AS stale,
        coalesce(array_agg(t.id::text ORDER BY t.started_at) FILTER (WHERE t.id IS NOT NULL),
                 '{}') AS current_tasks
 FROM workers w
@@ -134,7 +135,7 @@ class Overview:
         self._pool = pool
 
     async def workers(self) -> list[OpsWorker]:
-        records = await self._pool.fetch(LIVE_WORKERS, STALE_AFTER_BEATS)
+        records = await self._pool.fetch(LIVE_WORKERS, STALE_AFTER_BEATS, STALE_AFTER_MIN_S)
         return [OpsWorker.model_validate(dict(record)) for record in records]
 
     async def counts(self) -> list[TaskCount]:

@@ -15,9 +15,11 @@ from exporter.db import DATABASE_ERRORS, Pool
 
 log = logging.getLogger("exporter.worker")
 
-# A worker silent for this many heartbeat intervals is shown as stale: one missed beat is a busy
-# database, three are a worker in trouble.
+# A worker silent for this many heartbeat intervals, and at least STALE_AFTER_MIN_S, is shown as
+# stale: one missed beat is a busy database, three are a worker in trouble; the floor keeps a
+# short interval (a test's half second) from calling a merely busy worker dead.
 STALE_AFTER_BEATS = 3
+STALE_AFTER_MIN_S = 5.0
 # The row of a worker silent (or stopped) for a week goes; a dead worker stays visible until then.
 PRUNE_AFTER_S = 7 * 86400.0
 
@@ -88,12 +90,12 @@ class WorkerRegistry:
         return int(status.split()[-1])
 
     async def keep_beating(self, rows_done: Callable[[], int]) -> None:
-        """Beat every interval forever, with the rows per second since the last beat; a beat
-        that fails (database away) is logged and the next one tried."""
+        """Beat every interval forever (after the one at start), with the rows per second since
+        the last beat; a beat that fails (database away) is logged and the next one tried."""
         rate = RowRate()
         while True:
+            await asyncio.sleep(self._interval_s)
             try:
                 await self.beat(rate.rate(rows_done()))
             except DATABASE_ERRORS as exc:
                 log.warning("worker heartbeat failed: %s", exc)
-            await asyncio.sleep(self._interval_s)
