@@ -16,6 +16,7 @@ from exporter.db import create_pool
 from exporter.tasks.workers import WorkerIdentity, WorkerRegistry
 from settings import Settings
 from tests.conftest import SECRET, add_account
+from tests.imports import form, import_task, imported, stored_files
 from tests.integration.test_permissions import assert_forbidden
 from tests.support import ApiUser, wait_until
 from tests.workers import running_worker
@@ -159,3 +160,23 @@ async def test_ops_write_cancels_and_retries_another_accounts_tasks_as_their_own
     missing = "00000000-0000-0000-0000-000000000000"
     status, body = await post(writer, f"/api/ops/tasks/{missing}/cancel")
     assert (status, body["error"]["code"]) == (404, "not_found")
+
+
+async def test_ops_write_retries_another_accounts_import_with_a_copy_of_its_upload(
+    client: TestClient[Any, Any],
+    db: asyncpg.Connection[Any],
+    admin: ApiUser,
+    settings: Settings,
+) -> None:
+    writer = await operator(client, db, "ops:read", "ops:write")
+    task = await imported(admin, form(mode="apply"))
+    status, cancelled = await post(writer, f"/api/ops/tasks/{task['id']}/cancel")
+    assert (status, cancelled["kind"], cancelled["status"]) == (200, "import", "cancelled")
+
+    status, retried = await post(writer, f"/api/ops/tasks/{task['id']}/retry")
+    assert (status, retried["kind"], retried["owner"]) == (202, "import", "admin")
+    new = await import_task(admin, retried["id"])
+    assert (new["mode"], new["file_name"]) == ("apply", "accounts.csv")
+    assert sorted(stored_files(settings)) == sorted(
+        [f"{task['id']}.upload.csv", f"{retried['id']}.upload.csv"]
+    )
