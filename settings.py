@@ -87,10 +87,16 @@ class Settings(DatabaseSettings):
     job_timeout_s: int = Field(3600, alias="EXPORTER_JOB_TIMEOUT_S", gt=0)
     api_processes: int = Field(1, alias="EXPORTER_API_PROCESSES", ge=1, le=256)
     worker_concurrency: int = Field(4, alias="EXPORTER_WORKER_CONCURRENCY", ge=1, le=256)
-    queue_name: str = Field("exporter:queue", alias="EXPORTER_QUEUE_NAME", min_length=1)
+    # The first part of a worker's id (``<name>:<pid>:<random>``), which tasks, their history
+    # and the logs show. Machines cloned from one image, or containers, may share a host name
+    # or have one nobody recognises; the pid and the random part keep ids unique regardless.
     worker_name: str | None = Field(
-        None, alias="EXPORTER_WORKER_NAME", min_length=1, max_length=100, pattern=r"^[\w.-]+$"
+        None,
+        alias="EXPORTER_WORKER_NAME",
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="names this machine in worker ids (default: the host name)",
     )
+    queue_name: str = Field("exporter:queue", alias="EXPORTER_QUEUE_NAME", min_length=1)
     max_body_bytes: int = Field(64 * 1024, alias="EXPORTER_MAX_BODY_BYTES", ge=1024)
     # An upload is streamed to disk, never held whole: EXPORTER_MAX_BODY_BYTES is not its cap.
     max_upload_bytes: int = Field(64 * 1024**2, alias="EXPORTER_MAX_UPLOAD_BYTES", ge=1024)

@@ -21,6 +21,7 @@ from exporter.errors import (
     FieldProblem,
     FileGone,
     InvalidParams,
+    ServiceUnavailable,
     TaskStateConflict,
     Unauthorized,
 )
@@ -183,11 +184,16 @@ async def serve_file(
 ) -> web.StreamResponse:
     """The task's stored file ``key`` as an attachment named ``name``; FileGone saying ``gone``
     when storage no longer has it (a completed task is then marked expired)."""
-    response = await services.storage.download(
-        key,
-        content_type=content_type,
-        content_disposition=content_disposition(task.type, name),
-    )
+    try:
+        response = await services.storage.download(
+            key,
+            content_type=content_type,
+            content_disposition=content_disposition(task.type, name),
+        )
+    except OSError as exc:
+        # The store is down or refuses us (retried already): the file may well still be there.
+        log.error("task %s: cannot read %s from storage: %s", task.id, key, exc)
+        raise ServiceUnavailable("the file cannot be read from storage now; try again") from exc
     if response is None:
         await services.tasks.expire_lost_file(task.id)
         log.warning("task %s: its file %s is gone from storage", task.id, key)

@@ -22,8 +22,8 @@ S3_CLIENT_CONFIG = AioConfig(
     retries={"total_max_attempts": 1},
     request_checksum_calculation="when_required",
     response_checksum_validation="when_required",
-    # The parts in flight of a few uploads, and downloads, at once.
-    max_pool_connections=PARTS_IN_FLIGHT * 8,
+    # The parts in flight, and the downloads an API process serves at once.
+    max_pool_connections=PARTS_IN_FLIGHT + 30,
     connect_timeout=10,
     read_timeout=60,
     s3={"addressing_style": "path"},
