@@ -31,4 +31,6 @@ class WorkerSettings:
     job_completion_wait = _options["job_completion_wait"]
     poll_delay = _options["poll_delay"]
     keep_result = _options["keep_result"]
+    health_check_key = _options["health_check_key"]
+    health_check_interval = _options["health_check_interval"]
     ctx = _options["ctx"]

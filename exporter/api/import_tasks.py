@@ -44,7 +44,7 @@ from exporter.imports.readers import upload_format
 from exporter.imports.requests import ImportParams, with_upload
 from exporter.tasks.kinds import TaskSpec, Upload
 from exporter.tasks.models import Task, TaskStatus
-from exporter.tasks.repository import NewTask
+from exporter.tasks.repository import Creation, NewTask
 from exporter.tasks.webhooks import WebhookDeliveries
 
 log = logging.getLogger("exporter.api")
@@ -88,7 +88,7 @@ async def _submit_upload(
     file_format: str,
     upload: ReceivedFile,
     key: str | None,
-) -> web.Response:
+) -> Creation:
     """Store the upload under the new task's id (consuming it), create and enqueue the task;
     the stored file is removed again when the request stands for an existing task or the create
     fails."""
@@ -105,6 +105,11 @@ async def _submit_upload(
         raise
     if not creation.created:
         await services.storage.delete(stored.key)
+    return creation
+
+
+async def _created_json(services: Services, creation: Creation) -> web.Response:
+    """202 with a new task, 200 with the unfinished (or idempotent) one it repeats."""
     return await _task_json(services, creation.task, status=202 if creation.created else 200)
 
 
@@ -120,7 +125,8 @@ async def create_import(request: web.Request) -> web.Response:
         upload = _received(form.file)
         # Reads the whole file for a csv (does it decode?): off the event loop.
         found = await asyncio.to_thread(upload_format, upload.path, services.imports.limits)
-        return await _submit_upload(services, account, spec, found.value, upload, key)
+        creation = await _submit_upload(services, account, spec, found.value, upload, key)
+        return await _created_json(services, creation)
 
 
 @routes.get(IMPORTS_PATH)
@@ -152,6 +158,11 @@ async def retry_import(request: web.Request) -> web.Response:
     account = await current_account(request)
     services = services_of(request)
     task = await services.tasks.get_own(task_id_of(request), account.id, services.imports)
+    return await _created_json(services, await retry(services, account, task))
+
+
+async def retry(services: Services, account: Account, task: Task) -> Creation:
+    """Import ``task``'s upload (the account's) again, as a new task of the account."""
     require_retryable(task, services.imports)
     params = ImportParams.model_validate(task.params)
     # A retry is a new import: the account must still be allowed to create it.

@@ -17,6 +17,7 @@ from pydantic.json_schema import models_json_schema
 from exporter.api.auth import SESSION_COOKIE
 from exporter.api.listings import ListEndpoint, PageQuery, list_endpoints
 from exporter.api.openapi_imports import import_models, import_paths
+from exporter.api.openapi_ops import ops_models, ops_paths
 from exporter.api.openapi_parts import (
     AUTH_ERRORS,
     IDEMPOTENCY_KEY,
@@ -69,6 +70,7 @@ class _Document:
             SessionOut,
             *import_models(),
             WebhookEvent,
+            *ops_models(),
         ]
         models.extend(handler.params_model for handler in handlers)
         _, schemas = models_json_schema(
@@ -300,6 +302,7 @@ def build_openapi(handlers: HandlerRegistry, imports: ImportRegistry) -> dict[st
         **_task_paths(document),
         **import_paths(imports, document.query),
         **_list_paths(document),
+        **ops_paths(document.query),
         **_other_paths(),
     }
     for operation in (op for path in paths.values() for op in path.values()):

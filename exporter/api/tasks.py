@@ -31,7 +31,7 @@ from exporter.errors import FileGone, TaskNotReady
 from exporter.exports.formats import FORMATS
 from exporter.tasks.kinds import TaskSpec
 from exporter.tasks.models import Task, TaskStatus
-from exporter.tasks.repository import NewTask
+from exporter.tasks.repository import Creation, NewTask
 from exporter.tasks.webhooks import WebhookDeliveries
 
 routes = web.RouteTableDef()
@@ -96,10 +96,17 @@ async def retry_task(request: web.Request) -> web.Response:
     account = await current_account(request)
     services = services_of(request)
     task = await services.tasks.get_own(task_id_of(request), account.id, services.exports)
+    creation = await retry(services, account, task)
+    return await _task_json(services, creation.task, status=202 if creation.created else 200)
+
+
+async def retry(services: Services, account: Account, task: Task) -> Creation:
+    """Export again what ``task`` (the account's) asked for, as a new task of the account."""
     require_retryable(task, services.exports)
     # A retry is a new export: the account must still be allowed to create it.
     spec = services.exports.check(account, task.type, task.format, task.params)
-    return await _submit(services, account, replace(spec, notify_url=task.notify_url), None)
+    new = NewTask(account.id, replace(spec, notify_url=task.notify_url), None)
+    return await submit(services, services.exports, account, new)
 
 
 @routes.delete(TASK_PATH)

@@ -16,10 +16,11 @@ from typing import Any, TypedDict
 
 from aiohttp import web
 from arq.connections import ArqRedis
+from arq.constants import health_check_key_suffix as HEALTH_CHECK_KEY_SUFFIX
 from arq.worker import func
 
 from exporter import log_context
-from exporter.db import Pool, create_pool
+from exporter.db import DATABASE_ERRORS, Pool, create_pool
 from exporter.exports.encoders import EncoderPool
 from exporter.exports.formats.base import ParallelEncoding
 from exporter.exports.formats.xlsx_workbook import check_xlsxwriter
@@ -44,6 +45,7 @@ from exporter.tasks.repository import TaskRepository
 from exporter.tasks.retention import Retention
 from exporter.tasks.runner import RunnerConfig, TaskRunner
 from exporter.tasks.sweeper import Sweeper
+from exporter.tasks.workers import WorkerIdentity, WorkerRegistry
 from settings import Settings, SettingsError
 
 log = logging.getLogger("exporter.worker")
@@ -72,6 +74,12 @@ def new_worker_id(machine: str | None = None) -> str:
     return f"{machine or socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
+def health_check_key(settings: Settings) -> str:
+    """The Redis key of arq's health check for this worker name on this queue."""
+    name = settings.worker_name or socket.gethostname()
+    return f"{settings.queue_name}{HEALTH_CHECK_KEY_SUFFIX}:{name}"
+
+
 async def _every(interval_s: float, what: str, round_: Callable[[], Awaitable[object]]) -> None:
     """Run ``round_`` forever; a failed round (database, Redis or store away) is logged."""
     while True:
@@ -83,16 +91,26 @@ async def _every(interval_s: float, what: str, round_: Callable[[], Awaitable[ob
 
 
 async def maintain(
-    sweeper: Sweeper, retention: Retention, sweep_interval_s: float, janitor_interval_s: float
+    sweeper: Sweeper,
+    retention: Retention,
+    registry: WorkerRegistry,
+    sweep_interval_s: float,
+    janitor_interval_s: float,
 ) -> None:
     """Sweep leases and run the janitor forever, each in a loop of its own and at a pace of its
     own: a janitor round lists every object and unfinished upload of the deployment, which in a
     bucket holding many files takes seconds (0.6 s for 3,000 objects on a loopback SeaweedFS)
     and, from every worker every few seconds, would be a steady load of listing requests; the
-    sweep that hands a dead worker's tasks to another must not wait for it."""
+    sweep that hands a dead worker's tasks to another must not wait for it. The janitor also
+    removes the rows of workers long gone."""
+
+    async def janitor_round() -> None:
+        await retention.run()
+        await registry.prune()
+
     await asyncio.gather(
         _every(sweep_interval_s, "sweep", sweeper.sweep),
-        _every(janitor_interval_s, "janitor round", retention.run),
+        _every(janitor_interval_s, "janitor round", janitor_round),
     )
 
 
@@ -147,16 +165,33 @@ async def startup(ctx: dict[str, Any]) -> None:
         retention_days=settings.retention_days,
         upload_pause_s=settings.body_timeout_s,
     )
+    runner = TaskRunner(
+        TaskRepository(pool), pool, storage, scratch, TaskKinds(exports, imports), config
+    )
+    registry = WorkerRegistry(
+        pool,
+        WorkerIdentity.of_this_process(worker_id, settings.queue_name),
+        settings.sweep_interval_s,
+    )
+    # Before the first job: an operator sees the worker as soon as it takes work.
+    await registry.beat(0.0)
     ctx.update(
         encoders=encoders,
         pool=pool,
         resources=resources,
-        runner=TaskRunner(
-            TaskRepository(pool), pool, storage, scratch, TaskKinds(exports, imports), config
-        ),
+        runner=runner,
+        registry=registry,
         maintenance=asyncio.create_task(
-            maintain(sweeper, retention, settings.sweep_interval_s, settings.janitor_interval_s)
+            maintain(
+                sweeper,
+                retention,
+                registry,
+                settings.sweep_interval_s,
+                settings.janitor_interval_s,
+            )
         ),
+        # Its own task: a long janitor round must not make a healthy worker look stale.
+        heartbeat=asyncio.create_task(registry.keep_beating(lambda: runner.rows_reported)),
     )
     if settings.loop_lag_log is not None:
         ctx["loop_lag_probe"] = asyncio.create_task(record_loop_lag(settings.loop_lag_log))
@@ -176,12 +211,18 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    for name in ("maintenance", "loop_lag_probe", "webhook_sender"):
+    for name in ("maintenance", "heartbeat", "loop_lag_probe", "webhook_sender"):
         background: asyncio.Task[None] | None = ctx.get(name)
         if background is not None:
             background.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await background
+    registry: WorkerRegistry | None = ctx.get("registry")
+    if registry is not None:
+        try:
+            await registry.stop()
+        except DATABASE_ERRORS as exc:
+            log.warning("could not record the worker's stop: %s", exc)
     metrics_server: web.AppRunner | None = ctx.get("metrics_server")
     if metrics_server is not None:
         await metrics_server.cleanup()
@@ -227,5 +268,11 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         # arq's 0.5 s would be a third of a million-row csv export's time.
         "poll_delay": JOB_POLL_DELAY_S,
         "keep_result": 60,
+        # `arq --check run_worker.WorkerSettings` reads this key: one per worker name (the host
+        # name by default), so that a probe in a worker's container answers for that worker,
+        # not for any worker of the queue; written on the sweep's rhythm, it lapses soon after
+        # the worker dies (arq's default keeps it an hour).
+        "health_check_key": health_check_key(settings),
+        "health_check_interval": settings.sweep_interval_s,
         "ctx": {"settings": settings},
     }

@@ -89,6 +89,8 @@ class TaskRunner:
         self._scratch = scratch
         self._kinds = kinds
         self._config = config
+        # Rows its tasks reported in heartbeats, all tasks together: the worker's rows/s.
+        self.rows_reported = 0
 
     async def run(self, task_id: uuid.UUID) -> Outcome:
         """Claim the task and run it to an end; a no-op if it is not pending."""
@@ -159,8 +161,11 @@ class TaskRunner:
     async def _heartbeat(self, task: Task, progress: Progress) -> _Stop:
         config = self._config
         renewed = time.monotonic()
+        reported = 0
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL_S)
+            self.rows_reported += max(progress.done - reported, 0)
+            reported = max(progress.done, reported)
             try:
                 cancel = await self._tasks.renew(
                     task.id,

@@ -13,10 +13,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from exporter.api.auth import BrowserSession, browser_session
+from exporter.api.ops import OPS_READ, OPS_WRITE
 from exporter.api.services import services_of
 from exporter.auth.accounts import Account
 from exporter.exports.formats import FORMATS
 from exporter.exports.registry import ExportHandler, HandlerRegistry
+from exporter.tasks.models import TaskStatus
 from exporter.web.i18n import (
     LANGUAGE_COOKIE,
     LANGUAGES,
@@ -29,6 +31,7 @@ from exporter.web.import_form import ImportForm, import_form
 from exporter.web.list_pages import (
     IMPORT_TASK_COLUMNS,
     TASK_COLUMNS,
+    ListColumn,
     ListPageView,
     is_time,
     item_options,
@@ -72,6 +75,7 @@ class NavLink:
 
 
 TASKS_LINK = NavLink(HOME, "nav.tasks")
+OPS_LINK = NavLink("/ops", "nav.ops")
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,7 @@ def _render(
 ) -> web.Response:
     language = language_of(request)
     visible = [] if session is None else _visible_pages(request, session.account)
+    operator = session is not None and session.account.may(OPS_READ)
     messages = request.app[SITE].catalogs[language]
     static = request.app.router["static"]
     html = _templates.get_template(template).render(
@@ -121,7 +126,9 @@ def _render(
         static=lambda filename: str(static.url_for(filename=filename)),
         session=session,
         title=title,
-        nav=[NavLink(page.path, page.title) for page in visible] + [TASKS_LINK],
+        nav=[NavLink(page.path, page.title) for page in visible]
+        + [TASKS_LINK]
+        + ([OPS_LINK] if operator else []),
         here=request.path,
         **context,
     )
@@ -168,6 +175,17 @@ async def _signed_in(request: web.Request) -> BrowserSession:
     return session
 
 
+def _forbidden(request: web.Request, session: BrowserSession, permission: str) -> web.Response:
+    return _render(
+        request,
+        "forbidden.html",
+        session,
+        status=403,
+        title="forbidden.title",
+        permission=permission,
+    )
+
+
 async def _list_page(request: web.Request, list_page: ListPageView) -> web.Response:
     """A list page, with its Export button for who may export; 403 for who may not see it."""
     session = await _signed_in(request)
@@ -175,14 +193,7 @@ async def _list_page(request: web.Request, list_page: ListPageView) -> web.Respo
     handlers = services_of(request).exports.handlers
     handler = handlers.get(list_page.export_type)
     if not account.may(handler.permission):
-        return _render(
-            request,
-            "forbidden.html",
-            session,
-            status=403,
-            title="forbidden.title",
-            permission=handler.permission,
-        )
+        return _forbidden(request, session, handler.permission)
     return _render(
         request,
         "list.html",
@@ -311,4 +322,36 @@ async def tasks_page(request: web.Request) -> web.Response:
         type_titles={handler.name: handler.title for handler in handlers},
         type_params=site.type_params,
         access=access,
+    )
+
+
+@routes.get("/ops")
+async def ops_page(request: web.Request) -> web.Response:
+    """Workers, the queue and every account's tasks for operators (``ops:read``); cancel and
+    retry offered to who also has ``ops:write``."""
+    session = await _signed_in(request)
+    if not session.account.may(OPS_READ):
+        return _forbidden(request, session, OPS_READ)
+    handlers = services_of(request).exports.handlers
+    may_write = session.account.may(OPS_WRITE)
+    # Who may not act on a task gets no Actions column.
+    actions = ("actions",) if may_write else ()
+    fields = {
+        "workers": ("worker", "host", "started", "current", "rate", "heartbeat"),
+        "counts": ("kind", *(status.value for status in TaskStatus)),
+        "slowest": ("task", "owner", "status", "duration", "rows", "worker", *actions),
+        "failed": ("task", "owner", "finished", "error", *actions),
+    }
+    return _render(
+        request,
+        "ops.html",
+        session,
+        title="ops.title",
+        may_write=may_write,
+        columns={
+            table: [ListColumn(field, f"ops.col.{field}") for field in names]
+            for table, names in fields.items()
+        },
+        type_titles={handler.name: handler.title for handler in handlers},
+        type_params=request.app[SITE].type_params,
     )

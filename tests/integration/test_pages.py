@@ -14,7 +14,7 @@ from exporter.exports.registry import load_handlers
 from exporter.web.i18n import LANGUAGES, catalog, page_catalogs
 from tests.integration.test_sessions import ADMIN, sign_in
 
-PAGES = ("/accounts", "/roles", "/tasks")
+PAGES = ("/accounts", "/roles", "/tasks", "/ops")
 
 
 @pytest.mark.parametrize("path", [*PAGES, "/tasks?page=2"])

@@ -28,9 +28,16 @@ class StuckJanitor:
         await asyncio.Event().wait()
 
 
+class NoWorkerRows:
+    async def prune(self) -> int:
+        return 0
+
+
 async def test_a_janitor_round_that_never_ends_holds_up_no_lease_sweep() -> None:
     sweeper, janitor = CountingSweeper(), StuckJanitor()
-    maintaining = asyncio.create_task(maintain(sweeper, janitor, 0.01, 0.01))  # type: ignore[arg-type]
+    maintaining = asyncio.create_task(
+        maintain(sweeper, janitor, NoWorkerRows(), 0.01, 0.01)  # type: ignore[arg-type]
+    )
 
     async def swept_again() -> bool:
         return sweeper.sweeps >= 5

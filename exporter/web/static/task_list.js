@@ -73,6 +73,37 @@ window.Exporter.taskList = (() => {
     return cell;
   }
 
+  // A task's Cancel, Retry or Delete button; `onClick(button)` does it.
+  function taskActionButton(action, onClick) {
+    const button = X.element("button", X.t(`tasks.${action}`), `action-${action}`);
+    button.type = "button";
+    button.dataset.action = action;
+    button.addEventListener("click", () => onClick(button));
+    return button;
+  }
+
+  // How a page names a task's type (`titles`: type -> title, for types without strings) and
+  // each of its filters (`paramsOfType`: type -> [{name, label: message key}]).
+  function typeWords(titles, paramsOfType) {
+    function typeTitle(type) {
+      const key = `type.${type}.name`;
+      const text = X.t(key);
+      return text === key ? titles[type] || type : text;
+    }
+
+    function paramLabels(type) {
+      const labels = {};
+      for (const param of paramsOfType[type] || []) {
+        if (param.label) {
+          labels[param.name] = X.t(param.label);
+        }
+      }
+      return labels;
+    }
+
+    return { typeTitle, paramLabels };
+  }
+
   // kind: {
   //   table, pager: the table's pager prefix, path: the kind's API path,
   //   prefix: the kind's message keys (`${prefix}.download`, `.confirm_delete`, `.cancelled`,
@@ -99,11 +130,7 @@ window.Exporter.taskList = (() => {
     }
 
     function actionButton(task, action) {
-      const button = X.element("button", X.t(`tasks.${action}`), `action-${action}`);
-      button.type = "button";
-      button.dataset.action = action;
-      button.addEventListener("click", () => act(task, action, button));
-      return button;
+      return taskActionButton(action, (button) => act(task, action, button));
     }
 
     function actionsCell(task) {
@@ -293,5 +320,5 @@ window.Exporter.taskList = (() => {
     return { load, onTask, onDeleted };
   }
 
-  return { create, timeCell, statusBadge, progressCell };
+  return { create, timeCell, statusBadge, progressCell, taskActionButton, typeWords };
 })();

@@ -20,11 +20,7 @@ document.addEventListener("DOMContentLoaded", () => {
 
   document.getElementById("tasks-intro").textContent = X.t("tasks.intro", { zone: X.timeZone() });
 
-  function typeTitle(type) {
-    const key = `type.${type}.name`;
-    const text = X.t(key);
-    return text === key ? titles[type] || type : text;
-  }
+  const { typeTitle, paramLabels } = taskList.typeWords(titles, paramsOfType);
 
   // A date stays a date; an instant with its offset is shown in the page's zone; one without
   // an offset is in the export's zone and is shown as written.
@@ -34,17 +30,6 @@ document.addEventListener("DOMContentLoaded", () => {
       return X.formatDateTime(text);
     }
     return text.replace("T", " ");
-  }
-
-  // Each filter of a type by name, as its form labels it, for messages about them.
-  function paramLabels(type) {
-    const labels = {};
-    for (const param of paramsOfType[type] || []) {
-      if (param.label) {
-        labels[param.name] = X.t(param.label);
-      }
-    }
-    return labels;
   }
 
   function paramValue(param, value) {
