@@ -56,8 +56,13 @@ class TaskSpec:
 
 
 def published_name(task: Task, file: Path) -> str:
-    """The name a task's file is kept under in storage: ``<task id>.<suffix>``."""
-    return f"{task.id}{file.suffix}"
+    """The name a task's file is kept under in storage: ``<task id>.<attempt><suffix>``.
+
+    Each attempt its own: an attempt that lost its task (its lease ran out while it still
+    wrote) and stores its file late must neither overwrite the file of the attempt that
+    completed the task nor, cleaning up after itself, delete it.
+    """
+    return f"{task.id}.{task.attempts}{file.suffix}"
 
 
 @dataclass(frozen=True)

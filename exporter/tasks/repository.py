@@ -104,7 +104,7 @@ SET status = 'completed', finished_at = now(), file_name = $3, file_key = $4, fi
     row_count = $6, rows_done = $6, rows_total = $6, error = NULL, error_code = NULL,
     error_params = NULL, lease_expires_at = NULL, outcome = coalesce($7, outcome),
     status_note = $8
-WHERE id = $1 AND worker_id = $2 AND status = 'running' AND NOT cancel_requested
+WHERE id = $1 AND worker_id = $2 AND attempts = $9 AND status = 'running' AND NOT cancel_requested
 RETURNING {TASK_COLUMNS}
 """
 
@@ -113,7 +113,8 @@ UPDATE tasks
 SET status = 'failed', finished_at = now(), error = $3, error_code = $4, error_params = $5,
     lease_expires_at = NULL, file_name = $6, file_key = $7, file_size = $8,
     outcome = coalesce($9, outcome)
-WHERE id = $1 AND worker_id = $2 AND status = 'running' AND NOT cancel_requested
+WHERE id = $1 AND worker_id = $2 AND attempts = $10 AND status = 'running'
+    AND NOT cancel_requested
 RETURNING {TASK_COLUMNS}
 """
 
@@ -322,6 +323,7 @@ class TaskRepository:
         task_id: uuid.UUID,
         worker_id: str,
         *,
+        attempt: int,
         file_name: str | None,
         file_key: str | None,
         file_size: int | None,
@@ -330,7 +332,8 @@ class TaskRepository:
         note: str | None = None,
     ) -> Task | None:
         """Mark the task completed; ``note`` (how the work was done) becomes its status note and
-        the completion's detail in its history."""
+        the completion's detail in its history. None when the task is no longer this worker's
+        ``attempt`` (a worker that re-claimed its own task after losing the lease has another)."""
         return _one(
             await self._pool.fetchrow(
                 COMPLETE_TASK,
@@ -342,6 +345,7 @@ class TaskRepository:
                 rows,
                 outcome,
                 note,
+                attempt,
             )
         )
 
@@ -351,12 +355,14 @@ class TaskRepository:
         worker_id: str,
         failure: TaskFailure,
         *,
+        attempt: int,
         file_name: str | None = None,
         kept: StoredFile | None = None,
         outcome: dict[str, Any] | None = None,
     ) -> Task | None:
         """Mark the task failed; ``kept`` is a file that stays with the failure (a report).
-        None when the task is no longer this worker's or its user asked to cancel it."""
+        None when the task is no longer this worker's ``attempt`` or its user asked to cancel
+        it."""
         return _one(
             await self._pool.fetchrow(
                 FAIL_TASK,
@@ -369,6 +375,7 @@ class TaskRepository:
                 kept and kept.key,
                 kept and kept.size,
                 outcome,
+                attempt,
             )
         )
 

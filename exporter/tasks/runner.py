@@ -167,15 +167,18 @@ class TaskRunner:
             self.rows_reported += max(progress.done - reported, 0)
             reported = max(progress.done, reported)
             try:
-                cancel = await self._tasks.renew(
-                    task.id,
-                    config.worker_id,
-                    task.attempts,
-                    config.lease_s,
-                    progress.done,
-                    progress.total,
-                )
-            except DATABASE_ERRORS as exc:
+                # Bounded: a renewal hanging on a connection that lost its server (no error,
+                # no answer) must count as failed, or the lease would run out unnoticed.
+                async with asyncio.timeout(config.lease_s / 2):
+                    cancel = await self._tasks.renew(
+                        task.id,
+                        config.worker_id,
+                        task.attempts,
+                        config.lease_s,
+                        progress.done,
+                        progress.total,
+                    )
+            except DATABASE_ERRORS as exc:  # TimeoutError is an OSError
                 # Past its lease the sweeper may hand the task to another worker: stop first.
                 if time.monotonic() - renewed > config.lease_s:
                     log.error("task %s: cannot renew the lease (%s); stopping", task.id, exc)
@@ -259,7 +262,9 @@ class TaskRunner:
                     note=f"{failure.message}; queued again",
                 )
                 return Outcome.RETRYING if released else await self._ended_elsewhere(task)
-            failed = await self._tasks.fail(task.id, self._config.worker_id, failure)
+            failed = await self._tasks.fail(
+                task.id, self._config.worker_id, failure, attempt=task.attempts
+            )
             if failed is None:
                 return await self._ended_elsewhere(task)
             count_finished(failed)
@@ -284,6 +289,7 @@ class TaskRunner:
             task.id,
             self._config.worker_id,
             refused.failure,
+            attempt=task.attempts,
             file_name=result.file_name,
             kept=stored,
             outcome=result.outcome,
@@ -306,6 +312,7 @@ class TaskRunner:
         done = await self._tasks.complete(
             task.id,
             self._config.worker_id,
+            attempt=task.attempts,
             file_name=result.file_name,
             file_key=None if stored is None else stored.key,
             file_size=None if stored is None else stored.size,

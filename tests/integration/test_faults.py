@@ -75,7 +75,8 @@ async def test_sigkill_mid_export_the_task_completes_on_another_worker_with_one_
     workbook = openpyxl.load_workbook(io.BytesIO(content), read_only=True)
     assert workbook.worksheets[0].max_row == 200_301
     workbook.close()
-    assert files_in(settings.storage_dir) == [f"{task['id']}.xlsx"]
+    # The second attempt's file alone: each attempt stores under a name of its own.
+    assert files_in(settings.storage_dir) == [f"{task['id']}.2.xlsx"]
 
 
 async def test_sigterm_mid_export_hands_the_task_back_and_it_completes_after_restart(
@@ -303,7 +304,7 @@ async def test_a_full_disk_fails_the_task_clearly_leaves_nothing_and_the_next_ta
     assert failed["error"].startswith("storage error: No space left on device")
     assert failed["error_code"] == "storage_error"
     assert following["status"] == "completed"
-    assert files_in(tiny_storage) == [f"{following['id']}.csv"]
+    assert files_in(tiny_storage) == [f"{following['id']}.1.csv"]
     status, content, _ = await admin.download(following["id"])
     assert status == 200 and len(csv_rows(content)) == 21
 

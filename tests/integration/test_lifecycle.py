@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -16,7 +17,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from arq.worker import Worker
 
 from exporter.auth.tokens import issue_token
+from exporter.db import create_pool
 from exporter.ops.app import create_app
+from exporter.tasks.kinds import published_name
+from exporter.tasks.models import TaskStatus
+from exporter.tasks.repository import TaskRepository
 from settings import Settings
 from tests.conftest import SECRET, add_account
 from tests.support import ApiUser, files_in, statuses, wait_until
@@ -119,7 +124,7 @@ async def test_retry_of_a_failed_task_creates_a_new_task_with_the_same_request(
 @pytest.mark.usefixtures("worker")
 async def test_delete_removes_the_task_and_its_file(admin: ApiUser, settings: Settings) -> None:
     task = await admin.finished((await admin.create("role", "xlsx"))["id"])
-    assert files_in(settings.storage_dir) == [f"{task['id']}.xlsx"]
+    assert files_in(settings.storage_dir) == [f"{task['id']}.1.xlsx"]
 
     response = await admin.client.delete(f"/api/export-tasks/{task['id']}", headers=admin.headers)
 
@@ -408,3 +413,46 @@ async def test_a_task_cancelled_as_its_database_connection_drops_ends_cancelled(
     done = await admin.finished(task["id"], timeout_s=10)
 
     assert done["status"] == "cancelled", done
+
+
+async def test_an_attempt_that_lost_its_task_can_neither_complete_it_nor_touch_its_file(
+    admin: ApiUser, settings: Settings, db: asyncpg.Connection[Any]
+) -> None:
+    # One worker claims the task, loses its lease (the sweeper hands it back) and claims it
+    # again: the two attempts share the worker's id, only their numbers tell them apart.
+    task_id = uuid.UUID((await admin.create("role", "csv"))["id"])
+    pool = await create_pool(settings.database_url, max_size=1)
+    try:
+        tasks = TaskRepository(pool)
+        stale = await tasks.claim(task_id, "machine:1:abc", 15)
+        await db.execute(
+            "UPDATE tasks SET status = 'pending', worker_id = NULL WHERE id = $1", task_id
+        )
+        current = await tasks.claim(task_id, "machine:1:abc", 15)
+        assert stale is not None and current is not None
+        names = {published_name(attempt, Path("export.csv")) for attempt in (stale, current)}
+
+        late = await tasks.complete(
+            task_id,
+            "machine:1:abc",
+            attempt=stale.attempts,
+            file_name="a.csv",
+            file_key="k1",
+            file_size=1,
+            rows=1,
+        )
+        done = await tasks.complete(
+            task_id,
+            "machine:1:abc",
+            attempt=current.attempts,
+            file_name="b.csv",
+            file_key="k2",
+            file_size=2,
+            rows=2,
+        )
+    finally:
+        await pool.close()
+
+    assert late is None
+    assert done is not None and (done.status, done.file_key) == (TaskStatus.COMPLETED, "k2")
+    assert names == {f"{task_id}.1.csv", f"{task_id}.2.csv"}

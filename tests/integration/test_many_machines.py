@@ -336,7 +336,10 @@ async def test_a_worker_killed_while_its_csv_goes_up_leaves_one_object_and_no_up
     assert location is not None
     # ~3 kB a row at ~1 ms a row: its first 8 MiB part goes up while the rest is written.
     task = await admin.create("test_slow_wide", "csv", rows=6_000)
-    key = f"{location.prefix}/{await db.fetchval(SELECT_DEPLOYMENT)}/{task['id']}.csv"
+    # Each attempt uploads to a key of its own: the dead first, then the one that completes.
+    deployment_prefix = f"{location.prefix}/{await db.fetchval(SELECT_DEPLOYMENT)}"
+    dead_key = f"{deployment_prefix}/{task['id']}.1.csv"
+    key = f"{deployment_prefix}/{task['id']}.2.csv"
 
     async def uploading() -> str | None:
         row = await db.fetchrow(
@@ -344,7 +347,7 @@ async def test_a_worker_killed_while_its_csv_goes_up_leaves_one_object_and_no_up
             uuid.UUID(task["id"]),
         )
         begun = await unfinished_uploads(seaweedfs, location.bucket, location.prefix)
-        return row["worker_id"] if row is not None and begun == [key] else None
+        return row["worker_id"] if row is not None and begun == [dead_key] else None
 
     killed = await wait_until(uploading, timeout_s=30, what="the csv's upload to begin")
     os.kill(pid_of(killed), signal.SIGKILL)
@@ -366,8 +369,8 @@ async def test_a_worker_killed_while_its_csv_goes_up_leaves_one_object_and_no_up
     assert first_column("csv", files[0]) == [str(n) for n in range(1, 6_001)]
     assert len(files[0]) == done[0]["file_size"] > 16 * 1024**2
 
-    # The dead attempt's upload of the same key is aborted by a janitor of a machine still up,
-    # and the object the second attempt stored survives it.
+    # The dead attempt's upload is aborted by a janitor of a machine still up, and the object
+    # the second attempt stored survives it.
     async def no_unfinished_upload() -> bool:
         return await unfinished_uploads(seaweedfs, location.bucket, location.prefix) == []
 

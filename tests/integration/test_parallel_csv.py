@@ -70,4 +70,4 @@ async def test_a_range_that_fails_fails_the_whole_csv_export_and_leaves_no_file(
     assert task["status"] == "failed"
     assert task["error"] == "database error: division by zero"
     assert after["status"] == "completed"
-    assert files_in(settings.storage_dir) == [f"{after['id']}.csv"]
+    assert files_in(settings.storage_dir) == [f"{after['id']}.1.csv"]

@@ -55,7 +55,7 @@ async def test_a_parallel_xlsx_export_matches_the_database_cell_by_cell(
     rows = xlsx_rows(content)
     assert rows[0] == ACCOUNT_HEADER
     assert rows[1:] == await account_rows(db)
-    assert files_in(settings.storage_dir) == [f"{task['id']}.xlsx"]
+    assert files_in(settings.storage_dir) == [f"{task['id']}.1.xlsx"]
     # Each row once, in order: readers that keep the last of two rows 1 would hide a header
     # written twice (by the frame and by the first part).
     with zipfile.ZipFile(io.BytesIO(content)) as workbook:
@@ -85,7 +85,7 @@ async def test_cancelling_a_parallel_export_stops_its_processes_and_leaves_nothi
     assert response.status == 200
     assert done["status"] == "cancelled"
     assert (await admin.finished(after["id"]))["status"] == "completed"
-    assert files_in(settings.storage_dir) == [f"{after['id']}.xlsx"]
+    assert files_in(settings.storage_dir) == [f"{after['id']}.1.xlsx"]
 
 
 @pytest.mark.slow

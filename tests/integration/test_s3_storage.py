@@ -66,7 +66,7 @@ async def test_an_export_is_kept_as_one_object_and_downloads_byte_identical(
     status, content, headers = await admin.download(task["id"])
 
     deployment = await db.fetchval("SELECT id FROM deployment")
-    key = f"{_prefix(settings)}/{deployment}/{task['id']}.{file_format}"
+    key = f"{_prefix(settings)}/{deployment}/{task['id']}.1.{file_format}"
     assert task["status"] == "completed", task
     assert await object_keys(seaweedfs, TEST_BUCKET, _prefix(settings)) == [key]
     assert await unfinished_uploads(seaweedfs, TEST_BUCKET, _prefix(settings)) == []
@@ -180,7 +180,7 @@ async def test_the_janitor_aborts_uploads_of_attempts_that_ended_and_nobody_else
     async with running_worker(settings):
         task = await admin.finished((await admin.create("role", "csv"))["id"])
     prefix, deployment = _prefix(settings), await db.fetchval("SELECT id FROM deployment")
-    dead_attempts = f"{prefix}/{deployment}/{task['id']}.csv"  # its worker died mid-upload
+    dead_attempts = f"{prefix}/{deployment}/{task['id']}.2.csv"  # its worker died mid-upload
     being_received = f"{prefix}/{deployment}/{uuid.uuid4()}.upload.csv"  # no task yet
     anothers = f"{prefix}/{uuid.uuid4()}/{uuid.uuid4()}.csv"  # another deployment's
     async with s3_client(seaweedfs) as client:

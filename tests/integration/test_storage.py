@@ -129,7 +129,7 @@ async def test_exports_written_on_another_disk_are_published_whole_and_leave_no_
 
     assert task["status"] == "completed"
     assert (status, len(content)) == (200, task["file_size"])
-    assert files_in(settings.storage_dir) == [f"{task['id']}.{file_format}"]
+    assert files_in(settings.storage_dir) == [f"{task['id']}.1.{file_format}"]
     assert [path.name for path in other_disk.rglob("*") if path.is_file()] == []
 
 
