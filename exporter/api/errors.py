@@ -36,7 +36,7 @@ def error_response(
     return json_model(ErrorOut(error=error), status=status)
 
 
-def _code_for(status: int) -> str:
+def status_code_name(status: int) -> str:
     try:
         return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
     except ValueError:
@@ -66,7 +66,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = error_response(exc.status, _code_for(exc.status), exc.reason)
+        response = error_response(exc.status, status_code_name(exc.status), exc.reason)
         for name in ("Allow", "Retry-After"):
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
@@ -125,7 +125,9 @@ class JsonErrorRequestHandler(web.RequestHandler):
             return super().handle_error(request, status, exc, message)
         problem = exc.message.partition("\n")[0].rstrip(":")[:PARSE_ERROR_MESSAGE_MAX]
         log.warning("unreadable request from %s: %s", request.remote, problem)
-        response = error_response(status, _code_for(status), f"unreadable request: {problem}")
+        response = error_response(
+            status, status_code_name(status), f"unreadable request: {problem}"
+        )
         # What follows on the connection cannot be told apart from the bad request.
         response.force_close()
         # No application hook sees this answer, so the headers.private_headers hook cannot drop

@@ -9,6 +9,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from exporter.api import (
+    audit_events,
     health,
     import_tasks,
     import_types,
@@ -25,6 +26,7 @@ from exporter.api.headers import private_headers
 from exporter.api.proxies import trusted_proxies_middleware
 from exporter.api.request_ids import answer_request_id, request_ids
 from exporter.api.services import SERVICES, Services
+from exporter.audit.trail import AuditTrail
 from exporter.auth.account_repository import AccountRepository
 from exporter.db import create_pool
 from exporter.exports.kind import ExportKind, ExportSettings
@@ -83,6 +85,7 @@ def create_app(settings: Settings) -> web.Application:
         import_types,
         session,
         task_stream,
+        audit_events,
         pages,
     ):
         app.add_routes(module.routes)
@@ -115,6 +118,7 @@ def create_app(settings: Settings) -> web.Application:
                 import_registry, pool, storage, ImportSettings(settings.time_zone, ReadLimits())
             ),
             scratch=ScratchSpace(settings.scratch_dir, deployment),
+            audit=AuditTrail(pool),
         )
         try:
             yield

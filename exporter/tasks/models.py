@@ -61,6 +61,9 @@ class Task:
     created_lsn: int | None
     # The X-Request-ID of the API request that created the task, for its log lines.
     request_id: str | None
+    # Downloads of its file (an export's) or report (an import's) that sent it (migration 0020).
+    download_count: int
+    last_download_at: datetime | None
 
 
 @dataclass(frozen=True)
