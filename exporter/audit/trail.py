@@ -8,6 +8,7 @@ own connection instead (``append_on``), in the transaction that writes them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from exporter.audit.events import AuditAction, AuditEvent, AuditOutcome
@@ -65,19 +66,35 @@ async def append_on(conn: Connection, event: AuditEvent) -> None:
 
 
 class AuditTrail:
-    """Where the API appends its events."""
+    """Where the API appends its events.
+
+    Each insert runs in a task of its own: aiohttp cancels a handler whose client has gone,
+    which is when a cut-short download is recorded, and a cancelled insert would lose its row
+    without a word. ``close`` waits for the inserts still running.
+    """
 
     def __init__(self, pool: Pool) -> None:
         self._pool = pool
+        self._running: set[asyncio.Task[None]] = set()
 
     async def append(self, event: AuditEvent) -> None:
         """Append ``event`` (and count a download on its task); a failure is logged, not
         raised."""
+        insert = asyncio.create_task(self._insert(event))
+        self._running.add(insert)
+        insert.add_done_callback(self._running.discard)
+        await asyncio.shield(insert)
+
+    async def _insert(self, event: AuditEvent) -> None:
         statement = INSERT_DOWNLOAD if _counts_as_download(event) else INSERT_EVENT
         try:
             await self._pool.execute(statement, *_arguments(event))
         except DATABASE_ERRORS as exc:
             log.error("audit event not recorded (%s): %r", exc, event)
+
+    async def close(self) -> None:
+        """Wait for the inserts under way (before the pool closes)."""
+        await asyncio.gather(*self._running)
 
 
 async def prune(pool: Pool, keep_days: float) -> int:

@@ -103,6 +103,7 @@ def create_app(settings: Settings) -> web.Application:
         redis = connect_lazily(settings.redis_url)
         deployment = await deployment_id(pool)
         storage = await resources.enter_async_context(open_storage(settings, deployment))
+        audit = AuditTrail(pool)
         app[SERVICES] = Services(
             settings=settings,
             pool=pool,
@@ -118,11 +119,12 @@ def create_app(settings: Settings) -> web.Application:
                 import_registry, pool, storage, ImportSettings(settings.time_zone, ReadLimits())
             ),
             scratch=ScratchSpace(settings.scratch_dir, deployment),
-            audit=AuditTrail(pool),
+            audit=audit,
         )
         try:
             yield
         finally:
+            await audit.close()
             await resources.aclose()
             await redis.aclose()
             await pool.close()
