@@ -9,10 +9,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from exporter.api.auth import current_account
 from exporter.api.responses import json_model
@@ -30,6 +30,19 @@ AUDIT_EVENTS_PATH = "/api/audit-events"
 AUDIT_READ = "audit:read"
 
 
+def _iso_8601(value: object) -> object:
+    # pydantic alone also takes a number of seconds since 1970 ("0.5"), which no client means.
+    if not isinstance(value, str):
+        return value
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 date-time with an offset") from None
+
+
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]
+
+
 class AuditEventsQuery(InputModel):
     """Query string of GET /api/audit-events; every filter given must hold."""
 
@@ -38,10 +51,10 @@ class AuditEventsQuery(InputModel):
     account: int | None = Field(None, ge=1, description="the account that acted")
     action: AuditAction | None = None
     task: uuid.UUID | None = Field(None, description="the task acted on")
-    since: AwareDatetime | None = Field(
+    since: IsoTime | None = Field(
         None, alias="from", description="events at or after this time (ISO 8601, with offset)"
     )
-    until: AwareDatetime | None = Field(
+    until: IsoTime | None = Field(
         None, alias="to", description="events before this time (ISO 8601, with offset)"
     )
     before: int | None = Field(None, ge=1, description="next_before of the previous page")

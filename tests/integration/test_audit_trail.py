@@ -310,6 +310,7 @@ async def test_audit_events_need_audit_read_and_refuse_bad_filters_by_name(
         "action=export.peek",
         "task=not-a-uuid",
         "from=2026-01-01T00:00:00",  # no offset: which zone would be a guess
+        "to=1700000000",  # seconds since 1970: no ISO 8601
         "from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z",
         "limit=0",
         "before=0",
@@ -330,6 +331,7 @@ async def test_audit_events_need_audit_read_and_refuse_bad_filters_by_name(
         "action": ("action", "enum"),
         "task": ("task", "uuid_parsing"),
         "from": ("from", "timezone_aware"),
+        "to": ("to", "value_error"),
         "range": ("to", "range_reversed"),
         "limit": ("limit", "greater_than_equal"),
         "before": ("before", "greater_than_equal"),
