@@ -18,10 +18,12 @@ from arq.worker import Worker
 
 from exporter.auth.tokens import issue_token
 from exporter.ops.app import create_app
+from exporter.ops.seaweedfs import SeaweedFS
 from settings import Settings
-from tests.conftest import SECRET, account_id, add_account
+from tests.conftest import SECRET, account_id, add_account, on_s3
 from tests.imports import form, import_finished, imported
 from tests.support import ApiUser, wait_until
+from tests.workers import running_worker
 
 EVENTS = "/api/audit-events"
 BROWSER = "Mozilla/5.0 (audit test)"
@@ -356,3 +358,53 @@ async def test_a_failed_audit_write_is_logged_and_the_action_still_answers(
     assert response.status == 200
     [logged] = [r for r in caplog.records if r.name == "exporter.audit"]
     assert logged.levelname == "ERROR" and "export.cancel" in logged.getMessage()
+
+
+async def test_an_import_cancelled_and_retried_in_apply_mode_records_the_retry_and_its_apply(
+    admin: ApiUser, db: asyncpg.Connection[Any]
+) -> None:
+    first = await imported(admin, form(mode="apply"))  # no worker: it stays pending
+    base = f"/api/import-tasks/{first['id']}"
+    cancelled = await admin.client.post(f"{base}/cancel", headers=admin.headers)
+    retried = await admin.client.post(f"{base}/retry", headers=admin.headers)
+
+    second = await retried.json()
+    [cancel] = await rows(db, "import.cancel")
+    [retry] = await rows(db, "import.retry")
+    created, again = await rows(db, "import.apply")
+    assert (cancelled.status, retried.status) == (200, 202)
+    assert (cancel["outcome"], cancel["task_id"], cancel["task_kind"]) == (
+        "ok",
+        first["id"],
+        "import",
+    )
+    assert retry["task_id"] == first["id"] and retry["detail"] == {"retried_as": second["id"]}
+    assert created["task_id"] == first["id"] and created["detail"] == {}
+    assert again["task_id"] == second["id"] and again["detail"] == {"retry_of": first["id"]}
+
+
+async def test_downloads_from_the_store_record_bytes_streamed_and_a_redirect_records_none(
+    settings: Settings, seaweedfs: SeaweedFS, s3_storage_url: str, db: asyncpg.Connection[Any]
+) -> None:
+    on_store = on_s3(settings, seaweedfs, s3_storage_url)
+    redirecting = on_store.model_copy(update={"download_redirect": True})
+    token = issue_token(SECRET, await account_id(db, "admin"))
+    async with (
+        running_worker(on_store),
+        TestClient(TestServer(create_app(on_store))) as streaming,
+        TestClient(TestServer(create_app(redirecting))) as redirected,
+    ):
+        user = ApiUser(streaming, token)
+        task = await completed_export(user)
+        url = f"/api/export-tasks/{task['id']}/download"
+        streamed = await streaming.get(url, headers={**user.headers, "Range": "bytes=5-"})
+        content = await streamed.read()
+        answer = await redirected.get(url, headers=user.headers, allow_redirects=False)
+        through_api, to_store = await recorded(db, "export.download", 2)
+        shown = await user.task(task["id"])
+
+    assert (streamed.status, answer.status) == (206, 303)
+    assert through_api["bytes_sent"] == len(content) == task["file_size"] - 5
+    assert to_store["outcome"] == "ok" and to_store["bytes_sent"] is None
+    assert to_store["detail"] == {"status": 303}
+    assert shown["download_count"] == 2
