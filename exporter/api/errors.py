@@ -7,7 +7,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from aiohttp import hdrs, web
+from aiohttp import ClientConnectionResetError, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
@@ -72,10 +72,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
                 response.headers[name] = exc.headers[name]
         return response
     except Exception as exc:
-        if request.transport is None:
+        if request.transport is None or isinstance(exc, ClientConnectionResetError):
             # The client closed its connection (an aborted body, a closed tab), and what failed
             # failed for want of it: a read of its body raises ConnectionResetError, which is
-            # no sign of the database. Nothing to reset, and no answer can reach it.
+            # no sign of the database. Nothing to reset, and no answer can reach it. A download
+            # cut short finds the transport closing before it is gone (aiohttp's own error).
             log.info("client left during %s %s: %r", request.method, request.path, exc)
             return web.Response(status=CLIENT_CLOSED_REQUEST)
         if (lost := lost_connection(exc)) is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_network
@@ -116,7 +117,11 @@ async def test_a_range_request_records_the_bytes_of_its_range_and_one_past_the_e
 
 
 async def test_a_download_its_client_cuts_short_records_what_was_sent(
-    admin: ApiUser, db: asyncpg.Connection[Any], worker: Worker, settings: Settings
+    admin: ApiUser,
+    db: asyncpg.Connection[Any],
+    worker: Worker,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     task = await completed_export(admin)
     # The export's file replaced by a large one, so that the client leaves long before its end.
@@ -140,6 +145,8 @@ async def test_a_download_its_client_cuts_short_records_what_was_sent(
     assert event["outcome"] == "aborted"
     assert received <= event["bytes_sent"] < size
     assert (await admin.task(task["id"]))["download_count"] == 0
+    # The client's leaving is no error of the server's.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_cancel_retry_and_delete_of_an_export_are_recorded_allowed_or_refused(
