@@ -54,8 +54,8 @@ seed: $(STAMP) ## demo roles, accounts and admin in DATABASE_URL
 	$(BIN)/exporter seed
 
 .PHONY: run
-run: $(STAMP) ## migrate, seed, start API + worker (EMBEDDED=1 forces embedded servers)
-	$(BIN)/exporter dev $(if $(EMBEDDED),--embedded)
+run: $(STAMP) ## migrate, seed, start API + worker (EMBEDDED=1 forces embedded servers; S3=1 keeps files in a SeaweedFS)
+	$(BIN)/exporter dev $(if $(EMBEDDED),--embedded) $(if $(S3),--s3)
 
 ROWS ?= 1000000
 

@@ -11,9 +11,11 @@ from typing import Annotated, Literal, TypeVar, get_args
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from exporter.tasks.notify_url import check_notify_url
 
 DEFAULT_STORAGE_DIR = Path("var/exports")
 # Where attempts write their files when storage is not a local directory.
@@ -87,6 +89,15 @@ class Settings(DatabaseSettings):
     job_timeout_s: int = Field(3600, alias="EXPORTER_JOB_TIMEOUT_S", gt=0)
     api_processes: int = Field(1, alias="EXPORTER_API_PROCESSES", ge=1, le=256)
     worker_concurrency: int = Field(4, alias="EXPORTER_WORKER_CONCURRENCY", ge=1, le=256)
+    # The first part of a worker's id (``<name>:<pid>:<random>``), which tasks, their history
+    # and the logs show. Machines cloned from one image, or containers, may share a host name
+    # or have one nobody recognises; the pid and the random part keep ids unique regardless.
+    worker_name: str | None = Field(
+        None,
+        alias="EXPORTER_WORKER_NAME",
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="names this machine in worker ids (default: the host name)",
+    )
     queue_name: str = Field("exporter:queue", alias="EXPORTER_QUEUE_NAME", min_length=1)
     max_body_bytes: int = Field(64 * 1024, alias="EXPORTER_MAX_BODY_BYTES", ge=1024)
     # An upload is streamed to disk, never held whole: EXPORTER_MAX_BODY_BYTES is not its cap.
@@ -144,6 +155,19 @@ class Settings(DatabaseSettings):
         None, alias="EXPORTER_WORKER_METRICS_PORT", ge=1, le=65535
     )
     worker_metrics_host: str = Field("127.0.0.1", alias="EXPORTER_WORKER_METRICS_HOST")
+    # Webhooks (README "Webhooks"): every task's end is told to webhook_url too, signed with
+    # webhook_secret; a failed attempt is tried again after webhook_backoff_s, then 4 times as
+    # long each time (at most 6 h), up to webhook_max_attempts attempts in all.
+    webhook_secret: SecretStr | None = Field(None, alias="EXPORTER_WEBHOOK_SECRET", min_length=16)
+    webhook_url: str | None = Field(None, alias="EXPORTER_WEBHOOK_URL")
+    webhook_max_attempts: int = Field(7, alias="EXPORTER_WEBHOOK_MAX_ATTEMPTS", ge=1, le=50)
+    webhook_backoff_s: float = Field(30.0, alias="EXPORTER_WEBHOOK_BACKOFF_S", gt=0, le=3600)
+    webhook_timeout_s: float = Field(10.0, alias="EXPORTER_WEBHOOK_TIMEOUT_S", gt=0, le=120)
+    webhook_allow_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        alias="EXPORTER_WEBHOOK_ALLOW_HOSTS",
+        description="host names or addresses webhooks may reach although private or loopback",
+    )
     trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = Field(
         (),
         alias="EXPORTER_TRUSTED_PROXIES",
@@ -209,6 +233,23 @@ class Settings(DatabaseSettings):
         # 10.0.0.1/8 is refused (host bits set): whether one address or all of 10/8 was meant
         # would be a guess.
         return tuple(ip_network(part.strip()) for part in value.split(",") if part.strip())
+
+    @field_validator("webhook_allow_hosts", mode="before")
+    @classmethod
+    def _host_list(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if not value:  # set but empty: no deployment webhook
+            return None
+        # The secret is declared first: checked (or refused) already.
+        if "webhook_secret" in info.data and info.data["webhook_secret"] is None:
+            raise ValueError("needs EXPORTER_WEBHOOK_SECRET to sign what it is sent")
+        return check_notify_url(value)
 
     @field_validator("replica_database_url")
     @classmethod

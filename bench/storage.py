@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import asyncpg
+import psutil
 
 from bench.databases import BenchDatabase
 from bench.exports import DOWNLOAD_CHUNK_BYTES, ApiUser, ExportFailed
@@ -37,6 +38,7 @@ REPEATS = 3
 FORMATS = ("csv", "xlsx")
 BUCKET = "exporter-bench"
 ACCESS_KEY = "exporter-bench"
+WEED_PROCESS = "weed"
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class StorageFormat:
     s3_s: tuple[float, ...]
     api_download_s: tuple[float, ...]
     direct_download_s: tuple[float, ...]
+    # CPU seconds the store itself spent during each S3 export: on a machine it shares with
+    # PostgreSQL and the worker, what it adds to the export's wall time.
+    store_cpu_s: tuple[float, ...]
 
     @property
     def export_ratio(self) -> float:
@@ -80,6 +85,7 @@ class _Timings:
     s3_s: list[float] = field(default_factory=list)
     api_download_s: list[float] = field(default_factory=list)
     direct_download_s: list[float] = field(default_factory=list)
+    store_cpu_s: list[float] = field(default_factory=list)
     file_bytes: int = 0
 
     def result(self, file_format: str) -> StorageFormat:
@@ -90,6 +96,7 @@ class _Timings:
             tuple(self.s3_s),
             tuple(self.api_download_s),
             tuple(self.direct_download_s),
+            tuple(self.store_cpu_s),
         )
 
 
@@ -101,6 +108,19 @@ async def _timed_export(api: ApiUser, file_format: str, rows: int) -> tuple[dict
     if task["row_count"] != rows:
         raise ExportFailed(f"task {task['id']}: {task['row_count']} rows, expected {rows}")
     return task, seconds
+
+
+def _store_process() -> psutil.Process:
+    """The SeaweedFS server this process started."""
+    for child in psutil.Process().children(recursive=True):
+        if child.name() == WEED_PROCESS:
+            return child
+    raise RuntimeError("no SeaweedFS process found below the bench")
+
+
+def _cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 async def _object_key(database: BenchDatabase, task_id: str) -> str:
@@ -162,13 +182,16 @@ async def _one_round(
     prefix: str,
     work_dir: Path,
     timings: dict[str, _Timings],
+    store: psutil.Process,
 ) -> None:
     """Each format exported locally, then to S3 and downloaded both ways; all deleted."""
     for file_format, timing in timings.items():
         task, seconds = await _timed_export(local_api, file_format, database.rows)
         timing.local_s.append(seconds)
         await local_api.delete(task["id"])
+        store_cpu_s = _cpu_s(store)
         task, seconds = await _timed_export(s3_api, file_format, database.rows)
+        timing.store_cpu_s.append(_cpu_s(store) - store_cpu_s)
         timing.s3_s.append(seconds)
         key = f"{prefix}/{await _object_key(database, task['id'])}"
         dest = work_dir / f"{task['id']}.{file_format}"
@@ -210,6 +233,7 @@ async def compare_storages(
             store_dir, access_key=ACCESS_KEY, secret_key=secrets.token_hex(16)
         ) as server:
             await create_bucket(server, BUCKET)
+            store = _store_process()
             s3_env = server.env() | {"EXPORTER_STORAGE_URL": f"s3://{BUCKET}/{prefix}"}
             async with (
                 stack() as local,
@@ -222,7 +246,7 @@ async def compare_storages(
                 with PeakRss(s3.worker.service.pid) as rss:
                     for _ in range(REPEATS):
                         await _one_round(
-                            database, local_api, s3_api, client, prefix, work_dir, timings
+                            database, local_api, s3_api, client, prefix, work_dir, timings, store
                         )
                 local.check_running()
                 s3.check_running()

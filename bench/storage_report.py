@@ -21,9 +21,10 @@ def storage_rows(comparison: StorageComparison | None) -> list[Row]:
     for result in comparison.formats:
         what = f"{result.file_format} export of {comparison.rows:,} rows"
         rows.append(Row(f"{what} to a local directory", statistics.median(result.local_s)))
+        store_cpu = statistics.median(result.store_cpu_s)
         rows.append(
             Row(
-                f"{what} to S3 (SeaweedFS)",
+                f"{what} to S3 (SeaweedFS; its own CPU: {store_cpu:.2f} s)",
                 statistics.median(result.s3_s),
                 ratio=f"{result.export_ratio:.2f}x local",
                 **target_of(result.export_ratio, EXPORT_MAX_TIMES_LOCAL, most=True, unit="x local"),
@@ -74,5 +75,8 @@ def storage_notes(comparison: StorageComparison | None) -> list[str]:
         f"bench). Each format is exported by both, alternately, {REPEATS} times; medians. A csv "
         "is uploaded while COPY writes it. Each stored file is downloaded through the S3 "
         "stack's API and with a GET of the object (aiobotocore, the service's client), both "
-        "to disk. Peak RSS: the S3 worker process throughout, and its largest encoding process.",
+        "to disk. Peak RSS: the S3 worker process throughout, and its largest encoding process. "
+        "The store's own CPU: the SeaweedFS process's CPU seconds during each S3 export (median); "
+        "where the store shares the machine's cores with PostgreSQL and the worker, as here, "
+        "roughly that much over the number of cores is added to the export's wall time.",
     ]

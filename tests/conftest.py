@@ -228,6 +228,8 @@ def on_s3(settings: Settings, server: SeaweedFS, storage_url: str) -> Settings:
     return settings.model_copy(
         update={
             "storage_url": storage_url,
+            # The test's own scratch directory, not var/work (the default with s3 storage).
+            "work_dir": settings.scratch_dir,
             "s3_endpoint_url": server.endpoint_url,
             "aws_access_key_id": server.access_key,
             "aws_secret_access_key": SecretStr(server.secret_key),

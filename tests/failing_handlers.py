@@ -55,17 +55,34 @@ def midway_rows(params: NoParams) -> RowQuery:
 
 # About a millisecond per row inside PostgreSQL: slow enough to watch, cancel or kill. The
 # rows come from an indexed table (tests/conftest.py makes it), so they stream without a sort.
+SLOW_NUMBER = Column("N", "g.n + 0 * length(pg_sleep(0.001)::text)", ColumnKind.INTEGER)
+
+
 @export_handler(
     "test_slow",
     title="慢速",
     params=SlowParams,
-    columns=[
-        Column("N", "g.n + 0 * length(pg_sleep(0.001)::text)", ColumnKind.INTEGER),
-        Column("文本", "'行 ' || g.n"),
-    ],
+    columns=[SLOW_NUMBER, Column("文本", "'行 ' || g.n")],
 )
 def slow_rows(params: SlowParams) -> RowQuery:
     return RowQuery("test_series g", order_by="g.n").where("g.n <= {}", params.rows)
+
+
+# About 60 bytes a row: 250,000 rows make a csv of ~15 MB, two parts of an upload to S3.
+export_handler(
+    "test_wide",
+    title="宽行",
+    params=SlowParams,
+    columns=[Column("N", "g.n", ColumnKind.INTEGER), Column("文本", "repeat('宽', 16) || g.n")],
+)(slow_rows)
+
+# About 3 kB a row at about a millisecond a row: an upload of it is under way for seconds.
+export_handler(
+    "test_slow_wide",
+    title="慢速宽行",
+    params=SlowParams,
+    columns=[SLOW_NUMBER, Column("文本", "repeat('宽', 1000)")],
+)(slow_rows)
 
 
 @export_handler("test_kills_worker", title="杀死进程", params=NoParams, columns=[Column("X", "1")])
@@ -86,14 +103,3 @@ def killing_rows(params: NoParams) -> RowQuery:
 )
 def int4_rows(params: AtMostParams) -> RowQuery:
     return RowQuery("test_series g", order_by="g.n").where("g.n <= {}", params.at_most)
-
-
-# About 60 bytes a row: 250,000 rows make a csv of ~15 MB, two parts of an upload to S3.
-@export_handler(
-    "test_wide",
-    title="宽行",
-    params=SlowParams,
-    columns=[Column("N", "g.n", ColumnKind.INTEGER), Column("文本", "repeat('宽', 16) || g.n")],
-)
-def wide_rows(params: SlowParams) -> RowQuery:
-    return RowQuery("test_series g", order_by="g.n").where("g.n <= {}", params.rows)

@@ -3,6 +3,7 @@ what a test asks the bucket directly: which objects and which unfinished uploads
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -45,19 +46,28 @@ _NOT_FORWARDED = frozenset({"content-length", "transfer-encoding", "connection",
 
 class FlakyStore:
     """An HTTP proxy in front of a real store that answers 503 SlowDown to the requests
-    ``refuses`` picks, and passes every other one through untouched (signatures included)."""
+    ``refuses`` picks, and passes every other one through untouched (signatures included),
+    counting the part uploads it carries at once."""
 
     def __init__(self, upstream: str, refuses: Callable[[web.BaseRequest], bool]) -> None:
         self._upstream = upstream
         self._refuses = refuses
         self.refused: list[str] = []
+        self._parts_in_flight = 0
+        self.most_parts_in_flight = 0
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[str]:
         """Serves on a free loopback port; yields its URL (an EXPORTER_S3_ENDPOINT_URL)."""
         async with ClientSession(auto_decompress=False) as session:
-            server = web.Server(lambda request: self._forward(session, request))
-            runner = web.ServerRunner(server)
+            # Parts are 8 MiB: past aiohttp's default cap of 1 MiB on a request's body.
+            app = web.Application(client_max_size=64 * 1024**2)
+
+            async def forward(request: web.Request) -> web.Response:
+                return await self._forward(session, request)
+
+            app.router.add_route("*", "/{path:.*}", forward)
+            runner = web.AppRunner(app)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", 0)
             await site.start()
@@ -71,16 +81,28 @@ class FlakyStore:
         if self._refuses(request):
             self.refused.append(f"{request.method} {request.raw_path}")
             return web.Response(status=503, body=SLOW_DOWN, content_type="application/xml")
+        is_part = part_upload(request)
+        self._parts_in_flight += is_part
+        self.most_parts_in_flight = max(self.most_parts_in_flight, self._parts_in_flight)
+        try:
+            return await self._pass(session, request)
+        finally:
+            self._parts_in_flight -= is_part
+
+    async def _pass(self, session: ClientSession, request: web.BaseRequest) -> web.Response:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
         async with session.request(
             request.method,
             URL(self._upstream + request.raw_path, encoded=True),
             headers=headers,
-            data=await request.read(),
+            # A stream: aiohttp warns (an error here) of a bytes body past 1 MiB.
+            data=io.BytesIO(await request.read()),
             skip_auto_headers={"Content-Type", "User-Agent", "Accept-Encoding", "Accept"},
         ) as answer:
             body = await answer.read()
             kept = {k: v for k, v in answer.headers.items() if k.lower() not in _NOT_FORWARDED}
+            if request.method == "HEAD":  # the size of what a GET would send, not of no body
+                kept["Content-Length"] = answer.headers["Content-Length"]
             return web.Response(status=answer.status, body=body, headers=kept)
 
 

@@ -9,10 +9,17 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from exporter.api.schemas import TaskEventOut, history_out
+from exporter.api.schemas import (
+    WEBHOOKS_DESCRIPTION,
+    TaskEventOut,
+    WebhookAttemptOut,
+    history_out,
+    webhooks_out,
+)
 from exporter.imports.readers import UploadFormat
 from exporter.imports.requests import ImportMode, ImportParams, OnError
 from exporter.tasks.models import Task, TaskEvent, TaskStatus
+from exporter.tasks.webhooks import AttemptLog
 
 
 class ImportCountsOut(BaseModel):
@@ -61,6 +68,7 @@ class ImportTaskOut(BaseModel):
     attempts: int
     cancel_requested: bool
     status_note: str | None
+    notify_url: str | None = Field(None, description="told of the task's end by a signed POST")
     download_count: int = Field(
         description="downloads that sent the report (whole or a range), as the audit trail counts"
     )
@@ -68,9 +76,16 @@ class ImportTaskOut(BaseModel):
     history: list[TaskEventOut] | None = Field(
         None, description="every status change, oldest first (GET /api/import-tasks/{id} only)"
     )
+    webhooks: list[WebhookAttemptOut] | None = Field(None, description=WEBHOOKS_DESCRIPTION)
 
     @classmethod
-    def of(cls, task: Task, base_url: str, history: list[TaskEvent] | None = None) -> ImportTaskOut:
+    def of(
+        cls,
+        task: Task,
+        base_url: str,
+        history: list[TaskEvent] | None = None,
+        webhooks: list[AttemptLog] | None = None,
+    ) -> ImportTaskOut:
         """The task as its owner sees it; its own address is ``base_url`` + its id."""
         params = ImportParams.model_validate(task.params)
         outcome = task.outcome or {}
@@ -87,6 +102,7 @@ class ImportTaskOut(BaseModel):
             has_report=has_report,
             report_url=f"{base_url}{task.id}/report" if has_report else None,
             history=history_out(history),
+            webhooks=webhooks_out(task, webhooks),
         )
 
 

@@ -48,6 +48,7 @@ from exporter.imports.requests import ImportMode, ImportParams, with_upload
 from exporter.tasks.kinds import TaskSpec, Upload
 from exporter.tasks.models import Task, TaskStatus
 from exporter.tasks.repository import Creation, NewTask
+from exporter.tasks.webhooks import WebhookDeliveries
 
 log = logging.getLogger("exporter.api")
 
@@ -63,7 +64,10 @@ async def _task_json(
     services: Services, task: Task, status: int = 200, *, with_history: bool = False
 ) -> web.Response:
     history = await services.tasks.history(task.id) if with_history else None
-    response = json_model(ImportTaskOut.of(task, IMPORTS_PATH + "/", history), status=status)
+    webhooks = await WebhookDeliveries(services.pool).task_log(task.id) if with_history else None
+    response = json_model(
+        ImportTaskOut.of(task, IMPORTS_PATH + "/", history, webhooks), status=status
+    )
     response.headers["Location"] = f"{IMPORTS_PATH}/{task.id}"
     return response
 
@@ -180,7 +184,13 @@ async def _retry(
 ) -> Creation:
     # A retry is a new import: the account must still be allowed to create it.
     spec = services.imports.validate(
-        account, {"type": task.type, "mode": params.mode, "on_error": params.on_error}
+        account,
+        {
+            "type": task.type,
+            "mode": params.mode,
+            "on_error": params.on_error,
+            "notify_url": task.notify_url,
+        },
     )
     gone = "the import's file has expired and was removed; upload it again"
     if not task.upload_key:

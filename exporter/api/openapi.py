@@ -47,6 +47,7 @@ from exporter.api.schemas import (
 )
 from exporter.api.services import services_of
 from exporter.api.session import LoginRequest, SessionOut
+from exporter.api.webhook_schemas import WebhookEvent, webhook_operations
 from exporter.exports.formats import FORMATS
 from exporter.exports.kind import CreateTaskRequest
 from exporter.exports.registry import HandlerRegistry
@@ -75,6 +76,7 @@ class _Document:
             AuditEventOut,
             AuditEventPageOut,
             *import_models(),
+            WebhookEvent,
         ]
         models.extend(handler.params_model for handler in handlers)
         _, schemas = models_json_schema(
@@ -337,6 +339,7 @@ def build_openapi(handlers: HandlerRegistry, imports: ImportRegistry) -> dict[st
             "description": "Asynchronous data exports and imports",
         },
         "paths": paths,
+        "webhooks": webhook_operations(REF.format(model="WebhookEvent")),
         "components": {
             "schemas": document.schemas,
             "securitySchemes": {

@@ -25,6 +25,7 @@ from exporter.api.schemas import ListTasksQuery
 from exporter.imports.registry import ImportRegistry
 from exporter.imports.requests import ImportMode, OnError
 from exporter.imports.template import TemplateFormat
+from exporter.tasks.notify_url import NOTIFY_URL_MAX
 
 # The document's query parameters of models, some fields' schemas replaced by name.
 Query = Callable[..., list[dict[str, Any]]]
@@ -48,6 +49,11 @@ def _upload_form(type_names: list[str]) -> dict[str, Any]:
                 "type": "string",
                 "enum": [choice.value for choice in OnError],
                 "default": OnError.ABORT.value,
+            },
+            "notify_url": {
+                "type": "string",
+                "maxLength": NOTIFY_URL_MAX,
+                "description": "an http(s) URL told of the task's end by a signed POST",
             },
             FILE_FIELD: {
                 "type": "string",

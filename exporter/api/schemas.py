@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from dataclasses import fields
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from exporter.exports.formats.names import FormatName
 from exporter.input_model import InputModel
 from exporter.tasks.models import Task, TaskEvent, TaskStatus
+from exporter.tasks.webhooks import AttemptLog, DeliveryStatus
 
 
 class ListTasksQuery(InputModel):
@@ -43,6 +44,46 @@ def history_out(history: list[TaskEvent] | None) -> list[TaskEventOut] | None:
     ]
 
 
+class WebhookAttemptOut(BaseModel):
+    """One attempt at telling a URL of the task's end (README: Webhooks)."""
+
+    event_id: uuid.UUID = Field(description="the same on every attempt at one event")
+    event_type: str = Field(description="task.completed, task.failed, task.cancelled, task.expired")
+    target: Literal["notify_url", "deployment"] = Field(
+        description="the task's notify_url, or the deployment's EXPORTER_WEBHOOK_URL"
+    )
+    attempt: int
+    at: datetime = Field(description="when the attempt started")
+    status_code: int | None = Field(description="the receiver's HTTP status; null if none")
+    error: str | None = Field(description="why the attempt failed; null when delivered")
+    delivery: DeliveryStatus = Field(
+        description="where the event's delivery stands now: pending (retried), delivered, failed"
+    )
+
+
+def webhooks_out(task: Task, log: list[AttemptLog] | None) -> list[WebhookAttemptOut] | None:
+    """A task's delivery log as its answer shows it (None: not asked for); the deployment's
+    URL is the operator's, so only named as a target."""
+    if log is None:
+        return None
+    return [
+        WebhookAttemptOut(
+            event_id=a.event_id,
+            event_type=a.event_type,
+            target="notify_url" if a.url == task.notify_url else "deployment",
+            attempt=a.attempt,
+            at=a.started_at,
+            status_code=a.status_code,
+            error=a.error,
+            delivery=a.delivery_status,
+        )
+        for a in log
+    ]
+
+
+WEBHOOKS_DESCRIPTION = "every webhook delivery attempt of the task's events (GET of one task only)"
+
+
 class TaskOut(BaseModel):
     """An export task as the API shows it (where its file is stored stays private)."""
 
@@ -70,6 +111,7 @@ class TaskOut(BaseModel):
     cancel_requested: bool
     status_note: str | None
     download_url: str | None
+    notify_url: str | None = Field(None, description="told of the task's end by a signed POST")
     download_count: int = Field(
         description="downloads that sent the file (whole or a range), as the audit trail counts"
     )
@@ -77,9 +119,16 @@ class TaskOut(BaseModel):
     history: list[TaskEventOut] | None = Field(
         None, description="every status change, oldest first (GET /api/export-tasks/{id} only)"
     )
+    webhooks: list[WebhookAttemptOut] | None = Field(None, description=WEBHOOKS_DESCRIPTION)
 
     @classmethod
-    def of(cls, task: Task, base_url: str, history: list[TaskEvent] | None = None) -> TaskOut:
+    def of(
+        cls,
+        task: Task,
+        base_url: str,
+        history: list[TaskEvent] | None = None,
+        webhooks: list[AttemptLog] | None = None,
+    ) -> TaskOut:
         """The task as its owner sees it; its own address is ``base_url`` + its id."""
         shown = {name: getattr(task, name) for name in _FROM_TASK}
         completed = task.status is TaskStatus.COMPLETED
@@ -87,6 +136,7 @@ class TaskOut(BaseModel):
             **shown,
             download_url=f"{base_url}{task.id}/download" if completed else None,
             history=history_out(history),
+            webhooks=webhooks_out(task, webhooks),
         )
 
 

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from exporter import log_context
 from exporter.api.audited import Note, audited
 from exporter.api.auth import current_account
+from exporter.api.notify_targets import check_notify_target
 from exporter.api.schemas import ListTasksQuery
 from exporter.api.services import Services, services_of
 from exporter.audit.events import AuditAction, TaskRef
@@ -25,6 +26,7 @@ from exporter.errors import (
     FieldProblem,
     FileGone,
     InvalidParams,
+    ServiceUnavailable,
     TaskStateConflict,
     Unauthorized,
 )
@@ -85,6 +87,8 @@ async def _queue_full(services: Services) -> bool:
 async def submit(services: Services, kind: TaskKind, account: Account, new: NewTask) -> Creation:
     """Create (or find) the task within the quotas, and enqueue it if it is new."""
     settings = services.settings
+    if new.spec.notify_url is not None:
+        await check_notify_target(new.spec.notify_url, settings)
     creation = await services.tasks.create(
         # The request's id, which its log lines carry, for the worker's lines about the task.
         replace(new, request_id=log_context.request_id.get()),
@@ -224,11 +228,16 @@ async def serve_file(
     downloads nothing and is not recorded.
     """
     services = services_of(request)
-    response = await services.storage.download(
-        key,
-        content_type=content_type,
-        content_disposition=content_disposition(task.type, name),
-    )
+    try:
+        response = await services.storage.download(
+            key,
+            content_type=content_type,
+            content_disposition=content_disposition(task.type, name),
+        )
+    except OSError as exc:
+        # The store is down or refuses us (retried already): the file may well still be there.
+        log.error("task %s: cannot read %s from storage: %s", task.id, key, exc)
+        raise ServiceUnavailable("the file cannot be read from storage now; try again") from exc
     if response is None:
         await services.tasks.expire_lost_file(task.id)
         log.warning("task %s: its file %s is gone from storage", task.id, key)

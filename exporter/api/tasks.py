@@ -6,6 +6,8 @@ kind, which checks what a request asks for.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aiohttp import web
 
 from exporter.api.auth import current_account
@@ -31,6 +33,7 @@ from exporter.exports.formats import FORMATS
 from exporter.tasks.kinds import TaskSpec
 from exporter.tasks.models import Task, TaskStatus
 from exporter.tasks.repository import Creation, NewTask
+from exporter.tasks.webhooks import WebhookDeliveries
 
 routes = web.RouteTableDef()
 
@@ -42,7 +45,8 @@ async def _task_json(
     services: Services, task: Task, status: int = 200, *, with_history: bool = False
 ) -> web.Response:
     history = await services.tasks.history(task.id) if with_history else None
-    response = json_model(TaskOut.of(task, TASKS_PATH + "/", history), status=status)
+    webhooks = await WebhookDeliveries(services.pool).task_log(task.id) if with_history else None
+    response = json_model(TaskOut.of(task, TASKS_PATH + "/", history, webhooks), status=status)
     response.headers["Location"] = f"{TASKS_PATH}/{task.id}"
     return response
 
@@ -102,9 +106,8 @@ async def retry_task(request: web.Request) -> web.Response:
         require_retryable(task, services.exports)
         # A retry is a new export: the account must still be allowed to create it.
         spec = services.exports.check(account, task.type, task.format, task.params)
-        creation = await submit(
-            services, services.exports, account, NewTask(account.id, spec, None)
-        )
+        new = NewTask(account.id, replace(spec, notify_url=task.notify_url), None)
+        creation = await submit(services, services.exports, account, new)
         note.detail["retried_as"] = str(creation.task.id)
     return await _created_json(services, creation)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,6 +23,7 @@ from exporter.exports.row_source import ReplicaSettings, RowSources
 from exporter.tasks.failures import transient_cause
 from exporter.tasks.kinds import Attempt, Progress, TaskResult, TaskSpec
 from exporter.tasks.models import Task, TaskFailure
+from exporter.tasks.notify_url import NotifyUrl
 from exporter.validation import validate
 
 
@@ -38,6 +39,7 @@ class CreateTaskRequest(BaseModel):
     type: str = Field(min_length=1, max_length=64, description="a registered export type")
     format: FormatName = DEFAULT_FORMAT
     params: dict[str, Any] = Field(default_factory=dict, description="filters of the type")
+    notify_url: NotifyUrl | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,8 @@ class ExportKind:
     def validate(self, account: Account, body: Mapping[str, Any]) -> TaskSpec:
         """The task a create request asks for, checked: type, permissions, then the filters."""
         request = validate(CreateTaskRequest, body)
-        return self.check(account, request.type, request.format, request.params)
+        spec = self.check(account, request.type, request.format, request.params)
+        return replace(spec, notify_url=request.notify_url)
 
     def check(
         self, account: Account, type_name: str, file_format: str, params: Mapping[str, Any]

@@ -153,7 +153,10 @@ class ImportKind:
         fields = validate(ImportRequest, request)
         require_permissions(account, *self.handler(fields.type).import_permissions)
         return TaskSpec(
-            fields.type, "", {"mode": fields.mode.value, "on_error": fields.on_error.value}
+            fields.type,
+            "",
+            {"mode": fields.mode.value, "on_error": fields.on_error.value},
+            notify_url=fields.notify_url,
         )
 
     def timeout_s(self, task: Task) -> int | None:

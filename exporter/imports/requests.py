@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -9,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from exporter.errors import FieldProblem, HandlerNotFound
 from exporter.imports.registry import ImportHandler, ImportRegistry
 from exporter.tasks.kinds import TaskSpec, Upload
+from exporter.tasks.notify_url import NotifyUrl
 
 
 class ImportMode(StrEnum):
@@ -33,6 +35,7 @@ class ImportRequest(BaseModel):
     type: str = Field(min_length=1, max_length=64, description="a registered import type")
     mode: ImportMode = ImportMode.VALIDATE
     on_error: OnError = OnError.ABORT
+    notify_url: NotifyUrl | None = None
 
 
 class ImportParams(BaseModel):
@@ -58,4 +61,4 @@ def find_import_handler(handlers: ImportRegistry, type_name: str) -> ImportHandl
 def with_upload(spec: TaskSpec, upload_format: str, sha256: str, upload: Upload) -> TaskSpec:
     """The checked request ``spec`` with the file it came with, stored as ``upload``."""
     params = ImportParams.model_validate({**spec.params, "sha256": sha256})
-    return TaskSpec(spec.type, upload_format, params.model_dump(mode="json"), upload)
+    return replace(spec, format=upload_format, params=params.model_dump(mode="json"), upload=upload)

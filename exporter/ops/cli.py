@@ -117,7 +117,7 @@ def _hours(text: str) -> float:
 def _dev(args: argparse.Namespace) -> None:
     from exporter.ops.devstack import run_dev_stack  # only `make run` needs the embedded servers
 
-    run_dev_stack(embedded=args.embedded, accounts=args.accounts)
+    run_dev_stack(embedded=args.embedded, accounts=args.accounts, s3=args.s3)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -139,6 +139,9 @@ def _parser() -> argparse.ArgumentParser:
     dev_cmd = commands.add_parser("dev", help="migrate, seed, run API and worker (make run)")
     dev_cmd.add_argument("--embedded", action="store_true", help="always use embedded servers")
     dev_cmd.add_argument("--accounts", type=int, default=10_000, help="accounts in all (10000)")
+    dev_cmd.add_argument(
+        "--s3", action="store_true", help="keep files in a SeaweedFS started under var/dev"
+    )
     dev_cmd.set_defaults(run=_dev)
     return parser
 

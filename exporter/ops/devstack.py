@@ -33,6 +33,7 @@ import redis
 
 from exporter.auth.tokens import issue_token
 from exporter.ops.migrate import migrate
+from exporter.ops.seaweedfs import dev_object_store
 from exporter.ops.seed import DEMO_ACCOUNTS, DEMO_EXPORT_TYPE, SeedResult, seed
 from settings import Settings, SettingsError, load_settings
 
@@ -47,7 +48,7 @@ LOCAL_REDIS_URL = f"redis://{LOCALHOST}:{REDIS_PORT}/0"
 DEV_STATE_DIR = Path("var/dev")
 # The settings the running stack was given, for `exporter token` to find them (owner-only).
 DEV_STACK_ENV = DEV_STATE_DIR / "stack.env"
-DEFAULT_STORAGE_DIR = "var/exports"
+SEAWEEDFS_DIR = DEV_STATE_DIR / "seaweedfs"
 APP_DATABASE = "exporter"
 
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
@@ -264,16 +265,20 @@ def _stop_processes(processes: dict[str, subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
-def run_dev_stack(*, embedded: bool, accounts: int) -> None:
+def run_dev_stack(*, embedded: bool, accounts: int, s3: bool = False) -> None:
     """``make run``: migrate and seed, run the API and a worker until Ctrl-C or SIGTERM.
 
-    State (embedded servers' data, the token secret, the admin password) lives in ``var/dev``.
+    State (embedded servers' data, the token secret, the admin password) lives in ``var/dev``;
+    with ``s3`` files are kept in a SeaweedFS started there too (``var/dev/seaweedfs``).
     Exits 0 when stopped by a signal and non-zero when anything fails or dies on its own.
     """
     for signum in STOP_SIGNALS:
         signal.signal(signum, _stop_on_signal)
     try:
-        _run(embedded=embedded, accounts=accounts)
+        with ExitStack() as stack:
+            if s3:
+                os.environ.update(stack.enter_context(dev_object_store(SEAWEEDFS_DIR)))
+            _run(embedded=embedded, accounts=accounts)
     except KeyboardInterrupt:
         print("dev stack stopped", flush=True)
     except (DevStackError, SettingsError) as exc:
@@ -324,7 +329,7 @@ def _run(*, embedded: bool, accounts: int) -> None:
             base_url = f"http://{_client_host(settings.host)}:{settings.port}"
             _wait_until_healthy(base_url, processes)
             token = issue_token(settings.secret.get_secret_value(), result.admin_id)
-            _print_banner(base_url, admin_password, token, state_dir, result)
+            _print_banner(base_url, admin_password, token, state_dir, result, settings)
             try:
                 _watch(processes)
             finally:
@@ -473,8 +478,19 @@ def _client_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _store_of(settings: Settings) -> str:
+    if settings.s3_endpoint_url is None:
+        return ""
+    return f" at {settings.s3_endpoint_url} (SeaweedFS, data in {SEAWEEDFS_DIR})"
+
+
 def _print_banner(
-    base_url: str, admin_password: str, token: str, state_dir: Path, result: SeedResult
+    base_url: str,
+    admin_password: str,
+    token: str,
+    state_dir: Path,
+    result: SeedResult,
+    settings: Settings,
 ) -> None:
     auth = f'-H "Authorization: Bearer {token}"'
     demo_users = ", ".join(username for username, _, _ in DEMO_ACCOUNTS)
@@ -491,6 +507,7 @@ def _print_banner(
                 f"  demo:     {demo_users} / the same password  (roles with partial rights)",
                 f"  token:    {token}",
                 f"  data:     {result.accounts} accounts, {result.roles} roles",
+                f"  files:    {settings.storage_url}{_store_of(settings)}",
                 "",
                 "create an export:",
                 f"  curl -X POST {base_url}/api/export-tasks {auth} \\",

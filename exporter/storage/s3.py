@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from exporter.storage.base import StoredFile, StoredObject, UnfinishedUpload
 from exporter.storage.s3_calls import is_missing, retried
 from exporter.storage.s3_response import CHUNK_BYTES, ObjectResponse
-from exporter.storage.s3_upload import ObjectUpload
+from exporter.storage.s3_upload import ObjectUpload, part_slots
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -52,6 +52,7 @@ class S3Storage:
         self._base = f"{prefix}/" if prefix else ""
         self._root = f"{self._base}{self._deployment}/"
         self._redirect = redirect
+        self._part_slots = part_slots()
 
     def _object_key(self, key: str) -> str | None:
         """The object of a task row's key, if the key names one of this deployment's files."""
@@ -69,9 +70,8 @@ class S3Storage:
         self, source: Path, name: str, written: asyncio.Future[None]
     ) -> StoredFile:
         key = f"{self._deployment}/{name}"
-        size = await ObjectUpload(self._client, self._bucket, self._base + key).from_file(
-            source, written
-        )
+        upload = ObjectUpload(self._client, self._bucket, self._base + key, self._part_slots)
+        size = await upload.from_file(source, written)
         source.unlink()
         return StoredFile(key, size)
 

@@ -19,7 +19,9 @@ from exporter.storage.s3_calls import retried
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
 
-CHUNK_BYTES = 256 * 1024
+# Read from the store and written to the client in pieces this big: one piece per download
+# is held at a time, and each costs a pass through the event loop.
+CHUNK_BYTES = 1024 * 1024
 # The longest a presigned URL lives: long enough to start a download, short enough that a
 # copied link soon stops working.
 PRESIGNED_TTL_S = 300

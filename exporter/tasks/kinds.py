@@ -51,6 +51,8 @@ class TaskSpec:
     format: str
     params: dict[str, Any]
     upload: Upload | None = None
+    # Told of the task's end by a signed POST; checked for its shape (exporter.tasks.notify_url).
+    notify_url: str | None = None
 
 
 def published_name(task: Task, file: Path) -> str:

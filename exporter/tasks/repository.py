@@ -29,10 +29,10 @@ from exporter.tasks.models import (
     task_from_record,
 )
 
-# The checks and the insert of a create, in one round trip (migrations 0013, 0014, 0018).
+# The checks and the insert of a create, in one round trip (migrations 0013, 0014, 0018, 0019).
 CREATE_TASK = """
 SELECT created.outcome AS created_outcome, created.active, created.kept, (created.task).*
-FROM create_task($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) AS created
+FROM create_task($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) AS created
 """
 
 SELECT_OWN_TASK = (
@@ -151,9 +151,13 @@ class NewTask:
 
     @property
     def request_hash(self) -> str:
-        # Without the kind: the hashes of exports made before kinds stay valid.
+        # Without the kind: the hashes of exports made before kinds stay valid; with the
+        # notify_url only when there is one, for the same reason.
         spec = self.spec
-        body = json.dumps([spec.type, spec.format, spec.params], sort_keys=True)
+        request: list[Any] = [spec.type, spec.format, spec.params]
+        if spec.notify_url is not None:
+            request.append(spec.notify_url)
+        body = json.dumps(request, sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -208,6 +212,7 @@ class TaskRepository:
             upload and upload.name,
             upload and upload.size,
             new.request_id,
+            new.spec.notify_url,
         )
         assert record is not None  # the function returns one row
         outcome = record["created_outcome"]

@@ -3,23 +3,35 @@ with their headers and ranges or redirected to the store, failures that leave no
 
 from __future__ import annotations
 
+import io
+import os
+import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
+import openpyxl
 import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 from yarl import URL
 
+from exporter.auth.tokens import issue_token
 from exporter.ops.app import create_app
+from exporter.ops.migrate import migrate
 from exporter.ops.seaweedfs import SeaweedFS, s3_client
+from exporter.ops.seed import seed
+from exporter.ops.storage import open_storage
+from exporter.storage.base import StoredFile
+from exporter.storage.s3_upload import PART_BYTES, PARTS_IN_FLIGHT
 from settings import Settings
-from tests.conftest import on_s3
+from tests.conftest import SECRET, on_s3
+from tests.imports import IMPORTS, form, import_finished, imported
 from tests.seaweed import TEST_BUCKET, FlakyStore, object_keys, part_upload, unfinished_uploads
-from tests.support import ApiUser
-from tests.workers import running_worker
+from tests.support import ApiUser, wait_until
+from tests.workers import janitor_round, running_worker
 
 
 @pytest.fixture
@@ -70,10 +82,7 @@ async def test_an_export_is_kept_as_one_object_and_downloads_byte_identical(
 async def test_a_range_gets_206_one_past_the_end_416_and_head_the_headers_alone(
     settings: Settings, admin: ApiUser
 ) -> None:
-    async with running_worker(settings):
-        task = await admin.finished((await admin.create("account", "csv"))["id"])
-    _, whole, full = await admin.download(task["id"])
-    url = f"/api/export-tasks/{task['id']}/download"
+    url, whole, full = await _downloaded(settings, admin)
 
     first = await admin.client.get(url, headers={**admin.headers, "Range": "bytes=0-9"})
     last = await admin.client.get(url, headers={**admin.headers, "Range": "bytes=-5"})
@@ -95,10 +104,7 @@ async def test_a_range_gets_206_one_past_the_end_416_and_head_the_headers_alone(
 async def test_in_redirect_mode_a_get_is_a_303_to_a_short_lived_url_that_names_the_file(
     settings: Settings, admin: ApiUser
 ) -> None:
-    async with running_worker(settings):
-        task = await admin.finished((await admin.create("account", "csv"))["id"])
-    _, whole, streamed = await admin.download(task["id"])
-    url = f"/api/export-tasks/{task['id']}/download"
+    url, whole, streamed = await _downloaded(settings, admin)
     redirecting = settings.model_copy(update={"download_redirect": True})
 
     async with TestClient(TestServer(create_app(redirecting))) as client:
@@ -164,5 +170,179 @@ async def test_a_large_csv_goes_up_in_parts_while_written_and_downloads_whole(
     assert task["status"] == "completed", task
     assert (status, len(content)) == (200, task["file_size"])
     assert content.count(b"\n") == 250_001
-    assert head["ETag"].strip('"').endswith("-2")  # two parts of 8 MiB at most
+    assert head["ETag"].strip('"').endswith(f"-{-(-len(content) // PART_BYTES)}")  # its parts
     assert content == await _stored_bytes(seaweedfs, key)
+
+
+async def test_the_janitor_aborts_uploads_of_attempts_that_ended_and_nobody_elses(
+    settings: Settings, seaweedfs: SeaweedFS, admin: ApiUser, db: asyncpg.Connection[Any]
+) -> None:
+    async with running_worker(settings):
+        task = await admin.finished((await admin.create("role", "csv"))["id"])
+    prefix, deployment = _prefix(settings), await db.fetchval("SELECT id FROM deployment")
+    dead_attempts = f"{prefix}/{deployment}/{task['id']}.csv"  # its worker died mid-upload
+    being_received = f"{prefix}/{deployment}/{uuid.uuid4()}.upload.csv"  # no task yet
+    anothers = f"{prefix}/{uuid.uuid4()}/{uuid.uuid4()}.csv"  # another deployment's
+    async with s3_client(seaweedfs) as client:
+        for key in (dead_attempts, being_received, anothers):
+            await client.create_multipart_upload(Bucket=TEST_BUCKET, Key=key)
+
+    result = await janitor_round(settings)
+
+    assert result.orphans_removed == 1
+    remaining = await unfinished_uploads(seaweedfs, TEST_BUCKET, prefix)
+    assert remaining == sorted([being_received, anothers])
+    status, _, _ = await admin.download(task["id"])
+    assert status == 200
+
+
+async def test_two_deployments_on_one_bucket_expire_and_clean_only_their_own_objects(
+    settings: Settings,
+    seaweedfs: SeaweedFS,
+    admin: ApiUser,
+    db: asyncpg.Connection[Any],
+    empty_database_url: str,
+) -> None:
+    await migrate(empty_database_url)
+    await seed(empty_database_url, accounts=5, admin_password="other-admin-password")
+    other = settings.model_copy(
+        update={"database_url": empty_database_url, "queue_name": f"{settings.queue_name}:b"}
+    )
+    async with TestClient(TestServer(create_app(other))) as other_client:
+        other_admin = ApiUser(other_client, issue_token(SECRET, await _admin_id(other)))
+        # The workers stop first: their own janitors would expire our tasks before ours does.
+        async with running_worker(settings), running_worker(other):
+            ours = [await _export(admin, file_format) for file_format in ("csv", "xlsx")]
+            theirs = [await _export(other_admin, file_format) for file_format in ("csv", "xlsx")]
+        every_key = await object_keys(seaweedfs, TEST_BUCKET, _prefix(settings))
+        await db.execute("UPDATE tasks SET finished_at = now() - interval '30 days'")
+
+        rounds = [await janitor_round(stack) for stack in (settings, other)]
+
+        downloads = [await other_admin.download(task["id"]) for task in theirs]
+        gone = [(await admin.download(task["id"]))[0] for task in ours]
+
+    assert [(r.expired, r.orphans_removed) for r in rounds] == [(2, 0), (0, 0)]
+    assert gone == [410, 410]
+    assert [(status, len(content)) for status, content, _ in downloads] == [
+        (200, task["file_size"]) for task in theirs
+    ]
+    theirs_prefix = f"{_prefix(settings)}/{await _deployment(other)}/"
+    assert len(every_key) == 4
+    assert await object_keys(seaweedfs, TEST_BUCKET, _prefix(settings)) == [
+        key for key in every_key if key.startswith(theirs_prefix)
+    ]
+
+
+async def test_an_import_keeps_its_upload_and_report_in_the_bucket(
+    settings: Settings, seaweedfs: SeaweedFS, admin: ApiUser, db: asyncpg.Connection[Any]
+) -> None:
+    rejected_row = "用户名,昵称,状态\r\nzhang,张三,正常\r\nli,李四,不存在\r\n".encode()
+    async with running_worker(settings):
+        task = await imported(admin, form(rejected_row))
+        task = await import_finished(admin, task["id"])
+    response = await admin.client.get(f"{IMPORTS}/{task['id']}/report", headers=admin.headers)
+    report = await response.read()
+
+    deployment = await db.fetchval("SELECT id FROM deployment")
+    names = [
+        key.rsplit("/", 1)[-1]
+        for key in await object_keys(seaweedfs, TEST_BUCKET, f"{_prefix(settings)}/{deployment}/")
+    ]
+    assert task["has_report"] is True, task
+    assert names == sorted([f"{task['id']}.upload.csv", f"{task['id']}.report-1.xlsx"])
+    assert response.status == 200
+    sheet = openpyxl.load_workbook(io.BytesIO(report), read_only=True).worksheets[0]
+    assert any("不存在" in str(cell) for row in sheet.iter_rows(values_only=True) for cell in row)
+    assert await unfinished_uploads(seaweedfs, TEST_BUCKET, _prefix(settings)) == []
+
+
+async def _downloaded(settings: Settings, admin: ApiUser) -> tuple[str, bytes, dict[str, str]]:
+    """A csv export's download URL, and its bytes and headers as the API streams them."""
+    async with running_worker(settings):
+        task = await admin.finished((await admin.create("account", "csv"))["id"])
+    status, content, headers = await admin.download(task["id"])
+    assert status == 200
+    return f"/api/export-tasks/{task['id']}/download", content, headers
+
+
+async def _export(user: ApiUser, file_format: str) -> dict[str, Any]:
+    task = await user.finished((await user.create("role", file_format))["id"])
+    assert task["status"] == "completed", task
+    return task
+
+
+async def _deployment(settings: Settings) -> uuid.UUID:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        value = await conn.fetchval("SELECT id FROM deployment")
+    finally:
+        await conn.close()
+    assert isinstance(value, uuid.UUID)
+    return value
+
+
+async def _admin_id(settings: Settings) -> int:
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        return int(await conn.fetchval("SELECT id FROM accounts WHERE username = 'admin'"))
+    finally:
+        await conn.close()
+
+
+async def test_cancelling_an_export_mid_upload_aborts_it_and_keeps_nothing(
+    settings: Settings, seaweedfs: SeaweedFS, admin: ApiUser
+) -> None:
+    async with running_worker(settings):
+        task = await admin.create("test_slow_wide", "csv", rows=20_000)
+
+        async def uploading() -> list[str]:
+            return await unfinished_uploads(seaweedfs, TEST_BUCKET, _prefix(settings))
+
+        await wait_until(uploading, timeout_s=30, what="the export's upload to begin")
+        response = await admin.client.post(
+            f"/api/export-tasks/{task['id']}/cancel", headers=admin.headers
+        )
+        assert response.status == 200, await response.text()
+        task = await admin.finished(task["id"])
+
+    assert task["status"] == "cancelled"
+    assert await object_keys(seaweedfs, TEST_BUCKET, _prefix(settings)) == []
+    assert await unfinished_uploads(seaweedfs, TEST_BUCKET, _prefix(settings)) == []
+
+
+async def test_a_download_while_the_store_fails_is_a_503_and_the_file_stays_kept(
+    settings: Settings, seaweedfs: SeaweedFS, admin: ApiUser
+) -> None:
+    url, _, _ = await _downloaded(settings, admin)
+    store = FlakyStore(seaweedfs.endpoint_url, refuses=lambda _: True)
+    async with store.running() as endpoint_url:
+        failing = settings.model_copy(update={"s3_endpoint_url": endpoint_url})
+        async with TestClient(TestServer(create_app(failing))) as client:
+            response = await client.get(url, headers=admin.headers)
+            body = await response.json()
+    status, _, _ = await admin.download(url.split("/")[-2])
+
+    assert response.status == 503
+    assert body["error"]["code"] == "service_unavailable"
+    assert len(store.refused) == 4  # the HEAD, tried 4 times
+    assert status == 200
+
+
+async def test_a_large_file_goes_up_a_few_parts_at_a_time_and_arrives_whole(
+    settings: Settings, seaweedfs: SeaweedFS, tmp_path: Path
+) -> None:
+    content = os.urandom(5 * PART_BYTES + 12345)
+    source = tmp_path / "large.csv"
+    source.write_bytes(content)
+    deployment = uuid.uuid4()
+    store = FlakyStore(seaweedfs.endpoint_url, refuses=lambda _: False)
+    async with store.running() as endpoint_url:
+        watched = settings.model_copy(update={"s3_endpoint_url": endpoint_url})
+        async with open_storage(watched, deployment) as storage:
+            stored = await storage.publish(source, "large.csv")
+
+    assert stored == StoredFile(f"{deployment}/large.csv", len(content))
+    assert store.most_parts_in_flight == PARTS_IN_FLIGHT
+    assert await _stored_bytes(seaweedfs, f"{_prefix(settings)}/{stored.key}") == content
+    assert not source.exists()

@@ -54,6 +54,11 @@ async def test_two_processes_migrating_at_once_both_succeed(empty_database_url: 
         ("EXPORTER_SECRET", "short"),
         ("EXPORTER_REPLICA_DATABASE_URL", "mysql://replica/x"),
         ("EXPORTER_REPLICA_MAX_WAIT_S", "-1"),
+        ("EXPORTER_WORKER_NAME", "rack 1:a"),  # a colon would break the worker id's parts
+        ("EXPORTER_STORAGE_URL", "var/exports"),
+        ("EXPORTER_STORAGE_URL", "file://relative/dir"),
+        ("EXPORTER_STORAGE_URL", "s3://Not_A_Bucket/prefix"),
+        ("EXPORTER_STORAGE_URL", "gs://bucket/prefix"),
     ],
 )
 def test_a_bad_setting_stops_start_up_naming_the_variable(

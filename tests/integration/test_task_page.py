@@ -50,7 +50,9 @@ async def test_each_listed_task_equals_the_tasks_own_answer_in_every_state(
     for item in page["items"]:
         own = await admin.task(item["id"])
         assert list(item) == list(TaskOut.model_fields)
-        assert TaskOut.model_validate(item) == TaskOut.model_validate({**own, "history": None})
+        assert TaskOut.model_validate(item) == TaskOut.model_validate(
+            {**own, "history": None, "webhooks": None}
+        )
     completed = next(item for item in page["items"] if item["id"] == ids["completed"])
     assert completed["download_url"] == f"/api/export-tasks/{ids['completed']}/download"
     assert completed["file_size"] == 9007199254740993

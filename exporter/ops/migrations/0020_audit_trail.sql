@@ -109,7 +109,7 @@ ALTER TABLE tasks
     ADD COLUMN download_count integer NOT NULL DEFAULT 0,
     ADD COLUMN last_download_at timestamptz;
 
--- The pages of tasks (migrations 0013 and 0015) with the two counters, as TaskOut and
+-- The pages of tasks (as migration 0019 left them) with the two counters, as TaskOut and
 -- ImportTaskOut show them.
 CREATE OR REPLACE FUNCTION task_page(
     p_kind text, p_base text, p_owner bigint, p_status text, p_type text, p_page integer,
@@ -160,7 +160,8 @@ BEGIN
                finished_at, attempts, cancel_requested, status_note,
                CASE WHEN status = 'completed'
                     THEN p_base || id || '/download' END AS download_url,
-               download_count, last_download_at, NULL AS history
+               notify_url, download_count, last_download_at, NULL AS history,
+               NULL AS webhooks
         FROM tasks
         WHERE id = ANY (v_ids)
     ) AS task;
@@ -223,8 +224,8 @@ BEGIN
                file_key IS NOT NULL AS has_report,
                CASE WHEN file_key IS NOT NULL THEN p_base || id || '/report' END AS report_url,
                error, error_code, error_params, created_at, started_at, finished_at, attempts,
-               cancel_requested, status_note, download_count, last_download_at,
-               NULL AS history
+               cancel_requested, status_note, notify_url, download_count, last_download_at,
+               NULL AS history, NULL AS webhooks
         FROM tasks
         WHERE id = ANY (v_ids)
     ) AS task;
