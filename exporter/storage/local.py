@@ -24,7 +24,9 @@ from exporter.storage.base import StoredFile, StoredObject, UnfinishedUpload
 from exporter.storage.ranged_response import RangedResponse
 
 # What each read of a file being served takes; written to the client before the next read.
-CHUNK_BYTES = 256 * 1024
+# At 1 MiB a 256 MiB file went as fast as aiohttp's sendfile here (847-1075 MB/s against
+# 602-942 MB/s, one loaded machine, client and server in one process); 256 KiB: 610 against 1087.
+CHUNK_BYTES = 1024 * 1024
 
 # ``<name>.partial-<8 hex>``: a copy into place that has not finished (see _copy_into_place).
 PARTIAL_MARK = ".partial-"
