@@ -109,6 +109,8 @@ class Settings(DatabaseSettings):
     janitor_interval_s: float = Field(60.0, alias="EXPORTER_JANITOR_INTERVAL_S", ge=0.1, le=86400)
     max_attempts: int = Field(3, alias="EXPORTER_MAX_ATTEMPTS", ge=1, le=100)
     retention_days: float = Field(7.0, alias="EXPORTER_RETENTION_DAYS", ge=0)
+    # Audit events are kept apart from files; the database refuses to remove any under a day old.
+    audit_retention_days: float = Field(365.0, alias="EXPORTER_AUDIT_RETENTION_DAYS", ge=1)
     shutdown_grace_s: int = Field(30, alias="EXPORTER_SHUTDOWN_GRACE_S", ge=0, le=3600)
     max_active_per_user: int = Field(3, alias="EXPORTER_MAX_ACTIVE_PER_USER", ge=1)
     sign_ins_per_username: int = Field(50, alias="EXPORTER_SIGN_INS_PER_USERNAME", ge=1)

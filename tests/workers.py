@@ -45,7 +45,12 @@ async def janitor_round(settings: Settings) -> RetentionResult:
         scratch = ScratchSpace(settings.scratch_dir, deployment)
         async with open_storage(settings, deployment) as storage:
             return await Retention(
-                pool, storage, scratch, retention_days=7, upload_pause_s=settings.body_timeout_s
+                pool,
+                storage,
+                scratch,
+                retention_days=7,
+                audit_retention_days=settings.audit_retention_days,
+                upload_pause_s=settings.body_timeout_s,
             ).run()
     finally:
         await pool.close()

@@ -7,7 +7,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from aiohttp import hdrs, web
+from aiohttp import ClientConnectionResetError, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
@@ -36,7 +36,7 @@ def error_response(
     return json_model(ErrorOut(error=error), status=status)
 
 
-def _code_for(status: int) -> str:
+def status_code_name(status: int) -> str:
     try:
         return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
     except ValueError:
@@ -66,16 +66,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = error_response(exc.status, _code_for(exc.status), exc.reason)
+        response = error_response(exc.status, status_code_name(exc.status), exc.reason)
         for name in ("Allow", "Retry-After"):
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
         return response
     except Exception as exc:
-        if request.transport is None:
+        if request.transport is None or isinstance(exc, ClientConnectionResetError):
             # The client closed its connection (an aborted body, a closed tab), and what failed
             # failed for want of it: a read of its body raises ConnectionResetError, which is
-            # no sign of the database. Nothing to reset, and no answer can reach it.
+            # no sign of the database. Nothing to reset, and no answer can reach it. A download
+            # cut short finds the transport closing before it is gone (aiohttp's own error).
             log.info("client left during %s %s: %r", request.method, request.path, exc)
             return web.Response(status=CLIENT_CLOSED_REQUEST)
         if (lost := lost_connection(exc)) is not None:
@@ -125,7 +126,9 @@ class JsonErrorRequestHandler(web.RequestHandler):
             return super().handle_error(request, status, exc, message)
         problem = exc.message.partition("\n")[0].rstrip(":")[:PARSE_ERROR_MESSAGE_MAX]
         log.warning("unreadable request from %s: %s", request.remote, problem)
-        response = error_response(status, _code_for(status), f"unreadable request: {problem}")
+        response = error_response(
+            status, status_code_name(status), f"unreadable request: {problem}"
+        )
         # What follows on the connection cannot be told apart from the bad request.
         response.force_close()
         # No application hook sees this answer, so the headers.private_headers hook cannot drop

@@ -69,6 +69,10 @@ class ImportTaskOut(BaseModel):
     cancel_requested: bool
     status_note: str | None
     notify_url: str | None = Field(None, description="told of the task's end by a signed POST")
+    download_count: int = Field(
+        description="downloads that sent the report (whole or a range), as the audit trail counts"
+    )
+    last_download_at: datetime | None = Field(description="when the last of them ended")
     history: list[TaskEventOut] | None = Field(
         None, description="every status change, oldest first (GET /api/import-tasks/{id} only)"
     )

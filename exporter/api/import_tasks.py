@@ -15,6 +15,7 @@ import uuid
 
 from aiohttp import web
 
+from exporter.api.audited import audited
 from exporter.api.auth import current_account
 from exporter.api.import_schemas import ImportTaskOut
 from exporter.api.responses import json_model
@@ -27,10 +28,12 @@ from exporter.api.task_actions import (
     require_retryable,
     serve_file,
     submit,
+    task_audited,
     task_id_of,
     task_page,
 )
 from exporter.api.uploads import ReceivedFile, UploadLimits, received_form
+from exporter.audit.events import AuditAction
 from exporter.auth.accounts import Account
 from exporter.errors import (
     FieldProblem,
@@ -41,7 +44,7 @@ from exporter.errors import (
 )
 from exporter.exports.formats import FORMATS
 from exporter.imports.readers import upload_format
-from exporter.imports.requests import ImportParams, with_upload
+from exporter.imports.requests import ImportMode, ImportParams, with_upload
 from exporter.tasks.kinds import TaskSpec, Upload
 from exporter.tasks.models import Task, TaskStatus
 from exporter.tasks.repository import Creation, NewTask
@@ -120,13 +123,19 @@ async def create_import(request: web.Request) -> web.Response:
     key = idempotency_key(request)
     settings = services.settings
     limits = UploadLimits(settings.max_upload_bytes, settings.body_timeout_s)
-    async with received_form(request, services.scratch.upload_dir, FILE_FIELD, limits) as form:
+    async with (
+        received_form(request, services.scratch.upload_dir, FILE_FIELD, limits) as form,
+        audited(request, AuditAction.IMPORT_APPLY, account.id) as note,
+    ):
+        # Only an import that writes rows is recorded (asked for, allowed or not).
+        note.skip = form.fields.get("mode") != ImportMode.APPLY.value
         spec = services.imports.validate(account, form.fields)
         upload = _received(form.file)
         # Reads the whole file for a csv (does it decode?): off the event loop.
         found = await asyncio.to_thread(upload_format, upload.path, services.imports.limits)
         creation = await _submit_upload(services, account, spec, found.value, upload, key)
-        return await _created_json(services, creation)
+        note.about(creation.task)
+    return await _created_json(services, creation)
 
 
 @routes.get(IMPORTS_PATH)
@@ -149,7 +158,7 @@ async def show_import(request: web.Request) -> web.Response:
 async def cancel_import(request: web.Request) -> web.Response:
     account = await current_account(request)
     services = services_of(request)
-    task = await cancel(services, services.imports, task_id_of(request), account)
+    task = await cancel(request, services.imports, account)
     return await _task_json(services, task)
 
 
@@ -157,8 +166,18 @@ async def cancel_import(request: web.Request) -> web.Response:
 async def retry_import(request: web.Request) -> web.Response:
     account = await current_account(request)
     services = services_of(request)
-    task = await services.tasks.get_own(task_id_of(request), account.id, services.imports)
-    return await _created_json(services, await retry(services, account, task))
+    async with task_audited(request, services.imports, "retry", account) as note:
+        task = await services.tasks.get_own(task_id_of(request), account.id, services.imports)
+        note.about(task)
+        require_retryable(task, services.imports)
+        params = ImportParams.model_validate(task.params)
+        async with audited(request, AuditAction.IMPORT_APPLY, account.id) as applying:
+            applying.skip = params.mode is not ImportMode.APPLY
+            applying.detail["retry_of"] = str(task.id)
+            creation = await retry(services, account, task)
+            applying.about(creation.task)
+        note.detail["retried_as"] = str(creation.task.id)
+    return await _created_json(services, creation)
 
 
 async def retry(services: Services, account: Account, task: Task) -> Creation:
@@ -197,7 +216,7 @@ async def delete_import(request: web.Request) -> web.Response:
     """Remove the task, its upload and its report; a running import's worker stops."""
     account = await current_account(request)
     services = services_of(request)
-    await delete(services, services.imports, task_id_of(request), account)
+    await delete(request, services.imports, account)
     return web.Response(status=204)
 
 
@@ -205,21 +224,24 @@ async def delete_import(request: web.Request) -> web.Response:
 async def download_report(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
     services = services_of(request)
-    task = await services.tasks.get_own(task_id_of(request), account.id, services.imports)
-    if task.status in UNFINISHED:
-        raise TaskNotReady(
-            f"the import is {task.status.value}; its report is ready once it has finished",
-            params={"status": task.status.value},
+    async with task_audited(request, services.imports, "report_download", account) as note:
+        task = await services.tasks.get_own(task_id_of(request), account.id, services.imports)
+        note.about(task)
+        if task.status in UNFINISHED:
+            raise TaskNotReady(
+                f"the import is {task.status.value}; its report is ready once it has finished",
+                params={"status": task.status.value},
+            )
+        if task.status is TaskStatus.EXPIRED:
+            raise FileGone("the import's report has expired and was removed")
+        if not task.file_key or not task.file_name:
+            raise TaskNotFound("the import has no report: no row was rejected, or it expired")
+        return await serve_file(
+            request,
+            note,
+            task,
+            task.file_key,
+            task.file_name,
+            content_type=FORMATS["xlsx"].content_type,
+            gone="the import's report is no longer available",
         )
-    if task.status is TaskStatus.EXPIRED:
-        raise FileGone("the import's report has expired and was removed")
-    if not task.file_key or not task.file_name:
-        raise TaskNotFound("the import has no report: no row was rejected, or it expired")
-    return await serve_file(
-        services,
-        task,
-        task.file_key,
-        task.file_name,
-        content_type=FORMATS["xlsx"].content_type,
-        gone="the import's report is no longer available",
-    )

@@ -14,6 +14,12 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from exporter.api.audit_events import (
+    AUDIT_EVENTS_PATH,
+    AuditEventOut,
+    AuditEventPageOut,
+    AuditEventsQuery,
+)
 from exporter.api.auth import SESSION_COOKIE
 from exporter.api.listings import ListEndpoint, PageQuery, list_endpoints
 from exporter.api.openapi_imports import import_models, import_paths
@@ -68,6 +74,8 @@ class _Document:
             *(endpoint.page_model for endpoint in self.lists),
             LoginRequest,
             SessionOut,
+            AuditEventOut,
+            AuditEventPageOut,
             *import_models(),
             WebhookEvent,
             *ops_models(),
@@ -231,6 +239,23 @@ def _list_paths(document: _Document) -> dict[str, Any]:
     return paths
 
 
+def _audit_paths(document: _Document) -> dict[str, Any]:
+    return {
+        AUDIT_EVENTS_PATH: {
+            "get": {
+                "summary": "The audit trail, newest first, filtered and paged (audit:read)",
+                "security": SECURED,
+                "parameters": document.query(AuditEventsQuery),
+                "responses": {
+                    "200": json_answer(AuditEventPageOut, "a page of events"),
+                    # 422 also for a time range whose from is not before its to.
+                    **errors(*AUTH_ERRORS, 422),
+                },
+            }
+        }
+    }
+
+
 def _other_paths() -> dict[str, Any]:
     return {
         "/api/export-types": {
@@ -303,6 +328,7 @@ def build_openapi(handlers: HandlerRegistry, imports: ImportRegistry) -> dict[st
         **import_paths(imports, document.query),
         **_list_paths(document),
         **ops_paths(document.query),
+        **_audit_paths(document),
         **_other_paths(),
     }
     for operation in (op for path in paths.values() for op in path.values()):

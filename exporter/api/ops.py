@@ -15,7 +15,7 @@ from exporter.api import import_tasks, tasks
 from exporter.api.auth import current_account
 from exporter.api.responses import json_model
 from exporter.api.services import Services, services_of
-from exporter.api.task_actions import TASK_ID_PATTERN, cancel, task_id_of
+from exporter.api.task_actions import TASK_ID_PATTERN, cancel, task_audited, task_id_of
 from exporter.auth.accounts import Account, require_permissions
 from exporter.errors import TaskNotFound
 from exporter.input_model import InputModel
@@ -139,7 +139,7 @@ async def cancel_any(request: web.Request) -> web.Response:
     task, owner = await _task_and_owner(request, services)
     kind = services.exports if task.kind == services.exports.name else services.imports
     log.info("task %s: operator %d cancels account %d's task", task.id, operator.id, owner.id)
-    cancelled = await cancel(services, kind, task.id, owner)
+    cancelled = await cancel(request, kind, operator, owner)
     return json_model(await Overview(services.pool).ops_task(cancelled.id))
 
 
@@ -151,7 +151,11 @@ async def retry_any(request: web.Request) -> web.Response:
     services = services_of(request)
     task, owner = await _task_and_owner(request, services)
     log.info("task %s: operator %d retries account %d's task", task.id, operator.id, owner.id)
-    retry = tasks.retry if task.kind == services.exports.name else import_tasks.retry
-    creation = await retry(services, owner, task)
+    kind = services.exports if task.kind == services.exports.name else services.imports
+    retry = tasks.retry if kind is services.exports else import_tasks.retry
+    async with task_audited(request, kind, "retry", operator) as note:
+        note.about(task)
+        creation = await retry(services, owner, task)
+        note.detail["retried_as"] = str(creation.task.id)
     answer = await Overview(services.pool).ops_task(creation.task.id)
     return json_model(answer, status=202 if creation.created else 200)

@@ -112,6 +112,10 @@ class TaskOut(BaseModel):
     status_note: str | None
     download_url: str | None
     notify_url: str | None = Field(None, description="told of the task's end by a signed POST")
+    download_count: int = Field(
+        description="downloads that sent the file (whole or a range), as the audit trail counts"
+    )
+    last_download_at: datetime | None = Field(description="when the last of them ended")
     history: list[TaskEventOut] | None = Field(
         None, description="every status change, oldest first (GET /api/export-tasks/{id} only)"
     )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from exporter.audit.trail import AuditTrail
 from exporter.auth.account_repository import AccountRepository
 from exporter.db import Pool
 from exporter.exports.kind import ExportKind
@@ -29,6 +30,7 @@ class Services:
     imports: ImportKind
     # Uploads are received in its upload_dir before they are stored.
     scratch: ScratchSpace
+    audit: AuditTrail
 
 
 SERVICES = web.AppKey("services", Services)

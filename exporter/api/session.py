@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from exporter.api.audited import Note, audited
 from exporter.api.auth import SESSION_COOKIE, caller_identity, current_account
 from exporter.api.responses import json_model
 from exporter.api.services import services_of
 from exporter.api.sign_in_throttle import SignInLimits, SignInThrottle
 from exporter.api.validation import read_json_body
+from exporter.audit.events import AuditAction
 from exporter.auth.passwords import PasswordChecker
 from exporter.auth.tokens import issue_session_token
 from exporter.errors import AccountInactive, FieldProblem, Unauthorized
@@ -64,11 +66,18 @@ class SessionOut(BaseModel):
 
 @routes.post("/api/session")
 async def sign_in(request: web.Request) -> web.Response:
+    """Every attempt is in the audit trail, with the username it tried."""
+    async with audited(request, AuditAction.SIGN_IN) as note:
+        return await _sign_in(request, note)
+
+
+async def _sign_in(request: web.Request, note: Note) -> web.Response:
     # A form on another site can post text/plain but not JSON without CORS approval, so this
     # refuses to sign a victim's browser in to someone else's account (login CSRF).
     if request.content_type != "application/json":
         raise web.HTTPUnsupportedMediaType(reason="Content-Type must be application/json")
     body = await read_json_body(request, LoginRequest)
+    note.username = body.username
     services = services_of(request)
     settings = services.settings
     throttle = SignInThrottle(
@@ -103,6 +112,7 @@ async def sign_in(request: web.Request) -> web.Response:
         settings.secret.get_secret_value(), account.id, session_id, ttl_s=SESSION_TTL_S
     )
     await services.accounts.record_login(account.id)
+    note.account_id = account.id
     log.info("account %d signed in", account.id)
     response = json_model(
         SessionOut(

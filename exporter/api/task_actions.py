@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Protocol
 from urllib.parse import quote
@@ -13,10 +15,12 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from exporter import log_context
+from exporter.api.audited import Note, audited
 from exporter.api.auth import current_account
 from exporter.api.notify_targets import check_notify_target
 from exporter.api.schemas import ListTasksQuery
 from exporter.api.services import Services, services_of
+from exporter.audit.events import AuditAction, TaskRef
 from exporter.auth.accounts import Account
 from exporter.errors import (
     FieldProblem,
@@ -26,6 +30,7 @@ from exporter.errors import (
     TaskStateConflict,
     Unauthorized,
 )
+from exporter.storage.ranged_response import RangedResponse
 from exporter.tasks.kinds import TaskKind
 from exporter.tasks.models import Task, TaskStatus
 from exporter.tasks.repository import Creation, NewTask, Quotas
@@ -35,6 +40,8 @@ from exporter.validation import validate
 log = logging.getLogger("exporter.api")
 
 IDEMPOTENCY_KEY_MAX = 200
+# What a download's row keeps of its Range header.
+RANGE_SHOWN_MAX = 100
 # A task id in a route is a UUID, so that /api/export-tasks/stream is never taken for a task.
 TASK_ID_PATTERN = (
     "{task_id:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}}"
@@ -121,25 +128,51 @@ def require_retryable(task: Task, kind: TaskKind) -> None:
         )
 
 
-async def cancel(services: Services, kind: TaskKind, task_id: uuid.UUID, account: Account) -> Task:
-    """Cancel the caller's pending task or stop its running one; TaskStateConflict otherwise."""
-    task = await services.tasks.request_cancel(task_id, account.id, kind)
-    if task is None:
-        current = await services.tasks.get_own(task_id, account.id, kind)
-        raise TaskStateConflict(
-            f"the {kind.noun} is already {current.status.value}; nothing to cancel",
-            params={"status": current.status.value},
-        )
+@asynccontextmanager
+async def task_audited(
+    request: web.Request, kind: TaskKind, verb: str, account: Account
+) -> AsyncIterator[Note]:
+    """:func:`audited` for ``verb`` on the request's task of ``kind``, named in the row from the
+    start (a refusal too names the task asked for)."""
+    async with audited(request, AuditAction.of(kind.name, verb), account.id) as note:
+        note.task = TaskRef(task_id_of(request), kind.name)
+        yield note
+
+
+async def cancel(
+    request: web.Request, kind: TaskKind, account: Account, owner: Account | None = None
+) -> Task:
+    """Cancel the request's pending task or stop its running one; TaskStateConflict otherwise.
+    The task is ``owner``'s (an operator acting for another account), else the caller's; the
+    audit trail names the caller, ``account``."""
+    services = services_of(request)
+    owner = owner or account
+    async with task_audited(request, kind, "cancel", account) as note:
+        task_id = task_id_of(request)
+        task = await services.tasks.request_cancel(task_id, owner.id, kind)
+        if task is None:
+            current = await services.tasks.get_own(task_id, owner.id, kind)
+            note.about(current)
+            raise TaskStateConflict(
+                f"the {kind.noun} is already {current.status.value}; nothing to cancel",
+                params={"status": current.status.value},
+            )
+        note.about(task)
     log.info("task %s: cancel requested by account %d (was %s)", task.id, account.id, task.status)
     count_finished(task)  # a pending task is cancelled at once
     return task
 
 
-async def delete(services: Services, kind: TaskKind, task_id: uuid.UUID, account: Account) -> None:
+async def delete(request: web.Request, kind: TaskKind, account: Account) -> None:
     """Remove the caller's task and every file it has (made or uploaded)."""
-    for key in await services.tasks.delete_own(task_id, account.id, kind):
-        await services.storage.delete(key)
-    log.info("task %s: deleted by account %d", task_id, account.id)
+    services = services_of(request)
+    async with task_audited(request, kind, "delete", account) as note:
+        task = await services.tasks.delete_own(task_id_of(request), account.id, kind)
+        note.about(task)
+    for key in (task.file_key, task.upload_key):
+        if key:
+            await services.storage.delete(key)
+    log.info("task %s: deleted by account %d", task.id, account.id)
 
 
 class ListedKind(TaskKind, Protocol):
@@ -183,10 +216,23 @@ def content_disposition(type_name: str, file_name: str) -> str:
 
 
 async def serve_file(
-    services: Services, task: Task, key: str, name: str, *, content_type: str, gone: str
+    request: web.Request,
+    note: Note,
+    task: Task,
+    key: str,
+    name: str,
+    *,
+    content_type: str,
+    gone: str,
 ) -> web.StreamResponse:
     """The task's stored file ``key`` as an attachment named ``name``; FileGone saying ``gone``
-    when storage no longer has it (a completed task is then marked expired)."""
+    when storage no longer has it (a completed task is then marked expired).
+
+    The body is sent here rather than by aiohttp after the handler, so that ``note`` has the
+    bytes that reached the connection, a transfer the client cut short included. A ``HEAD``
+    downloads nothing and is not recorded.
+    """
+    services = services_of(request)
     try:
         response = await services.storage.download(
             key,
@@ -202,4 +248,21 @@ async def serve_file(
         log.warning("task %s: its file %s is gone from storage", task.id, key)
         raise FileGone(gone)
     response.headers["Cache-Control"] = "private, no-store"
+    if request.method == "HEAD":
+        note.skip = True
+        return response
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    finally:
+        _note_download(note, request, response)
     return response
+
+
+def _note_download(note: Note, request: web.Request, response: RangedResponse) -> None:
+    note.bytes_sent = response.bytes_sent
+    note.detail = {"status": response.status}
+    if "Range" in request.headers:
+        note.detail["range"] = request.headers["Range"][:RANGE_SHOWN_MAX]
+    if response.status == web.HTTPRequestRangeNotSatisfiable.status_code:
+        note.refused_code = "range_not_satisfiable"

@@ -22,6 +22,7 @@ from exporter.api.task_actions import (
     require_retryable,
     serve_file,
     submit,
+    task_audited,
     task_id_of,
     task_page,
 )
@@ -55,6 +56,10 @@ async def _submit(
 ) -> web.Response:
     """Create (or find) the task, enqueue it if new; 202 when created, 200 when found."""
     creation = await submit(services, services.exports, account, NewTask(account.id, spec, key))
+    return await _created_json(services, creation)
+
+
+async def _created_json(services: Services, creation: Creation) -> web.Response:
     return await _task_json(services, creation.task, status=202 if creation.created else 200)
 
 
@@ -87,7 +92,7 @@ async def show_task(request: web.Request) -> web.Response:
 async def cancel_task(request: web.Request) -> web.Response:
     account = await current_account(request)
     services = services_of(request)
-    task = await cancel(services, services.exports, task_id_of(request), account)
+    task = await cancel(request, services.exports, account)
     return await _task_json(services, task)
 
 
@@ -95,9 +100,12 @@ async def cancel_task(request: web.Request) -> web.Response:
 async def retry_task(request: web.Request) -> web.Response:
     account = await current_account(request)
     services = services_of(request)
-    task = await services.tasks.get_own(task_id_of(request), account.id, services.exports)
-    creation = await retry(services, account, task)
-    return await _task_json(services, creation.task, status=202 if creation.created else 200)
+    async with task_audited(request, services.exports, "retry", account) as note:
+        task = await services.tasks.get_own(task_id_of(request), account.id, services.exports)
+        note.about(task)
+        creation = await retry(services, account, task)
+        note.detail["retried_as"] = str(creation.task.id)
+    return await _created_json(services, creation)
 
 
 async def retry(services: Services, account: Account, task: Task) -> Creation:
@@ -114,7 +122,7 @@ async def delete_task(request: web.Request) -> web.Response:
     """Remove the task and its file; a running export's worker notices and stops."""
     account = await current_account(request)
     services = services_of(request)
-    await delete(services, services.exports, task_id_of(request), account)
+    await delete(request, services.exports, account)
     return web.Response(status=204)
 
 
@@ -122,21 +130,24 @@ async def delete_task(request: web.Request) -> web.Response:
 async def download_task_file(request: web.Request) -> web.StreamResponse:
     account = await current_account(request)
     services = services_of(request)
-    task = await services.tasks.get_own(task_id_of(request), account.id, services.exports)
-    if task.status is TaskStatus.EXPIRED:
-        raise FileGone("the export's file has expired and was removed; retry to export again")
-    if task.status is not TaskStatus.COMPLETED or not task.file_key or not task.file_name:
-        raise TaskNotReady(
-            f"the export is {task.status.value}; only a completed export has a file",
-            params={"status": task.status.value},
+    async with task_audited(request, services.exports, "download", account) as note:
+        task = await services.tasks.get_own(task_id_of(request), account.id, services.exports)
+        note.about(task)
+        if task.status is TaskStatus.EXPIRED:
+            raise FileGone("the export's file has expired and was removed; retry to export again")
+        if task.status is not TaskStatus.COMPLETED or not task.file_key or not task.file_name:
+            raise TaskNotReady(
+                f"the export is {task.status.value}; only a completed export has a file",
+                params={"status": task.status.value},
+            )
+        # A file of a format this API no longer writes still downloads, as plain bytes.
+        file_format = FORMATS.get(task.format)
+        return await serve_file(
+            request,
+            note,
+            task,
+            task.file_key,
+            task.file_name,
+            content_type=file_format.content_type if file_format else "application/octet-stream",
+            gone="the export's file is no longer available; retry to export again",
         )
-    # A file of a format this API no longer writes still downloads, as plain bytes.
-    file_format = FORMATS.get(task.format)
-    return await serve_file(
-        services,
-        task,
-        task.file_key,
-        task.file_name,
-        content_type=file_format.content_type if file_format else "application/octet-stream",
-        gone="the export's file is no longer available; retry to export again",
-    )

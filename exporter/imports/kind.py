@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 
+from exporter.audit.events import AuditAction, AuditEvent, AuditOutcome, Client, TaskRef
+from exporter.audit.trail import append_on
 from exporter.auth.accounts import Account, require_permissions
 from exporter.db import Connection, Pool
 from exporter.errors import ExporterError
@@ -108,6 +110,20 @@ class ImportOutcome(BaseModel):
         )
 
 
+def _applied_event(task: Task, outcome: ImportOutcome) -> AuditEvent:
+    """An apply's rows written, or refused for its rejected rows; the request that asked for
+    it has its id (its own event, import.apply, has where it came from)."""
+    return AuditEvent(
+        action=AuditAction.IMPORT_APPLIED,
+        outcome=AuditOutcome.OK if outcome.applied else AuditOutcome.REFUSED,
+        client=Client(None, None, task.request_id),
+        account_id=task.created_by_id,
+        error_code=None if outcome.applied else "rows_rejected",
+        task=TaskRef(task.id, task.kind, task.type),
+        detail={"counts": outcome.counts},
+    )
+
+
 class ImportKind:
     """The ``import`` kind: an uploaded file's rows checked, and written in one transaction."""
 
@@ -186,6 +202,9 @@ class ImportKind:
                 )
                 if not marked:
                     raise AttemptLost("the import stopped being this attempt's; nothing written")
+            if params.mode is ImportMode.APPLY:
+                # In the transaction that writes the rows: written rows always have their event.
+                await append_on(conn, _applied_event(task, outcome))
         result = outcome.result(self._report_name(task))
         if params.mode is ImportMode.APPLY and not apply:
             raise FailedWithResult(

@@ -9,6 +9,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from exporter.api import (
+    audit_events,
     health,
     import_tasks,
     import_types,
@@ -26,6 +27,7 @@ from exporter.api.headers import private_headers
 from exporter.api.proxies import trusted_proxies_middleware
 from exporter.api.request_ids import answer_request_id, request_ids
 from exporter.api.services import SERVICES, Services
+from exporter.audit.trail import AuditTrail
 from exporter.auth.account_repository import AccountRepository
 from exporter.db import create_pool
 from exporter.exports.kind import ExportKind, ExportSettings
@@ -85,6 +87,7 @@ def create_app(settings: Settings) -> web.Application:
         ops,
         session,
         task_stream,
+        audit_events,
         pages,
     ):
         app.add_routes(module.routes)
@@ -102,6 +105,7 @@ def create_app(settings: Settings) -> web.Application:
         redis = connect_lazily(settings.redis_url)
         deployment = await deployment_id(pool)
         storage = await resources.enter_async_context(open_storage(settings, deployment))
+        audit = AuditTrail(pool)
         app[SERVICES] = Services(
             settings=settings,
             pool=pool,
@@ -117,10 +121,12 @@ def create_app(settings: Settings) -> web.Application:
                 import_registry, pool, storage, ImportSettings(settings.time_zone, ReadLimits())
             ),
             scratch=ScratchSpace(settings.scratch_dir, deployment),
+            audit=audit,
         )
         try:
             yield
         finally:
+            await audit.close()
             await resources.aclose()
             await redis.aclose()
             await pool.close()

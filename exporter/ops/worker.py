@@ -163,6 +163,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         storage,
         scratch,
         retention_days=settings.retention_days,
+        audit_retention_days=settings.audit_retention_days,
         upload_pause_s=settings.body_timeout_s,
     )
     runner = TaskRunner(

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from aiohttp import web
+from exporter.storage.ranged_response import RangedResponse
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,9 @@ class Storage(Protocol):
 
     async def download(
         self, key: str, *, content_type: str, content_disposition: str
-    ) -> web.StreamResponse | None:
+    ) -> RangedResponse | None:
         """The response that serves the file (HTTP ``Range`` and ``HEAD`` included, or a
-        redirect to the store); None if it is gone."""
+        redirect to the store), counting the bytes it sends; None if it is gone."""
         ...
 
     async def retrieve(self, key: str, target: Path) -> bool:

@@ -15,11 +15,18 @@ import secrets
 import shutil
 import uuid
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import hdrs
 
 from exporter.storage.base import StoredFile, StoredObject, UnfinishedUpload
+from exporter.storage.ranged_response import RangedResponse
+
+# What each read of a file being served takes; written to the client before the next read.
+# At 1 MiB a 256 MiB file went as fast as aiohttp's sendfile here (847-1075 MB/s against
+# 602-942 MB/s, one loaded machine, client and server in one process); 256 KiB: 610 against 1087.
+CHUNK_BYTES = 1024 * 1024
 
 # ``<name>.partial-<8 hex>``: a copy into place that has not finished (see _copy_into_place).
 PARTIAL_MARK = ".partial-"
@@ -74,6 +81,35 @@ def _is_partial(stored: StoredObject) -> bool:
     return PARTIAL_MARK in stored.key.rsplit("/", 1)[-1]
 
 
+class FileResponse(RangedResponse):
+    """A local file served in pieces, so that what reached the connection is counted (aiohttp's
+    own FileResponse hands the file to sendfile, which says nothing of a transfer cut short).
+    Its ETag and Last-Modified are spelt as aiohttp spells them."""
+
+    def __init__(self, path: Path, stat: os.stat_result, *, headers: dict[str, str]) -> None:
+        modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+        super().__init__(
+            stat.st_size,
+            headers={
+                **headers,
+                hdrs.ETAG: f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"',
+                hdrs.LAST_MODIFIED: format_datetime(modified, usegmt=True),
+            },
+        )
+        self._path = path
+
+    async def _stream(self, start: int, stop: int) -> None:
+        with await asyncio.to_thread(self._path.open, "rb") as file:
+            await asyncio.to_thread(file.seek, start)
+            left = stop - start
+            while left > 0:
+                chunk = await asyncio.to_thread(file.read, min(CHUNK_BYTES, left))
+                if not chunk:  # the file shrank: it is never rewritten in place, so never
+                    break
+                await self.write(chunk)
+                left -= len(chunk)
+
+
 class LocalStorage:
     """The ``Storage`` of a local directory (one disk, or a shared mount)."""
 
@@ -104,12 +140,17 @@ class LocalStorage:
 
     async def download(
         self, key: str, *, content_type: str, content_disposition: str
-    ) -> web.StreamResponse | None:
+    ) -> FileResponse | None:
         path = self._path(key)
-        if path is None or not path.is_file():
+        if path is None:
             return None
-        return web.FileResponse(
+        try:
+            stat = await asyncio.to_thread(path.stat)
+        except FileNotFoundError:
+            return None
+        return FileResponse(
             path,
+            stat,
             headers={"Content-Type": content_type, "Content-Disposition": content_disposition},
         )
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiofiles
-from aiohttp import hdrs, web
+from aiohttp import hdrs
 from botocore.exceptions import ClientError
 
 from exporter.storage.base import StoredFile, StoredObject, UnfinishedUpload
@@ -88,7 +88,7 @@ class S3Storage:
 
     async def download(
         self, key: str, *, content_type: str, content_disposition: str
-    ) -> web.StreamResponse | None:
+    ) -> ObjectResponse | None:
         object_key = self._object_key(key)
         head = None if object_key is None else await self._head(object_key)
         if object_key is None or head is None:

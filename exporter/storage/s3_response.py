@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
 
+from exporter.storage.ranged_response import RangedResponse
 from exporter.storage.s3_calls import retried
 
 if TYPE_CHECKING:
@@ -26,23 +27,7 @@ CHUNK_BYTES = 1024 * 1024
 PRESIGNED_TTL_S = 300
 
 
-def byte_range(request: web.BaseRequest, size: int) -> tuple[int, int] | None:
-    """The bytes ``[start, stop)`` a request's ``Range`` asks of ``size`` (all of them when it
-    has none); None when no byte of the object satisfies it."""
-    if hdrs.RANGE not in request.headers:
-        return 0, size
-    try:
-        wanted = request.http_range
-    except ValueError:
-        return None
-    start = wanted.start or 0
-    if start < 0:  # the last -start bytes
-        return max(size + start, 0), size
-    stop = size if wanted.stop is None else min(wanted.stop, size)
-    return (start, stop) if start < size else None
-
-
-class ObjectResponse(web.StreamResponse):
+class ObjectResponse(RangedResponse):
     """The response for one object whose ``HEAD`` said it is ``size`` bytes."""
 
     def __init__(
@@ -55,32 +40,16 @@ class ObjectResponse(web.StreamResponse):
         headers: dict[str, str],
         redirect: bool,
     ) -> None:
-        super().__init__(headers=headers)
+        super().__init__(size, headers=headers)
         self._client = client
         self._bucket = bucket
         self._key = key
-        self._size = size
         self._redirect = redirect
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        if self._redirect and request.method == hdrs.METH_GET:
+        if self._redirect and request.method == hdrs.METH_GET and not self.prepared:
             return await self._redirected(request)
-        self.headers[hdrs.ACCEPT_RANGES] = "bytes"
-        wanted = byte_range(request, self._size)
-        if wanted is None:
-            self.set_status(web.HTTPRequestRangeNotSatisfiable.status_code)
-            self.headers[hdrs.CONTENT_RANGE] = f"bytes */{self._size}"
-            self.content_length = 0
-            return await super().prepare(request)
-        start, stop = wanted
-        if (start, stop) != (0, self._size):
-            self.set_status(web.HTTPPartialContent.status_code)
-            self.headers[hdrs.CONTENT_RANGE] = f"bytes {start}-{stop - 1}/{self._size}"
-        self.content_length = stop - start
-        writer = await super().prepare(request)
-        if request.method != hdrs.METH_HEAD and stop > start:
-            await self._stream(start, stop)
-        return writer
+        return await super().prepare(request)
 
     async def _redirected(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         url = await self._client.generate_presigned_url(
@@ -93,6 +62,7 @@ class ObjectResponse(web.StreamResponse):
             },
             ExpiresIn=PRESIGNED_TTL_S,
         )
+        self.bytes_sent = None  # the store sends the file: how much, it alone knows
         self.set_status(web.HTTPSeeOther.status_code)
         self.headers[hdrs.LOCATION] = url
         for name in (hdrs.CONTENT_DISPOSITION, hdrs.ETAG, hdrs.LAST_MODIFIED):

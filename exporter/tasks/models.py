@@ -63,6 +63,9 @@ class Task:
     request_id: str | None
     # Where a POST tells of the task's end (completed, failed, cancelled, expired), if asked.
     notify_url: str | None
+    # Downloads of its file (an export's) or report (an import's) that sent it (migration 0020).
+    download_count: int
+    last_download_at: datetime | None
 
 
 @dataclass(frozen=True)

@@ -63,9 +63,9 @@ WHERE id = $1 AND created_by_id = $2 AND kind = $3 AND status IN ('pending', 'ru
 RETURNING {TASK_COLUMNS}
 """
 
-DELETE_OWN_TASK = """
+DELETE_OWN_TASK = f"""
 DELETE FROM tasks WHERE id = $1 AND created_by_id = $2 AND kind = $3
-RETURNING file_key, upload_key
+RETURNING {TASK_COLUMNS}
 """
 
 # A completed task whose file is no longer in storage (removed by hand, a lost disk) is expired,
@@ -287,13 +287,13 @@ class TaskRepository:
         """Cancel a pending task or flag a running one; None if it is neither."""
         return _one(await self._pool.fetchrow(REQUEST_CANCEL, task_id, owner_id, kind.name))
 
-    async def delete_own(self, task_id: uuid.UUID, owner_id: int, kind: TaskKind) -> list[str]:
-        """Delete the task; returns the keys of its files (made and uploaded). TaskNotFound if
-        absent."""
-        record = await self._pool.fetchrow(DELETE_OWN_TASK, task_id, owner_id, kind.name)
-        if record is None:
+    async def delete_own(self, task_id: uuid.UUID, owner_id: int, kind: TaskKind) -> Task:
+        """Delete the task; returns it as it was (its files, made and uploaded, are still to
+        remove). TaskNotFound if absent."""
+        task = _one(await self._pool.fetchrow(DELETE_OWN_TASK, task_id, owner_id, kind.name))
+        if task is None:
             raise TaskNotFound(f"{kind.noun} task not found")
-        return [key for key in (record["file_key"], record["upload_key"]) if key]
+        return task
 
     async def expire_lost_file(self, task_id: uuid.UUID) -> None:
         """Mark a completed task expired because its file is gone from storage."""

@@ -1,4 +1,5 @@
-"""Expiry of old files and removal of files that no task owns; run periodically by workers.
+"""Expiry of old files, removal of files that no task owns, and of audit events past their own
+retention; run periodically by workers.
 
 The janitor sees files only through the storage and the work directories of its own
 deployment: a published file's name starts with its task's id (``<task id>.<format>``), and so
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from exporter import metrics
+from exporter.audit.trail import prune
 from exporter.db import Pool
 from exporter.storage.base import Storage, StoredObject, UnfinishedUpload
 from exporter.storage.scratch import ScratchSpace, WorkDir
@@ -57,6 +59,7 @@ FROM tasks WHERE id = ANY($1::uuid[])
 class RetentionResult:
     expired: int
     orphans_removed: int
+    audit_events_removed: int
 
 
 def _task_id_of(key: str) -> uuid.UUID | None:
@@ -96,12 +99,14 @@ class Retention:
         scratch: ScratchSpace,
         *,
         retention_days: float,
+        audit_retention_days: float,
         upload_pause_s: float = ORPHAN_MIN_AGE_S,
     ) -> None:
         self._pool = pool
         self._storage = storage
         self._scratch = scratch
         self._retention_days = retention_days
+        self._audit_retention_days = audit_retention_days
         # An upload being received is written to at least this often (the API's body timeout).
         self._upload_pause_s = upload_pause_s
 
@@ -111,7 +116,16 @@ class Retention:
             await self._remove_orphans()
             + await self._remove_stale_uploads()
             + await self._abort_unfinished(),
+            await self._prune_audit_events(),
         )
+
+    async def _prune_audit_events(self) -> int:
+        removed = await prune(self._pool, self._audit_retention_days)
+        if removed:
+            log.info(
+                "removed %d audit events older than %g days", removed, self._audit_retention_days
+            )
+        return removed
 
     async def _expire_files(self) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
