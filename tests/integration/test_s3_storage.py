@@ -101,6 +101,29 @@ async def test_a_range_gets_206_one_past_the_end_416_and_head_the_headers_alone(
         assert first.headers[name] == full[name], name
 
 
+async def test_a_range_it_cannot_serve_is_ignored_and_an_empty_suffix_is_416(
+    settings: Settings, admin: ApiUser
+) -> None:
+    url, whole, full = await _downloaded(settings, admin)
+
+    async def get(headers: dict[str, str]) -> tuple[int, bytes]:
+        response = await admin.client.get(url, headers={**admin.headers, **headers})
+        return response.status, await response.read()
+
+    ignored = [
+        await get({"Range": value})
+        for value in ("bytes=0-1,3-4", "bytes=10-5", "items=0-1", "bytes=x-")
+    ]
+    empty_suffix = await get({"Range": "bytes=-0"})
+    same_version = await get({"Range": "bytes=0-9", "If-Range": full["Etag"]})
+    other_version = await get({"Range": "bytes=0-9", "If-Range": '"another"'})
+
+    assert ignored == [(200, whole)] * 4
+    assert empty_suffix == (416, b"")
+    assert same_version == (206, whole[:10])
+    assert other_version == (200, whole)
+
+
 async def test_in_redirect_mode_a_get_is_a_303_to_a_short_lived_url_that_names_the_file(
     settings: Settings, admin: ApiUser
 ) -> None:
