@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import asyncpg
 import openpyxl
 import pytest
-from aiohttp import ClientSession
+from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 from yarl import URL
@@ -369,3 +369,72 @@ async def test_a_large_file_goes_up_a_few_parts_at_a_time_and_arrives_whole(
     assert store.most_parts_in_flight == PARTS_IN_FLIGHT
     assert await _stored_bytes(seaweedfs, f"{_prefix(settings)}/{stored.key}") == content
     assert not source.exists()
+
+
+def _completes(request: web.BaseRequest) -> bool:
+    """The request that completes a multipart upload (its creation carries ``uploads``)."""
+    return request.method == "POST" and "uploadId" in request.query
+
+
+async def test_a_completed_upload_whose_answer_was_lost_is_kept_once_it_checks_out(
+    settings: Settings, seaweedfs: SeaweedFS, tmp_path: Path
+) -> None:
+    content = os.urandom(PART_BYTES + 4321)
+    source = tmp_path / "lost-answer.csv"
+    source.write_bytes(content)
+    deployment = uuid.uuid4()
+    completes = 0
+
+    def first_complete(request: web.BaseRequest) -> bool:
+        nonlocal completes
+        completes += _completes(request)
+        return _completes(request) and completes == 1
+
+    def later_complete(request: web.BaseRequest) -> bool:
+        return _completes(request) and completes >= 1
+
+    store = FlakyStore(
+        seaweedfs.endpoint_url,
+        refuses=lambda _: False,
+        loses=first_complete,
+        forgets=later_complete,
+    )
+    async with store.running() as endpoint_url:
+        flaky = settings.model_copy(update={"s3_endpoint_url": endpoint_url})
+        async with open_storage(flaky, deployment) as storage:
+            stored = await storage.publish(source, "lost-answer.csv")
+
+    assert completes == 1
+    assert [what.endswith(("answer lost)", "(no such upload)")) for what in store.refused] == [
+        True,
+        True,
+    ]
+    assert stored == StoredFile(f"{deployment}/lost-answer.csv", len(content))
+    assert await _stored_bytes(seaweedfs, f"{_prefix(settings)}/{stored.key}") == content
+    assert await unfinished_uploads(seaweedfs, TEST_BUCKET, _prefix(settings)) == []
+
+
+@pytest.mark.parametrize("size", [1000, PART_BYTES + 1000])
+async def test_an_object_that_cannot_be_checked_once_stored_is_removed(
+    settings: Settings, seaweedfs: SeaweedFS, tmp_path: Path, size: int
+) -> None:
+    source = tmp_path / "unchecked.csv"
+    source.write_bytes(os.urandom(size))
+
+    def checks(request: web.BaseRequest) -> bool:
+        return request.method == "HEAD"
+
+    # A file of one part is checked by its PUT's answer: losing it leaves the object stored.
+    def puts_whole(request: web.BaseRequest) -> bool:
+        return request.method == "PUT" and "partNumber" not in request.query
+
+    store = FlakyStore(seaweedfs.endpoint_url, refuses=checks, loses=puts_whole)
+    async with store.running() as endpoint_url:
+        flaky = settings.model_copy(update={"s3_endpoint_url": endpoint_url})
+        async with open_storage(flaky, uuid.uuid4()) as storage:
+            with pytest.raises(OSError, match="could not"):
+                await storage.publish(source, "unchecked.csv")
+
+    assert store.refused
+    assert await object_keys(seaweedfs, TEST_BUCKET, _prefix(settings)) == []
+    assert await unfinished_uploads(seaweedfs, TEST_BUCKET, _prefix(settings)) == []
