@@ -438,3 +438,38 @@ async def test_an_object_that_cannot_be_checked_once_stored_is_removed(
     assert store.refused
     assert await object_keys(seaweedfs, TEST_BUCKET, _prefix(settings)) == []
     assert await unfinished_uploads(seaweedfs, TEST_BUCKET, _prefix(settings)) == []
+
+
+@pytest.mark.parametrize("cut_offs", [1, 4])
+async def test_a_retrieval_cut_off_mid_way_is_tried_again_then_an_os_error(
+    settings: Settings, seaweedfs: SeaweedFS, tmp_path: Path, cut_offs: int
+) -> None:
+    content = os.urandom(3 * 1024**2)
+    deployment = uuid.uuid4()
+    async with open_storage(settings, deployment) as storage:
+        stored = await storage.publish(_written(tmp_path / "upload.csv", content), "upload.csv")
+    gets = 0
+
+    def cuts(request: web.BaseRequest) -> bool:
+        nonlocal gets
+        gets += request.method == "GET"
+        return request.method == "GET" and gets <= cut_offs
+
+    store = FlakyStore(seaweedfs.endpoint_url, refuses=lambda _: False, cuts=cuts)
+    target = tmp_path / "retrieved.csv"
+    async with store.running() as endpoint_url:
+        flaky = settings.model_copy(update={"s3_endpoint_url": endpoint_url})
+        async with open_storage(flaky, deployment) as storage:
+            if cut_offs < 4:
+                assert await storage.retrieve(stored.key, target) is True
+                assert target.read_bytes() == content
+            else:
+                with pytest.raises(OSError, match="after 4 tries: the download was cut off"):
+                    await storage.retrieve(stored.key, target)
+
+    assert len(store.refused) == cut_offs
+
+
+def _written(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
