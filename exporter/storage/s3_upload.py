@@ -3,9 +3,10 @@ at a time, each with its MD5 for the store to check; whole or not at all.
 
 A part is read from the file while it is sent, never held whole, and a process has at most
 ``PARTS_IN_FLIGHT`` parts in flight, shared by all its uploads. A file shorter than one part
-goes up in one request. The object is checked once complete (its size, and its ETag against
-the parts' MD5s); any failure or cancellation aborts the multipart upload, or removes the
-object once it exists, so the store keeps neither an object nor an unfinished upload.
+goes up in one request, read as it is sent too, in one of the same slots. The object is
+checked once complete (its size, and its ETag against the parts' MD5s); any failure or
+cancellation aborts the multipart upload, or removes the object once it may exist, so the store
+keeps neither an object nor an unfinished upload.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from exporter.storage.s3_calls import error_code, retried
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
     from types_aiobotocore_s3 import S3Client
-    from types_aiobotocore_s3.type_defs import UploadPartOutputTypeDef
+    from types_aiobotocore_s3.type_defs import PutObjectOutputTypeDef, UploadPartOutputTypeDef
 
 log = logging.getLogger("exporter.storage")
 
@@ -224,16 +225,23 @@ class ObjectUpload:
         self._parts.append(_Part(number, sent["ETag"], digest))
 
     async def _put_whole(self, fd: int, size: int) -> None:
-        data = await asyncio.to_thread(os.pread, fd, size, 0)  # less than a part
-        digest = await asyncio.to_thread(_md5, data)
-        self._may_exist = True
-        stored = await retried(
-            f"store {self._key}",
-            lambda: self._client.put_object(
-                Bucket=self._bucket, Key=self._key, Body=data, ContentMD5=_content_md5(digest)
-            ),
-        )
-        self._size = len(data)
+        # Less than a part, and sent like one: read as it goes, in one of the slots.
+        whole = FileSlice(fd, 0, size)
+        async with self._slots:
+            digest = await asyncio.to_thread(whole.md5)
+
+            async def put() -> PutObjectOutputTypeDef:
+                whole.seek(0)  # a try after a failed one sends it again from its start
+                return await self._client.put_object(
+                    Bucket=self._bucket,
+                    Key=self._key,
+                    Body=cast("IO[bytes]", whole),
+                    ContentMD5=_content_md5(digest),
+                )
+
+            self._may_exist = True
+            stored = await retried(f"store {self._key}", put)
+        self._size = size
         await self._verify(digest.hex(), stored["ETag"])
 
     async def _complete(self) -> None:

@@ -3,6 +3,7 @@ with their headers and ranges or redirected to the store, failures that leave no
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import uuid
@@ -473,3 +474,25 @@ async def test_a_retrieval_cut_off_mid_way_is_tried_again_then_an_os_error(
 def _written(path: Path, content: bytes) -> Path:
     path.write_bytes(content)
     return path
+
+
+async def test_small_files_go_up_whole_in_the_same_few_slots_as_parts(
+    settings: Settings, seaweedfs: SeaweedFS, tmp_path: Path
+) -> None:
+    contents = [os.urandom(size) for size in (0, 1, *[2 * 1024**2 + n for n in range(8)])]
+    deployment = uuid.uuid4()
+    store = FlakyStore(seaweedfs.endpoint_url, refuses=lambda _: False)
+    async with store.running() as endpoint_url:
+        watched = settings.model_copy(update={"s3_endpoint_url": endpoint_url})
+        async with open_storage(watched, deployment) as storage:
+            stored = await asyncio.gather(
+                *(
+                    storage.publish(_written(tmp_path / f"{n}.csv", content), f"{n}.csv")
+                    for n, content in enumerate(contents)
+                )
+            )
+
+    assert [file.size for file in stored] == [len(content) for content in contents]
+    assert store.most_parts_in_flight == PARTS_IN_FLIGHT
+    for file, content in zip(stored, contents, strict=True):
+        assert await _stored_bytes(seaweedfs, f"{_prefix(settings)}/{file.key}") == content
