@@ -211,6 +211,15 @@ class Settings(DatabaseSettings):
                     "the bucket must be 3-63 lowercase letters, digits, dots or hyphens:"
                     " s3://bucket/prefix"
                 )
+            # Keys are taken literally by the store: "a//b", "a/./b" or "a%2Fb" would name
+            # other objects than the prefix seems to.
+            prefix = parts.path.strip("/")
+            segments = prefix.split("/") if prefix else []
+            if any(segment in ("", ".", "..") for segment in segments) or "%" in prefix:
+                raise ValueError(
+                    "the prefix takes no empty, . or .. segments nor percent-encoding:"
+                    " s3://bucket/team/exports"
+                )
         else:
             raise ValueError("must be file:///absolute/dir or s3://bucket/prefix")
         if parts.query or parts.fragment:

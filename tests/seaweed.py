@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import cast
 
 from aiohttp import ClientSession, web
 from yarl import URL
@@ -40,6 +41,11 @@ SLOW_DOWN = (
     b'<?xml version="1.0" encoding="UTF-8"?>'
     b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
 )
+NO_SUCH_UPLOAD = (
+    b'<?xml version="1.0" encoding="UTF-8"?>'
+    b"<Error><Code>NoSuchUpload</Code><Message>The specified upload does not exist.</Message>"
+    b"</Error>"
+)
 # Hop-by-hop, or recomputed by aiohttp for the body it sends on.
 _NOT_FORWARDED = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 
@@ -47,11 +53,27 @@ _NOT_FORWARDED = frozenset({"content-length", "transfer-encoding", "connection",
 class FlakyStore:
     """An HTTP proxy in front of a real store that answers 503 SlowDown to the requests
     ``refuses`` picks, and passes every other one through untouched (signatures included),
-    counting the part uploads it carries at once."""
+    counting the uploads of data (parts or whole objects) it carries at once.
 
-    def __init__(self, upstream: str, refuses: Callable[[web.BaseRequest], bool]) -> None:
+    A request ``loses`` picks reaches the store, but its answer is lost: the client gets a 503.
+    One ``forgets`` picks is answered 404 NoSuchUpload, as AWS S3 answers a completion tried
+    again after the first completed (SeaweedFS completes it again). One ``cuts`` picks is
+    answered with half its body before the connection drops."""
+
+    def __init__(
+        self,
+        upstream: str,
+        refuses: Callable[[web.BaseRequest], bool],
+        *,
+        loses: Callable[[web.BaseRequest], bool] = lambda _: False,
+        forgets: Callable[[web.BaseRequest], bool] = lambda _: False,
+        cuts: Callable[[web.BaseRequest], bool] = lambda _: False,
+    ) -> None:
         self._upstream = upstream
         self._refuses = refuses
+        self._loses = loses
+        self._forgets = forgets
+        self._cuts = cuts
         self.refused: list[str] = []
         self._parts_in_flight = 0
         self.most_parts_in_flight = 0
@@ -77,17 +99,29 @@ class FlakyStore:
             finally:
                 await runner.cleanup()
 
-    async def _forward(self, session: ClientSession, request: web.BaseRequest) -> web.Response:
+    async def _forward(
+        self, session: ClientSession, request: web.BaseRequest
+    ) -> web.StreamResponse:
         if self._refuses(request):
             self.refused.append(f"{request.method} {request.raw_path}")
-            return web.Response(status=503, body=SLOW_DOWN, content_type="application/xml")
-        is_part = part_upload(request)
-        self._parts_in_flight += is_part
+            return _slow_down()
+        if self._forgets(request):
+            self.refused.append(f"{request.method} {request.raw_path} (no such upload)")
+            return web.Response(status=404, body=NO_SUCH_UPLOAD, content_type="application/xml")
+        is_upload = request.method == "PUT"
+        self._parts_in_flight += is_upload
         self.most_parts_in_flight = max(self.most_parts_in_flight, self._parts_in_flight)
         try:
-            return await self._pass(session, request)
+            answer = await self._pass(session, request)
         finally:
-            self._parts_in_flight -= is_part
+            self._parts_in_flight -= is_upload
+        if self._loses(request):
+            self.refused.append(f"{request.method} {request.raw_path} (done, answer lost)")
+            return _slow_down()
+        if self._cuts(request) and answer.body is not None:
+            self.refused.append(f"{request.method} {request.raw_path} (cut off)")
+            return await _cut_off(request, answer)
+        return answer
 
     async def _pass(self, session: ClientSession, request: web.BaseRequest) -> web.Response:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
@@ -104,6 +138,23 @@ class FlakyStore:
             if request.method == "HEAD":  # the size of what a GET would send, not of no body
                 kept["Content-Length"] = answer.headers["Content-Length"]
             return web.Response(status=answer.status, body=body, headers=kept)
+
+
+def _slow_down() -> web.Response:
+    return web.Response(status=503, body=SLOW_DOWN, content_type="application/xml")
+
+
+async def _cut_off(request: web.BaseRequest, answer: web.Response) -> web.StreamResponse:
+    """``answer`` announced whole, then half of its body, then the connection closed."""
+    body = bytes(cast("bytes", answer.body))
+    cut = web.StreamResponse(status=answer.status, headers=answer.headers)
+    cut.content_length = len(body)
+    await cut.prepare(request)
+    await cut.write(body[: len(body) // 2])
+    transport = request.transport
+    assert transport is not None
+    transport.close()
+    return cut
 
 
 def part_upload(request: web.BaseRequest) -> bool:

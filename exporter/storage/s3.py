@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aiofiles
-from aiohttp import hdrs
-from botocore.exceptions import ClientError
+from aiohttp import ClientPayloadError, hdrs
+from botocore.exceptions import ClientError, IncompleteReadError
 
 from exporter.storage.base import StoredFile, StoredObject, UnfinishedUpload
 from exporter.storage.s3_calls import is_missing, retried
@@ -112,22 +112,26 @@ class S3Storage:
         object_key = self._object_key(key)
         if object_key is None:
             return False
+
+        async def copy() -> None:
+            got = await self._client.get_object(Bucket=self._bucket, Key=object_key)
+            body = got["Body"]
+            try:
+                async with aiofiles.open(target, "wb") as file:
+                    async for chunk in body.iter_chunks(CHUNK_BYTES):
+                        await file.write(chunk)
+            except (ClientPayloadError, IncompleteReadError, asyncio.IncompleteReadError) as exc:
+                # A ConnectionError: tried again from the start, then an OSError that says so.
+                raise ConnectionError(f"the download was cut off ({exc})") from exc
+            finally:
+                body.close()
+
         try:
-            got = await retried(
-                f"read {object_key}",
-                lambda: self._client.get_object(Bucket=self._bucket, Key=object_key),
-            )
+            await retried(f"read {object_key}", copy)
         except OSError as exc:
             if isinstance(exc.__cause__, ClientError) and is_missing(exc.__cause__):
                 return False
             raise
-        body = got["Body"]
-        try:
-            async with aiofiles.open(target, "wb") as file:
-                async for chunk in body.iter_chunks(CHUNK_BYTES):
-                    await file.write(chunk)
-        finally:
-            body.close()
         return True
 
     async def delete(self, key: str) -> None:

@@ -3,9 +3,10 @@ at a time, each with its MD5 for the store to check; whole or not at all.
 
 A part is read from the file while it is sent, never held whole, and a process has at most
 ``PARTS_IN_FLIGHT`` parts in flight, shared by all its uploads. A file shorter than one part
-goes up in one request. The object is checked once complete (its size, and its ETag against
-the parts' MD5s); any failure or cancellation aborts the multipart upload, so the store keeps
-neither an object nor an unfinished upload.
+goes up in one request, read as it is sent too, in one of the same slots. The object is
+checked once complete (its size, and its ETag against the parts' MD5s); any failure or
+cancellation aborts the multipart upload, or removes the object once it may exist, so the store
+keeps neither an object nor an unfinished upload.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, cast
 
-from exporter.storage.s3_calls import retried
+from botocore.exceptions import ClientError
+
+from exporter.storage.s3_calls import error_code, retried
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
     from types_aiobotocore_s3 import S3Client
-    from types_aiobotocore_s3.type_defs import UploadPartOutputTypeDef
+    from types_aiobotocore_s3.type_defs import PutObjectOutputTypeDef, UploadPartOutputTypeDef
 
 log = logging.getLogger("exporter.storage")
 
@@ -66,6 +69,11 @@ def _content_md5(digest: bytes) -> str:
 
 def _unquoted(etag: str) -> str:
     return etag.strip('"')
+
+
+def _no_such_upload(exc: OSError) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, ClientError) and error_code(cause) == "NoSuchUpload"
 
 
 class FileSlice(io.RawIOBase):
@@ -128,6 +136,9 @@ class ObjectUpload:
         self._sending: set[asyncio.Task[None]] = set()
         self._slots = slots
         self._written_at = math.inf
+        # Once the object may exist (its PUT or completion sent, even if the answer was lost),
+        # a failure or cancellation must remove it.
+        self._may_exist = False
 
     async def from_file(self, source: Path, written: asyncio.Future[None]) -> int:
         """Send ``source`` as it grows, until ``written`` is done; the object's size in bytes.
@@ -214,15 +225,23 @@ class ObjectUpload:
         self._parts.append(_Part(number, sent["ETag"], digest))
 
     async def _put_whole(self, fd: int, size: int) -> None:
-        data = await asyncio.to_thread(os.pread, fd, size, 0)  # less than a part
-        digest = await asyncio.to_thread(_md5, data)
-        stored = await retried(
-            f"store {self._key}",
-            lambda: self._client.put_object(
-                Bucket=self._bucket, Key=self._key, Body=data, ContentMD5=_content_md5(digest)
-            ),
-        )
-        self._size = len(data)
+        # Less than a part, and sent like one: read as it goes, in one of the slots.
+        whole = FileSlice(fd, 0, size)
+        async with self._slots:
+            digest = await asyncio.to_thread(whole.md5)
+
+            async def put() -> PutObjectOutputTypeDef:
+                whole.seek(0)  # a try after a failed one sends it again from its start
+                return await self._client.put_object(
+                    Bucket=self._bucket,
+                    Key=self._key,
+                    Body=cast("IO[bytes]", whole),
+                    ContentMD5=_content_md5(digest),
+                )
+
+            self._may_exist = True
+            stored = await retried(f"store {self._key}", put)
+        self._size = size
         await self._verify(digest.hex(), stored["ETag"])
 
     async def _complete(self) -> None:
@@ -230,17 +249,28 @@ class ObjectUpload:
         upload_id = self._upload_id
         assert upload_id is not None
         parts = sorted(self._parts, key=lambda part: part.number)
-        await retried(
-            f"complete the upload of {self._key}",
-            lambda: self._client.complete_multipart_upload(
+        tries = 0
+
+        async def complete() -> object:
+            nonlocal tries
+            tries += 1
+            return await self._client.complete_multipart_upload(
                 Bucket=self._bucket,
                 Key=self._key,
                 UploadId=upload_id,
                 MultipartUpload={
                     "Parts": [{"PartNumber": part.number, "ETag": part.etag} for part in parts]
                 },
-            ),
-        )
+            )
+
+        self._may_exist = True
+        try:
+            await retried(f"complete the upload of {self._key}", complete)
+        except OSError as exc:
+            # A try whose answer was lost may have completed it: the next finds no upload, and
+            # the object's ETag and size below tell whether it is this one.
+            if tries == 1 or not _no_such_upload(exc):
+                raise
         self._upload_id = None  # completed: nothing left to abort
         # A multipart object's ETag is the MD5 of its parts' MD5s, and their count.
         combined = _md5(b"".join(part.md5 for part in parts)).hex()
@@ -253,22 +283,17 @@ class ObjectUpload:
     async def _verify(self, expected_etag: str, etag: str, size: int | None = None) -> None:
         # Stores that encrypt with their own keys (SSE-KMS) give other ETags: not supported.
         if _unquoted(etag) != expected_etag or (size is not None and size != self._size):
-            await self._remove()
             raise OSError(
                 f"the object store kept {self._key} with another checksum or size than was sent"
                 f" (ETag {etag}, {size} bytes; expected {expected_etag}, {self._size} bytes)"
             )
 
-    async def _remove(self) -> None:
-        await retried(
-            f"remove {self._key}",
-            lambda: self._client.delete_object(Bucket=self._bucket, Key=self._key),
-        )
-
     async def _abort(self) -> None:
         for sending in self._sending:
             sending.cancel()
         await asyncio.gather(*self._sending, return_exceptions=True)
+        if self._may_exist:
+            await self._remove()
         upload_id = self._upload_id
         if upload_id is None:
             return
@@ -281,3 +306,14 @@ class ObjectUpload:
             )
         except OSError as exc:
             log.error("%s; the janitor will abort it later", exc)
+
+    async def _remove(self) -> None:
+        """Remove the completed object (whole or not at all); a failure is logged, and the
+        janitor removes it later as no task row names it."""
+        try:
+            await retried(
+                f"remove {self._key}",
+                lambda: self._client.delete_object(Bucket=self._bucket, Key=self._key),
+            )
+        except OSError as exc:
+            log.error("%s; the janitor will remove it later", exc)

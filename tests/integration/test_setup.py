@@ -59,6 +59,12 @@ async def test_two_processes_migrating_at_once_both_succeed(empty_database_url: 
         ("EXPORTER_STORAGE_URL", "file://relative/dir"),
         ("EXPORTER_STORAGE_URL", "s3://Not_A_Bucket/prefix"),
         ("EXPORTER_STORAGE_URL", "gs://bucket/prefix"),
+        ("EXPORTER_STORAGE_URL", "s3://bucket/a//b"),
+        ("EXPORTER_STORAGE_URL", "s3://bucket/a/./b"),
+        ("EXPORTER_STORAGE_URL", "s3://bucket/../b"),
+        ("EXPORTER_STORAGE_URL", "s3://bucket/a/.."),
+        ("EXPORTER_STORAGE_URL", "s3://bucket/a%2Fb"),
+        ("EXPORTER_STORAGE_URL", "s3://bucket/a%2fb"),
     ],
 )
 def test_a_bad_setting_stops_start_up_naming_the_variable(
