@@ -113,7 +113,9 @@ async def test_a_client_that_aborts_its_body_does_not_look_like_a_database_outag
         async with session.get("/api/export-tasks") as response:
             assert response.status == 200
 
-    assert await db.fetchval(POOL_BACKENDS) == backends  # the pool kept its connections
+    # The pool kept its connections (it may have opened one more: an audit row is written by a
+    # task of its own beside the next request).
+    assert set(backends) <= set(await db.fetchval(POOL_BACKENDS))
     loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert loud == []
 

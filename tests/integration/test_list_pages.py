@@ -169,6 +169,7 @@ async def test_its_page_and_nav_link_are_in_its_words_for_who_may_see_it(
         ("/roles", "角色管理"),
         ("/test-gadgets", "小工具管理"),
         ("/tasks", "导入导出任务"),
+        ("/ops", "运维"),  # the admin's role grants everything (*), ops:read included
     ]
     assert _nav(own) == [("/test-gadgets", "Gadgets"), ("/tasks", "Tasks")]
     assert refused == 403
