@@ -5,8 +5,9 @@ Read-your-writes: every row committed before a task was created lies before the 
 ``created_lsn`` in the primary's write-ahead log (migration 0016), so a replica that has replayed
 that far holds them all. A replica still short of it after the wait allowed, one that cannot
 be reached, or a server that is not in recovery at all, is passed over for the primary, and the
-worker logs why. Only the rows are read there; the task's own bookkeeping stays on the
-primary's pool.
+worker logs why. Only the rows are read on the replica; the task's own bookkeeping stays on the
+primary's pool. A read the replica cancels (a recovery conflict) fails the attempt as transient,
+and every later attempt reads from the primary.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from exporter.db import DATABASE_ERRORS, Connection, Pool, connect
+from exporter.db import DATABASE_ERRORS, Connection, Pool, connect, recovery_conflict
+from exporter.errors import ReplicaConflict
 from exporter.tasks.models import Task
 
 log = logging.getLogger("exporter.worker")
@@ -37,6 +39,7 @@ POLL_INTERVAL_S = 0.05
 # primary's writes, so it is not read.
 REPLAY_POSITION = "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()"
 NOT_IN_RECOVERY = "EXPORTER_REPLICA_DATABASE_URL names a server that is not in recovery"
+RETRIED = "an earlier attempt did not finish"
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,12 @@ class RowSources:
             async with self._primary.acquire() as primary_conn:
                 yield RowSource(primary_conn, self._primary.dsn)
             return
-        conn, why = await _caught_up_replica(replica, task)
+        if task.attempts > 1:
+            # The replica may have cancelled the earlier attempt's read (a recovery conflict),
+            # and would again: the primary cancels no read.
+            conn, why = None, RETRIED
+        else:
+            conn, why = await _caught_up_replica(replica, task)
         if conn is None:
             log.warning("task %s: reading rows from the primary: %s", task.id, why)
             async with self._primary.acquire() as primary_conn:
@@ -85,8 +93,12 @@ class RowSources:
         log.info("task %s: reading rows from the replica (%s)", task.id, why)
         try:
             yield RowSource(conn, replica.dsn, "rows read from the replica")
-        except BaseException:
+        except BaseException as exc:
             conn.terminate()  # possibly mid-query: nothing to wait for
+            if (conflict := recovery_conflict(exc)) is not None:
+                raise ReplicaConflict(
+                    f"the replica cancelled the read to replay the primary's changes: {conflict}"
+                ) from exc
             raise
         await _close(conn)
 

@@ -419,3 +419,65 @@ async def test_a_part_connection_to_a_silent_server_gives_up_after_the_connect_t
             ):
                 pass
     assert time.monotonic() - started < CONNECT_TIMEOUT_S + 1
+
+
+@pytest.fixture
+async def impatient_replay(streaming_replica: StreamingReplica) -> AsyncIterator[None]:
+    """The replica cancels at once any read that holds up its replay of the primary's changes
+    (max_standby_streaming_delay = 0), until the test ends."""
+    replica = await asyncpg.connect(streaming_replica.replica_url())
+    try:
+        await replica.execute("ALTER SYSTEM SET max_standby_streaming_delay = 0")
+        await replica.execute("SELECT pg_reload_conf()")
+        yield
+    finally:
+        await replica.execute("ALTER SYSTEM RESET max_standby_streaming_delay")
+        await replica.execute("SELECT pg_reload_conf()")
+        await replica.close()
+
+
+async def reading(user: ApiUser, task_id: str) -> None:
+    async def probe() -> bool:
+        task = await user.task(task_id)
+        return task["status"] == "running" and (task.get("rows_done") or 0) > 0
+
+    await wait_until(probe, what=f"task {task_id} to be reading rows")
+
+
+@pytest.mark.usefixtures("impatient_replay")
+async def test_a_read_the_replica_cancels_is_tried_again_on_the_primary(
+    admin: ApiUser,
+    database_url: str,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "exporter.worker")
+    async with running_worker(settings):
+        created = await admin.create("test_slow", "csv", rows=3_000)
+        await reading(admin, created["id"])
+        # Replayed on the replica, the lock conflicts with the export's read of the table,
+        # which the replica cancels: a real recovery conflict.
+        primary = await asyncpg.connect(database_url)
+        try:
+            async with primary.transaction():
+                await primary.execute("LOCK TABLE test_series IN ACCESS EXCLUSIVE MODE")
+        finally:
+            await primary.close()
+        task = await admin.finished(created["id"])
+        status, content, _ = await admin.download(task["id"])
+
+    assert status == 200, task
+    assert task["status"] == "completed"
+    assert task["row_count"] == 3_000
+    assert len(csv_rows(content)) == 3_001
+    queued_again = [event for event in task["history"] if event["attempt"] == 1][-1]
+    assert "the replica cancelled the read to replay the primary's changes" in str(queued_again)
+    assert "conflict with recovery" in str(queued_again)
+    first, second = replica_messages(caplog, task["id"])
+    assert first.startswith(f"task {task['id']}: reading rows from the replica (caught up")
+    assert second == (
+        f"task {task['id']}: reading rows from the primary: an earlier attempt did not finish"
+    )
+    assert task["history"][-1]["detail"] == (
+        "rows read from the primary: an earlier attempt did not finish"
+    )
