@@ -72,7 +72,11 @@ class RowSources:
     @asynccontextmanager
     async def open(self, task: Task) -> AsyncIterator[RowSource]:
         """A connection to the replica once it holds every row committed before ``task`` was
-        created; else one of the primary's pool."""
+        created; else, and for every attempt after the first, one of the primary's pool.
+
+        A read the replica cancels to replay the primary's changes raises ReplicaConflict, a
+        failure worth another attempt.
+        """
         replica = self._replica
         if replica is None:
             async with self._primary.acquire() as primary_conn:
