@@ -37,6 +37,26 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# What a hot standby raises when it cancels a query whose snapshot, locks or pinned buffers hold
+# up the replay of the primary's changes ("canceling statement due to conflict with
+# recovery"): 40001, or 40P01 for a deadlock with the replay. A read-only repeatable-read
+# transaction meets neither otherwise.
+RECOVERY_CONFLICTS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+)
+
+
+def recovery_conflict(exc: BaseException) -> BaseException | None:
+    """The recovery conflict behind ``exc`` (its exception chain), if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, RECOVERY_CONFLICTS):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def lost_connection(exc: BaseException, *also: type[BaseException]) -> BaseException | None:
     """The connection loss (or one of ``also``) behind ``exc``, if any.
 

@@ -24,6 +24,7 @@ ExporterError
 ├── ExportFailed              the worker could not produce the file (stored on the task)
 │   ├── TooManyRows           more rows than EXPORTER_MAX_ROWS
 │   ├── FileTooLarge          a workbook past the zip format's 4 GiB
+│   ├── ReplicaConflict       the replica cancelled the read (retried, on the primary)
 │   └── CellRefused           the xlsx writer refused a value
 ├── DuplicateHandler          a second handler registered under a taken name (import time)
 └── UnsupportedDependency     an installed library lacks what the exporter uses (start-up)
@@ -57,6 +58,8 @@ class ExporterError(Exception):
     code = "internal_error"
     # Seconds a 429 or 503 asks the client to wait, when the error knows (else the default).
     retry_after_s: int | None = None
+    # A task's attempt that fails with it is worth another (the runner queues the task again).
+    transient = False
 
     def __init__(
         self,
@@ -224,6 +227,14 @@ class TooManyRows(ExportFailed):
     """The filters match more rows than one export may hold (params: rows, limit)."""
 
     code = "too_many_rows"
+
+
+class ReplicaConflict(ExportFailed):
+    """The replica cancelled the export's read to replay the primary's changes (a recovery
+    conflict: rows vacuumed away, a lock taken, …); the next attempt reads from the primary."""
+
+    code = "replica_conflict"
+    transient = True
 
 
 class FileTooLarge(ExportFailed):

@@ -3,9 +3,11 @@ else the primary.
 
 Read-your-writes: every row committed before a task was created lies before the task's
 ``created_lsn`` in the primary's write-ahead log (migration 0016), so a replica that has replayed
-that far holds them all. A replica still short of it after the wait allowed, or one that cannot
-be reached, is passed over for the primary, and the worker logs why. Only the rows are read
-there; the task's own bookkeeping stays on the primary's pool.
+that far holds them all. A replica still short of it after the wait allowed, one that cannot
+be reached, or a server that is not in recovery at all, is passed over for the primary, and the
+worker logs why. Only the rows are read on the replica; the task's own bookkeeping stays on the
+primary's pool. A read the replica cancels (a recovery conflict) fails the attempt as transient,
+and every later attempt reads from the primary.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from exporter.db import DATABASE_ERRORS, Connection, Pool, connect
+from exporter.db import DATABASE_ERRORS, Connection, Pool, connect, recovery_conflict
+from exporter.errors import ReplicaConflict
 from exporter.tasks.models import Task
 
 log = logging.getLogger("exporter.worker")
@@ -31,9 +34,12 @@ CONNECT_TIMEOUT_S = 2.0
 # milliseconds behind, so the first look or the second finds it there.
 POLL_INTERVAL_S = 0.05
 
-# NULL replay position and false: the URL names a server that is not in recovery (a primary, or
-# a promoted replica), whose rows are its own and need no waiting for.
+# False: the URL names a server that is not in recovery (a primary, or a promoted ex-replica).
+# Its rows are its own, not necessarily the primary's: a promoted replica takes no more of the
+# primary's writes, so it is not read.
 REPLAY_POSITION = "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()"
+NOT_IN_RECOVERY = "EXPORTER_REPLICA_DATABASE_URL names a server that is not in recovery"
+RETRIED = "an earlier attempt did not finish"
 
 
 @dataclass(frozen=True)
@@ -66,13 +72,22 @@ class RowSources:
     @asynccontextmanager
     async def open(self, task: Task) -> AsyncIterator[RowSource]:
         """A connection to the replica once it holds every row committed before ``task`` was
-        created; else one of the primary's pool."""
+        created; else, and for every attempt after the first, one of the primary's pool.
+
+        A read the replica cancels to replay the primary's changes raises ReplicaConflict, a
+        failure worth another attempt.
+        """
         replica = self._replica
         if replica is None:
             async with self._primary.acquire() as primary_conn:
                 yield RowSource(primary_conn, self._primary.dsn)
             return
-        conn, why = await _caught_up_replica(replica, task)
+        if task.attempts > 1:
+            # The replica may have cancelled the earlier attempt's read (a recovery conflict),
+            # and would again: the primary cancels no read.
+            conn, why = None, RETRIED
+        else:
+            conn, why = await _caught_up_replica(replica, task)
         if conn is None:
             log.warning("task %s: reading rows from the primary: %s", task.id, why)
             async with self._primary.acquire() as primary_conn:
@@ -82,8 +97,12 @@ class RowSources:
         log.info("task %s: reading rows from the replica (%s)", task.id, why)
         try:
             yield RowSource(conn, replica.dsn, "rows read from the replica")
-        except BaseException:
+        except BaseException as exc:
             conn.terminate()  # possibly mid-query: nothing to wait for
+            if (conflict := recovery_conflict(exc)) is not None:
+                raise ReplicaConflict(
+                    f"the replica cancelled the read to replay the primary's changes: {conflict}"
+                ) from exc
             raise
         await _close(conn)
 
@@ -101,6 +120,9 @@ async def _caught_up_replica(
         return None, f"the replica could not be reached: {_reason(exc)}"
     try:
         short_by = await _replay_shortfall(conn, task.created_lsn, replica.max_wait_s)
+    except TimeoutError:
+        conn.terminate()
+        return None, f"the replica stopped answering: no answer in {CONNECT_TIMEOUT_S:g} s"
     except DATABASE_ERRORS as exc:
         conn.terminate()
         return None, f"the replica stopped answering: {_reason(exc)}"
@@ -108,6 +130,9 @@ async def _caught_up_replica(
         conn.terminate()  # at once: a cancel must not wait for a polite goodbye
         raise
     waited_s = time.monotonic() - started
+    if short_by is None:
+        await _close(conn)
+        return None, NOT_IN_RECOVERY
     if short_by > 0:
         await _close(conn)
         return None, (
@@ -117,15 +142,23 @@ async def _caught_up_replica(
     return conn, f"caught up with the task's creation in {waited_s:.2f} s"
 
 
-async def _replay_shortfall(conn: asyncpg.Connection, target: int | None, max_wait_s: float) -> int:
+async def _replay_shortfall(
+    conn: asyncpg.Connection, target: int | None, max_wait_s: float
+) -> int | None:
     """Bytes of WAL the replica has yet to replay to reach ``target``, looking again until it
-    has or ``max_wait_s`` is over; 0 once it is there."""
+    has or ``max_wait_s`` is over; 0 once it is there, None if the server is not in recovery.
+
+    Each look is bounded too (TimeoutError): a server that accepts connections but stalls its
+    queries would otherwise hold the export past ``max_wait_s``.
+    """
     deadline = time.monotonic() + max_wait_s
     while True:
-        position = await conn.fetchrow(REPLAY_POSITION)
+        position = await conn.fetchrow(REPLAY_POSITION, timeout=CONNECT_TIMEOUT_S)
         assert position is not None  # one row, always
         in_recovery, replayed = position
-        if target is None or not in_recovery:
+        if not in_recovery:
+            return None
+        if target is None:
             return 0
         short_by = target - (replayed or 0)
         remaining_s = deadline - time.monotonic()

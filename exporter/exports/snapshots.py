@@ -14,6 +14,7 @@ import asyncpg
 
 from exporter.db import Connection
 from exporter.errors import ExportFailed
+from exporter.exports.row_source import CONNECT_TIMEOUT_S
 from exporter.exports.sql import SESSION_SETTINGS
 
 _SNAPSHOT_ID = re.compile(r"^[0-9A-F]+(-[0-9A-F]+)+$")
@@ -32,8 +33,15 @@ async def export_snapshot(conn: Connection) -> str:
 async def connection_in_snapshot(
     dsn: str, snapshot: str, time_zone: str
 ) -> AsyncIterator[asyncpg.Connection]:
-    """A new connection in a read-only transaction on ``snapshot``, with the export's settings."""
-    conn = await asyncpg.connect(dsn)
+    """A new connection in a read-only transaction on ``snapshot``, with the export's settings.
+
+    A server that does not answer within ``CONNECT_TIMEOUT_S`` raises ConnectionError (another
+    attempt may find it), not asyncpg's TimeoutError after a minute.
+    """
+    try:
+        conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
+    except TimeoutError as exc:
+        raise ConnectionError(f"no answer from the database in {CONNECT_TIMEOUT_S:g} s") from exc
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")

@@ -13,7 +13,10 @@ from exporter.tasks.models import TaskFailure
 
 
 def transient_cause(exc: BaseException) -> BaseException | None:
-    """What makes a failure worth another attempt: a lost database connection or helper process."""
+    """What makes a failure worth another attempt: a lost database connection or helper
+    process, or an error of the exporter's that says so (``ExporterError.transient``)."""
+    if isinstance(exc, ExporterError) and exc.transient:
+        return exc
     return lost_connection(exc, BrokenProcessPool)
 
 
@@ -21,7 +24,7 @@ def describe_failure(exc: BaseException, kind: TaskKind, timeout_s: int) -> Task
     """Why the task failed, as its error fields keep it: something a user can act on."""
     if (known := kind.describe_failure(exc)) is not None:
         return known
-    if isinstance(lost := transient_cause(exc), BrokenProcessPool):
+    if isinstance(lost := lost_connection(exc, BrokenProcessPool), BrokenProcessPool):
         return TaskFailure("helper_process_stopped", "a helper process stopped unexpectedly")
     if lost is not None:
         return TaskFailure("database_unavailable", f"lost the database connection: {lost}")

@@ -12,13 +12,12 @@ import contextlib
 import logging
 import time
 import uuid
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from exporter import log_context
-from exporter.db import DATABASE_ERRORS, Pool
+from exporter.db import DATABASE_ERRORS, Pool, lost_connection
 from exporter.errors import ExporterError
 from exporter.storage.base import Storage, StoredFile
 from exporter.storage.scratch import ScratchSpace
@@ -240,11 +239,10 @@ class TaskRunner:
 
     async def _failed(self, task: Task, exc: Exception, elapsed_s: float) -> Outcome:
         failure = describe_failure(exc, self._kind(task), self._timeout_s(task))
-        cause = transient_cause(exc)
-        if cause is not None and not isinstance(cause, BrokenProcessPool):
+        if lost_connection(exc) is not None:
             # The server went away: the pool's other connections are suspect as well.
             await self._pool.expire_connections()
-        retry = cause is not None and task.attempts < self._config.max_attempts
+        retry = transient_cause(exc) is not None and task.attempts < self._config.max_attempts
         log.error(
             "task %s: %s after %.1f s: %s",
             task.id,

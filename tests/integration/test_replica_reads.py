@@ -7,13 +7,15 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
 import pytest
 
 from exporter.exports.row_source import CONNECT_TIMEOUT_S
+from exporter.exports.snapshots import connection_in_snapshot
 from exporter.ops.seed import seed
 from settings import Settings
 from tests.conftest import with_database
@@ -221,6 +223,35 @@ async def test_an_export_waiting_for_a_lagging_replica_is_cancelled_at_once(
     await wait_until(replica_let_go, timeout_s=5, what="the worker to leave the replica")
 
 
+@asynccontextmanager
+async def listening(
+    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    held: list[asyncio.StreamWriter],
+) -> AsyncIterator[int]:
+    """The port of a loopback server handing each connection to ``handle``; the writers
+    ``handle`` keeps in ``held`` are closed with it."""
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+@asynccontextmanager
+async def silent_server() -> AsyncIterator[int]:
+    """The port of a server that accepts connections and never sends a byte."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    async with listening(hold, held) as port:
+        yield port
+
+
 @pytest.fixture(params=["closed port", "silent server"])
 async def unreachable_replica(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, str]]:
     """The URL of a replica that is down, and how the worker is to say so: nothing listens on
@@ -228,18 +259,8 @@ async def unreachable_replica(request: pytest.FixtureRequest) -> AsyncIterator[t
     if request.param == "closed port":
         yield f"postgresql://postgres@127.0.0.1:{free_port()}/x", "[Errno 111] Connect call failed"
         return
-    held: list[asyncio.StreamWriter] = []
-
-    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)  # and never a byte in answer
-
-    silent = await asyncio.start_server(hold, "127.0.0.1", 0)
-    port = silent.sockets[0].getsockname()[1]
-    yield f"postgresql://postgres@127.0.0.1:{port}/x", f"no answer in {CONNECT_TIMEOUT_S:g} s"
-    for writer in held:
-        writer.close()
-    silent.close()
-    await silent.wait_closed()
+    async with silent_server() as port:
+        yield f"postgresql://postgres@127.0.0.1:{port}/x", f"no answer in {CONNECT_TIMEOUT_S:g} s"
 
 
 @pytest.mark.usefixtures("new_accounts")
@@ -299,3 +320,164 @@ async def test_an_export_read_in_parts_from_the_replica_is_the_file_read_from_th
         assert replica_file == primary_file
     else:
         assert xlsx_rows(replica_file) == xlsx_rows(primary_file)
+
+
+@pytest.mark.usefixtures("new_accounts")
+async def test_a_replica_url_naming_a_server_not_in_recovery_leaves_the_export_to_the_primary(
+    admin: ApiUser,
+    db: asyncpg.Connection[Any],
+    database_url: str,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "exporter.worker")
+    # The primary itself by mistake (a promoted ex-replica is the same to the worker).
+    task, content = await export_accounts(
+        admin, settings.model_copy(update={"replica_database_url": database_url})
+    )
+
+    assert csv_rows(content) == await expected_csv(db)
+    [message] = replica_messages(caplog, task["id"])
+    assert message == (
+        f"task {task['id']}: reading rows from the primary: EXPORTER_REPLICA_DATABASE_URL"
+        " names a server that is not in recovery"
+    )
+    [record] = [r for r in caplog.records if r.getMessage() == message]
+    assert record.levelno == logging.WARNING
+    assert task["history"][-1]["detail"] == (
+        "rows read from the primary: EXPORTER_REPLICA_DATABASE_URL names a server that is not"
+        " in recovery"
+    )
+
+
+@pytest.fixture
+async def stalling_replica(
+    streaming_replica: StreamingReplica, database_url: str
+) -> AsyncIterator[str]:
+    """The URL of a replica that accepts connections and answers their set-up, then never
+    answers the look at its replay position: a proxy to the real replica that holds that query."""
+    stalled: list[asyncio.StreamWriter] = []
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                if b"pg_is_in_recovery" in data:
+                    return  # held: never sent on, never answered
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+
+    async def proxy(
+        client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
+    ) -> None:
+        server_reader, server_writer = await asyncio.open_connection(
+            "127.0.0.1", streaming_replica.replica_port
+        )
+        stalled.extend([client_writer, server_writer])
+        await asyncio.gather(
+            relay(client_reader, server_writer), relay(server_reader, client_writer)
+        )
+
+    async with listening(proxy, stalled) as port:
+        yield f"postgresql://postgres@127.0.0.1:{port}/{database_url.rsplit('/', 1)[1]}"
+
+
+@pytest.mark.usefixtures("new_accounts")
+async def test_a_replica_that_stalls_its_queries_is_given_up_within_the_bound(
+    admin: ApiUser,
+    db: asyncpg.Connection[Any],
+    settings: Settings,
+    stalling_replica: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "exporter.worker")
+    started = time.monotonic()
+    task, content = await export_accounts(
+        admin,
+        settings.model_copy(
+            update={"replica_database_url": stalling_replica, "replica_max_wait_s": 0.5}
+        ),
+    )
+    took_s = time.monotonic() - started
+
+    assert csv_rows(content) == await expected_csv(db)
+    assert took_s < CONNECT_TIMEOUT_S + 5
+    [message] = replica_messages(caplog, task["id"])
+    assert message == (
+        f"task {task['id']}: reading rows from the primary: the replica stopped answering:"
+        f" no answer in {CONNECT_TIMEOUT_S:g} s"
+    )
+
+
+async def test_a_part_connection_to_a_silent_server_gives_up_after_the_connect_timeout() -> None:
+    started = time.monotonic()
+    async with silent_server() as port, asyncio.timeout(CONNECT_TIMEOUT_S + 5):
+        with pytest.raises(ConnectionError, match="no answer from the database in"):
+            async with connection_in_snapshot(
+                f"postgresql://postgres@127.0.0.1:{port}/x", "00000003-00000002-1", "UTC"
+            ):
+                pass
+    assert time.monotonic() - started < CONNECT_TIMEOUT_S + 1
+
+
+@pytest.fixture
+async def impatient_replay(streaming_replica: StreamingReplica) -> AsyncIterator[None]:
+    """The replica cancels at once any read that holds up its replay of the primary's changes
+    (max_standby_streaming_delay = 0), until the test ends."""
+    replica = await asyncpg.connect(streaming_replica.replica_url())
+    try:
+        await replica.execute("ALTER SYSTEM SET max_standby_streaming_delay = 0")
+        await replica.execute("SELECT pg_reload_conf()")
+        yield
+    finally:
+        await replica.execute("ALTER SYSTEM RESET max_standby_streaming_delay")
+        await replica.execute("SELECT pg_reload_conf()")
+        await replica.close()
+
+
+async def reading(user: ApiUser, task_id: str) -> None:
+    async def probe() -> bool:
+        task = await user.task(task_id)
+        return task["status"] == "running" and (task.get("rows_done") or 0) > 0
+
+    await wait_until(probe, what=f"task {task_id} to be reading rows")
+
+
+@pytest.mark.usefixtures("impatient_replay")
+async def test_a_read_the_replica_cancels_is_tried_again_on_the_primary(
+    admin: ApiUser,
+    database_url: str,
+    settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "exporter.worker")
+    async with running_worker(settings):
+        created = await admin.create("test_slow", "csv", rows=3_000)
+        await reading(admin, created["id"])
+        # Replayed on the replica, the lock conflicts with the export's read of the table,
+        # which the replica cancels: a real recovery conflict.
+        primary = await asyncpg.connect(database_url)
+        try:
+            async with primary.transaction():
+                await primary.execute("LOCK TABLE test_series IN ACCESS EXCLUSIVE MODE")
+        finally:
+            await primary.close()
+        task = await admin.finished(created["id"])
+        status, content, _ = await admin.download(task["id"])
+
+    assert status == 200, task
+    assert task["status"] == "completed"
+    assert task["row_count"] == 3_000
+    assert len(csv_rows(content)) == 3_001
+    queued_again = [event for event in task["history"] if event["attempt"] == 1][-1]
+    assert "the replica cancelled the read to replay the primary's changes" in str(queued_again)
+    assert "conflict with recovery" in str(queued_again)
+    first, second = replica_messages(caplog, task["id"])
+    assert first.startswith(f"task {task['id']}: reading rows from the replica (caught up")
+    assert second == (
+        f"task {task['id']}: reading rows from the primary: an earlier attempt did not finish"
+    )
+    assert task["history"][-1]["detail"] == (
+        "rows read from the primary: an earlier attempt did not finish"
+    )

@@ -8,10 +8,10 @@ from concurrent.futures.process import BrokenProcessPool
 import asyncpg
 import pytest
 
-from exporter.errors import TooManyRows
+from exporter.errors import ReplicaConflict, TooManyRows
 from exporter.exports.kind import ExportKind, ExportSettings
 from exporter.exports.registry import HandlerRegistry
-from exporter.tasks.failures import describe_failure
+from exporter.tasks.failures import describe_failure, transient_cause
 from exporter.tasks.kinds import TaskKind
 from exporter.tasks.models import TaskFailure
 
@@ -152,3 +152,17 @@ def test_another_kind_names_its_own_failures_and_shares_the_rest() -> None:
     assert describe(TimeoutError(), 5, count) == TaskFailure(
         "timed_out", "timed out after 5 s", {"seconds": 5}
     )
+
+
+def test_a_read_the_replica_cancelled_is_worth_another_attempt_and_named_if_none_is_left() -> None:
+    conflict = caused_by(
+        ReplicaConflict("the replica cancelled the read to replay the primary's changes: …"),
+        asyncpg.exceptions.SerializationError("canceling statement due to conflict with recovery"),
+    )
+
+    assert transient_cause(conflict) is conflict
+    assert describe(conflict, TIMEOUT_S) == TaskFailure(
+        "replica_conflict", "the replica cancelled the read to replay the primary's changes: …"
+    )
+    # A serialization failure elsewhere is the query's own: no retry.
+    assert transient_cause(asyncpg.exceptions.SerializationError("could not serialize")) is None
