@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from bench.databases import BENCH_SECRET, BenchDatabase
 from bench.trivial_app import PING_PATH
+from exporter.ops.worker import worker_health_check_key
 from settings import Settings
 
 HOST = "127.0.0.1"
@@ -210,16 +211,16 @@ class Stack:
         name = f"{self._label}-{encode_processes}p-{self._worker_starts}"
         # Its own file: a killed worker's half-written last line cannot run into another's.
         loop_lag_log = self._logs / f"loop-lag-{name}.jsonl"
+        worker_name = f"bench-{name}"
         env = dict(
             self.env,
             EXPORTER_ENCODE_PROCESSES=str(encode_processes),
             EXPORTER_LOOP_LAG_LOG=str(loop_lag_log),
+            EXPORTER_WORKER_NAME=worker_name,
         )
         redis = Redis.from_url(self.redis_url)
         try:
-            # A previous worker that was killed leaves its key until it expires.
-            health_check = f"{self.queue_name}:health-check"
-            await redis.delete(health_check)
+            health_check = worker_health_check_key(self.queue_name, worker_name)
             service = Service(
                 "worker", [*EXPORTER_COMMAND, "worker"], env, self._logs / f"worker-{name}.log"
             )

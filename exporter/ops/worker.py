@@ -76,8 +76,13 @@ def new_worker_id(machine: str | None = None) -> str:
 
 def health_check_key(settings: Settings) -> str:
     """The Redis key of arq's health check for this worker name on this queue."""
-    name = settings.worker_name or socket.gethostname()
-    return f"{settings.queue_name}{HEALTH_CHECK_KEY_SUFFIX}:{name}"
+    return worker_health_check_key(settings.queue_name, settings.worker_name)
+
+
+def worker_health_check_key(queue_name: str, worker_name: str | None) -> str:
+    """The Redis key of arq's health check for worker ``worker_name`` (default: the host's
+    name) on ``queue_name``."""
+    return f"{queue_name}{HEALTH_CHECK_KEY_SUFFIX}:{worker_name or socket.gethostname()}"
 
 
 async def _every(interval_s: float, what: str, round_: Callable[[], Awaitable[object]]) -> None:
