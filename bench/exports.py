@@ -123,13 +123,20 @@ class ApiUser:
         return size
 
 
-async def _export(api: ApiUser, file_format: str, rows: int, work_dir: Path) -> OneExport:
+async def timed_export(api: ApiUser, file_format: str, rows: int) -> tuple[dict[str, Any], float]:
+    """The completed task of a new export of ``rows`` rows, and the seconds from its POST until
+    it read completed."""
     started = time.perf_counter()
-    task_id = await api.create(file_format)
-    task = await api.wait_completed(task_id)
+    task = await api.wait_completed(await api.create(file_format))
     seconds = time.perf_counter() - started
     if task["row_count"] != rows:
-        raise ExportFailed(f"task {task_id}: {task['row_count']} rows, expected {rows}")
+        raise ExportFailed(f"task {task['id']}: {task['row_count']} rows, expected {rows}")
+    return task, seconds
+
+
+async def _export(api: ApiUser, file_format: str, rows: int, work_dir: Path) -> OneExport:
+    task, seconds = await timed_export(api, file_format, rows)
+    task_id = task["id"]
     dest = work_dir / f"{task_id}.{file_format}"
     started = time.perf_counter()
     try:

@@ -26,7 +26,7 @@ import asyncpg
 import psutil
 
 from bench.databases import BenchDatabase
-from bench.exports import DOWNLOAD_CHUNK_BYTES, ApiUser, ExportFailed
+from bench.exports import DOWNLOAD_CHUNK_BYTES, ApiUser, ExportFailed, timed_export
 from bench.memory import PeakRss
 from bench.stack import Stack, running_stack
 from exporter.ops.seaweedfs import create_bucket, running_seaweedfs, s3_client
@@ -98,16 +98,6 @@ class _Timings:
             tuple(self.direct_download_s),
             tuple(self.store_cpu_s),
         )
-
-
-async def _timed_export(api: ApiUser, file_format: str, rows: int) -> tuple[dict[str, Any], float]:
-    """The finished task, and the seconds from POST until it read completed."""
-    started = time.perf_counter()
-    task = await api.wait_completed(await api.create(file_format))
-    seconds = time.perf_counter() - started
-    if task["row_count"] != rows:
-        raise ExportFailed(f"task {task['id']}: {task['row_count']} rows, expected {rows}")
-    return task, seconds
 
 
 def _store_process() -> psutil.Process:
@@ -186,11 +176,11 @@ async def _one_round(
 ) -> None:
     """Each format exported locally, then to S3 and downloaded both ways; all deleted."""
     for file_format, timing in timings.items():
-        task, seconds = await _timed_export(local_api, file_format, database.rows)
+        task, seconds = await timed_export(local_api, file_format, database.rows)
         timing.local_s.append(seconds)
         await local_api.delete(task["id"])
         store_cpu_s = _cpu_s(store)
-        task, seconds = await _timed_export(s3_api, file_format, database.rows)
+        task, seconds = await timed_export(s3_api, file_format, database.rows)
         timing.store_cpu_s.append(_cpu_s(store) - store_cpu_s)
         timing.s3_s.append(seconds)
         key = f"{prefix}/{await _object_key(database, task['id'])}"
