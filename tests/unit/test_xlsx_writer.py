@@ -6,14 +6,17 @@ from __future__ import annotations
 import ast
 import inspect
 import tomllib
+import zipfile
 from datetime import datetime
 from pathlib import Path
+from xml.etree import ElementTree
 
 import openpyxl
 import pytest
 import xlsxwriter
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
+from python_calamine import CalamineWorkbook
 from xlsxwriter.format import Format
 from xlsxwriter.worksheet import Worksheet
 
@@ -103,29 +106,27 @@ def test_the_installed_xlsxwriter_is_a_tested_release_with_every_private_member_
 
 
 def test_every_private_member_the_writer_touches_is_listed() -> None:
-    # A private attribute of anything but the writer itself is xlsxwriter's; row_data_* are
-    # xlsxwriter's internals without the underscore.
+    # A private attribute of anything but the writer itself is xlsxwriter's; a worksheet's
+    # table of cells is its internal without the underscore. _replace is a named tuple's own.
     tree = ast.parse(inspect.getsource(xlsx_workbook))
     touched = {
         node.attr
         for node in ast.walk(tree)
         if isinstance(node, ast.Attribute)
-        and (
-            (node.attr.startswith("_") and not node.attr.startswith("__"))
-            or node.attr.startswith("row_data_")
-        )
+        and ((node.attr.startswith("_") and not node.attr.startswith("__")) or node.attr == "table")
+        and node.attr != "_replace"
         and not (isinstance(node.value, ast.Name) and node.value.id == "self")
     }
 
     assert touched == {member.name for member in XLSXWRITER_PRIVATE_MEMBERS}
 
 
-class WorksheetWithoutRowData(Worksheet):
-    """A Worksheet as a release that renamed the constant_memory scratch file would have it."""
+class WorksheetWithoutTable(Worksheet):
+    """A Worksheet as a release that renamed its table of cells would have it."""
 
     def __init__(self) -> None:
         super().__init__()
-        del self.row_data_fh
+        del self.table
 
 
 class WorksheetWithoutStringWriter(Worksheet):
@@ -137,7 +138,7 @@ class WorksheetWithoutStringWriter(Worksheet):
 @pytest.mark.parametrize(
     ("worksheet", "missing"),
     [
-        (WorksheetWithoutRowData, "Worksheet.row_data_fh"),
+        (WorksheetWithoutTable, "Worksheet.table"),
         (WorksheetWithoutStringWriter, "Worksheet._write_string()"),
     ],
 )
@@ -151,3 +152,25 @@ def test_a_release_without_a_private_member_is_refused_naming_it_and_the_tested_
         f"xlsxwriter {xlsxwriter.__version__} lacks {missing}, which the xlsx writer uses; "
         f"install xlsxwriter{SUPPORTED_XLSXWRITER}, the tested releases"
     )
+
+
+@pytest.mark.parametrize("text", ["<r>&</r>", "<r><t>x</t></r><r><t>y</t></r>", "<r></r>"])
+def test_a_text_that_looks_like_rich_text_xml_comes_back_as_it_was(
+    tmp_path: Path, text: str
+) -> None:
+    # xlsxwriter's constant_memory mode wrote these unescaped, as rich-text runs: the first
+    # made the sheet XML unreadable, the second came back as "xy".
+    path = tmp_path / "out.xlsx"
+    writer = XlsxExportWriter(path, "t", [Column("文本", "x")])
+    writer.write_rows([(text,)])
+    writer.close()
+
+    with zipfile.ZipFile(path) as archive:
+        ElementTree.fromstring(archive.read("xl/worksheets/sheet1.xml"))  # well-formed
+    workbook = openpyxl.load_workbook(path, read_only=True)
+    assert [row[0] for row in workbook.worksheets[0].iter_rows(min_row=2, values_only=True)] == [
+        text
+    ]
+    workbook.close()
+    calamine = CalamineWorkbook.from_path(str(path)).get_sheet_by_index(0).to_python()
+    assert calamine[1] == [text]

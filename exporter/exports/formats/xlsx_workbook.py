@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
+from xml.sax.saxutils import escape as xml_escape
 
 import xlsxwriter
 from xlsxwriter.format import Format
@@ -50,10 +51,8 @@ XLSXWRITER_PRIVATE_MEMBERS = (
     PrivateMember("Worksheet", "_write_datetime", is_method=True),
     PrivateMember("Worksheet", "_write_number", is_method=True),
     PrivateMember("Worksheet", "_write_string", is_method=True),
-    PrivateMember("Worksheet", "_write_single_row", is_method=True),
     PrivateMember("Worksheet", "_opt_close", is_method=True),
-    PrivateMember("Worksheet", "row_data_fh", is_method=False),
-    PrivateMember("Worksheet", "row_data_filename", is_method=False),
+    PrivateMember("Worksheet", "table", is_method=False),
 )
 XLSXWRITER_CLASSES: Mapping[str, Callable[[], object]] = {"Format": Format, "Worksheet": Worksheet}
 
@@ -61,7 +60,7 @@ XLSXWRITER_CLASSES: Mapping[str, Callable[[], object]] = {"Format": Format, "Wor
 def check_xlsxwriter(classes: Mapping[str, Callable[[], object]] = XLSXWRITER_CLASSES) -> None:
     """Raise UnsupportedDependency naming each private member the installed xlsxwriter lacks.
 
-    Instances are probed, not classes: the ``row_data_*`` attributes are set by ``__init__``.
+    Instances are probed, not classes: the ``table`` attribute is set by ``__init__``.
     """
     instances = {owner: make() for owner, make in classes.items()}
     missing = [
@@ -82,12 +81,19 @@ MAX_SHEET_DATA_ROWS = 1_048_575  # Excel's 1,048,576 rows less the header
 # Excel counts a cell's text in UTF-16 units: a character above U+FFFF (an emoji) takes two.
 MAX_CELL_UTF16_UNITS = 32_767
 TRUNCATION_MARKER = "…[已截断]"
+# What a cut text keeps, the marker after it.
+KEEP_UTF16_UNITS = MAX_CELL_UTF16_UNITS - len(TRUNCATION_MARKER.encode("utf-16-le")) // 2
 _HIGH_SURROGATES = range(0xD800, 0xDC00)
 # Excel keeps 15 significant digits; a longer integer would come back altered.
 MAX_EXACT_INTEGER = 10**15
 
 _WIDTHS = {ColumnKind.INTEGER: 12, ColumnKind.DATETIME: 20, ColumnKind.ENUM: 10}
 _SHEET_NAME_FORBIDDEN = re.compile(r"[\[\]:*?/\\']")
+
+# Style numbers of the header and of dates, the same in every workbook: the frame of a large
+# export and the rows the database renders for it, which write them as they are.
+HEADER_STYLE_INDEX = 1
+DATE_STYLE_INDEX = 2
 
 CellWriter = Callable[[int, int, Any, Format | None], int]
 # What xlsxwriter's string writers return for text longer than a cell holds.
@@ -97,12 +103,16 @@ STRING_TOO_LONG = -2
 def cut_to_cell(text: str) -> str:
     """Text too long for one cell, cut to fit with the marker at its end; a character that
     takes two UTF-16 units is kept whole or not at all."""
-    keep_bytes = 2 * MAX_CELL_UTF16_UNITS - len(TRUNCATION_MARKER.encode("utf-16-le"))
+    keep_bytes = 2 * KEEP_UTF16_UNITS
     # A character is one or two units, so the first keep_bytes / 2 characters hold enough.
     head = text[: keep_bytes // 2].encode("utf-16-le")[:keep_bytes]
     if int.from_bytes(head[-2:], "little") in _HIGH_SURROGATES:
         head = head[:-2]
     return head.decode("utf-16-le") + TRUNCATION_MARKER
+
+
+def _too_long(text: str) -> bool:
+    return len(text.encode("utf-16-le")) > 2 * MAX_CELL_UTF16_UNITS
 
 
 def _sheet_name(title: str, number: int) -> str:
@@ -113,11 +123,9 @@ def _sheet_name(title: str, number: int) -> str:
 class XlsxExportWriter:
     """Writes header and rows of one export; a new sheet with the header past Excel's row limit.
 
-    Every xlsxwriter call's return code is checked, so no cell is dropped silently.
-
-    A *part* of a parallel export (``header`` false) writes no header and its rows at their
-    final positions in the sheet (from data row ``first_row``); :meth:`finish_part` then hands
-    over the sheet's row XML, which the frame's header row precedes.
+    Every xlsxwriter call's return code is checked, so no cell is dropped silently. It also
+    writes the frame of a large export, whose rows the database renders in the same bytes
+    (:mod:`exporter.exports.formats.xlsx_row_sql`).
     """
 
     def __init__(
@@ -127,8 +135,6 @@ class XlsxExportWriter:
         columns: Sequence[Column],
         *,
         max_sheet_rows: int = MAX_SHEET_DATA_ROWS,
-        first_row: int = 1,
-        header: bool = True,
     ) -> None:
         self._workbook = text_safe_workbook(path)
         self._title = title
@@ -136,23 +142,24 @@ class XlsxExportWriter:
         self._columns = tuple(columns)
         self._header_format = self._workbook.add_format({"bold": True})
         self._date_format = self._workbook.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
-        # Style numbers are given on first use; fixed here so that every workbook of a
-        # parallel export (parts and frame) numbers them alike: header 1, dates 2.
-        self._header_format._get_xf_index()
-        self._date_format._get_xf_index()
+        # Style numbers are given on first use; fixed here, the numbers rendered rows name.
+        if (self._header_format._get_xf_index(), self._date_format._get_xf_index()) != (
+            HEADER_STYLE_INDEX,
+            DATE_STYLE_INDEX,
+        ):
+            raise UnsupportedDependency("xlsxwriter numbered the header and date styles anew")
         self._sheets = 0
         self._row = 0
-        self._sheet = self._new_sheet(header=header and first_row == 1)
-        self._row = first_row - 1
+        self._sheet = self._new_sheet()
         self.rows_written = 0
 
-    def _new_sheet(self, *, header: bool = True) -> Worksheet:
+    def _new_sheet(self) -> Worksheet:
         self._sheets += 1
         sheet = self._workbook.add_worksheet(_sheet_name(self._title, self._sheets))
         sheet.freeze_panes(1, 0)
         for index, column in enumerate(self._columns):
             sheet.set_column(index, index, _WIDTHS.get(column.kind, 18))
-            if header and sheet.write_string(0, index, column.label, self._header_format):
+            if sheet.write_string(0, index, column.label, self._header_format):
                 raise ExportFailed(f"xlsx writer refused the header {column.label!r}")
         self._row = 0
         # Bound to this sheet's undecorated _write_* methods: the public ones first try to read
@@ -173,12 +180,24 @@ class XlsxExportWriter:
         if kind is ColumnKind.DATETIME:
             # The date Excel can hold, else its text: one of the two is None.
             return [(sheet._write_datetime, self._date_format), (sheet._write_string, None)]
-        return [(sheet._write_string, None)]
+        return [(self._write_text, None)]
 
     def _write_integer(self, row: int, col: int, value: int, cell_format: Format | None) -> int:
         if -MAX_EXACT_INTEGER < value < MAX_EXACT_INTEGER:
             return int(self._sheet._write_number(row, col, value, cell_format))
         return int(self._sheet._write_string(row, col, str(value), cell_format))
+
+    def _write_text(self, row: int, col: int, value: str, cell_format: Format | None) -> int:
+        # In constant_memory mode xlsxwriter writes a text that starts with "<r>" and ends with
+        # "</r>" unescaped, as rich-text XML: "<r>&</r>" made the sheet unreadable. Such a text
+        # is given as that XML instead: one run of plain text, escaped.
+        if value.startswith("<r>") and value.endswith("</r>") and not _too_long(value):
+            status = int(self._sheet._write_string(row, col, "", cell_format))
+            if status == 0:
+                cells = self._sheet.table[row]
+                cells[col] = cells[col]._replace(string=f"<r><t>{xml_escape(value)}</t></r>")
+            return status
+        return int(self._sheet._write_string(row, col, value, cell_format))
 
     def _write_long_text(self, row: int, col: int, value: str) -> int:
         return int(self._sheet._write_string(row, col, cut_to_cell(value)))
@@ -218,17 +237,6 @@ class XlsxExportWriter:
     def close(self) -> None:
         """Finish the workbook (this is where xlsxwriter compresses the sheets)."""
         self._workbook.close()
-
-    def finish_part(self) -> Path:
-        """The ``<row>`` elements written so far, as a file: a part's share of a sheet.
-
-        In constant_memory mode xlsxwriter writes each finished row to a scratch file that
-        becomes the sheet's ``sheetData`` when the workbook closes; a part stops before that.
-        ``_write_single_row`` writes out the row still held in memory.
-        """
-        self._sheet._write_single_row()
-        self._sheet.row_data_fh.flush()
-        return Path(self._sheet.row_data_filename)
 
     def abandon(self) -> None:
         """Release the sheets' scratch files without building the workbook.
