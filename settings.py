@@ -133,6 +133,9 @@ class Settings(DatabaseSettings):
         default_factory=lambda: os.cpu_count() or 1, alias="EXPORTER_IMPORT_PROCESSES", ge=1, le=64
     )
     parallel_min_rows: int = Field(100_000, alias="EXPORTER_PARALLEL_MIN_ROWS", ge=1)
+    # Where the rows of a split xlsx export are made: rendered by the database (fast; its CPU
+    # pays) or written by xlsxwriter in the encoding processes (the workers' CPU pays).
+    xlsx_rows_in_database: bool = Field(True, alias="EXPORTER_XLSX_ROWS_IN_DATABASE")
     replica_database_url: str | None = Field(
         None,
         alias="EXPORTER_REPLICA_DATABASE_URL",

@@ -135,7 +135,13 @@ async def startup(ctx: dict[str, Any]) -> None:
     # Every line of this worker's jobs and sweeps names it (arq's jobs inherit this context).
     log_context.worker_id.set(worker_id)
     encoders = EncoderPool(settings.encode_processes) if settings.encode_processes else None
-    parallel = None if encoders is None else ParallelEncoding(encoders, settings.parallel_min_rows)
+    parallel = (
+        None
+        if encoders is None
+        else ParallelEncoding(
+            encoders, settings.parallel_min_rows, rows_in_database=settings.xlsx_rows_in_database
+        )
+    )
     # Nothing connects to the replica before an export asks: one that is down stops no worker.
     replica = (
         None

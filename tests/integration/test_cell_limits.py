@@ -34,11 +34,17 @@ def utf16_units(text: str) -> int:
 
 
 # How each xlsx export can be written: by the worker itself (no encoding processes), by one
-# encoding process (fewer rows than EXPORTER_PARALLEL_MIN_ROWS), in parts by several.
+# encoding process (fewer rows than EXPORTER_PARALLEL_MIN_ROWS), in parts by several, their
+# rows rendered by the database or written by xlsxwriter.
 WRITE_PATHS = {
     "in_the_worker": {"encode_processes": 0},
     "by_one_encoding_process": {"encode_processes": 2},
     "in_parts": {"encode_processes": 2, "parallel_min_rows": 1},
+    "in_parts_by_xlsxwriter": {
+        "encode_processes": 2,
+        "parallel_min_rows": 1,
+        "xlsx_rows_in_database": False,
+    },
 }
 
 

@@ -21,14 +21,20 @@ from tests.expected import ACCOUNT_HEADER, account_rows
 from tests.support import ApiUser, files_in, wait_until, xlsx_rows
 from tests.workers import running_worker
 
+# Who makes the rows of the parts: the database (the default), or xlsxwriter.
+ROWS_BY = {"rows_by_the_database": True, "rows_by_xlsxwriter": False}
 
-@pytest.fixture
-def parallel_settings(settings: Settings, tmp_path: Path) -> Settings:
+
+@pytest.fixture(params=list(ROWS_BY))
+def parallel_settings(
+    request: pytest.FixtureRequest, settings: Settings, tmp_path: Path
+) -> Settings:
     return settings.model_copy(
         update={
             "parallel_min_rows": 1_000,
             "encode_processes": 2,
             "loop_lag_log": tmp_path / "loop-lag.jsonl",
+            "xlsx_rows_in_database": ROWS_BY[request.param],
         }
     )
 

@@ -107,13 +107,18 @@ def test_the_installed_xlsxwriter_is_a_tested_release_with_every_private_member_
 
 def test_every_private_member_the_writer_touches_is_listed() -> None:
     # A private attribute of anything but the writer itself is xlsxwriter's; a worksheet's
-    # table of cells is its internal without the underscore. _replace is a named tuple's own.
+    # table of cells and row_data_* are its internals without the underscore. _replace is a
+    # named tuple's own.
     tree = ast.parse(inspect.getsource(xlsx_workbook))
     touched = {
         node.attr
         for node in ast.walk(tree)
         if isinstance(node, ast.Attribute)
-        and ((node.attr.startswith("_") and not node.attr.startswith("__")) or node.attr == "table")
+        and (
+            (node.attr.startswith("_") and not node.attr.startswith("__"))
+            or node.attr == "table"
+            or node.attr.startswith("row_data_")
+        )
         and node.attr != "_replace"
         and not (isinstance(node.value, ast.Name) and node.value.id == "self")
     }

@@ -16,10 +16,12 @@ from exporter.exports.sql import ExportSql
 @dataclass(frozen=True)
 class ParallelEncoding:
     """Processes to spread large xlsx exports over, and from what size on to use them; a large
-    csv export is copied over as many connections at once."""
+    csv export is copied over as many connections at once. ``rows_in_database``: the rows of a
+    split xlsx export are rendered by the database, not written by xlsxwriter."""
 
     encoders: EncoderPool
     min_rows: int
+    rows_in_database: bool = True
 
 
 @dataclass(frozen=True)

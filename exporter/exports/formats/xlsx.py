@@ -81,6 +81,7 @@ async def _write_in_parts(
             path=job.path,
             report_done=report_done,
             split=job.total >= parallel.min_rows,
+            rows_in_database=parallel.rows_in_database,
         )
     except BrokenProcessPool:
         parallel.encoders.replace()

@@ -5,15 +5,17 @@ Here the ordered rows are cut into ranges of one exported snapshot; each process
 range in that snapshot and compresses its share of the sheet XML; the parent splices the parts
 into one workbook (see :mod:`exporter.exports.formats.zip_splice`) with no second compression.
 
-A part's rows are either written by xlsxwriter, or (``PartJob.rendered``) rendered by
-PostgreSQL in the very same bytes (:mod:`exporter.exports.formats.xlsx_row_sql`) and only
-compressed here: then the per-cell Python is gone, and the part costs the database's time.
+A part's rows are rendered by PostgreSQL in the very bytes xlsxwriter would write
+(:mod:`exporter.exports.formats.xlsx_row_sql`) and only compressed here: no Python runs per
+cell, and the part costs the database's time. With ``rows_in_database`` off, xlsxwriter writes
+them here instead, at its own pace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from exporter.exports.columns import Column
 from exporter.exports.formats.xlsx_row_sql import rendered_rows_sql
 from exporter.exports.formats.xlsx_workbook import MAX_SHEET_DATA_ROWS, XlsxExportWriter
 from exporter.exports.formats.zip_splice import (
+    COPY_CHUNK_BYTES,
     Deflated,
     DeflateStream,
     SheetRows,
@@ -36,8 +39,9 @@ from exporter.exports.snapshots import connection_in_snapshot, export_snapshot
 
 FETCH_BATCH_ROWS = 5_000
 PROGRESS_POLL_S = 0.5
-# Rendered rows are about 500 bytes: a batch is some 5 MB, compressed while the next is read.
-RENDERED_BATCH_ROWS = 10_000
+# Rendered rows are about 500 bytes: a batch is some 1 MB, compressed while the next is read;
+# progress moves by as much.
+RENDERED_BATCH_ROWS = 2_000
 
 
 @dataclass(frozen=True)
@@ -54,9 +58,11 @@ class PartJob:
     time_zone: str
     work_dir: Path
     index: int
-    # Set for an export too small to split: the one job writes the whole workbook here with
-    # xlsxwriter, reading ``sql``, the ranged statement. A part's ``sql`` renders its rows.
+    # Set for an export too small to split: the one job writes the whole workbook here.
     output: Path | None = None
+    # Whether ``sql`` renders the rows (rendered_rows_sql), or yields their values (the ranged
+    # statement) for xlsxwriter.
+    rendered: bool = False
 
     @property
     def progress_file(self) -> Path:
@@ -88,14 +94,18 @@ async def _encode_part_while_wanted(job: PartJob) -> Deflated | None:
 
 
 async def _encode_part(job: PartJob) -> Deflated | None:
-    if job.output is not None:
-        await _write_workbook(job, job.output)
-        return None
-    return await _render_part(job)
-
-
-async def _write_workbook(job: PartJob, output: Path) -> None:
-    writer = XlsxExportWriter(output, job.title, job.columns)
+    if job.rendered:
+        return await _render_part(job)
+    part_dir = job.work_dir / f"part-{job.index}"
+    part_dir.mkdir()
+    # A part's rows go after the frame's header; only a whole workbook writes its own.
+    writer = XlsxExportWriter(
+        job.output or part_dir / "part.xlsx",
+        job.title,
+        job.columns,
+        first_row=job.range.first_row,
+        header=job.output is not None,
+    )
     try:
         async with connection_in_snapshot(job.dsn, job.snapshot, job.time_zone) as conn:
             args = (*job.args, job.range.offset, job.range.limit)
@@ -104,9 +114,25 @@ async def _write_workbook(job: PartJob, output: Path) -> None:
                 writer.write_rows(batch)
                 save_rows_done(job.progress_file, writer.rows_written)
         _check_rows(job, writer.rows_written)
-        writer.close()
+        if job.output is not None:
+            writer.close()
+            return None
+        return await asyncio.to_thread(_deflate_file, writer.finish_part(), job)
     finally:
         writer.abandon()
+        # The part's row XML is the largest file of an export; it goes here, in parallel.
+        shutil.rmtree(part_dir, ignore_errors=True)
+
+
+def _deflate_file(source: Path, job: PartJob) -> Deflated:
+    stream = DeflateStream(job.work_dir / f"part-{job.index}.deflate")
+    try:
+        with source.open("rb") as rows:
+            while chunk := rows.read(COPY_CHUNK_BYTES):
+                stream.write(chunk)
+        return stream.finish()
+    finally:
+        stream.close()
 
 
 async def _render_part(job: PartJob) -> Deflated:
@@ -182,12 +208,14 @@ async def write_xlsx_in_parts(
     path: Path,
     report_done: Callable[[int], None],
     split: bool,
+    rows_in_database: bool = True,
     max_sheet_rows: int = MAX_SHEET_DATA_ROWS,
 ) -> int:
     """Write ``total`` rows of ``sql`` to ``path`` using the encoding processes: split into
-    ranges whose rows the database renders, or (``split`` false) as one workbook written by
-    xlsxwriter in one process. ``sql`` is the xlsx statement of ``columns`` that takes the
-    range's OFFSET and LIMIT as its two parameters after ``args`` (``ExportSql.ranged``).
+    ranges (their rows rendered by the database, or with ``rows_in_database`` false written by
+    xlsxwriter), or (``split`` false) as one workbook written by xlsxwriter in one process.
+    ``sql`` is the xlsx statement of ``columns`` that takes the range's OFFSET and LIMIT as its
+    two parameters after ``args`` (``ExportSql.ranged``).
 
     Either way xlsxwriter never runs in the worker, whose event loop stays free. ``conn`` must
     be inside the export's repeatable-read transaction: its snapshot is the one every part
@@ -201,7 +229,8 @@ async def write_xlsx_in_parts(
         else [Range(1, 1, 0, total)]
     )
     output = None if split else path
-    part_sql = rendered_rows_sql(columns, sql, len(args) + 3) if split else sql
+    rendered = split and rows_in_database
+    part_sql = rendered_rows_sql(columns, sql, len(args) + 3) if rendered else sql
     jobs = [
         PartJob(
             dsn,
@@ -215,6 +244,7 @@ async def write_xlsx_in_parts(
             work_dir,
             index,
             output,
+            rendered,
         )
         for index, part in enumerate(ranges)
     ]

@@ -51,7 +51,10 @@ XLSXWRITER_PRIVATE_MEMBERS = (
     PrivateMember("Worksheet", "_write_datetime", is_method=True),
     PrivateMember("Worksheet", "_write_number", is_method=True),
     PrivateMember("Worksheet", "_write_string", is_method=True),
+    PrivateMember("Worksheet", "_write_single_row", is_method=True),
     PrivateMember("Worksheet", "_opt_close", is_method=True),
+    PrivateMember("Worksheet", "row_data_fh", is_method=False),
+    PrivateMember("Worksheet", "row_data_filename", is_method=False),
     PrivateMember("Worksheet", "table", is_method=False),
 )
 XLSXWRITER_CLASSES: Mapping[str, Callable[[], object]] = {"Format": Format, "Worksheet": Worksheet}
@@ -60,7 +63,7 @@ XLSXWRITER_CLASSES: Mapping[str, Callable[[], object]] = {"Format": Format, "Wor
 def check_xlsxwriter(classes: Mapping[str, Callable[[], object]] = XLSXWRITER_CLASSES) -> None:
     """Raise UnsupportedDependency naming each private member the installed xlsxwriter lacks.
 
-    Instances are probed, not classes: the ``table`` attribute is set by ``__init__``.
+    Instances are probed, not classes: ``table`` and ``row_data_*`` are set by ``__init__``.
     """
     instances = {owner: make() for owner, make in classes.items()}
     missing = [
@@ -124,8 +127,12 @@ class XlsxExportWriter:
     """Writes header and rows of one export; a new sheet with the header past Excel's row limit.
 
     Every xlsxwriter call's return code is checked, so no cell is dropped silently. It also
-    writes the frame of a large export, whose rows the database renders in the same bytes
-    (:mod:`exporter.exports.formats.xlsx_row_sql`).
+    writes the frame of a split export, whose rows the database renders in the same bytes
+    (:mod:`exporter.exports.formats.xlsx_row_sql`) or parts of it write.
+
+    A *part* (``header`` false) writes no header and its rows at their final positions in the
+    sheet (from data row ``first_row``); :meth:`finish_part` then hands over the sheet's row
+    XML, which the frame's header row precedes.
     """
 
     def __init__(
@@ -135,6 +142,8 @@ class XlsxExportWriter:
         columns: Sequence[Column],
         *,
         max_sheet_rows: int = MAX_SHEET_DATA_ROWS,
+        first_row: int = 1,
+        header: bool = True,
     ) -> None:
         self._workbook = text_safe_workbook(path)
         self._title = title
@@ -150,16 +159,17 @@ class XlsxExportWriter:
             raise UnsupportedDependency("xlsxwriter numbered the header and date styles anew")
         self._sheets = 0
         self._row = 0
-        self._sheet = self._new_sheet()
+        self._sheet = self._new_sheet(header=header and first_row == 1)
+        self._row = first_row - 1
         self.rows_written = 0
 
-    def _new_sheet(self) -> Worksheet:
+    def _new_sheet(self, *, header: bool = True) -> Worksheet:
         self._sheets += 1
         sheet = self._workbook.add_worksheet(_sheet_name(self._title, self._sheets))
         sheet.freeze_panes(1, 0)
         for index, column in enumerate(self._columns):
             sheet.set_column(index, index, _WIDTHS.get(column.kind, 18))
-            if sheet.write_string(0, index, column.label, self._header_format):
+            if header and sheet.write_string(0, index, column.label, self._header_format):
                 raise ExportFailed(f"xlsx writer refused the header {column.label!r}")
         self._row = 0
         # Bound to this sheet's undecorated _write_* methods: the public ones first try to read
@@ -237,6 +247,17 @@ class XlsxExportWriter:
     def close(self) -> None:
         """Finish the workbook (this is where xlsxwriter compresses the sheets)."""
         self._workbook.close()
+
+    def finish_part(self) -> Path:
+        """The ``<row>`` elements written so far, as a file: a part's share of a sheet.
+
+        In constant_memory mode xlsxwriter writes each finished row to a scratch file that
+        becomes the sheet's ``sheetData`` when the workbook closes; a part stops before that.
+        ``_write_single_row`` writes out the row still held in memory.
+        """
+        self._sheet._write_single_row()
+        self._sheet.row_data_fh.flush()
+        return Path(self._sheet.row_data_filename)
 
     def abandon(self) -> None:
         """Release the sheets' scratch files without building the workbook.
