@@ -21,7 +21,7 @@ seeded random fuzz both ways and compares the bytes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date
 
 from xlsxwriter.utility import xl_col_to_name
 
@@ -42,18 +42,14 @@ _WHITESPACE = (
     0x205F, 0x3000,
 )  # fmt: skip
 _WHITESPACE_CODES = ", ".join(str(code) for code in _WHITESPACE)
-_WHITESPACE_CLASS = "".join(f"\\u{code:04x}" for code in _WHITESPACE)
-# What makes a row's text need more than its cell tags, tested once on all its texts joined,
-# each after a U+E000: what xlsxwriter's escaping looks for (a control character other than
-# tab and newline, U+FFFE, U+FFFF, a literal _xHHHH_ escape), the three characters it writes
-# as entities, and whitespace at either end of a text. A U+E000 in a text only sends its row
-# the exact way. (One test of the joined texts costs a third of one test per text.)
-_SEPARATOR = "\\ue000"  # as the regular expression names it
-_SEPARATOR_SQL = "U&'\\E000'"
-_NEEDS_MORE = (
-    rf"'[&<>\x01-\x08\x0b-\x1f\ufffe\uffff]|_x[0-9A-Fa-f]{{4}}_"
-    rf"|{_SEPARATOR}[{_WHITESPACE_CLASS}]|[{_WHITESPACE_CLASS}]{_SEPARATOR}'"
-)
+# What sends a row's texts the exact way, tested on them all joined: what xlsxwriter's escaping
+# looks for (a control character other than tab and newline, a literal _xHHHH_ escape, U+FFFE,
+# U+FFFF) and the three characters it writes as entities. Tested with a regular expression of
+# ASCII alone and plain searches: on this data (Chinese text), a regular expression naming
+# characters past U+FFFF or the whitespace test cost 3 to 5 times as much. Whitespace at either
+# end of a text is tested on each text.
+_NEEDS_ESCAPING = r"'[&<>\x01-\x08\x0b-\x1f]'"
+_ALSO_ESCAPED = ("'_x'", "U&'\\FFFE'", "U&'\\FFFF'")
 # A row's texts of at most this many bytes together each have at most as many UTF-16 units.
 _FITS_BYTES = MAX_CELL_UTF16_UNITS // 2
 
@@ -113,14 +109,27 @@ def _exact_body(value: str) -> str:
         f" WHEN {preserve} THEN {_sql_string(_PRESERVED_TEXT_TAG)} || e || '{_TEXT_END}'"
         f" ELSE '{_TEXT_TAG}' || e || '{_TEXT_END}' END"
     )
-    return f"(SELECT {body} FROM (SELECT {_entities(_control_escaped(_cut(value)))} AS e) AS x)"
+    # In the C collation: a column's own may be nondeterministic, which pattern matching and
+    # replace() refuse.
+    bytewise = f'({value} COLLATE "C")'
+    escaped = _entities(_control_escaped(_cut(bytewise)))
+    return f"(SELECT {body} FROM (SELECT {escaped} AS e) AS x)"
+
+
+def _joined_texts(values: Sequence[str]) -> str:
+    return f'concat({", ".join(values)}) COLLATE "C"'
 
 
 def _plain_texts(values: Sequence[str]) -> str:
-    """Whether every text of a row is written as it is, between its cell tags."""
-    joined = ", ".join(f"{_SEPARATOR_SQL}, {value}" for value in values)
-    joined = f"concat({joined}, {_SEPARATOR_SQL})"
-    return f"(octet_length({joined}) <= {_FITS_BYTES} AND {joined} !~ {_NEEDS_MORE})"
+    """Whether every text of a row is written as it is, between its cell tags; ``joined``
+    is their concatenation."""
+    tests = [f"octet_length(joined) <= {_FITS_BYTES}", f"joined !~ {_NEEDS_ESCAPING}"]
+    tests += [f"strpos(joined, {needle}) = 0" for needle in _ALSO_ESCAPED]
+    for value in values:
+        tests.append(f"ascii({value}) NOT IN ({_WHITESPACE_CODES})")
+        tests.append(f"ascii(right({value}, 1)) NOT IN ({_WHITESPACE_CODES})")
+    # A null text has no ends: its tests are null, and so is the flag; coalesce says plain.
+    return "coalesce(" + " AND ".join(tests) + ", true)"
 
 
 def _text_xml(start: str, value: str) -> str:
@@ -149,19 +158,19 @@ def _fraction(value: str) -> str:
     return f"({serial} - {_integer_part(value)}::float8)"
 
 
-def _scale(value: str) -> str:
+def _scale(integer: str) -> str:
     """10 ** d, d the decimals ``%.16G`` keeps: 16 less the digits of the integer part."""
     cases = " ".join(
-        f"WHEN ({value})::date >= DATE '{_EXCEL_EPOCH + timedelta(days=10**digits - 1)}'"
-        f" THEN {10 ** (15 - digits)}::float8"
+        f"WHEN {integer} >= {10**digits} THEN {10 ** (15 - digits)}::float8"
         for digits in range(6, 1, -1)
     )
     return f"CASE {cases} ELSE {10**14}::float8 END"
 
 
-def _serial_text(integer: str, fraction: str, scale: str) -> str:
+def _serial_text(integer: str, fraction: str, scale: str, product: str) -> str:
     """The ``%.16G`` text of a serial number from its parts: the integer part, then the
-    fraction F to d decimals, rounded, trailing zeros dropped.
+    fraction F to d decimals (``product`` is F * ``scale``, 10 ** d), rounded, trailing zeros
+    dropped.
 
     F * 10**d in floating point is within 0.008 of the exact product (below 10**14, its unit
     in the last place is at most 2**-6), so rounding it is exact unless the product is that
@@ -170,14 +179,13 @@ def _serial_text(integer: str, fraction: str, scale: str) -> str:
     which a whole second never gives (86400 = 2**7 * 675), so rounding half up agrees with
     printf's half-even. 10**d is added to keep the leading zeros, its leading 1 dropped.
     """
-    product = f"({fraction} * {scale})"
     exact = (
         f"(div(({fraction} * {_FRACTION_UNIT}::float8)::bigint::numeric * {scale}::numeric"
         f" + {_FRACTION_UNIT // 2}, {_FRACTION_UNIT}) + {scale}::numeric)::bigint"
     )
     digits = (
         f"CASE WHEN abs({product} - floor({product}) - 0.5::float8) > 0.01::float8"
-        f" THEN round({product})::bigint + {scale}::bigint ELSE {exact} END"
+        f" THEN (round({product}) + {scale})::bigint ELSE {exact} END"
     )
     return (
         f"{integer}::text || CASE WHEN {fraction} = 0 THEN ''"
@@ -195,15 +203,19 @@ class _Cell:
         self.value = f"v{first_value}"
         self.text = f"v{first_value + 1}"  # a DATETIME's text when Excel has no date for it
 
-    def prepared(self) -> list[str]:
+    def parts(self) -> list[str]:
+        """A date's integer part and fraction (computed below the window level)."""
+        if self.kind is not ColumnKind.DATETIME:
+            return []
         n = self.index
-        if self.kind is ColumnKind.DATETIME:
-            return [
-                f"{_integer_part(self.value)} AS i{n}",
-                f"{_fraction(self.value)} AS f{n}",
-                f"{_scale(self.value)} AS s{n}",
-            ]
-        return []
+        return [f"{_integer_part(self.value)} AS i{n}", f"{_fraction(self.value)} AS f{n}"]
+
+    def prepared(self) -> list[str]:
+        """A date's scale, and its fraction times it (computed in the window level)."""
+        if self.kind is not ColumnKind.DATETIME:
+            return []
+        n = self.index
+        return [f"{_scale(f'i{n}')} AS s{n}", f"f{n} * {_scale(f'i{n}')} AS y{n}"]
 
     def texts(self) -> list[str]:
         if self.kind is ColumnKind.INTEGER:
@@ -222,7 +234,7 @@ class _Cell:
                 f" WHEN {self.value} IS NOT NULL THEN {text} ELSE '' END"
             )
         if self.kind is ColumnKind.DATETIME:
-            serial = _serial_text(f"i{n}", f"f{n}", f"s{n}")
+            serial = _serial_text(f"i{n}", f"f{n}", f"s{n}", f"y{n}")
             return (
                 f"CASE WHEN i{n} IS NOT NULL THEN {self.start}"
                 f" || ' s=\"{DATE_STYLE_INDEX}\"><v>' || {serial} || '</v></c>'"
@@ -242,15 +254,23 @@ def rendered_rows_sql(columns: Sequence[Column], ranged: str, first_row_arg: int
         cells.append(_Cell(column, index, position))
         position += 2 if column.kind is ColumnKind.DATETIME else 1
     names = ", ".join(f"v{n}" for n in range(position))
+    texts = [text for cell in cells for text in cell.texts()]
+    parts = "".join(f", {part}" for cell in cells for part in cell.parts())
     prepared = "".join(f", {entry}" for cell in cells for entry in cell.prepared())
-    plain = _plain_texts([text for cell in cells for text in cell.texts()])
     row = " || ".join(cell.xml() for cell in cells)
-    # Numbered in the order the ranged statement yields its rows. OFFSET 0 keeps its values
-    # computed once (a subquery with OFFSET is never flattened into the level above): a date
-    # column's value, an expression in it, is used eight times there.
+    # Four levels, each computed once per row: OFFSET 0 keeps a subquery from being flattened
+    # into the level above, where each use of one of its values would compute it again (a
+    # date's value is used a dozen times); a window is never flattened. The rows are numbered
+    # in the order the ranged statement yields them.
+    with_parts = (
+        f"SELECT v.*, {_joined_texts(texts)} AS joined{parts}"
+        f" FROM ({ranged} OFFSET 0) AS v({names}) OFFSET 0"
+    )
+    prepared_row = (
+        f"SELECT p.*, (row_number() OVER () + ${first_row_arg})::text AS r,"
+        f" {_plain_texts(texts)} AS plain{prepared} FROM ({with_parts}) AS p"
+    )
     return (
-        f"SELECT convert_to(coalesce('<row r=\"' || r || '\">' || nullif({row}, '')"
-        f" || '</row>', ''), 'UTF8') FROM (SELECT v.*, (row_number() OVER ()"
-        f" + ${first_row_arg})::text AS r, {plain} AS plain{prepared}"
-        f" FROM ({ranged} OFFSET 0) AS v({names})) AS w"
+        f"SELECT convert_to(coalesce('<row r=\"' || r || '\">' || nullif(({row}) COLLATE \"C\", '')"
+        f" || '</row>', ''), 'UTF8') FROM ({prepared_row}) AS w"
     )
