@@ -69,6 +69,11 @@ class Report:
 
         rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
         parts = [line(table[0]), rule, *(line(cells) for cells in table[1:]), ""]
+        if "command" in self.meta:
+            parts.append(
+                f"Measured by `{self.meta['command']}`, started {self.meta.get('started')}, on "
+                f"{self.meta.get('cpus', '?')} cores ({self.meta.get('machine', '?')}).\n"
+            )
         parts.extend(f"- {note}" for note in self.notes)
         if self.error:
             parts.append(f"\n**The run stopped early:** {self.error}")

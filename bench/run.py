@@ -24,6 +24,7 @@ import asyncio
 import logging
 import os
 import platform
+import shlex
 import shutil
 import signal
 import sys
@@ -438,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("bench interrupted; what was started is stopped")
         error = "interrupted"
     meta = {
+        "command": shlex.join(["python", "-m", "bench.run", *(argv or sys.argv[1:])]),
         "started": started.isoformat(),
         "seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
         "rows": options.rows,
