@@ -86,10 +86,14 @@ def _joined(*texts: str) -> str:
     return ", ".join(text for text in texts if text)
 
 
+def _csv_label(m: Measurements) -> str:
+    return f"export csv, {m.rows:,} rows, {_connections(m.cores)}"
+
+
 def _csv_row(m: Measurements) -> Row:
     csv_ratio = ratio_of(seconds_of(m.csv), seconds_of(m.copy))
     return export_row(
-        f"export csv, {m.rows:,} rows, {_connections(m.cores)}",
+        _csv_label(m),
         m.csv,
         ratio=times_text(csv_ratio, "COPY time"),
         check=target_of(csv_ratio, CSV_MAX_TIMES_COPY, most=True),
@@ -179,9 +183,10 @@ def export_rows(m: Measurements) -> list[Row]:
 
 
 def xlsx_rows(m: Measurements) -> list[Row]:
-    """The export rows of ``make bench-xlsx``: issue 16's figures."""
+    """The export rows of ``make bench-xlsx``: issue 16's figures (the csv export without its
+    COPY ceiling, not measured there)."""
     return [
-        _csv_row(m),
+        export_row(_csv_label(m), m.csv),
         _rendered_row(m, m.cores),
         _against_csv_row(m),
         _by_writer_row(m),
