@@ -1,19 +1,19 @@
 """``make bench``: the export path measured against its ceilings, in one run.
 
-On fresh databases seeded with the bench data set (``--rows``, a tenth of it, a quarter of it):
-the COPY, cursor and xlsxwriter ceilings; csv and xlsx exports through the real API and worker,
-xlsx both in one process (the worker with ``EXPORTER_ENCODE_PROCESSES=1``) and in parallel
-(one encoding process per core, and 2 as well if there are more cores), its rows rendered by
-PostgreSQL and, per core, by xlsxwriter (``EXPORTER_XLSX_ROWS_IN_DATABASE=false``); where the
-time of the large xlsx goes (``bench.xlsx_split``); the same at a tenth of the rows; four
-concurrent quarter-size xlsx exports from four users (in parallel) against one
-alone (in one process); a load test of the API next to a trivial aiohttp endpoint. Prints one
-table and writes it under ``bench-results/``. Then imports (``bench.imports``): the accounts
-exported as csv and xlsx, and as an xlsb, imported back in each mode, a csv of new accounts
-applied, at ``--rows`` and at a tenth of it, against a ``COPY FROM`` of the csv file. Last,
-storage (``bench.storage``): csv and xlsx exports stored in an S3 bucket (a SeaweedFS the bench
-starts) against the same exports stored in a local directory, and the stored files downloaded
-through the API against a GET from the store.
+On fresh databases seeded with the bench data set (``--rows``, a tenth of it, a quarter of it): the
+COPY, cursor and xlsxwriter ceilings; csv and xlsx exports through the real API and worker, xlsx
+both in one process (the worker with ``EXPORTER_ENCODE_PROCESSES=1``) and in parallel (one encoding
+process per core, and 2 as well if there are more cores), its rows rendered by PostgreSQL, and in
+one process per core with its rows written by xlsxwriter as before
+(``EXPORTER_XLSX_ROWS_IN_DATABASE=false``); where the time of the large xlsx goes
+(``bench.xlsx_split``); the same at a tenth of the rows; four concurrent quarter-size xlsx exports
+from four users (in parallel) against one alone (in one process); a load test of the API next to a
+trivial aiohttp endpoint. Prints one table and writes it under ``bench-results/``. Then imports
+(``bench.imports``): the accounts exported as csv and xlsx, and as an xlsb, imported back in each
+mode, a csv of new accounts applied, at ``--rows`` and at a tenth of it, against a ``COPY FROM`` of
+the csv file. Last, storage (``bench.storage``): csv and xlsx exports stored in an S3 bucket (a
+SeaweedFS the bench starts) against the same exports stored in a local directory, and the stored
+files downloaded through the API against a GET from the store.
 Everything it creates or starts is removed or stopped when it ends, fails or is interrupted.
 """
 
