@@ -60,8 +60,12 @@ run: $(STAMP) ## migrate, seed, start API + worker (EMBEDDED=1 forces embedded s
 ROWS ?= 1000000
 
 .PHONY: bench
-bench: $(STAMP) ## ceilings, exports (xlsx in 1 and N processes), concurrency, API load, imports (ROWS=1000000)
+bench: $(STAMP) ## ceilings, exports (xlsx in 1 and N processes, rows by PostgreSQL and xlsxwriter, time split), concurrency, API load, imports (ROWS=1000000)
 	$(BIN)/python -m bench.run --rows $(ROWS)
+
+.PHONY: bench-xlsx
+bench-xlsx: $(STAMP) ## large xlsx alone: rows by PostgreSQL vs xlsxwriter, vs csv, time split (ROWS=1000000)
+	$(BIN)/python -m bench.run --only xlsx --rows $(ROWS)
 
 .PHONY: bench-api
 bench-api: $(STAMP) ## the API load tests of make bench alone (about a minute)

@@ -44,6 +44,7 @@ class ExportBatch:
     file_format: str
     rows: int
     encode_processes: int  # the worker's EXPORTER_ENCODE_PROCESSES; 0: single-process path
+    rows_in_database: bool  # the worker's EXPORTER_XLSX_ROWS_IN_DATABASE
     exports: tuple[OneExport, ...]
     wall_s: float  # the POSTs until the last task reads completed
     worker_peak_rss_bytes: int
@@ -174,6 +175,7 @@ async def export_batch(
         file_format=file_format,
         rows=rows,
         encode_processes=worker.encode_processes,
+        rows_in_database=worker.rows_in_database,
         exports=tuple(exports),
         wall_s=wall_s,
         worker_peak_rss_bytes=rss.peak_bytes,

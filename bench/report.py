@@ -6,17 +6,26 @@ Printed as markdown, and written as ``report.md`` and ``report.json`` in the run
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.ceiling_process import CeilingResult
+from bench.export_report import (
+    export_row,
+    export_rows,
+    processes_text,
+    seconds_of,
+    split_rows,
+    xlsx_notes,
+    xlsx_path,
+    xlsx_rows,
+)
 from bench.exports import ExportBatch
 from bench.import_report import import_notes, import_rows
-from bench.imports import ImportSize
 from bench.load import LoadResult
-from bench.stack import API_PROCESSES, DEFAULT_PARALLEL_MIN_ROWS
-from bench.storage import StorageComparison
+from bench.measurements import Measurements
+from bench.stack import API_PROCESSES
 from bench.storage_report import storage_notes, storage_rows
 from bench.table import (
     COLUMNS,
@@ -33,9 +42,6 @@ from bench.table import (
 )
 
 # The issue's targets, each compared with figures from the same run.
-CSV_MAX_TIMES_COPY = 1.5
-XLSX_MIN_TIMES_WRITER = 0.95
-XLSX_PARALLEL_MIN_TIMES_WRITER = 1.5
 PEAK_RSS_MAX_MB = 150
 RSS_GROWTH_MAX_MB = 20
 LOOP_LAG_MAX_MS = 100
@@ -43,37 +49,7 @@ CONCURRENT_MAX_TIMES_SEQUENTIAL = 0.6
 POST_MIN_TIMES_TRIVIAL = 0.25
 API_P99_MAX_MS = 50
 
-
-@dataclass
-class Measurements:
-    """Everything one run measured; a phase that failed or did not run leaves its field None."""
-
-    rows: int
-    small_rows: int
-    quarter_rows: int
-    cores: int  # the worker's default EXPORTER_ENCODE_PROCESSES
-    parallel_processes: tuple[int, ...]  # the EXPORTER_ENCODE_PROCESSES of the parallel runs
-    parallel_min_rows: int  # the workers' EXPORTER_PARALLEL_MIN_ROWS
-    copy: CeilingResult | None = None
-    copy_csv: CeilingResult | None = None
-    cursor: CeilingResult | None = None
-    xlsxwriter: CeilingResult | None = None
-    csv: ExportBatch | None = None  # copied over ``cores`` connections
-    csv_single: ExportBatch | None = None  # over one connection
-    # xlsx without ``parallel`` in the name: the single-process path.
-    xlsx: ExportBatch | None = None
-    xlsx_parallel: dict[int, ExportBatch] = field(default_factory=dict)  # by processes
-    csv_small: ExportBatch | None = None
-    xlsx_small: ExportBatch | None = None
-    xlsx_small_parallel: ExportBatch | None = None  # in ``cores`` processes
-    xlsx_quarter: ExportBatch | None = None
-    xlsx_quarter_concurrent: ExportBatch | None = None  # in ``cores`` processes
-    trivial: LoadResult | None = None
-    post: LoadResult | None = None
-    listing: LoadResult | None = None
-    imports: ImportSize | None = None  # of ``rows`` rows
-    imports_small: ImportSize | None = None  # of ``small_rows`` rows
-    storage: StorageComparison | None = None  # of ``rows`` rows
+XLSXWRITER_CEILING = "ceiling: xlsxwriter constant_memory, no DB, {rows:,} rows"
 
 
 @dataclass
@@ -93,6 +69,11 @@ class Report:
 
         rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
         parts = [line(table[0]), rule, *(line(cells) for cells in table[1:]), ""]
+        if "command" in self.meta:
+            parts.append(
+                f"Measured by `{self.meta['command']}`, started {self.meta.get('started')}, on "
+                f"{self.meta.get('cpus', '?')} cores ({self.meta.get('machine', '?')}).\n"
+            )
         parts.extend(f"- {note}" for note in self.notes)
         if self.error:
             parts.append(f"\n**The run stopped early:** {self.error}")
@@ -121,94 +102,13 @@ def _ceiling_row(what: str, ceiling: CeilingResult | None) -> Row:
     return Row(what, ceiling.seconds, rate=rate, rss=mb_text(ceiling.peak_rss_bytes))
 
 
-def _export_row(
-    what: str, batch: ExportBatch | None, ratio: str = "", check: Target = NO_TARGET
-) -> Row:
-    if batch is None:
-        return Row(what, rate="not measured")
-    child = mb_text(batch.child_peak_rss_bytes) if batch.child_peak_rss_bytes else "none"
-    return Row(
-        what,
-        batch.wall_s,
-        max(export.download_s for export in batch.exports),
-        rate_text(batch.rows_per_s, "rows"),
-        rss=f"worker {mb_text(batch.worker_peak_rss_bytes)}, child {child}",
-        lag=lag_text(batch.loop_lag_ms),
-        ratio=ratio,
-        **check,
-    )
-
-
-def _seconds(item: CeilingResult | ExportBatch | None) -> float | None:
-    if item is None:
-        return None
-    return item.seconds if isinstance(item, CeilingResult) else item.wall_s
-
-
 def _ceiling_rows(m: Measurements) -> list[Row]:
     n = f"{m.rows:,}"
     return [
         _ceiling_row(f"ceiling: COPY (query) TO STDOUT CSV, {n} rows", m.copy),
         _ceiling_row(f"COPY of the csv export's own statement, {n} rows", m.copy_csv),
         _ceiling_row(f"asyncpg cursor, rows discarded, {n} rows", m.cursor),
-        _ceiling_row(f"ceiling: xlsxwriter constant_memory, no DB, {n} rows", m.xlsxwriter),
-    ]
-
-
-def _processes(encode_processes: int) -> str:
-    """How many encoding processes wrote an xlsx export."""
-    return "1 process" if encode_processes == 1 else f"{encode_processes} processes"
-
-
-def _connections(count: int) -> str:
-    """How many connections copied a csv export."""
-    return "1 connection" if count == 1 else f"{count} connections"
-
-
-def _parallel_row(m: Measurements, processes: int) -> Row:
-    batch = m.xlsx_parallel.get(processes)
-    writer_ratio = ratio_of(_seconds(m.xlsxwriter), _seconds(batch))
-    speedup = ratio_of(_seconds(m.xlsx), _seconds(batch))
-    ratio = ", ".join(
-        text
-        for text in (times_text(writer_ratio, "xlsxwriter"), times_text(speedup, "1 process"))
-        if text
-    )
-    return _export_row(
-        f"export xlsx, {m.rows:,} rows, {_processes(processes)}",
-        batch,
-        ratio=ratio,
-        check=target_of(writer_ratio, XLSX_PARALLEL_MIN_TIMES_WRITER, most=False),
-    )
-
-
-def _export_rows(m: Measurements) -> list[Row]:
-    n, small = f"{m.rows:,}", f"{m.small_rows:,}"
-    csv_ratio = ratio_of(_seconds(m.csv), _seconds(m.copy))
-    # Throughput against the writer's, so more than 1x means faster than one xlsxwriter.
-    xlsx_ratio = ratio_of(_seconds(m.xlsxwriter), _seconds(m.xlsx))
-    return [
-        _export_row(
-            f"export csv, {n} rows, {_connections(m.cores)}",
-            m.csv,
-            ratio=times_text(csv_ratio, "COPY time"),
-            check=target_of(csv_ratio, CSV_MAX_TIMES_COPY, most=True),
-        ),
-        _export_row(
-            f"export csv, {n} rows, {_connections(1)}",
-            m.csv_single,
-            ratio=times_text(ratio_of(_seconds(m.csv_single), _seconds(m.copy)), "COPY time"),
-        ),
-        _export_row(
-            f"export xlsx, {n} rows, {_processes(1)}",
-            m.xlsx,
-            ratio=times_text(xlsx_ratio, "xlsxwriter"),
-            check=target_of(xlsx_ratio, XLSX_MIN_TIMES_WRITER, most=False),
-        ),
-        *(_parallel_row(m, processes) for processes in m.parallel_processes),
-        _export_row(f"export csv, {small} rows", m.csv_small),
-        _export_row(f"export xlsx, {small} rows, {_processes(1)}", m.xlsx_small),
-        _export_row(f"export xlsx, {small} rows, {_processes(m.cores)}", m.xlsx_small_parallel),
+        _ceiling_row(XLSXWRITER_CEILING.format(rows=m.rows), m.xlsxwriter),
     ]
 
 
@@ -231,7 +131,7 @@ def _growth_row(
 
 
 def _full_size_batches(m: Measurements) -> list[ExportBatch]:
-    batches = [m.csv, m.xlsx, *m.xlsx_parallel.values()]
+    batches = [m.csv, m.xlsx, *m.xlsx_parallel.values(), m.xlsx_by_writer]
     return [batch for batch in batches if batch is not None]
 
 
@@ -254,9 +154,18 @@ def _memory_rows(m: Measurements) -> list[Row]:
             **target_of(child_mb, PEAK_RSS_MAX_MB, most=True, unit=" MB"),
         ),
         _growth_row("csv", m, m.csv, m.csv_small),
-        _growth_row(f"xlsx, {_processes(1)}", m, m.xlsx, m.xlsx_small),
+        _growth_row(f"xlsx, {xlsx_path(m, m.small_rows, 1)}", m, m.xlsx, m.xlsx_small),
         _growth_row(
-            f"xlsx, {_processes(m.cores)}", m, m.xlsx_parallel.get(m.cores), small_parallel
+            f"xlsx, {xlsx_path(m, m.small_rows, m.cores)}",
+            m,
+            m.xlsx_parallel.get(m.cores),
+            small_parallel,
+        ),
+        _growth_row(
+            f"xlsx, {xlsx_path(m, m.small_rows, m.cores, rows_in_database=False)}",
+            m,
+            m.xlsx_by_writer,
+            m.xlsx_small_by_writer,
         ),
     ]
 
@@ -267,6 +176,7 @@ def _lag_row(m: Measurements) -> Row:
         m.csv_small,
         m.xlsx_small,
         m.xlsx_small_parallel,
+        m.xlsx_small_by_writer,
         m.xlsx_quarter,
         m.xlsx_quarter_concurrent,
     ]
@@ -281,13 +191,16 @@ def _lag_row(m: Measurements) -> Row:
 
 def _concurrency_rows(m: Measurements) -> list[Row]:
     quarter = f"{m.quarter_rows:,}"
-    alone = _seconds(m.xlsx_quarter)
+    alone = seconds_of(m.xlsx_quarter)
     sequential = None if alone is None else 4 * alone
-    ratio = ratio_of(_seconds(m.xlsx_quarter_concurrent), sequential)
+    ratio = ratio_of(seconds_of(m.xlsx_quarter_concurrent), sequential)
     return [
-        _export_row(f"export xlsx, {quarter} rows, alone, {_processes(1)}", m.xlsx_quarter),
-        _export_row(
-            f"4 concurrent xlsx exports of {quarter} rows, 4 users, {_processes(m.cores)}",
+        export_row(
+            f"export xlsx, {quarter} rows, alone, {xlsx_path(m, m.quarter_rows, 1)}",
+            m.xlsx_quarter,
+        ),
+        export_row(
+            f"4 concurrent xlsx exports of {quarter} rows, 4 users, {processes_text(m.cores)}",
             m.xlsx_quarter_concurrent,
             ratio=times_text(ratio, "4 x alone"),
             check=target_of(ratio, CONCURRENT_MAX_TIMES_SEQUENTIAL, most=True),
@@ -339,15 +252,6 @@ def _api_rows(m: Measurements, clients: int) -> list[Row]:
     ]
 
 
-def _lowered_threshold(m: Measurements) -> str:
-    if m.parallel_min_rows == DEFAULT_PARALLEL_MIN_ROWS:
-        return " (the default)"
-    return (
-        f" (the default {DEFAULT_PARALLEL_MIN_ROWS:,}, lowered for this smaller run so that "
-        "every xlsx export takes the path its row names)"
-    )
-
-
 def build_report(
     m: Measurements,
     *,
@@ -361,9 +265,20 @@ def build_report(
         return Report(imports, import_notes(m.imports, m.imports_small), meta, m, error)
     if only == "storage":
         return Report(storage_rows(m.storage), storage_notes(m.storage), meta, m, error)
+    timing = (
+        "Exports are timed from POST to the task reading completed (polled at 2% of the time "
+        "taken so far, so seen at most ~2% late); the download of the file through the API is "
+        "timed apart (the slowest, for 4 at once)."
+    )
+    split = split_rows(m.xlsx_split, m.xlsx_parallel.get(m.cores))
+    if only == "xlsx":
+        ceiling = _ceiling_row(XLSXWRITER_CEILING.format(rows=m.rows), m.xlsxwriter)
+        rows = [ceiling, *xlsx_rows(m), *split]
+        return Report(rows, [timing, *xlsx_notes(m)], meta, m, error)
     rows = [
         *_ceiling_rows(m),
-        *_export_rows(m),
+        *export_rows(m),
+        *split,
         *_memory_rows(m),
         _lag_row(m),
         *_concurrency_rows(m),
@@ -372,20 +287,11 @@ def build_report(
         *storage_rows(m.storage),
     ]
     notes = [
-        "Exports are timed from POST to the task reading completed (polled at 2% of the time "
-        "taken so far, so seen at most ~2% late); the download of the file through the API is "
-        "timed apart (the slowest, for 4 at once).",
+        timing,
         "The COPY ceiling and the cursor read the export's 9 columns as stored (same join, same "
         "order); the csv export's own statement adds the formatting it does in SQL.",
-        "xlsx in 1 process: the worker started with EXPORTER_ENCODE_PROCESSES=1, one encoding "
-        "process writes the whole workbook. In N processes: EXPORTER_ENCODE_PROCESSES=N, "
-        "parts encoded by N spawned processes, spliced by the worker; the first such export "
-        "after a start includes spawning them. Exports of at least EXPORTER_PARALLEL_MIN_ROWS="
-        f"{m.parallel_min_rows:,} rows take that path{_lowered_threshold(m)}. csv in N "
-        "connections: the same setting and threshold, the rows copied over N connections at "
-        "once and joined in order; in 1 connection: the worker with EXPORTER_ENCODE_PROCESSES=1.",
-        "Targets: 1 process ≥ 0.95x the xlsxwriter ceiling; in parallel ≥ 1.5x on 2 cores, "
-        "near-linear as cores grow (after the comma: against the 1-process export).",
+        *xlsx_notes(m),
+        "csv in 1 connection and xlsx in 1 process: the worker with EXPORTER_ENCODE_PROCESSES=1.",
         "Peak RSS: ceilings measure their own process; the xlsxwriter ceiling counts its process "
         "before loading the rows plus what writing added, as if the rows were streamed. "
         "Exports: the worker process, and separately the largest single process below it (its "

@@ -1,17 +1,19 @@
 """``make bench``: the export path measured against its ceilings, in one run.
 
-On fresh databases seeded with the bench data set (``--rows``, a tenth of it, a quarter of it):
-the COPY, cursor and xlsxwriter ceilings; csv and xlsx exports through the real API and worker,
-xlsx both in one process (the worker with ``EXPORTER_ENCODE_PROCESSES=1``) and in parallel
-(one encoding process per core, and 2 as well if there are more cores); the same at a tenth of
-the rows; four concurrent quarter-size xlsx exports from four users (in parallel) against one
-alone (in one process); a load test of the API next to a trivial aiohttp endpoint. Prints one
-table and writes it under ``bench-results/``. Then imports (``bench.imports``): the accounts
-exported as csv and xlsx, and as an xlsb, imported back in each mode, a csv of new accounts
-applied, at ``--rows`` and at a tenth of it, against a ``COPY FROM`` of the csv file. Last,
-storage (``bench.storage``): csv and xlsx exports stored in an S3 bucket (a SeaweedFS the bench
-starts) against the same exports stored in a local directory, and the stored files downloaded
-through the API against a GET from the store.
+On fresh databases seeded with the bench data set (``--rows``, a tenth of it, a quarter of it): the
+COPY, cursor and xlsxwriter ceilings; csv and xlsx exports through the real API and worker, xlsx
+both in one process (the worker with ``EXPORTER_ENCODE_PROCESSES=1``) and in parallel (one encoding
+process per core, and 2 as well if there are more cores), its rows rendered by PostgreSQL, and in
+one process per core with its rows written by xlsxwriter as before
+(``EXPORTER_XLSX_ROWS_IN_DATABASE=false``); where the time of the large xlsx goes
+(``bench.xlsx_split``); the same at a tenth of the rows; four concurrent quarter-size xlsx exports
+from four users (in parallel) against one alone (in one process); a load test of the API next to a
+trivial aiohttp endpoint. Prints one table and writes it under ``bench-results/``. Then imports
+(``bench.imports``): the accounts exported as csv and xlsx, and as an xlsb, imported back in each
+mode, a csv of new accounts applied, at ``--rows`` and at a tenth of it, against a ``COPY FROM`` of
+the csv file. Last, storage (``bench.storage``): csv and xlsx exports stored in an S3 bucket (a
+SeaweedFS the bench starts) against the same exports stored in a local directory, and the stored
+files downloaded through the API against a GET from the store.
 Everything it creates or starts is removed or stopped when it ends, fails or is interrupted.
 """
 
@@ -22,6 +24,7 @@ import asyncio
 import logging
 import os
 import platform
+import shlex
 import shutil
 import signal
 import sys
@@ -48,7 +51,8 @@ from bench.exports import ExportBatch, export_batch
 from bench.import_files import import_files
 from bench.imports import ImportApiUser, ImportSize, import_size
 from bench.load import LoadResult, Request, load_test
-from bench.report import Measurements, build_report
+from bench.measurements import Measurements
+from bench.report import build_report
 from bench.stack import (
     DEFAULT_PARALLEL_MIN_ROWS,
     Stack,
@@ -60,6 +64,7 @@ from bench.stack import (
 from bench.storage import FORMATS as STORAGE_FORMATS
 from bench.storage import REPEATS as STORAGE_REPEATS
 from bench.storage import compare_storages
+from bench.xlsx_split import XlsxSplit, measure_split
 from exporter.ops.logs import configure_logging
 
 log = logging.getLogger("bench")
@@ -149,6 +154,9 @@ class Bench:
                 if self.only == "storage":
                     await self._storage(session)
                     return
+                if self.only == "xlsx":
+                    await self._xlsx_only(session)
+                    return
                 await self._full_size(session)
                 await self._small_size(session)
                 await self._concurrency(session)
@@ -189,16 +197,21 @@ class Bench:
         users: tuple[BenchUser, ...],
         file_format: str,
         encode_processes: int,
+        *,
+        rows_in_database: bool = True,
     ) -> ExportBatch:
-        """Exports by a worker with ``EXPORTER_ENCODE_PROCESSES=encode_processes``, restarted
-        with it first if the running one has another number."""
-        await stack.use_worker(encode_processes)
+        """Exports by a worker with ``EXPORTER_ENCODE_PROCESSES=encode_processes`` and
+        ``EXPORTER_XLSX_ROWS_IN_DATABASE=rows_in_database``, restarted with them first if the
+        running one has others."""
+        await stack.use_worker(encode_processes, rows_in_database=rows_in_database)
         rows = stack.database.rows
         work = export_batch(stack, session, users, file_format, self.work_dir)
         name = (
             f"{len(users)} x {file_format} export of {rows:,} rows, "
             f"EXPORTER_ENCODE_PROCESSES={encode_processes}"
         )
+        if file_format == "xlsx":
+            name += f", EXPORTER_XLSX_ROWS_IN_DATABASE={str(rows_in_database).lower()}"
         return await _phase(name, _bound_s(rows * len(users)), work)
 
     async def _full_size(self, session: aiohttp.ClientSession) -> None:
@@ -214,10 +227,50 @@ class Bench:
                 for processes in m.parallel_processes:
                     batch = await self._exports(stack, session, one, "xlsx", processes)
                     m.xlsx_parallel[processes] = batch
+                m.xlsx_by_writer = await self._xlsx_by_writer(stack, session, one)
                 m.xlsx = await self._exports(stack, session, one, "xlsx", SINGLE_PROCESS)
                 m.csv_single = await self._exports(stack, session, one, "csv", SINGLE_PROCESS)
                 await stack.stop_worker()  # POSTed tasks must stay queued, not run
                 await self._load_tests(stack, db, session)
+            m.xlsx_split = await self._xlsx_split(db)
+
+    async def _xlsx_only(self, session: aiohttp.ClientSession) -> None:
+        """Issue 16's figures: the xlsxwriter ceiling, csv and xlsx both ways at full size, xlsx
+        both ways at the small size, the time split."""
+        m = self.m
+        async with self._database(m.rows, 1) as db:
+            m.xlsxwriter = await self._ceiling("xlsx", db)
+            async with self._stack(db, session, m.cores) as stack:
+                m.csv = await self._exports(stack, session, db.users, "csv", m.cores)
+                batch = await self._exports(stack, session, db.users, "xlsx", m.cores)
+                m.xlsx_parallel[m.cores] = batch
+                m.xlsx_by_writer = await self._xlsx_by_writer(stack, session, db.users)
+            m.xlsx_split = await self._xlsx_split(db)
+        async with (
+            self._database(m.small_rows, 1) as db,
+            self._stack(db, session, m.cores) as stack,
+        ):
+            await self._small_xlsx(stack, session, db.users)
+
+    async def _xlsx_by_writer(
+        self, stack: Stack, session: aiohttp.ClientSession, users: tuple[BenchUser, ...]
+    ) -> ExportBatch:
+        """xlsx in ``cores`` processes with the rows written by xlsxwriter: the previous path."""
+        return await self._exports(
+            stack, session, users, "xlsx", self.m.cores, rows_in_database=False
+        )
+
+    async def _small_xlsx(
+        self, stack: Stack, session: aiohttp.ClientSession, users: tuple[BenchUser, ...]
+    ) -> None:
+        m = self.m
+        m.xlsx_small_parallel = await self._exports(stack, session, users, "xlsx", m.cores)
+        m.xlsx_small_by_writer = await self._xlsx_by_writer(stack, session, users)
+
+    async def _xlsx_split(self, db: BenchDatabase) -> XlsxSplit:
+        work = measure_split(db.url, db.rows, self.m.cores, self.run_dir)
+        # Three passes over the rows, a splice and a profiled range.
+        return await _phase(f"xlsx time split, {db.rows:,} rows", _bound_s(4 * db.rows), work)
 
     async def _api_only(self, session: aiohttp.ClientSession) -> None:
         """The load tests alone, on a data set just large enough for their users."""
@@ -272,7 +325,7 @@ class Bench:
             self._stack(db, session, m.cores) as stack,
         ):
             m.csv_small = await self._exports(stack, session, db.users, "csv", m.cores)
-            m.xlsx_small_parallel = await self._exports(stack, session, db.users, "xlsx", m.cores)
+            await self._small_xlsx(stack, session, db.users)
             m.xlsx_small = await self._exports(stack, session, db.users, "xlsx", SINGLE_PROCESS)
 
     async def _concurrency(self, session: aiohttp.ClientSession) -> None:
@@ -356,9 +409,10 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--only",
-        choices=["api", "concurrency", "imports", "storage"],
+        choices=["api", "concurrency", "imports", "storage", "xlsx"],
         help="run only these measurements: the API load tests, the concurrent exports, the "
-        "imports, or the exports to S3 against a local directory",
+        "imports, the exports to S3 against a local directory, or the large xlsx export's "
+        "figures (issue 16)",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("bench-results"), help="where results are written"
@@ -385,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("bench interrupted; what was started is stopped")
         error = "interrupted"
     meta = {
+        "command": shlex.join(["python", "-m", "bench.run", *(argv or sys.argv[1:])]),
         "started": started.isoformat(),
         "seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
         "rows": options.rows,

@@ -140,13 +140,17 @@ class Service:
 class Worker:
     service: Service
     encode_processes: int  # its EXPORTER_ENCODE_PROCESSES; 0 is the single-process path
+    # Its EXPORTER_XLSX_ROWS_IN_DATABASE: who makes the rows of a split xlsx export, PostgreSQL
+    # or xlsxwriter in the encoding processes.
+    rows_in_database: bool
     loop_lag_log: Path  # where its loop-lag probe writes
 
 
 class Stack:
     """``exporter serve`` and ``exporter worker`` for one database, on a queue of their own.
 
-    The worker can be restarted with another number of encoding processes between exports.
+    The worker can be restarted with another number of encoding processes, or the other maker
+    of split xlsx rows, between exports.
     """
 
     def __init__(
@@ -204,17 +208,20 @@ class Stack:
             await self.api.wait_answering(session, f"{self.base_url}/readyz")
         await self.start_worker(encode_processes)
 
-    async def start_worker(self, encode_processes: int) -> None:
-        """A worker with ``EXPORTER_ENCODE_PROCESSES=encode_processes``, ready for jobs."""
+    async def start_worker(self, encode_processes: int, *, rows_in_database: bool = True) -> None:
+        """A worker with ``EXPORTER_ENCODE_PROCESSES=encode_processes`` and
+        ``EXPORTER_XLSX_ROWS_IN_DATABASE=rows_in_database``, ready for jobs."""
         assert self.worker is None, "one worker at a time: the measurements are per worker"
         self._worker_starts += 1
-        name = f"{self._label}-{encode_processes}p-{self._worker_starts}"
+        maker = "" if rows_in_database else "-xlsxwriter"
+        name = f"{self._label}-{encode_processes}p{maker}-{self._worker_starts}"
         # Its own file: a killed worker's half-written last line cannot run into another's.
         loop_lag_log = self._logs / f"loop-lag-{name}.jsonl"
         worker_name = f"bench-{name}"
         env = dict(
             self.env,
             EXPORTER_ENCODE_PROCESSES=str(encode_processes),
+            EXPORTER_XLSX_ROWS_IN_DATABASE=str(rows_in_database).lower(),
             EXPORTER_LOOP_LAG_LOG=str(loop_lag_log),
             EXPORTER_WORKER_NAME=worker_name,
         )
@@ -224,7 +231,7 @@ class Stack:
             service = Service(
                 "worker", [*EXPORTER_COMMAND, "worker"], env, self._logs / f"worker-{name}.log"
             )
-            self.worker = Worker(service, encode_processes, loop_lag_log)
+            self.worker = Worker(service, encode_processes, rows_in_database, loop_lag_log)
             # arq writes its health-check key once it has started and polls the queue.
             async with asyncio.timeout(START_TIMEOUT_S):
                 while not await redis.exists(health_check):
@@ -233,18 +240,20 @@ class Stack:
         finally:
             await redis.aclose()
 
-    async def use_worker(self, encode_processes: int) -> None:
-        """The worker restarted with ``encode_processes`` unless it already runs with them."""
-        if self.worker is None or self.worker.encode_processes != encode_processes:
+    async def use_worker(self, encode_processes: int, *, rows_in_database: bool = True) -> None:
+        """The worker restarted with these settings unless it already runs with them."""
+        wanted = (encode_processes, rows_in_database)
+        worker = self.worker
+        if worker is None or (worker.encode_processes, worker.rows_in_database) != wanted:
             await self.stop_worker()
-            await self.start_worker(encode_processes)
+            await self.start_worker(encode_processes, rows_in_database=rows_in_database)
 
     async def restart_worker(self) -> None:
         """The worker stopped and started again as it was: a process with fresh memory."""
         assert self.worker is not None, "no worker to restart"
-        encode_processes = self.worker.encode_processes
+        worker = self.worker
         await self.stop_worker()
-        await self.start_worker(encode_processes)
+        await self.start_worker(worker.encode_processes, rows_in_database=worker.rows_in_database)
 
     def check_running(self) -> None:
         if self.api is not None:
