@@ -18,6 +18,7 @@ from arq.worker import Worker
 from exporter.ops.seed import seed
 from settings import Settings
 from tests.expected import ACCOUNT_HEADER, account_rows
+from tests.processes import claimed
 from tests.support import ApiUser, files_in, wait_until, xlsx_rows
 from tests.workers import running_worker
 
@@ -126,3 +127,29 @@ async def test_with_no_encoding_processes_the_worker_writes_xlsx_itself(
 
     assert task["status"] == "completed"
     assert xlsx_rows(content) == [ACCOUNT_HEADER, *await account_rows(db)]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("parallel_worker")
+async def test_a_part_losing_its_database_connection_is_retried_as_a_lost_connection(
+    admin: ApiUser, db: asyncpg.Connection[Any]
+) -> None:
+    # Parts of 6,000 rows at a millisecond a row: cut off after their first batches.
+    task = await admin.create("test_slow", "xlsx", rows=12_000)
+    await claimed(db, task["id"], min_rows=1)
+
+    # The parts' connections: in an encoding process, where an exception loses its chain
+    # when it is sent back to the worker. (A rendering statement is longer than the part of
+    # it pg_stat_activity keeps; it starts so.)
+    terminated = await db.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND state = 'active'"
+        " AND (query LIKE 'SELECT convert_to(%' OR query LIKE '%pg_sleep%')"
+        " AND query NOT LIKE '%count(%' AND pid <> pg_backend_pid()"
+    )
+    done = await admin.finished(task["id"], timeout_s=60)
+
+    assert terminated >= 1
+    assert done["status"] == "completed", done
+    assert done["attempts"] == 2
+    assert "lost the database connection" in done["history"][2]["detail"]

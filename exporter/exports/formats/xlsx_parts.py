@@ -24,7 +24,7 @@ from typing import Any
 
 import asyncpg
 
-from exporter.db import Connection
+from exporter.db import Connection, lost_connection
 from exporter.errors import ExportFailed
 from exporter.exports.columns import Column
 from exporter.exports.formats.xlsx_row_sql import rendered_rows_sql
@@ -81,7 +81,14 @@ class PartAbandoned(Exception):
 def encode_part(job: PartJob) -> Deflated | None:
     """Run in an encoding process: compress one range's rows as the database renders them
     (or, for a whole export, write the finished workbook with xlsxwriter)."""
-    return asyncio.run(_encode_part_while_wanted(job))
+    try:
+        return asyncio.run(_encode_part_while_wanted(job))
+    except Exception as exc:
+        # Pickled back to the worker, an exception loses its chain, and with it the lost
+        # connection behind an InterfaceError: the attempt would not be retried.
+        if (lost := lost_connection(exc)) is not None:
+            raise ConnectionError(f"{type(lost).__name__}: {lost}") from None
+        raise
 
 
 async def _encode_part_while_wanted(job: PartJob) -> Deflated | None:
@@ -158,7 +165,7 @@ async def _render_part(job: PartJob) -> Deflated:
             save_at = loop.time()
             while batch := await cursor.fetch(RENDERED_BATCH_ROWS):
                 if compressing is not None:
-                    await compressing
+                    await asyncio.shield(compressing)
                 # Joined in the thread too, so that the next fetch goes out at once.
                 compressing = loop.run_in_executor(None, _compress_rows, stream, batch)
                 rows += len(batch)
@@ -166,7 +173,7 @@ async def _render_part(job: PartJob) -> Deflated:
                     save_rows_done(job.progress_file, rows)
                     save_at = loop.time() + PROGRESS_SAVE_S
             if compressing is not None:
-                await compressing
+                await asyncio.shield(compressing)
         _check_rows(job, rows)
         save_rows_done(job.progress_file, rows)
         return stream.finish()
