@@ -41,6 +41,10 @@ mypy: $(STAMP) ## mypy --strict on exporter/, handlers/ and bench/
 test: lint mypy arch ## lint, type-check, check the layers and run every tier: unit, integration, e2e
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
+.PHONY: fidelity
+fidelity: $(STAMP) ## xlsx exports of 100,000 and 1,100,000 rows read back by openpyxl, calamine and LibreOffice
+	$(BIN)/pytest -q --fidelity tests/integration/test_xlsx_fidelity.py $(PYTEST_ARGS)
+
 .PHONY: unit
 unit: $(STAMP) ## the unit tests alone: no server, a few seconds
 	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)

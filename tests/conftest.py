@@ -56,6 +56,23 @@ def with_redis_db(url: str, number: int) -> str:
     return urlunsplit(parts._replace(path=f"/{number}"))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fidelity",
+        action="store_true",
+        help="also run the tests marked fidelity (minutes each; make fidelity runs them)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--fidelity"):
+        return
+    skip = pytest.mark.skip(reason="marked fidelity: minutes long, run by make fidelity")
+    for item in items:
+        if item.get_closest_marker("fidelity"):
+            item.add_marker(skip)
+
+
 @dataclass(frozen=True)
 class Servers:
     """Server-level URLs: PostgreSQL's maintenance database, and Redis."""
@@ -205,13 +222,13 @@ def s3_env(seaweedfs: SeaweedFS, s3_storage_url: str) -> dict[str, str]:
     return {**seaweedfs.env(), "EXPORTER_STORAGE_URL": s3_storage_url}
 
 
-@pytest.fixture
-def settings(database_url: str, service_urls: Servers, tmp_path: Path) -> Settings:
+def settings_for(database_url: str, service_urls: Servers, directory: Path) -> Settings:
+    """A test's settings: its database, its own queue, its files under ``directory``."""
     return Settings(
         database_url=database_url,
         redis_url=with_redis_db(service_urls.redis_url, TEST_REDIS_DB),
         secret=SECRET,
-        storage_url=(tmp_path / "exports").as_uri(),
+        storage_url=(directory / "exports").as_uri(),
         queue_name=f"exporter-test:{uuid.uuid4().hex}",
         time_zone="Asia/Shanghai",
         job_timeout_s=60,
@@ -222,6 +239,11 @@ def settings(database_url: str, service_urls: Servers, tmp_path: Path) -> Settin
         shutdown_grace_s=1,
         handler_modules=failing_handlers.HANDLER_MODULES,
     )
+
+
+@pytest.fixture
+def settings(database_url: str, service_urls: Servers, tmp_path: Path) -> Settings:
+    return settings_for(database_url, service_urls, tmp_path)
 
 
 def on_s3(settings: Settings, server: SeaweedFS, storage_url: str) -> Settings:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -46,25 +47,33 @@ def local(value: datetime | None) -> datetime | None:
     return value.astimezone(ZONE).replace(tzinfo=None, microsecond=0)
 
 
+def account_row(r: asyncpg.Record) -> list[Any]:
+    """One account as an xlsx reader returns it (None for empty cells)."""
+    return [
+        r["id"],
+        r["username"],
+        r["nickname"],
+        r["email"],
+        r["phone"],
+        STATUS_LABELS[r["status"]],
+        r["role"],
+        local(r["created_at"]),
+        local(r["last_login_at"]),
+    ]
+
+
 async def account_rows(
     db: asyncpg.Connection[Any], where: str = "TRUE", *args: Any
 ) -> list[list[Any]]:
     """Rows as an xlsx reader returns them (None for empty cells)."""
-    records = await db.fetch(ACCOUNTS.format(where=where), *args)
-    return [
-        [
-            r["id"],
-            r["username"],
-            r["nickname"],
-            r["email"],
-            r["phone"],
-            STATUS_LABELS[r["status"]],
-            r["role"],
-            local(r["created_at"]),
-            local(r["last_login_at"]),
-        ]
-        for r in records
-    ]
+    return [account_row(r) for r in await db.fetch(ACCOUNTS.format(where=where), *args)]
+
+
+async def each_account_row(db: asyncpg.Connection[Any]) -> AsyncIterator[list[Any]]:
+    """Every account as :func:`account_rows` has it, one at a time: for more rows than a test
+    holds. Inside a transaction (a cursor's condition)."""
+    async for record in db.cursor(ACCOUNTS.format(where="TRUE"), prefetch=10_000):
+        yield account_row(record)
 
 
 async def role_rows(db: asyncpg.Connection[Any]) -> list[list[Any]]:
