@@ -37,8 +37,8 @@ class CeilingJob:
     args: list[Any]
     time_zone: str
     labels: list[str]  # column headers
-    # number, datetime or string, per value of a row; a datetime is followed by "date-text",
-    # the text of a date Excel cannot hold, written in the same cell instead.
+    # number, datetime or string, per value of a row; a number or datetime is followed by
+    # "text-instead", the text of a value Excel cannot hold, written in the same cell instead.
     cells: list[str]
 
 
@@ -101,7 +101,7 @@ async def cursor_ceiling(job: CeilingJob) -> CeilingResult:
 
 
 CellWriter = tuple[Callable[..., int], Any]
-DATE_TEXT = "date-text"
+TEXT_INSTEAD = "text-instead"
 
 
 def _cell_writer(sheet: Any, cell: str, date_format: Any) -> CellWriter:
@@ -127,7 +127,7 @@ def write_workbook(
     writers = []
     col = -1
     for cell in cells:
-        col += cell != DATE_TEXT
+        col += cell != TEXT_INSTEAD
         writers.append((col, *_cell_writer(sheet, cell, date_format)))
     for row_number, values in enumerate(rows, start=1):
         for (col, write, cell_format), value in zip(writers, values, strict=True):

@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.ceiling_process import DATE_TEXT, CeilingJob, CeilingResult
+from bench.ceiling_process import TEXT_INSTEAD, CeilingJob, CeilingResult
 from exporter.exports.columns import ColumnKind
 from exporter.exports.formats import FORMATS
 from exporter.exports.registry import ExportHandler, load_handlers
@@ -31,8 +31,11 @@ TIME_ZONE = "Asia/Shanghai"
 MAX_SHEET_DATA_ROWS = 1_048_575  # one sheet: Excel's row limit less the header
 ROOT = Path(__file__).resolve().parent.parent
 
-# The values of a row of the xlsx statement, by column kind: a date, or else its text.
-_CELLS = {ColumnKind.INTEGER: ["number"], ColumnKind.DATETIME: ["datetime", DATE_TEXT]}
+# The values of a row of the xlsx statement, by column kind: a number or a date, else its text.
+_CELLS = {
+    ColumnKind.INTEGER: ["number", TEXT_INSTEAD],
+    ColumnKind.DATETIME: ["datetime", TEXT_INSTEAD],
+}
 
 
 class CeilingFailed(Exception):

@@ -183,7 +183,7 @@ def test_the_writer_takes_a_date_or_its_text_for_a_datetime_column(tmp_path: Pat
     columns = [Column("时间", "at", ColumnKind.DATETIME), Column("N", "n", ColumnKind.INTEGER)]
     writer = XlsxExportWriter(tmp_path / "out.xlsx", "t", columns)
 
-    writer.write_rows([(datetime(2026, 1, 2, 3, 4, 5), None, 1), (None, "infinity", 2)])
+    writer.write_rows([(datetime(2026, 1, 2, 3, 4, 5), None, 1, None), (None, "infinity", 2, None)])
     writer.close()
 
     assert xlsx_rows((tmp_path / "out.xlsx").read_bytes()) == [

@@ -9,6 +9,7 @@ import random
 import zipfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +36,19 @@ COLUMNS = (
         labels={"a": "甲", "b": " 乙 ", "c": "<r>&</r>", "d": "_x0041_ & <b>"},
     ),
     Column("备注", "h.u"),
+    # INTEGER columns of other number types: a sum of bigints is numeric.
+    Column("小整数", "h.i4", ColumnKind.INTEGER),
+    Column("合计", "h.total", ColumnKind.INTEGER),
+    Column("浮点", "h.f8", ColumnKind.INTEGER),
 )
 # The last text column has a nondeterministic collation, which pattern matching refuses.
 TABLE = """
 CREATE COLLATION case_blind (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
 CREATE TABLE hostile (
-    pos bigint PRIMARY KEY, n bigint, t text, d timestamptz, e text, u text COLLATE case_blind
+    pos bigint PRIMARY KEY, n bigint, t text, d timestamptz, e text, u text COLLATE case_blind,
+    i4 integer, total numeric, f8 double precision
 )"""
-FIELDS = ("pos", "n", "t", "d", "e", "u")
+FIELDS = ("pos", "n", "t", "d", "e", "u", "i4", "total", "f8")
 # The workbook's creation time, the one member written at a different moment.
 UNCOMPARED = {"docProps/core.xml"}
 
@@ -158,11 +164,18 @@ DATES = [
                                         (7, 0, 0, 3), (8, 7, 7, 7), (9, 13, 13, 13))),
 ]  # fmt: skip
 CODES = ["a", "b", "c", "d", "zz", "<r>x</r>", "\x01", " z", "_x0041_"]
+SMALL_INTEGERS = [0, 1, -1, 2**31 - 1, -(2**31)]
+TOTALS = [
+    Decimal(text)
+    for text in "10000 600000000000000 1200000000000000 10.10 0.0000000000 -5".split()
+    + "999999999999999.0 -999999999999999 1e20 NaN Infinity".split()
+]
+FLOATS = [0.1 + 0.2, 1e15, 1e-7, 123456789.123456789, 42.0, -0.0, float("nan"), float("inf")]
 
-Row = tuple[int, int | None, str | None, str | datetime | None, str | None, str | None]
+Row = tuple[Any, ...]
 
 
-PLAIN_ROW = (1, "plain", "2026-01-31 08:00:00", "a", "备注")
+PLAIN_ROW = (1, "plain", "2026-01-31 08:00:00", "a", "备注", 2, Decimal(3), 4.0)
 
 
 def hostile_rows() -> list[Row]:
@@ -174,6 +187,9 @@ def hostile_rows() -> list[Row]:
         [*DATES, None],
         [*CODES, None],
         [None, "", " ", *HOSTILE_TEXTS[::-1]],
+        [*SMALL_INTEGERS, None],
+        [*TOTALS, None],
+        [*FLOATS, None],
     ]
     alone = [
         tuple(value if index == column else plain for index, plain in enumerate(PLAIN_ROW))
@@ -182,7 +198,8 @@ def hostile_rows() -> list[Row]:
     ]
     count = max(len(values) for values in columns)
     mixed = [tuple(values[pos % len(values)] for values in columns) for pos in range(count)]
-    rows = [(None, None, None, None, None), *alone, *mixed, (7, None, None, None, None)]
+    nulls = (None,) * len(PLAIN_ROW)
+    rows = [nulls, *alone, *mixed, (7, *nulls[1:])]
     # The last row has its ID: the reference's dimension ends at its last cell.
     return [(pos, *values) for pos, values in enumerate(rows)]
 
@@ -271,6 +288,9 @@ def fuzz_rows(count: int, *, seed: int, sheet_rows: int) -> Iterator[Row]:
             fuzz_date(generator),
             generator.choice([*CODES, None]),
             fuzz_text(generator) if generator.random() < 0.5 else generator.choice([None, "备注"]),
+            generator.choice([*SMALL_INTEGERS, None, generator.randint(-(2**31), 2**31 - 1)]),
+            generator.choice([*TOTALS, None, Decimal(generator.randint(-(10**18), 10**18))]),
+            generator.choice([*FLOATS, None, generator.uniform(-1e16, 1e16)]),
         )
 
 
@@ -284,9 +304,10 @@ async def encoders() -> AsyncIterator[EncoderPool]:
 async def insert_rows(db: asyncpg.Connection[Any], rows: list[Row]) -> None:
     await db.execute(TABLE)
     # Dates go in as text, so that the server reads each in its own zone or keyword.
-    text_rows = [(pos, n, t, None if d is None else str(d), e, u) for pos, n, t, d, e, u in rows]
+    text_rows = [(pos, n, t, None if d is None else str(d), *rest) for pos, n, t, d, *rest in rows]
     await db.executemany(
-        "INSERT INTO hostile VALUES ($1, $2, $3, $4::text::timestamptz, $5, $6)", text_rows
+        "INSERT INTO hostile VALUES ($1, $2, $3, $4::text::timestamptz, $5, $6, $7, $8, $9)",
+        text_rows,
     )
 
 
@@ -314,8 +335,9 @@ async def write_both_ways(
     *,
     time_zone: str,
     max_sheet_rows: int,
+    columns: tuple[Column, ...] = COLUMNS,
 ) -> tuple[dict[str, bytes], dict[str, bytes]]:
-    sql = build_export_sql(COLUMNS, RowQuery("hostile h", order_by="h.pos"), XLSX.value_sql)
+    sql = build_export_sql(columns, RowQuery("hostile h", order_by="h.pos"), XLSX.value_sql)
     reference = tmp_path / "xlsxwriter" / "out.xlsx"
     rendered = tmp_path / "rendered" / "out.xlsx"
     reference.parent.mkdir()
@@ -323,7 +345,7 @@ async def write_both_ways(
     async with db.transaction(isolation="repeatable_read", readonly=True):
         await db.execute(SESSION_SETTINGS, time_zone)
         total = int(await db.fetchval(sql.count, *sql.count_args))
-        writer = XlsxExportWriter(reference, TITLE, COLUMNS, max_sheet_rows=max_sheet_rows)
+        writer = XlsxExportWriter(reference, TITLE, columns, max_sheet_rows=max_sheet_rows)
         cursor = await db.cursor(sql.rows, *sql.args)
         while batch := await cursor.fetch(5_000):
             writer.write_rows(batch)
@@ -337,7 +359,7 @@ async def write_both_ways(
             args=sql.args,
             total=total,
             title=TITLE,
-            columns=COLUMNS,
+            columns=columns,
             time_zone=time_zone,
             path=rendered,
             report_done=lambda rows: None,
@@ -391,6 +413,20 @@ async def test_hostile_values_render_as_the_bytes_xlsxwriter_writes(
         assert element in sheets, element
 
 
+async def test_a_sheet_of_numbers_alone_renders_as_the_bytes_xlsxwriter_writes(
+    db: asyncpg.Connection[Any], database_url: str, encoders: EncoderPool, tmp_path: Path
+) -> None:
+    # No text column: the row's texts joined are those of the numbers Excel cannot hold.
+    await insert_rows(db, hostile_rows())
+    numbers = tuple(column for column in COLUMNS if column.kind is ColumnKind.INTEGER)
+
+    expected, actual = await write_both_ways(
+        db, database_url, encoders, tmp_path, time_zone="UTC", max_sheet_rows=100, columns=numbers
+    )
+
+    assert_same_workbooks(expected, actual)
+
+
 FUZZ_ROWS = 100_000
 
 
@@ -402,14 +438,14 @@ async def test_a_random_fuzz_of_100_000_rows_renders_as_the_bytes_xlsxwriter_wri
     sheet_rows = 40_000
     await db.execute(TABLE)
     rows = [
-        (pos, n, t, d if isinstance(d, datetime | None) else None, e, u)
-        for pos, n, t, d, e, u in fuzz_rows(FUZZ_ROWS, seed=16, sheet_rows=sheet_rows)
+        (pos, n, t, d if isinstance(d, datetime | None) else None, *rest)
+        for pos, n, t, d, *rest in fuzz_rows(FUZZ_ROWS, seed=16, sheet_rows=sheet_rows)
     ]
     await db.copy_records_to_table("hostile", records=rows, columns=FIELDS)
     # The keywords a timestamptz can hold besides dates, put in where the fuzz drew them.
     keywords = [
         (pos, d)
-        for pos, _, _, d, _, _ in fuzz_rows(FUZZ_ROWS, seed=16, sheet_rows=sheet_rows)
+        for pos, _, _, d, *_ in fuzz_rows(FUZZ_ROWS, seed=16, sheet_rows=sheet_rows)
         if isinstance(d, str)
     ]
     await db.executemany("UPDATE hostile SET d = $2::text::timestamptz WHERE pos = $1", keywords)

@@ -52,7 +52,7 @@ def test_rows_past_the_sheet_limit_continue_on_a_new_sheet_with_the_header_repea
     tmp_path: Path,
 ) -> None:
     at = datetime(2026, 1, 2, 3, 4, 5)
-    rows = [(n, f"name {n}", at, None) for n in range(1, 8)]
+    rows = [(n, None, f"name {n}", at, None) for n in range(1, 8)]
 
     names = write(tmp_path / "out.xlsx", rows, max_sheet_rows=3)
 
@@ -73,9 +73,12 @@ def test_rows_past_the_sheet_limit_continue_on_a_new_sheet_with_the_header_repea
     ]
 
 
-def test_integers_beyond_excels_precision_are_written_as_text(tmp_path: Path) -> None:
+def test_an_integer_column_takes_the_number_or_else_its_text(tmp_path: Path) -> None:
+    # The xlsx statement gives the text of a number Excel cannot hold exactly (10**15 on).
     write(
-        tmp_path / "out.xlsx", [(10**15, "big", None, None), (10**15 - 1, "fits", None, None)], 10
+        tmp_path / "out.xlsx",
+        [(None, "1000000000000000", "big", None, None), (10**15 - 1, None, "fits", None, None)],
+        10,
     )
 
     content = xlsx_rows((tmp_path / "out.xlsx").read_bytes())
@@ -88,7 +91,7 @@ def test_a_value_of_the_wrong_kind_fails_the_export_instead_of_vanishing(tmp_pat
     writer = XlsxExportWriter(tmp_path / "out.xlsx", "t", COLUMNS)
 
     with pytest.raises(ExportFailed, match="sheet 1 row 2, column '时间': Unknown or unsupported"):
-        writer.write_rows([(1, "ok", "not a datetime", None)])
+        writer.write_rows([(1, None, "ok", "not a datetime", None)])
     writer.abandon()
 
 

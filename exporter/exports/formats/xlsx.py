@@ -38,6 +38,24 @@ def _datetime_sql(value: str) -> str:
     )
 
 
+# Excel keeps 15 significant digits: a number from 10**15 on, or with a fraction, is text.
+MAX_EXACT_INTEGER = 10**15
+
+
+def _integer_sql(value: str) -> str:
+    # Two values, as the workbook writer takes them: the number Excel holds exactly, else its
+    # text. ``value`` may be of any number type (a sum of bigints is numeric): settled here, it
+    # reaches the writer, and the rows the database renders, as a bigint or a text alone.
+    exact = (
+        f"{value} > -{MAX_EXACT_INTEGER} AND {value} < {MAX_EXACT_INTEGER}"
+        f" AND {value} = trunc({value})"
+    )
+    return (
+        f"CASE WHEN {exact} THEN {value}::bigint END,"
+        f" CASE WHEN NOT ({exact}) THEN {value}::text END"
+    )
+
+
 class XlsxFormat:
     """xlsx through xlsxwriter; a new sheet past Excel's row limit."""
 
@@ -48,6 +66,8 @@ class XlsxFormat:
     grows_at_end = False
 
     def value_sql(self, column: Column, value: str, args: list[Any]) -> str:
+        if column.kind is ColumnKind.INTEGER:
+            return _integer_sql(value)
         if column.kind is ColumnKind.DATETIME:
             return _datetime_sql(value)
         if column.kind is ColumnKind.ENUM:

@@ -8,11 +8,11 @@ same text is concatenated in SQL over the values the xlsx statement yields (its 
 so kinds, labels and time zones stay defined there), one result row per sheet row.
 
 Every step is an expression written inline: a SQL function is called once per value, and was
-10 times slower. The statement has two levels. The inner one (a window, which PostgreSQL never
-flattens into the level above) computes each value's parts once per row: a text's cell body,
-a date's integer part and fraction. The outer one joins them with the row number. What makes a
-text need escaping, a ``preserve`` or a cut is rare, so one regular expression sends the rest
-straight through, and only the rare values pay for the exact steps.
+10 times slower. Each level of the statement computes its values once per row (see
+``rendered_rows_sql``): a date's integer part and fraction, its digits, a row's texts joined
+and numbered, then the XML. What makes a text need escaping, a ``preserve`` or a cut is rare,
+so one regular expression over a row's texts sends nearly every row the short way, and only
+the rare ones pay for the exact steps.
 
 The differential test (``tests/integration/test_xlsx_row_sql.py``) writes hostile values and a
 seeded random fuzz both ways and compares the bytes.
@@ -21,7 +21,6 @@ seeded random fuzz both ways and compares the bytes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
 
 from xlsxwriter.utility import xl_col_to_name
 
@@ -30,7 +29,6 @@ from exporter.exports.formats.xlsx_workbook import (
     DATE_STYLE_INDEX,
     KEEP_UTF16_UNITS,
     MAX_CELL_UTF16_UNITS,
-    MAX_EXACT_INTEGER,
     TRUNCATION_MARKER,
 )
 
@@ -58,6 +56,9 @@ _NEEDS_MORE = (
 # A row's texts of at most this many bytes together each have at most as many UTF-16 units.
 _FITS_BYTES = MAX_CELL_UTF16_UNITS // 2
 
+# Kinds the xlsx statement gives one value (the others: the number or date, else its text).
+_ONE_VALUE = (ColumnKind.TEXT, ColumnKind.ENUM)
+
 _TEXT_TAG = ' t="inlineStr"><is><t>'
 _PRESERVED_TEXT_TAG = ' t="inlineStr"><is><t xml:space="preserve">'
 _TEXT_END = "</t></is></c>"
@@ -65,7 +66,6 @@ _TEXT_END = "</t></is></c>"
 # Every serial number from 61 on (1900-03-01, the first written as a date) is a multiple of
 # 2 ** -47, the unit of its fraction's exact digits.
 _FRACTION_UNIT = 2**47
-_EXCEL_EPOCH = date(1899, 12, 31)
 
 
 def _sql_string(text: str) -> str:
@@ -202,7 +202,8 @@ class _Cell:
         self.index = index
         self.start = f"'<c r=\"{xl_col_to_name(index)}' || r || '\"'"
         self.value = f"v{first_value}"
-        self.text = f"v{first_value + 1}"  # a DATETIME's text when Excel has no date for it
+        # An INTEGER's or a DATETIME's text, when Excel holds no number or date for it.
+        self.text = f"v{first_value + 1}"
 
     def parts(self) -> list[str]:
         """A date's integer part and fraction (computed below the window level)."""
@@ -219,20 +220,16 @@ class _Cell:
         return [f"{_scale(f'i{n}')} AS s{n}", f"f{n} * {_scale(f'i{n}')} AS y{n}"]
 
     def texts(self) -> list[str]:
-        if self.kind is ColumnKind.INTEGER:
-            return []
-        return [self.text if self.kind is ColumnKind.DATETIME else self.value]
+        return [self.value if self.kind in _ONE_VALUE else self.text]
 
     def xml(self) -> str:
         n = self.index
         if self.kind is ColumnKind.INTEGER:
+            # A bigint's text is the %.16G of a number below 10**15.
             number = f"{self.start} || '><v>' || {self.value} || '</v></c>'"
-            # Digits: nothing to escape.
-            text = f"{self.start} || '{_TEXT_TAG}' || {self.value} || '{_TEXT_END}'"
             return (
-                f"CASE WHEN {self.value} > -{MAX_EXACT_INTEGER}"
-                f" AND {self.value} < {MAX_EXACT_INTEGER} THEN {number}"
-                f" WHEN {self.value} IS NOT NULL THEN {text} ELSE '' END"
+                f"CASE WHEN {self.value} IS NOT NULL THEN {number}"
+                f" ELSE {_text_xml(self.start, self.text)} END"
             )
         if self.kind is ColumnKind.DATETIME:
             serial = _serial_text(f"i{n}", f"f{n}", f"s{n}", f"y{n}")
@@ -253,7 +250,7 @@ def rendered_rows_sql(columns: Sequence[Column], ranged: str, first_row_arg: int
     position = 0
     for index, column in enumerate(columns):
         cells.append(_Cell(column, index, position))
-        position += 2 if column.kind is ColumnKind.DATETIME else 1
+        position += 1 if column.kind in _ONE_VALUE else 2
     names = ", ".join(f"v{n}" for n in range(position))
     texts = [text for cell in cells for text in cell.texts()]
     parts = "".join(f", {part}" for cell in cells for part in cell.parts())

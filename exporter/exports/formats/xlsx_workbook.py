@@ -87,8 +87,6 @@ TRUNCATION_MARKER = "…[已截断]"
 # What a cut text keeps, the marker after it.
 KEEP_UTF16_UNITS = MAX_CELL_UTF16_UNITS - len(TRUNCATION_MARKER.encode("utf-16-le")) // 2
 _HIGH_SURROGATES = range(0xD800, 0xDC00)
-# Excel keeps 15 significant digits; a longer integer would come back altered.
-MAX_EXACT_INTEGER = 10**15
 
 _WIDTHS = {ColumnKind.INTEGER: 12, ColumnKind.DATETIME: 20, ColumnKind.ENUM: 10}
 _SHEET_NAME_FORBIDDEN = re.compile(r"[\[\]:*?/\\']")
@@ -186,16 +184,12 @@ class XlsxExportWriter:
         self, sheet: Worksheet, kind: ColumnKind
     ) -> list[tuple[CellWriter, Format | None]]:
         if kind is ColumnKind.INTEGER:
-            return [(self._write_integer, None)]
+            # The number Excel holds exactly, else its text: one of the two is None.
+            return [(sheet._write_number, None), (sheet._write_string, None)]
         if kind is ColumnKind.DATETIME:
             # The date Excel can hold, else its text: one of the two is None.
             return [(sheet._write_datetime, self._date_format), (sheet._write_string, None)]
         return [(self._write_text, None)]
-
-    def _write_integer(self, row: int, col: int, value: int, cell_format: Format | None) -> int:
-        if -MAX_EXACT_INTEGER < value < MAX_EXACT_INTEGER:
-            return int(self._sheet._write_number(row, col, value, cell_format))
-        return int(self._sheet._write_string(row, col, str(value), cell_format))
 
     def _write_text(self, row: int, col: int, value: str, cell_format: Format | None) -> int:
         # In constant_memory mode xlsxwriter writes a text that starts with "<r>" and ends with
@@ -213,8 +207,9 @@ class XlsxExportWriter:
         return int(self._sheet._write_string(row, col, cut_to_cell(value)))
 
     def write_rows(self, rows: Iterable[Iterable[Any]]) -> None:
-        """Append rows: a value per column, ints, strs or None; a DATETIME column takes two, the
-        naive datetime in the target zone when Excel can hold it, else None and its text."""
+        """Append rows: a value per column, strs or None; an INTEGER column takes two, the int
+        Excel holds exactly, else None and its text; a DATETIME column takes two, the naive
+        datetime in the target zone when Excel can hold it, else None and its text."""
         row = col = 0
         writers = self._cell_writers
         try:
