@@ -26,16 +26,17 @@ from tests.workers import running_worker
 ROWS_BY = {"rows_by_the_database": True, "rows_by_xlsxwriter": False}
 
 
-@pytest.fixture(params=list(ROWS_BY))
+@pytest.fixture
 def parallel_settings(
     request: pytest.FixtureRequest, settings: Settings, tmp_path: Path
 ) -> Settings:
+    rows_by = getattr(request, "param", "rows_by_the_database")
     return settings.model_copy(
         update={
             "parallel_min_rows": 1_000,
             "encode_processes": 2,
             "loop_lag_log": tmp_path / "loop-lag.jsonl",
-            "xlsx_rows_in_database": ROWS_BY[request.param],
+            "xlsx_rows_in_database": ROWS_BY[rows_by],
         }
     )
 
@@ -47,6 +48,7 @@ async def parallel_worker(parallel_settings: Settings) -> AsyncIterator[Worker]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("parallel_settings", list(ROWS_BY), indirect=True)
 @pytest.mark.usefixtures("parallel_worker")
 async def test_a_parallel_xlsx_export_matches_the_database_cell_by_cell(
     admin: ApiUser, db: asyncpg.Connection[Any], database_url: str, settings: Settings

@@ -191,7 +191,7 @@ async def test_every_cell_of_a_100000_row_export_reads_back_as_in_the_database(
 @pytest.mark.parametrize(
     "reader",
     [
-        pytest.param(CALAMINE, marks=pytest.mark.timeout(600)),
+        pytest.param(CALAMINE, marks=[pytest.mark.fidelity, pytest.mark.timeout(600)]),
         pytest.param(OPENPYXL, marks=[pytest.mark.fidelity, pytest.mark.timeout(900)]),
         pytest.param(LIBREOFFICE, marks=[pytest.mark.fidelity, pytest.mark.timeout(900)]),
     ],
